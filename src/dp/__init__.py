@@ -1,0 +1,29 @@
+"""dp: small, fast, exact reverse-mode automatic differentiation on NumPy, with batch norm done right.
+
+    data -> model.forward (builds Nodes from params) -> loss -> loss.grad(1)
+         -> optimizer.step(params, grads) -> params
+
+The public API, and nothing else, lives here.
+"""
+
+from dp import losses, ops
+from dp.gradcheck import GradcheckError, gradcheck
+from dp.layers import NeuralNode
+from dp.models import MLP, fold_batch_norm
+from dp.node import Node, primitive
+from dp.ops import concatenate, dot
+
+__all__ = [
+    "MLP",
+    "GradcheckError",
+    "NeuralNode",
+    "Node",
+    "concatenate",
+    "dot",
+    "fold_batch_norm",
+    "gradcheck",
+    "losses",
+    "ops",
+    "primitive",
+]
+__version__ = "0.1.0"

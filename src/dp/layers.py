@@ -1,0 +1,297 @@
+"""`NeuralNode`, the base class of models, and its layers: linear and batch norm.
+
+A model's whole state is one dict, ``self.params`` (name -> ndarray). A layer
+factory registers its entries there and returns a forward function that reads
+them at call time, so assigning a new array to ``params[k]`` changes the model:
+
+    class Net(dp.NeuralNode):
+        def __init__(self):
+            self.params = dict()        # calling super().__init__() is optional
+            self.l1 = self.linear(30, 20, "l1", bias=False)
+            self.bn1 = self.batch_norm(20, "bn1")
+            ...
+
+Batch norm is one fused primitive with the closed-form backward pass; the same
+layer written with elementary Node operations is in the tests (and in the
+solutions notebook), where it is checked against this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from dp import ops
+from dp.node import Node, primitive, shared_by_vjps
+
+Layer = Callable[..., Node]
+
+
+class NeuralNode:
+    """Base class of dp models: ``params``, layer factories, train/eval mode, prediction.
+
+    Subclasses build layers in ``__init__`` and define ``forward(x, train=None)``
+    returning probabilities (a Node). ``train=None`` means "the model's mode",
+    which is training until ``eval()`` is called; ``predict`` and
+    ``predict_proba`` always run in eval mode.
+    """
+
+    training: bool = True  # class-level defaults: a subclass need not call __init__
+    rng: np.random.Generator | None = None
+    dtype: Any = np.float64
+
+    def __init__(self, seed: int | None = None, dtype: Any = np.float64) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.rng = np.random.default_rng(seed)
+        self.dtype = np.dtype(dtype)
+
+    # ----- layers -----
+
+    def linear(self, fan_in: int, fan_out: int, name: str, bias: bool = True) -> Layer:
+        """Register ``weight_{name}`` (fan_in, fan_out) and, if ``bias``, ``bias_{name}``
+        (1, fan_out); return ``forward(x) = x @ weight + bias`` for x of shape (n, fan_in).
+
+        Weights start as Glorot-normal, N(0, 2 / (fan_in + fan_out)), biases at 0:
+        that keeps the variance of activations and of gradients roughly constant
+        through tanh layers (Glorot & Bengio, 2010), the reference network's
+        activation. Before batch norm, the scale matters little (batch norm
+        undoes it), so one rule serves both.
+        """
+        weight_key, bias_key = f"weight_{name}", f"bias_{name}"
+        self._register(
+            {
+                weight_key: self._generator().normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out)),
+                **({bias_key: np.zeros((1, fan_out))} if bias else {}),
+            }
+        )
+        params = self.params
+
+        def forward(x: Any) -> Node:
+            x = _input(x, fan_in, f"linear layer {name!r}")
+            weight = Node(params[weight_key], weight_key)
+            return ops.linear(x, weight, Node(params[bias_key], bias_key) if bias else None)
+
+        return forward
+
+    def batch_norm(
+        self, fan_in: int, name: str, momentum: float = 0.1, eps: float = 1e-5, unbiased_average: bool = False
+    ) -> Layer:
+        """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros). State, never in
+        ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}`` (zeros). All (1, fan_in).
+
+        Training (``train=True``, or ``None`` while the model is in training mode),
+        for a batch x of shape (N, fan_in), per feature::
+
+            mean = x.mean(0)        var = ((x - mean) ** 2).mean(0)     # biased
+            y = gamma * (x - mean) / sqrt(var + eps) + beta
+            avg_mean     <- (1 - momentum) * avg_mean     + momentum * mean
+            avg_variance <- (1 - momentum) * avg_variance + momentum * var
+
+        Evaluation (``train=False``) uses ``avg_mean`` and ``avg_variance`` instead of
+        the batch's statistics, and changes nothing.
+
+        ``momentum`` is the weight of the *new* batch, as in PyTorch
+        (``BatchNorm1d(momentum=0.1)``). Keras's ``momentum`` is the weight of the
+        *old* average (``BatchNormalization(momentum=0.99)``): Keras m equals dp
+        ``1 - m``. ``unbiased_average=True`` stores the unbiased batch variance
+        ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
+        normalization itself always uses the biased one, as in the paper.
+
+        Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
+        of fewer than 2 rows (one value per feature has no variance); NaN, inf or
+        overflowing values (checked before any state changes); ``RuntimeError`` for
+        evaluation before any training batch (the averages are still zeros, and
+        dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
+        """
+        keys = [f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance")]
+        gamma_key, beta_key, mean_key, variance_key = keys
+        row = (1, fan_in)
+        self._register(dict(zip(keys, (np.ones(row), np.zeros(row), np.zeros(row), np.zeros(row)))))
+        params, what = self.params, f"batch norm {name!r}"
+
+        def forward(x: Any, train: bool | None = None) -> Node:
+            x = _input(x, fan_in, what)
+            gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
+            if not (self.training if train is None else train):
+                variance = params[variance_key]
+                if not variance.any():
+                    raise RuntimeError(
+                        f"{what} has not seen a training batch yet: its moving averages are still "
+                        "zeros. Train first (train=True), or load trained parameters."
+                    )
+                _check_finite(x.value, what)
+                return normalize_with(x, gamma, beta, params[mean_key], variance, eps=eps)
+            count = x.shape[0]
+            if count < 2:
+                raise ValueError(
+                    f"{what}: a training batch needs at least 2 rows, got {count}: with one value per "
+                    "feature the batch variance is 0 and normalizing is meaningless. Use larger "
+                    "batches, or train=False to use the moving averages."
+                )
+            mean, centered, var = batch_statistics(x.value)
+            if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+                raise ValueError(f"{what}: the batch has NaN or inf values (or values too large to square)")
+            stored = var * (count / (count - 1)) if unbiased_average else var
+            params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
+            params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
+            return normalize_batch(x, gamma, beta, centered, var, eps=eps)
+
+        return forward
+
+    def _register(self, entries: dict[str, np.ndarray]) -> None:
+        clash = sorted(set(entries) & set(self.params))
+        if clash:
+            raise ValueError(f"parameter names already in use: {clash}; give each layer its own name")
+        self.params.update({k: v.astype(self.dtype) for k, v in entries.items()})
+
+    def _generator(self) -> np.random.Generator:
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        return self.rng
+
+    # ----- modes and prediction -----
+
+    def train(self, mode: bool = True) -> NeuralNode:
+        """Set training mode (``mode=True``) or eval mode for every batch-norm layer
+        called without an explicit ``train`` argument. Returns the model."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> NeuralNode:
+        """Eval mode: batch norm uses its moving averages. Same as ``train(False)``."""
+        return self.train(False)
+
+    def forward(self, x: Any, train: bool | None = None) -> Node:
+        """The model's output probabilities for a batch ``x``; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, train=None)")
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
+        with self.unchanged_on_error():
+            return self.forward(x, train=False).value
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
+        one output, else the most probable output's index."""
+        p = self.predict_proba(x)
+        labels = (p > 0.5) if p.shape[1] == 1 else p.argmax(axis=1)
+        return labels.astype(np.int64).reshape(-1, 1)
+
+    # ----- state -----
+
+    def get_param(self) -> dict[str, np.ndarray]:
+        """A copy of ``params``: learned parameters and batch-norm state."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_param(self, values: dict[str, Any]) -> None:
+        """Replace some or all of ``params`` (copies are stored). Every name must already
+        exist and every array keep its shape; on any error nothing is changed."""
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise KeyError(f"unknown parameter names {unknown}; this model has {sorted(self.params)}")
+        new = {}
+        for k, v in values.items():
+            array = np.array(v, dtype=self.params[k].dtype)
+            if array.shape != self.params[k].shape:
+                raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
+            new[k] = array
+        self.params.update(new)
+
+    @contextlib.contextmanager
+    def unchanged_on_error(self) -> Iterator[None]:
+        """Run a block that may update ``params`` (batch-norm averages do); if it raises,
+        put every entry back as it was. Cheap: layers replace arrays, they never
+        write into them, so keeping the old references keeps the old values."""
+        saved = dict(self.params)
+        try:
+            yield
+        except BaseException:
+            self.params.clear()
+            self.params.update(saved)
+            raise
+
+
+def _input(x: Any, fan_in: int, what: str) -> Node:
+    """A layer's input as a Node, with its shape checked."""
+    x = x if isinstance(x, Node) else Node(x)
+    if x.ndim != 2 or x.shape[1] != fan_in:
+        raise ValueError(
+            f"{what} expects a batch of shape (n, {fan_in}), with {fan_in} features per row; got {x.shape}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: the batch is empty (0 rows)")
+    return x
+
+
+def _check_finite(value: np.ndarray, what: str) -> None:
+    if not np.isfinite(value).all():
+        raise ValueError(f"{what}: the input has NaN or inf values")
+
+
+# ----- batch norm, as primitives with their closed-form backward passes -----
+
+
+def batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature ``mean``, ``x - mean`` and biased variance of a batch x (N, F)."""
+    mean = x.mean(axis=0, keepdims=True)
+    centered = x - mean
+    return mean, centered, np.einsum("ij,ij->j", centered, centered)[None, :] / x.shape[0]
+
+
+@primitive
+def normalize_batch(x, gamma, beta, centered, var, eps=1e-5):
+    """Training-mode batch norm of x (N, F), given its `batch_statistics` ``centered``
+    (which this takes over and overwrites) and ``var``. The backward pass is
+    closed-form, with xhat = (x - mean) / sqrt(var + eps) and column sums over the batch::
+
+        dgamma = sum(g * xhat)     dbeta = sum(g)
+        dx = gamma / sqrt(var + eps) / N * (N * g - dbeta - xhat * dgamma)
+    """
+    n = x.shape[0]
+    inv = 1 / np.sqrt(var + eps)
+    xhat = np.multiply(centered, inv, out=centered)
+    y = xhat * gamma
+    y += beta
+    column_sums = shared_by_vjps(
+        lambda g: (np.einsum("ij,ij->j", g, xhat)[None, :], g.sum(axis=0, keepdims=True))
+    )
+
+    def vjp_x(g):
+        dgamma, dbeta = column_sums(g)
+        d = xhat * (dgamma / n)  # gamma * inv * (g - dbeta / N - xhat * dgamma / N), in one temporary
+        d += dbeta / n
+        np.subtract(g, d, out=d)
+        d *= gamma * inv
+        return d
+
+    return y, (vjp_x, lambda g: column_sums(g)[0], lambda g: column_sums(g)[1], None, None)
+
+
+@primitive
+def normalize_with(x, gamma, beta, mean, var, eps=1e-5):
+    """Eval-mode batch norm: normalize with fixed ``mean`` and ``var`` (the moving
+    averages), an affine map of x: ``dx = g * gamma / sqrt(var + eps)``."""
+    inv = 1 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv
+    y = xhat * gamma
+    y += beta
+    return y, (
+        lambda g: g * (gamma * inv),
+        lambda g: np.einsum("ij,ij->j", g, xhat)[None, :],
+        lambda g: g.sum(axis=0, keepdims=True),
+        None,
+        None,
+    )
+
+
+def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Training-mode batch norm as a plain function (no moving averages): x (N, F),
+    gamma and beta (1, F); each a Node or an array."""
+    x = x if isinstance(x, Node) else Node(x)
+    _, centered, var = batch_statistics(x.value)
+    return normalize_batch(x, gamma, beta, centered, var, eps=eps)

@@ -1,0 +1,111 @@
+"""Cross-entropy losses, each one fused primitive, summed over the batch by default.
+
+Labels are checked before anything is computed: a label per row (shape (n,) or
+(n, 1), or one-hot (n, k) where it applies), finite, in range. A 1-D label
+vector is never broadcast against an (n, 1) output into an (n, n) matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dp.node import Node, primitive
+from dp.ops import log_softmax_array, sigmoid_array
+
+REDUCTIONS = ("sum", "mean")
+
+
+def binary_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: float = 1e-12) -> Node:
+    """``-sum(y log p + (1 - y) log(1 - p))`` for probabilities p (n, 1) and labels y in
+    [0, 1]. p is clipped to ``[clip, 1 - clip]`` so a confident mistake costs a
+    large finite loss, not inf; where the clip bites, the gradient is 0. Prefer
+    `binary_cross_entropy_with_logits`, which needs no clipping."""
+    return _binary_cross_entropy(p, _binary_labels(y, p), _scale(reduction, p), clip)
+
+
+@primitive
+def _binary_cross_entropy(p, y, scale, clip):
+    q = np.clip(p, clip, 1 - clip)
+    loss = -scale * (y * np.log(q) + (1 - y) * np.log(1 - q)).sum(keepdims=True)
+    inside = (p >= clip) & (p <= 1 - clip)
+    return loss, (lambda g: g * scale * inside * (q - y) / (q * (1 - q)), None, None, None)
+
+
+def binary_cross_entropy_with_logits(z: Node, y: Any, reduction: str = "sum") -> Node:
+    """The binary cross-entropy of ``sigmoid(z)``, computed from the logits z (n, 1)
+    without forming the probabilities: ``sum(max(z, 0) - y z + log(1 + exp(-|z|)))``,
+    finite for any finite z. Its gradient is ``sigmoid(z) - y``."""
+    return _binary_cross_entropy_with_logits(z, _binary_labels(y, z), _scale(reduction, z))
+
+
+@primitive
+def _binary_cross_entropy_with_logits(z, y, scale):
+    loss = scale * (np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))).sum(keepdims=True)
+    return loss, (lambda g: (g * scale) * (sigmoid_array(z) - y), None, None)
+
+
+def softmax_cross_entropy(z: Node, y: Any, reduction: str = "sum") -> Node:
+    """``-sum(log softmax(z)[label])`` for logits z (n, k) and labels y: integers in
+    [0, k) of shape (n,) or (n, 1), or one-hot rows (n, k). Its gradient is
+    ``softmax(z) - onehot(y)``."""
+    return _softmax_cross_entropy(z, _one_hot(y, z), _scale(reduction, z))
+
+
+@primitive
+def _softmax_cross_entropy(z, onehot, scale):
+    log_p = log_softmax_array(z, axis=1)
+    loss = -scale * np.einsum("ij,ij->", onehot, log_p).reshape(1, 1)
+    return loss, (lambda g: (g * scale) * (np.exp(log_p) - onehot), None, None)
+
+
+# ----- labels -----
+
+
+def _scale(reduction: str, z: Node) -> float:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
+    return 1.0 if reduction == "sum" else 1.0 / z.shape[0]
+
+
+def _label_array(y: Any, z: Node) -> np.ndarray:
+    y = y.value if isinstance(y, Node) else y
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"labels must be numeric, not {y.dtype}")
+    if y.shape[:1] != z.shape[:1]:
+        raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar'} labels for a batch of {z.shape[0]} rows")
+    if not np.isfinite(y).all():
+        raise ValueError("labels contain NaN or inf")
+    return y
+
+
+def _binary_labels(y: Any, z: Node) -> np.ndarray:
+    y = _label_array(y, z)
+    if z.ndim != 2 or z.shape[1] != 1:
+        raise ValueError(f"binary cross-entropy needs one output column, shape (n, 1); got {z.shape}")
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
+    if ((y < 0) | (y > 1)).any():
+        raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
+    return y.reshape(-1, 1).astype(z.dtype, copy=False)
+
+
+def _one_hot(y: Any, z: Node) -> np.ndarray:
+    y = _label_array(y, z)
+    if z.ndim != 2:
+        raise ValueError(f"softmax cross-entropy needs logits of shape (n, k), got {z.shape}")
+    n, k = z.shape
+    if y.shape == (n, k) and k > 1:
+        if ((y < 0) | (np.abs(y.sum(axis=1) - 1) > 1e-6)).any():
+            raise ValueError("one-hot labels must be non-negative rows that sum to 1")
+        return y.astype(z.dtype, copy=False)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(f"class labels must have shape (n,) or (n, 1), or one-hot ({n}, {k}); got {y.shape}")
+    labels = y.reshape(-1)
+    if (labels != np.round(labels)).any() or (labels < 0).any() or (labels >= k).any():
+        raise ValueError(f"class labels must be integers in [0, {k})")
+    onehot = np.zeros((n, k), dtype=z.dtype)
+    onehot[np.arange(n), labels.astype(np.intp)] = 1
+    return onehot

@@ -1,0 +1,146 @@
+"""Models: `MLP` (whose defaults are the reference breast-cancer network) and
+`fold_batch_norm`, which bakes eval-mode batch norm into the linear layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dp import ops
+from dp.layers import NeuralNode
+from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
+from dp.node import Node
+
+ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu, "sigmoid": ops.sigmoid}
+
+
+class MLP(NeuralNode):
+    """A multi-layer perceptron, by default the reference network of the seed notebook::
+
+        30 -> linear l1 (30, 20) -> batch norm bn1 -> tanh
+           -> linear l2 (20, 10) -> batch norm bn2 -> tanh
+           -> linear l3 (10, 1)  -> sigmoid
+
+    ``sizes`` lists the widths, input first. Each hidden layer is ``linear(l{i})``,
+    then batch norm ``bn{i}`` when ``batch_norm``, then the ``activation`` ("tanh",
+    "relu" or "sigmoid"). A linear layer followed by batch norm has no bias: batch
+    norm subtracts the batch mean, which removes any bias (docs/bias_before_batch_norm.md).
+    One output uses a sigmoid and binary cross-entropy; k > 1 outputs a softmax
+    and softmax cross-entropy. ``seed`` fixes the initial weights; ``dtype`` is
+    that of the parameters and of the computation (inputs are converted to it).
+
+    ``train=None`` in the methods below means "the model's mode" (training,
+    until ``eval()``); ``predict`` and ``predict_proba`` always use eval mode.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int] = (30, 20, 10, 1),
+        batch_norm: bool = True,
+        activation: str = "tanh",
+        seed: int | None = 0,
+        dtype: Any = np.float64,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+    ) -> None:
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+        super().__init__(seed, dtype)
+        self.config = dict(
+            sizes=sizes,
+            batch_norm=bool(batch_norm),
+            activation=activation,
+            dtype=self.dtype.name,
+            momentum=momentum,
+            eps=eps,
+            unbiased_average=unbiased_average,
+        )
+        self.activation = ACTIVATIONS[activation]
+        self.hidden = []  # (linear, batch norm or None) per hidden layer
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
+            linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm)
+            norm = self.batch_norm(fan_out, f"bn{i}", momentum, eps, unbiased_average) if batch_norm else None
+            self.hidden.append((linear, norm))
+        self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.config["sizes"]
+
+    def logits(self, x: Any, train: bool | None = None) -> Node:
+        """The last linear layer's output, (n, outputs), for a batch x (n, inputs)."""
+        with self.unchanged_on_error():
+            h = self._batch(x)
+            for linear, norm in self.hidden:
+                h = linear(h)
+                h = self.activation(norm(h, train) if norm else h)
+            return self.output(h)
+
+    def forward(self, x: Any, train: bool | None = None) -> Node:
+        """Probabilities: a sigmoid column for one output, else a softmax over the outputs."""
+        z = self.logits(x, train)
+        return ops.sigmoid(z) if z.shape[1] == 1 else ops.softmax(z, axis=1)
+
+    def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
+        """The cross-entropy of the batch (summed over rows by default), computed stably
+        from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot."""
+        z = self.logits(x, train)
+        if z.shape[1] == 1:
+            return binary_cross_entropy_with_logits(z, y, reduction)
+        return softmax_cross_entropy(z, y, reduction)
+
+    def _batch(self, x: Any) -> Node:
+        """The input as a Node of the model's dtype, with its shape and values checked."""
+        if isinstance(x, Node):
+            value = x.value
+        else:
+            value = np.asarray(x)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"the input must be numeric, not {value.dtype}")
+            value = value.astype(self.dtype, copy=False)
+        if value.ndim != 2 or value.shape[1] != self.sizes[0]:
+            raise ValueError(f"the input must have shape (n, {self.sizes[0]}); got {value.shape}")
+        if value.shape[0] == 0:
+            raise ValueError("the input is empty (0 rows)")
+        if not np.isfinite(value).all():
+            raise ValueError("the input has NaN or inf values")
+        return x if isinstance(x, Node) else Node(value)
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return self.config["batch_norm"]
+
+
+def fold_batch_norm(model: MLP) -> MLP:
+    """A copy of ``model`` in which each eval-mode batch norm is folded into the linear
+    layer before it, for inference. Per feature::
+
+        s = gamma / sqrt(avg_variance + eps)
+        W' = W * s        b' = (b - avg_mean) * s + beta      (b = 0 without a bias)
+
+    so that ``x @ W' + b'`` equals batch norm (eval mode) of ``x @ W + b``. The result
+    has no batch-norm layers and predicts what ``model`` predicts in eval mode.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError("fold_batch_norm needs a dp.models.MLP: it must know which linear layer feeds which batch norm")
+    folded = MLP(**{**model.config, "batch_norm": False})
+    if not model.has_batch_norm:
+        folded.set_param(model.params)
+        return folded
+    p, eps, new = model.params, model.config["eps"], {}
+    for i in range(1, len(model.sizes) - 1):
+        if not p[f"avg_variance_bn{i}"].any():
+            raise RuntimeError(f"batch norm 'bn{i}' has not seen a training batch yet: nothing to fold")
+        scale = p[f"gamma_bn{i}"] / np.sqrt(p[f"avg_variance_bn{i}"] + eps)
+        new[f"weight_l{i}"] = p[f"weight_l{i}"] * scale
+        new[f"bias_l{i}"] = (p.get(f"bias_l{i}", 0.0) - p[f"avg_mean_bn{i}"]) * scale + p[f"beta_bn{i}"]
+    last = len(model.sizes) - 1
+    new[f"weight_l{last}"], new[f"bias_l{last}"] = p[f"weight_l{last}"], p[f"bias_l{last}"]
+    folded.set_param(new)
+    return folded

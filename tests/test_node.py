@@ -1,0 +1,180 @@
+"""The engine's contract: Node's conventions, grad()'s result, the backward sweep."""
+
+import numpy as np
+import pytest
+
+import dp
+from dp import Node
+
+
+class TestValueConventions:
+    def test_a_number_becomes_a_one_by_one_float64_array(self):
+        for number in (3, 2.5, True, np.float64(1.5)):
+            node = Node(number)
+            assert node.value.shape == (1, 1)
+            assert node.value.dtype == np.float64
+
+    def test_a_vector_becomes_a_column(self):
+        assert Node(np.arange(5.0)).shape == (5, 1)
+        assert Node([1.0, 2.0, 3.0]).shape == (3, 1)
+
+    def test_two_and_more_dimensions_are_kept(self):
+        assert Node(np.zeros((2, 3))).shape == (2, 3)
+        assert Node(np.zeros((2, 3, 4))).shape == (2, 3, 4)
+
+    def test_float32_stays_float32_and_other_floats_keep_their_dtype(self):
+        assert Node(np.ones((2, 2), np.float32)).dtype == np.float32
+        assert Node(np.float32(1)).dtype == np.float32
+
+    @pytest.mark.parametrize("dtype", [np.int8, np.int64, np.uint16, np.bool_])
+    def test_integer_and_bool_input_becomes_float64(self, dtype):
+        assert Node(np.ones((2, 2), dtype=dtype)).dtype == np.float64
+
+    @pytest.mark.parametrize("bad", ["abc", np.array(["a", "b"]), np.array([object(), 1], dtype=object), [1j, 2]])
+    def test_strings_objects_and_complex_are_refused_with_a_reason(self, bad):
+        with pytest.raises(TypeError, match="dtype"):
+            Node(bad)
+
+    def test_a_node_is_not_wrapped_twice(self):
+        with pytest.raises(TypeError, match="already a Node"):
+            Node(Node(1.0))
+
+    def test_a_name_must_be_a_string(self):
+        with pytest.raises(TypeError, match="name"):
+            Node(1.0, name=3)
+
+    def test_the_value_is_not_copied(self):
+        array = np.ones((2, 2))
+        assert Node(array).value is array
+
+
+class TestGradResult:
+    def test_every_named_node_and_only_named_nodes_get_a_gradient(self):
+        w, b, x = Node(np.ones((3, 2)), "w"), Node(np.ones((1, 2)), "b"), Node(np.ones((4, 3)))
+        grads = (x @ w + b).sum().grad(1)
+        assert set(grads) == {"w", "b"}
+
+    def test_each_gradient_has_the_shape_and_dtype_of_its_node(self):
+        for dtype in (np.float32, np.float64):
+            w = Node(np.ones((1, 3), dtype), "w")  # broadcast against (4, 3)
+            s = Node(np.ones((1, 1), dtype), "s")
+            grads = ((Node(np.ones((4, 3), dtype)) * w) * s).sum(axis=0).grad(np.ones((1, 3), dtype))
+            assert grads["w"].shape == (1, 3) and grads["w"].dtype == dtype
+            assert grads["s"].shape == (1, 1) and grads["s"].dtype == dtype
+            np.testing.assert_array_equal(grads["w"], np.full((1, 3), 4.0))
+            np.testing.assert_array_equal(grads["s"], [[12.0]])
+
+    def test_a_gradient_keeps_its_node_dtype_when_dtypes_mix(self):
+        w32 = Node(np.ones((2, 2), np.float32), "w32")
+        w64 = Node(np.ones((2, 2)), "w64")
+        grads = (w32 * w64).sum().grad(1)
+        assert grads["w32"].dtype == np.float32 and grads["w64"].dtype == np.float64
+
+    def test_nodes_sharing_a_name_add_up_like_tied_weights(self):
+        a = np.array([[1.0, 2.0], [3.0, 4.0]])
+        first, second = Node(a, "w"), Node(a, "w")
+        grads = (first * 3 + second * second).sum().grad(1)
+        np.testing.assert_allclose(grads["w"], 3 + 2 * a)
+
+    def test_a_scalar_seed_is_broadcast_to_the_root(self):
+        w = Node(np.arange(6.0).reshape(2, 3), "w")
+        np.testing.assert_array_equal((w * 2).grad(1)["w"], np.full((2, 3), 2.0))
+        np.testing.assert_array_equal((w * 2).grad(0.5)["w"], np.full((2, 3), 1.0))
+        np.testing.assert_array_equal((w * 2).grad(np.float32(2))["w"], np.full((2, 3), 4.0))
+
+    def test_an_array_seed_of_the_root_shape_weights_each_output(self):
+        w = Node(np.ones((2, 3)), "w")
+        seed = np.arange(6.0).reshape(2, 3)
+        np.testing.assert_array_equal((w * 2).grad(seed)["w"], 2 * seed)
+
+    @pytest.mark.parametrize("seed", [np.ones(3), np.ones((3, 2)), np.ones((1, 3))])
+    def test_a_seed_of_another_shape_says_what_was_expected(self, seed):
+        w = Node(np.ones((2, 3)), "w")
+        with pytest.raises(ValueError, match=r"expected|shape \(2, 3\)"):
+            (w * 2).grad(seed)
+
+    @pytest.mark.parametrize("seed", ["1", Node(1.0), np.array(["a"])])
+    def test_a_seed_that_is_not_numeric_is_refused(self, seed):
+        with pytest.raises(TypeError):
+            (Node(1.0, "w") * 2).grad(seed)
+
+    def test_a_graph_without_named_nodes_gives_an_empty_dict(self):
+        assert (Node(np.ones((2, 2))) * 3).sum().grad(1) == {}
+
+    def test_a_named_root_gets_the_seed(self):
+        np.testing.assert_array_equal(Node(np.ones((2, 2)), "w").grad(3)["w"], np.full((2, 2), 3.0))
+
+    def test_gradients_under_two_names_are_distinct_writable_arrays(self):
+        a, b = Node(np.ones((2, 2)), "a"), Node(np.ones((2, 2)), "b")
+        grads = (a + b).sum().grad(1)
+        assert grads["a"] is not grads["b"]
+        grads["a"] *= 10  # must not change the other
+        np.testing.assert_array_equal(grads["b"], np.ones((2, 2)))
+
+    def test_grad_can_be_called_twice_with_the_same_result(self):
+        w = Node(np.array([[0.5, -1.0]]), "w")
+        loss = (w.tanh() * w).sum()
+        np.testing.assert_array_equal(loss.grad(1)["w"], loss.grad(1)["w"])
+
+
+def _count_vjp_calls(root):
+    """Wrap every vjp below root with a counter; return the counter (a one-item list)."""
+    calls, seen, stack = [0], set(), [root]
+
+    def counting(vjp):
+        def wrapped(g):
+            calls[0] += 1
+            return vjp(g)
+
+        return wrapped
+
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            node.vjps = tuple(counting(v) for v in node.vjps)
+            stack.extend(node.parents)
+    return calls
+
+
+class TestBackwardSweep:
+    def test_a_shared_subgraph_gives_the_exact_derivative_in_linear_time(self):
+        x0 = 0.01
+        x = Node(x0, "x")
+        y = x
+        for _ in range(40):
+            y = y * y + y
+        # The derivative by forward mode: y' <- (2 y + 1) y'.
+        value, derivative = x0, 1.0
+        for _ in range(40):
+            value, derivative = value * value + value, (2 * value + 1) * derivative
+        calls = _count_vjp_calls(y)
+        np.testing.assert_allclose(y.grad(1)["x"], [[derivative]], rtol=1e-13)
+        # Each of the 80 operations has two input edges: one vjp call per edge, not one per path (2**40).
+        assert calls[0] == 160
+
+    def test_a_chain_of_100000_operations_needs_no_recursion(self):
+        x = Node(1.0, "x")
+        y = x
+        for _ in range(100_000):
+            y = y * 1.0
+        assert y.grad(1)["x"][0, 0] == 1.0
+
+    def test_data_that_reaches_no_parameter_records_no_inputs(self):
+        data = Node(np.ones((3, 3)))
+        hidden = (data * 2).tanh()
+        assert hidden.parents == () and not hidden.needs_grad
+        w = Node(np.ones((3, 1)), "w")
+        out = hidden @ w
+        assert out.parents == (w,)
+
+    def test_the_vjp_of_an_input_that_reaches_no_parameter_is_never_called(self):
+        @dp.primitive
+        def pair(a, b):
+            def refuse(g):
+                raise AssertionError("called the vjp of a constant input")
+
+            return a * b, (refuse, lambda g: g * a)
+
+        w = Node(np.ones((2, 2)), "w")
+        assert "w" in pair(Node(np.ones((2, 2))), w).sum().grad(1)

@@ -1,0 +1,316 @@
+"""Every primitive against central finite differences (float64), over hypothesis-drawn shapes.
+
+Values are drawn by NumPy from a hypothesis-drawn seed, from ranges that keep each
+function smooth where it is evaluated (log and sqrt of positive numbers, relu and
+abs away from 0); continuous draws keep max's winners apart.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+
+import dp
+from dp import Node, gradcheck, ops
+
+TOLERANCE = 1e-6
+shapes = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def draw(seed, shape, low=-2.0, high=2.0, away_from_zero=False):
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(low, high, size=shape)
+    if away_from_zero:
+        values = np.sign(values) * (0.1 + np.abs(values))
+    return values
+
+
+def check(f, *arrays):
+    assert gradcheck(f, *arrays) < TOLERANCE
+
+
+# ----- elementwise unary -----
+
+UNARY = {
+    "negative": (lambda x: -x, {}),
+    "exp": (ops.exp, {}),
+    "log": (ops.log, {"low": 0.2, "high": 3.0}),
+    "sqrt": (ops.sqrt, {"low": 0.2, "high": 3.0}),
+    "square": (ops.square, {}),
+    "abs": (ops.abs, {"away_from_zero": True}),
+    "tanh": (ops.tanh, {}),
+    "sigmoid": (ops.sigmoid, {"low": -6.0, "high": 6.0}),
+    "relu": (ops.relu, {"away_from_zero": True}),
+}
+
+
+@pytest.mark.parametrize("name", UNARY)
+@given(shape=shapes, seed=seeds)
+def test_unary_gradient(name, shape, seed):
+    f, ranges = UNARY[name]
+    check(f, draw(seed, shape, **ranges))
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary_value_matches_numpy(name):
+    x = draw(0, (3, 4), **UNARY[name][1])
+    expected = {
+        "negative": np.negative,
+        "exp": np.exp,
+        "log": np.log,
+        "sqrt": np.sqrt,
+        "square": np.square,
+        "abs": np.abs,
+        "tanh": np.tanh,
+        "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+        "relu": lambda v: np.maximum(v, 0),
+    }[name](x)
+    np.testing.assert_allclose(UNARY[name][0](Node(x)).value, expected, rtol=1e-14)
+
+
+# ----- elementwise binary, with broadcasting -----
+
+BINARY = {
+    "add": (lambda a, b: a + b, {}),
+    "subtract": (lambda a, b: a - b, {}),
+    "multiply": (lambda a, b: a * b, {}),
+    "divide": (lambda a, b: a / b, {"away_from_zero": True}),
+    "power": (lambda a, b: a**b, {"low": 0.2, "high": 2.0}),
+}
+
+
+@pytest.mark.parametrize("name", BINARY)
+@given(pair=mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=3), seed=seeds)
+def test_binary_gradient_with_broadcasting(name, pair, seed):
+    f, ranges = BINARY[name]
+    a_shape, b_shape = pair.input_shapes
+    # Node makes a 1-D array a column; build 2-D+ inputs so the drawn shapes are the shapes used.
+    a_shape, b_shape = (1,) * (2 - len(a_shape)) + a_shape, (1,) * (2 - len(b_shape)) + b_shape
+    check(f, draw(seed, a_shape, **ranges), draw(seed + 1, b_shape, **ranges))
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_numbers_and_arrays_work_on_either_side(name):
+    f, ranges = BINARY[name]
+    x, c = draw(1, (2, 3), **ranges), draw(2, (2, 3), **ranges)
+    expected_left, expected_right = f(x, c), f(c, x)
+    for constant in (c, 1.5):
+        left, right = f(Node(x), constant), f(constant, Node(x))
+        assert isinstance(left, Node) and isinstance(right, Node)
+    np.testing.assert_allclose(f(Node(x), c).value, expected_left)
+    np.testing.assert_allclose(f(c, Node(x)).value, expected_right)
+    check(lambda a: f(a, c), x)
+    check(lambda a: f(c, a), x)
+    check(lambda a: f(a, 1.5), x)
+    check(lambda a: f(1.5, a), x)
+
+
+def test_an_ndarray_on_the_left_gives_a_node():
+    x = Node(np.ones((2, 2)))
+    assert isinstance(np.ones((2, 2)) * x, Node)
+    assert isinstance(np.ones((2, 2)) @ x, Node)
+    assert isinstance(1 - x, Node) and isinstance(-1 * x, Node)
+    np.testing.assert_array_equal((1 - x).value, np.zeros((2, 2)))
+
+
+def test_a_vector_constant_lines_up_as_a_column_not_an_outer_broadcast():
+    out = Node(np.ones((4, 1))) - np.arange(4.0)
+    assert out.shape == (4, 1)
+
+
+def test_the_exponent_may_be_a_node():
+    check(lambda a, b: a**b, draw(3, (2, 3), 0.5, 2.0), draw(4, (1, 3)))
+
+
+def test_the_gradient_of_a_power_of_zero_is_finite():
+    grads = (Node(np.zeros((1, 2)), "a") ** Node(2.0, "b")).sum().grad(1)
+    assert np.isfinite(grads["a"]).all() and np.isfinite(grads["b"]).all()
+
+
+# ----- linear algebra -----
+
+matmul_shapes = st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
+
+
+@given(mkn=matmul_shapes, seed=seeds)
+def test_dot_and_matmul_gradient(mkn, seed):
+    m, k, n = mkn
+    a, b = draw(seed, (m, k)), draw(seed + 1, (k, n))
+    check(lambda x, y: x @ y, a, b)
+    check(lambda x, y: dp.dot(x, y), a, b)
+    check(lambda x, y: x.dot(y), a, b)
+
+
+@given(mkn=matmul_shapes, seed=seeds)
+def test_batched_matmul_broadcasts_the_batch_dimensions(mkn, seed):
+    m, k, n = mkn
+    check(lambda x, y: x @ y, draw(seed, (3, m, k)), draw(seed + 1, (1, k, n)))
+    check(lambda x, y: x @ y, draw(seed, (2, 1, m, k)), draw(seed + 1, (3, k, n)))
+
+
+@given(mkn=matmul_shapes, seed=seeds, bias=st.booleans())
+def test_linear_gradient(mkn, seed, bias):
+    m, k, n = mkn
+    x, w, b = draw(seed, (m, k)), draw(seed + 1, (k, n)), draw(seed + 2, (1, n))
+    if bias:
+        check(lambda x, w, b: ops.linear(x, w, b), x, w, b)
+        np.testing.assert_allclose(ops.linear(Node(x), Node(w), Node(b)).value, x @ w + b)
+    else:
+        check(lambda x, w: ops.linear(x, w), x, w)
+
+
+def test_dot_of_shapes_that_do_not_fit_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
+        Node(np.ones((2, 3))) @ Node(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
+        dp.dot(Node(np.ones((2, 3))), np.ones((4, 5)))
+
+
+def test_a_mismatched_broadcast_names_both_shapes():
+    for f in (lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a / b, lambda a, b: a - b, lambda a, b: a**b):
+        with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\).*broadcast"):
+            f(Node(np.ones((2, 3))), Node(np.ones((4, 5))))
+
+
+# ----- reductions -----
+
+axes_for = {1: [None, 0, -1], 2: [None, 0, 1, (0, 1)], 3: [None, 0, 2, (0, 2), (1, 2)]}
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "var", "max"])
+@given(shape=shapes, seed=seeds, keepdims=st.booleans(), pick=st.integers(0, 4))
+def test_reduction_gradient(reduction, shape, seed, keepdims, pick):
+    x = draw(seed, shape)
+    ndim = len(as_node_shape := Node(x).shape)
+    axis = axes_for[ndim][pick % len(axes_for[ndim])]
+    check(lambda a: getattr(a, reduction)(axis=axis, keepdims=keepdims), x)
+    expected = getattr(np, reduction)(x.reshape(as_node_shape), axis=axis, keepdims=keepdims)
+    np.testing.assert_allclose(getattr(Node(x), reduction)(axis=axis, keepdims=keepdims).value, expected, rtol=1e-12)
+
+
+def test_reductions_keep_dimensions_by_default():
+    x = Node(np.ones((4, 3)))
+    for reduction in ("sum", "mean", "var", "max"):
+        assert getattr(x, reduction)(axis=0).shape == (1, 3)
+        assert getattr(x, reduction)(axis=1).shape == (4, 1)
+        assert getattr(x, reduction)().shape == (1, 1)
+
+
+def test_var_with_ddof_is_the_unbiased_estimate():
+    x = draw(5, (6, 2))
+    np.testing.assert_allclose(Node(x).var(axis=0, ddof=1).value, x.var(axis=0, ddof=1, keepdims=True))
+    check(lambda a: a.var(axis=0, ddof=1), x)
+
+
+def test_max_splits_the_gradient_between_ties():
+    grads = Node(np.array([[1.0, 3.0, 3.0]]), "x").max(axis=1).grad(1)
+    np.testing.assert_array_equal(grads["x"], [[0.0, 0.5, 0.5]])
+
+
+# ----- softmax family -----
+
+
+@pytest.mark.parametrize("op", [ops.softmax, ops.log_softmax])
+@given(shape=shapes, seed=seeds, axis=st.sampled_from([0, -1]))
+def test_softmax_gradient(op, shape, seed, axis):
+    check(lambda a: op(a, axis=axis), draw(seed, shape, -4.0, 4.0))
+
+
+def test_softmax_rows_sum_to_one_and_log_softmax_is_its_log():
+    x = draw(6, (5, 4))
+    p = ops.softmax(Node(x)).value
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(ops.log_softmax(Node(x)).value, np.log(p), atol=1e-14)
+
+
+@pytest.mark.parametrize("op", [ops.sigmoid, ops.softmax, ops.log_softmax])
+def test_saturating_functions_are_finite_for_inputs_of_magnitude_1000(op):
+    x = Node(np.array([[-1000.0, 0.0, 1000.0], [1000.0, -1000.0, 999.0]]), "x")
+    out = op(x)
+    assert np.isfinite(out.value).all()
+    assert np.isfinite(out.grad(np.arange(6.0).reshape(2, 3))["x"]).all()
+    assert gradcheck(lambda a: op(a), x.value) < TOLERANCE
+
+
+def test_sigmoid_keeps_full_precision_in_the_tails():
+    np.testing.assert_allclose(ops.sigmoid(Node(-30.0)).value, [[1 / (1 + np.exp(30.0))]], rtol=1e-14)
+
+
+# ----- shape and indexing -----
+
+
+@given(shape=shapes, seed=seeds)
+def test_transpose_and_T_gradient(shape, seed):
+    x = draw(seed, shape)
+    check(lambda a: a.T, x)
+    check(lambda a: a.transpose(), x)
+    axes = tuple(reversed(range(Node(x).ndim)))[1:] + (Node(x).ndim - 1,)
+    check(lambda a: a.transpose(axes) * np.arange(np.prod(x.shape)).reshape(np.transpose(Node(x).value, axes).shape), x)
+
+
+@given(shape=shapes, seed=seeds)
+def test_reshape_gradient(shape, seed):
+    x = draw(seed, shape)
+    check(lambda a: a.reshape(-1, 1) * np.arange(x.size).reshape(-1, 1), x)
+    check(lambda a: a.reshape((1, -1)), x)
+
+
+def test_indexing_and_slicing_gradient():
+    x = draw(7, (4, 5))
+    check(lambda a: a[1:3], x)
+    check(lambda a: a[:, ::2], x)
+    check(lambda a: a[2, 3] * 1.0, x)
+    check(lambda a: a[[0, 0, 3]], x)  # a row taken twice collects twice the gradient
+    check(lambda a: a[x > 0], x)
+    check(lambda a: a[..., None], x)
+
+
+def test_repeated_fancy_indices_add_their_gradients():
+    grads = Node(np.ones((3, 1)), "x")[[0, 0, 2]].sum().grad(1)
+    np.testing.assert_array_equal(grads["x"], [[2.0], [0.0], [1.0]])
+
+
+@given(widths=st.lists(st.integers(1, 3), min_size=1, max_size=4), seed=seeds, axis=st.sampled_from([0, 1]))
+def test_concatenate_gradient(widths, seed, axis):
+    arrays = [draw(seed + i, (w, 2) if axis == 0 else (2, w)) for i, w in enumerate(widths)]
+    check(lambda *nodes: dp.concatenate([n * (i + 1) for i, n in enumerate(nodes)], axis=axis), *arrays)
+    np.testing.assert_array_equal(dp.concatenate([Node(a) for a in arrays], axis).value, np.concatenate(arrays, axis))
+
+
+def test_concatenate_accepts_constants():
+    out = dp.concatenate([Node(np.ones((2, 1)), "x"), np.zeros((2, 2))], axis=1)
+    assert out.shape == (2, 3)
+    np.testing.assert_array_equal(out.sum().grad(1)["x"], np.ones((2, 1)))
+
+
+# ----- dtypes -----
+
+ALL_OPS = [
+    lambda a: a + 1,
+    lambda a: 2 - a,
+    lambda a: a * np.ones((3, 3)),
+    lambda a: a / 3,
+    lambda a: a**2,
+    lambda a: -a,
+    lambda a: a @ a,
+    lambda a: a.T,
+    lambda a: a.reshape(9, 1),
+    lambda a: a[1:],
+    lambda a: dp.concatenate([a, a]),
+    *[lambda a, r=r: getattr(a, r)(axis=0) for r in ("sum", "mean", "var", "max")],
+    *[lambda a, u=u: getattr(a, u)() for u in ("exp", "sqrt", "square", "abs", "tanh", "sigmoid", "relu")],
+    lambda a: a.log(),
+    lambda a: a.softmax(),
+    lambda a: a.log_softmax(),
+    lambda a: ops.linear(a, a, a[:1]),
+]
+
+
+@pytest.mark.parametrize("f", ALL_OPS)
+def test_float32_stays_float32_through_every_operation_and_its_gradient(f):
+    x = Node(np.random.default_rng(0).uniform(0.5, 1.5, (3, 3)).astype(np.float32), "x")
+    out = f(x)
+    assert out.dtype == np.float32
+    assert x.dtype == out.grad(np.ones(out.shape, np.float32))["x"].dtype == np.float32
