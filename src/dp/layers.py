@@ -237,10 +237,12 @@ def _check_finite(value: np.ndarray, what: str) -> None:
 
 
 def batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-feature ``mean``, ``x - mean`` and biased variance of a batch x (N, F)."""
-    mean = x.mean(axis=0, keepdims=True)
-    centered = x - mean
-    return mean, centered, np.einsum("ij,ij->j", centered, centered)[None, :] / x.shape[0]
+    """Per-feature ``mean``, ``x - mean`` and biased variance of a batch x (N, F).
+    NaN and inf propagate quietly into the statistics, where the layer checks them."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = x.mean(axis=0, keepdims=True)
+        centered = x - mean
+        return mean, centered, np.einsum("ij,ij->j", centered, centered)[None, :] / x.shape[0]
 
 
 @primitive
@@ -257,9 +259,7 @@ def normalize_batch(x, gamma, beta, centered, var, eps=1e-5):
     xhat = np.multiply(centered, inv, out=centered)
     y = xhat * gamma
     y += beta
-    column_sums = shared_by_vjps(
-        lambda g: (np.einsum("ij,ij->j", g, xhat)[None, :], g.sum(axis=0, keepdims=True))
-    )
+    column_sums = shared_by_vjps(lambda g: (np.einsum("ij,ij->j", g, xhat)[None, :], g.sum(axis=0, keepdims=True)))
 
     def vjp_x(g):
         dgamma, dbeta = column_sums(g)

@@ -98,7 +98,7 @@ def _one_hot(y: Any, z: Node) -> np.ndarray:
         raise ValueError(f"softmax cross-entropy needs logits of shape (n, k), got {z.shape}")
     n, k = z.shape
     if y.shape == (n, k) and k > 1:
-        if ((y < 0) | (np.abs(y.sum(axis=1) - 1) > 1e-6)).any():
+        if (y < 0).any() or (np.abs(y.sum(axis=1) - 1) > 1e-6).any():
             raise ValueError("one-hot labels must be non-negative rows that sum to 1")
         return y.astype(z.dtype, copy=False)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):

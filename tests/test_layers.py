@@ -1,0 +1,338 @@
+"""NeuralNode and its layers: the seed notebook's style, batch norm's two modes, its
+closed-form backward against a composition of elementary ops, and bad input."""
+
+import numpy as np
+import pytest
+
+import dp
+from dp import Node, gradcheck
+from dp.layers import batch_norm, normalize_with
+
+EPS = 1e-5
+
+
+class SeedNet(dp.NeuralNode):
+    """The seed notebook's model class: it never calls super().__init__()."""
+
+    def __init__(self):
+        self.params = dict()
+        self.l1 = self.linear(30, 20, "l1", bias=False)
+        self.bn1 = self.batch_norm(20, "bn1")
+        self.l2 = self.linear(20, 10, "l2", bias=False)
+        self.bn2 = self.batch_norm(10, "bn2")
+        self.l3 = self.linear(10, 1, "l3")
+
+    def forward(self, x, train=None):
+        h = self.bn1(self.l1(x), train).tanh()
+        h = self.bn2(self.l2(h), train).tanh()
+        return self.l3(h).sigmoid()
+
+
+def composed_batch_norm(x, gamma, beta, mean=None, var=None):
+    """Batch norm written with elementary Node operations, as a student would."""
+    if mean is None:
+        mean, var = x.mean(axis=0), x.var(axis=0)
+    return gamma * (x - mean) / (var + EPS).sqrt() + beta
+
+
+def snapshot(params):
+    return {k: v.copy() for k, v in params.items()}
+
+
+def assert_bitwise_equal(params, saved):
+    assert params.keys() == saved.keys()
+    for k in saved:
+        assert np.array_equal(params[k], saved[k]) and params[k].dtype == saved[k].dtype, k
+
+
+def trained(net, batches=5, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(batches):
+        net.forward(rng.normal(size=(16, 30)), train=True)
+    return net
+
+
+class TestTheSeedStyle:
+    def test_a_subclass_that_only_sets_params_works_without_super_init(self):
+        net = SeedNet()
+        assert net.forward(np.random.default_rng(0).normal(size=(8, 30))).shape == (8, 1)
+
+    def test_factories_register_the_documented_names_and_shapes(self):
+        net = SeedNet()
+        shapes = {k: v.shape for k, v in net.params.items()}
+        assert shapes == {
+            "weight_l1": (30, 20), "gamma_bn1": (1, 20), "beta_bn1": (1, 20),
+            "avg_mean_bn1": (1, 20), "avg_variance_bn1": (1, 20),
+            "weight_l2": (20, 10), "gamma_bn2": (1, 10), "beta_bn2": (1, 10),
+            "avg_mean_bn2": (1, 10), "avg_variance_bn2": (1, 10),
+            "weight_l3": (10, 1), "bias_l3": (1, 1),
+        }  # fmt: skip
+        np.testing.assert_array_equal(net.params["gamma_bn1"], np.ones((1, 20)))
+        for key in ("beta_bn1", "avg_mean_bn1", "avg_variance_bn1", "bias_l3"):
+            assert not net.params[key].any()
+
+    def test_forward_functions_read_params_at_call_time(self):
+        net = SeedNet()
+        x = np.random.default_rng(1).normal(size=(4, 30))
+        before = net.l1(x).value
+        net.params["weight_l1"] = net.params["weight_l1"] * 2
+        np.testing.assert_allclose(net.l1(x).value, 2 * before)
+
+    def test_the_seed_training_step_updates_parameters_but_never_moving_averages(self):
+        net = SeedNet()
+        rng = np.random.default_rng(2)
+        x, y = rng.normal(size=(20, 30)), rng.integers(0, 2, size=(20, 1))
+        loss = dp.losses.binary_cross_entropy(net.forward(x), y)
+        grads = loss.grad(1)
+        assert not any(k.startswith("avg_") for k in grads)
+        averages = {k: net.params[k] for k in net.params if k.startswith("avg_")}
+        net.params.update({k: net.params[k] - 0.1 * grads[k] for k in grads})
+        assert all(net.params[k] is v for k, v in averages.items())
+
+    def test_linear_weights_start_glorot_normal_and_biases_at_zero(self):
+        net = dp.NeuralNode(seed=0)
+        net.linear(400, 600, "big")
+        w = net.params["weight_big"]
+        assert abs(w.mean()) < 3e-3
+        assert abs(w.std() - np.sqrt(2 / 1000)) < 1e-3
+        assert not net.params["bias_big"].any()
+
+    def test_the_same_seed_gives_the_same_initial_weights(self):
+        a, b = dp.NeuralNode(seed=7), dp.NeuralNode(seed=7)
+        a.linear(3, 2, "l"), b.linear(3, 2, "l")
+        np.testing.assert_array_equal(a.params["weight_l"], b.params["weight_l"])
+
+    def test_two_layers_cannot_share_a_name(self):
+        net = dp.NeuralNode()
+        net.linear(3, 2, "l")
+        with pytest.raises(ValueError, match="already in use"):
+            net.linear(3, 2, "l")
+
+
+class TestTheSeedChecks:
+    """The seed notebook's own checks, as tests."""
+
+    def test_output_has_mean_beta_and_std_abs_gamma(self):
+        """Exactly, the std is |gamma| sqrt(var / (var + eps)): within 1e-5 of |gamma| for
+        |gamma| <= 2 on N(0, 1) data, hence the range of the random gamma."""
+        net = SeedNet()
+        rng = np.random.default_rng(3)
+        net.params["gamma_bn2"] = rng.uniform(-2, 2, size=(1, 10))
+        net.params["beta_bn2"] = rng.normal(size=(1, 10))
+        x = rng.normal(size=(100, 10))
+        out = net.bn2(x).value
+        gamma, beta = net.params["gamma_bn2"], net.params["beta_bn2"]
+        np.testing.assert_allclose(out.mean(axis=0, keepdims=True), beta, atol=1e-5)
+        np.testing.assert_allclose(out.std(axis=0, keepdims=True), np.abs(gamma), atol=1e-5)
+        var = x.var(axis=0, keepdims=True)
+        np.testing.assert_allclose(
+            out.std(axis=0, keepdims=True), np.abs(gamma) * np.sqrt(var / (var + EPS)), rtol=1e-12
+        )
+
+    def test_moving_averages_start_at_zero_and_learn_new_data(self):
+        net = SeedNet()
+        assert not net.params["avg_mean_bn1"].any() and not net.params["avg_variance_bn1"].any()
+        rng = np.random.default_rng(4)
+        for _ in range(100):
+            net.bn1(rng.normal(42, 10, size=(1000, 20)))  # no train argument: training
+        np.testing.assert_allclose(net.params["avg_mean_bn1"], 42, atol=1)
+        np.testing.assert_allclose(net.params["avg_variance_bn1"], 100, atol=5)
+
+
+class TestBatchNormModes:
+    def test_one_training_batch_moves_the_averages_by_the_momentum_formula(self):
+        net = dp.NeuralNode()
+        bn = net.batch_norm(3, "bn", momentum=0.25)
+        net.params["avg_mean_bn"] = np.full((1, 3), 1.0)
+        net.params["avg_variance_bn"] = np.full((1, 3), 2.0)
+        x = np.random.default_rng(5).normal(size=(6, 3))
+        bn(x)
+        np.testing.assert_allclose(net.params["avg_mean_bn"], 0.75 * 1.0 + 0.25 * x.mean(axis=0, keepdims=True))
+        np.testing.assert_allclose(net.params["avg_variance_bn"], 0.75 * 2.0 + 0.25 * x.var(axis=0, keepdims=True))
+
+    def test_the_unbiased_option_stores_the_unbiased_batch_variance(self):
+        net = dp.NeuralNode()
+        bn = net.batch_norm(3, "bn", momentum=1.0, unbiased_average=True)
+        x = np.random.default_rng(6).normal(size=(6, 3))
+        out = bn(x).value
+        np.testing.assert_allclose(net.params["avg_variance_bn"], x.var(axis=0, ddof=1, keepdims=True))
+        var = x.var(axis=0)  # normalization still uses the biased variance
+        np.testing.assert_allclose(out.std(axis=0), np.sqrt(var / (var + EPS)), rtol=1e-12)
+
+    def test_eval_mode_uses_the_moving_averages_and_changes_nothing(self):
+        net = trained(SeedNet())
+        saved = snapshot(net.params)
+        x = np.random.default_rng(7).normal(size=(5, 20))
+        p = net.params
+        expected = p["gamma_bn1"] * (x - p["avg_mean_bn1"]) / np.sqrt(p["avg_variance_bn1"] + EPS) + p["beta_bn1"]
+        np.testing.assert_allclose(net.bn1(x, train=False).value, expected, rtol=1e-13)
+        assert_bitwise_equal(net.params, saved)
+
+    def test_eval_mode_output_of_one_row_does_not_depend_on_the_rest_of_the_batch(self):
+        net = trained(SeedNet()).eval()
+        x = np.random.default_rng(8).normal(size=(6, 30))
+        # equal up to rounding: BLAS may sum in another order for another batch size
+        np.testing.assert_allclose(net.forward(x).value[:1], net.forward(x[:1]).value, rtol=1e-14)
+
+    def test_the_model_switch_reaches_every_batch_norm_layer(self):
+        net = trained(SeedNet())
+        x = np.random.default_rng(9).normal(size=(6, 30))
+        net.eval()
+        saved = snapshot(net.params)
+        eval_out = net.forward(x).value
+        assert_bitwise_equal(net.params, saved)  # no layer updated its averages
+        np.testing.assert_array_equal(eval_out, net.forward(x, train=False).value)
+        net.train()
+        train_out = net.forward(x).value
+        assert not np.array_equal(train_out, eval_out)
+        assert not np.array_equal(net.params["avg_mean_bn2"], saved["avg_mean_bn2"])
+
+    def test_an_explicit_train_argument_overrides_the_model_mode(self):
+        net = trained(SeedNet()).eval()
+        saved = snapshot(net.params)
+        net.bn1(np.random.default_rng(10).normal(size=(6, 20)), train=True)
+        assert not np.array_equal(net.params["avg_mean_bn1"], saved["avg_mean_bn1"])
+
+    def test_predict_uses_eval_mode_even_while_training(self):
+        net = trained(SeedNet())
+        assert net.training
+        x = np.random.default_rng(11).normal(size=(6, 30))
+        saved = snapshot(net.params)
+        proba = net.predict_proba(x)
+        assert_bitwise_equal(net.params, saved)
+        np.testing.assert_array_equal(proba, net.forward(x, train=False).value)
+        np.testing.assert_array_equal(net.predict(x), (proba > 0.5).astype(int))
+        assert net.predict(x).shape == (6, 1) and net.training
+
+    def test_moving_averages_never_appear_in_gradients_in_either_mode(self):
+        net = trained(SeedNet())
+        x = np.random.default_rng(12).normal(size=(6, 30))
+        for train in (True, False):
+            grads = net.forward(x, train).sum().grad(1)
+            assert set(grads) == {k for k in net.params if not k.startswith("avg_")}
+
+
+class TestFusedBatchNorm:
+    rng = np.random.default_rng(13)
+    x = rng.normal(2.0, 3.0, size=(7, 4))
+    gamma, beta = rng.normal(size=(1, 4)), rng.normal(size=(1, 4))
+    mean, var = rng.normal(size=(1, 4)), rng.uniform(0.5, 2.0, size=(1, 4))
+    seed = rng.normal(size=(7, 4))
+
+    def fused(self, train):
+        if train:
+            return lambda x, g, b: batch_norm(x, g, b, eps=EPS)
+        return lambda x, g, b: normalize_with(x, g, b, self.mean, self.var, eps=EPS)
+
+    def composed(self, train):
+        if train:
+            return composed_batch_norm
+        return lambda x, g, b: composed_batch_norm(x, g, b, Node(self.mean), Node(self.var))
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_fused_and_composed_agree_on_values_and_gradients(self, train):
+        outputs = []
+        for f in (self.fused(train), self.composed(train)):
+            out = f(Node(self.x, "x"), Node(self.gamma, "gamma"), Node(self.beta, "beta"))
+            outputs.append((out.value, out.grad(self.seed)))
+        (fused_value, fused_grads), (composed_value, composed_grads) = outputs
+        np.testing.assert_allclose(fused_value, composed_value, rtol=0, atol=1e-10)
+        assert fused_grads.keys() == composed_grads.keys() == {"x", "gamma", "beta"}
+        for k in fused_grads:
+            np.testing.assert_allclose(fused_grads[k], composed_grads[k], rtol=0, atol=1e-10)
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_fused_gradients_pass_gradcheck(self, train):
+        assert gradcheck(self.fused(train), self.x, self.gamma, self.beta, tol=1e-7) < 1e-7
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_the_layer_passes_gradcheck_for_its_input(self, train):
+        net = trained(SeedNet())
+        x = np.random.default_rng(14).normal(size=(6, 20))
+        assert gradcheck(lambda x: net.bn1(x, train=train), x, tol=1e-7) < 1e-7
+
+    def test_float32_stays_float32(self):
+        x = Node(self.x.astype(np.float32), "x")
+        g, b = Node(self.gamma.astype(np.float32), "g"), Node(self.beta.astype(np.float32), "b")
+        out = batch_norm(x, g, b)
+        grads = out.grad(self.seed.astype(np.float32))
+        assert out.dtype == np.float32 and {v.dtype for v in grads.values()} == {np.dtype(np.float32)}
+
+
+class TestBadInput:
+    def test_a_training_batch_of_one_says_why_it_cannot_be_normalized(self):
+        net = SeedNet()
+        with pytest.raises(ValueError, match="at least 2 rows.*variance"):
+            net.bn1(np.ones((1, 20)))
+
+    def test_an_empty_batch_is_refused(self):
+        net = SeedNet()
+        with pytest.raises(ValueError, match="empty"):
+            net.bn1(np.ones((0, 20)))
+        with pytest.raises(ValueError, match="empty"):
+            net.l1(np.ones((0, 30)))
+
+    def test_a_feature_count_mismatch_names_the_layer_and_both_sizes(self):
+        net = SeedNet()
+        with pytest.raises(ValueError, match=r"batch norm 'bn1'.*20.*\(5, 19\)"):
+            net.bn1(np.ones((5, 19)))
+        with pytest.raises(ValueError, match=r"linear layer 'l1'.*30.*\(5, 29\)"):
+            net.l1(np.ones((5, 29)))
+
+    def test_evaluating_before_any_training_batch_is_a_clear_error(self):
+        net = SeedNet()
+        with pytest.raises(RuntimeError, match="has not seen a training batch"):
+            net.bn1(np.ones((5, 20)), train=False)
+        with pytest.raises(RuntimeError, match="has not seen a training batch"):
+            net.predict(np.ones((5, 30)))
+
+    @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+    @pytest.mark.parametrize("train", [True, False])
+    def test_nan_or_inf_input_raises_before_anything_changes(self, bad, train):
+        net = trained(SeedNet())
+        saved = snapshot(net.params)
+        x = np.random.default_rng(15).normal(size=(6, 20))
+        x[3, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            net.bn1(x, train=train)
+        assert_bitwise_equal(net.params, saved)
+
+    @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf weights, on purpose
+    def test_a_failure_deep_in_a_model_restores_every_average(self):
+        net = trained(SeedNet())
+        saved = snapshot(net.params)
+        net.params["weight_l2"] = np.full((20, 10), np.inf)  # bn2 will see inf after bn1 has updated
+        saved["weight_l2"] = net.params["weight_l2"]
+        with pytest.raises(ValueError, match="bn2"):
+            with net.unchanged_on_error():
+                net.forward(np.random.default_rng(16).normal(size=(6, 30)), train=True)
+        assert_bitwise_equal(net.params, saved)
+
+
+class TestParamAccess:
+    def test_get_param_returns_copies(self):
+        net = SeedNet()
+        copy = net.get_param()
+        copy["weight_l1"][0, 0] = 99.0
+        assert net.params["weight_l1"][0, 0] != 99.0
+
+    def test_set_param_replaces_values_with_copies(self):
+        net = SeedNet()
+        new = np.zeros((30, 20))
+        net.set_param({"weight_l1": new})
+        new[0, 0] = 1.0
+        assert not net.params["weight_l1"].any()
+
+    def test_set_param_refuses_unknown_names_and_changes_nothing(self):
+        net = SeedNet()
+        saved = snapshot(net.params)
+        with pytest.raises(KeyError, match="weight_l9"):
+            net.set_param({"weight_l1": np.zeros((30, 20)), "weight_l9": np.zeros(3)})
+        assert_bitwise_equal(net.params, saved)
+
+    def test_set_param_refuses_a_wrong_shape_and_changes_nothing(self):
+        net = SeedNet()
+        saved = snapshot(net.params)
+        with pytest.raises(ValueError, match=r"weight_l2.*\(20, 10\)"):
+            net.set_param({"weight_l1": np.zeros((30, 20)), "weight_l2": np.zeros((10, 20))})
+        assert_bitwise_equal(net.params, saved)

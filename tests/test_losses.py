@@ -1,0 +1,121 @@
+"""Cross-entropy losses: values, stability, gradients and label checking."""
+
+import numpy as np
+import pytest
+
+from dp import Node, gradcheck
+from dp.losses import binary_cross_entropy, binary_cross_entropy_with_logits, softmax_cross_entropy
+
+rng = np.random.default_rng(0)
+Z = rng.normal(size=(6, 1))
+Y = rng.integers(0, 2, size=(6, 1)).astype(float)
+P = 1 / (1 + np.exp(-Z))
+LOGITS = rng.normal(size=(5, 3))
+CLASSES = np.array([0, 2, 1, 2, 0])
+
+
+def reference_bce(p, y):
+    return -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+class TestBinaryFromProbabilities:
+    def test_value_is_the_summed_cross_entropy(self):
+        np.testing.assert_allclose(binary_cross_entropy(Node(P), Y).value, [[reference_bce(P, Y)]])
+
+    def test_gradient(self):
+        assert gradcheck(lambda p: binary_cross_entropy(p, Y), P) < 1e-6
+
+    def test_certain_mistakes_cost_a_large_finite_loss(self):
+        p = Node(np.array([[0.0], [1.0]]), "p")
+        loss = binary_cross_entropy(p, np.array([1.0, 0.0]))
+        assert np.isfinite(loss.value).all() and loss.value[0, 0] > 50
+        assert np.isfinite(loss.grad(1)["p"]).all()
+
+
+class TestBinaryFromLogits:
+    def test_value_equals_the_cross_entropy_of_the_sigmoid(self):
+        np.testing.assert_allclose(binary_cross_entropy_with_logits(Node(Z), Y).value, [[reference_bce(P, Y)]])
+
+    def test_gradient_is_sigmoid_minus_label(self):
+        grads = binary_cross_entropy_with_logits(Node(Z, "z"), Y).grad(1)
+        np.testing.assert_allclose(grads["z"], P - Y, rtol=1e-14)
+        assert gradcheck(lambda z: binary_cross_entropy_with_logits(z, Y), Z) < 1e-6
+
+    def test_logits_of_magnitude_1000_are_finite_and_exact(self):
+        z = Node(np.array([[1000.0], [-1000.0], [1000.0]]), "z")
+        loss = binary_cross_entropy_with_logits(z, np.array([0.0, 1.0, 1.0]))
+        np.testing.assert_allclose(loss.value, [[2000.0]])
+        np.testing.assert_allclose(loss.grad(1)["z"], [[1.0], [-1.0], [0.0]])
+
+    def test_mean_reduction_divides_by_the_batch_size(self):
+        total = binary_cross_entropy_with_logits(Node(Z), Y).value
+        np.testing.assert_allclose(binary_cross_entropy_with_logits(Node(Z), Y, reduction="mean").value, total / 6)
+
+
+class TestSoftmax:
+    def reference(self):
+        log_p = LOGITS - np.log(np.exp(LOGITS).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(5), CLASSES].sum()
+
+    @pytest.mark.parametrize("labels", [CLASSES, CLASSES.reshape(-1, 1), np.eye(3)[CLASSES], CLASSES.astype(float)])
+    def test_integer_column_and_one_hot_labels_give_the_same_loss(self, labels):
+        np.testing.assert_allclose(softmax_cross_entropy(Node(LOGITS), labels).value, [[self.reference()]])
+
+    def test_gradient_is_softmax_minus_one_hot(self):
+        grads = softmax_cross_entropy(Node(LOGITS, "z"), CLASSES).grad(1)
+        p = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(grads["z"], p - np.eye(3)[CLASSES], rtol=1e-13)
+        assert gradcheck(lambda z: softmax_cross_entropy(z, CLASSES), LOGITS) < 1e-6
+
+    def test_logits_of_magnitude_1000_are_finite(self):
+        z = Node(np.array([[1000.0, -1000.0, 0.0]]), "z")
+        loss = softmax_cross_entropy(z, [1])
+        np.testing.assert_allclose(loss.value, [[2000.0]])
+        assert np.isfinite(loss.grad(1)["z"]).all()
+
+    @pytest.mark.parametrize("labels", [[0, 1, 3, 0, 0], [0, 1, -1, 0, 0], [0, 0.5, 1, 0, 0]])
+    def test_labels_outside_the_classes_are_refused(self, labels):
+        with pytest.raises(ValueError, match="integers in"):
+            softmax_cross_entropy(Node(LOGITS), np.array(labels))
+
+    def test_one_hot_rows_must_sum_to_one(self):
+        with pytest.raises(ValueError, match="one-hot"):
+            softmax_cross_entropy(Node(LOGITS), np.ones((5, 3)))
+
+
+class TestLabels:
+    @pytest.mark.parametrize("loss", [binary_cross_entropy_with_logits, binary_cross_entropy])
+    def test_vector_and_column_labels_give_the_same_loss_never_an_n_by_n_broadcast(self, loss):
+        z = Node(P)
+        column, vector = loss(z, Y).value, loss(z, Y.ravel()).value
+        assert column.shape == vector.shape == (1, 1)
+        np.testing.assert_array_equal(column, vector)
+
+    @pytest.mark.parametrize("loss", [binary_cross_entropy_with_logits, binary_cross_entropy, softmax_cross_entropy])
+    def test_a_label_count_that_differs_from_the_batch_is_an_error(self, loss):
+        z = Node(LOGITS) if loss is softmax_cross_entropy else Node(P)
+        with pytest.raises(ValueError, match="labels for a batch of"):
+            loss(z, np.zeros(z.shape[0] - 1))
+
+    @pytest.mark.parametrize("bad", [np.nan, np.inf])
+    def test_non_finite_labels_are_refused(self, bad):
+        y = Y.copy()
+        y[2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            binary_cross_entropy_with_logits(Node(Z), y)
+
+    def test_binary_labels_must_lie_in_zero_one(self):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            binary_cross_entropy_with_logits(Node(Z), Y * 2)
+
+    def test_string_labels_are_refused(self):
+        with pytest.raises(TypeError, match="numeric"):
+            binary_cross_entropy_with_logits(Node(Z), np.array(["a"] * 6))
+
+    def test_binary_losses_need_one_output_column(self):
+        with pytest.raises(ValueError, match=r"\(n, 1\)"):
+            binary_cross_entropy_with_logits(Node(LOGITS), CLASSES)
+
+    def test_an_unknown_reduction_is_refused(self):
+        with pytest.raises(ValueError, match="reduction"):
+            binary_cross_entropy_with_logits(Node(Z), Y, reduction="max")

@@ -1,0 +1,188 @@
+"""dp.models.MLP, the bias exercise and batch-norm folding."""
+
+import numpy as np
+import pytest
+
+import dp
+from dp.losses import binary_cross_entropy
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 30))
+Y = (X[:, :1] + 0.5 * X[:, 1:2] > 0).astype(float)
+
+
+def sgd_steps(model, steps=30, lr=0.05, x=X, y=Y, batch=20):
+    for step in range(steps):
+        rows = slice((step * batch) % len(x), (step * batch) % len(x) + batch)
+        grads = model.loss(x[rows], y[rows]).grad(1)
+        model.params.update({k: model.params[k] - lr * grads[k] for k in grads})
+    return model
+
+
+def numeric_gradient(model, key, x, y, h=1e-6):
+    """Central differences of the training-mode loss with respect to params[key]."""
+    base = model.params[key]
+    out = np.empty_like(base)
+    for index in np.ndindex(base.shape):
+        values = []
+        for delta in (h, -h):
+            shifted = base.copy()
+            shifted[index] += delta
+            model.params[key] = shifted
+            values.append(model.loss(x, y, train=True).value[0, 0])
+        out[index] = (values[0] - values[1]) / (2 * h)
+    model.params[key] = base
+    return out
+
+
+class TestReferenceNetwork:
+    def test_defaults_are_the_seed_network(self):
+        model = dp.models.MLP()
+        shapes = {k: v.shape for k, v in model.params.items() if not k.startswith("avg_")}
+        assert shapes == {
+            "weight_l1": (30, 20), "gamma_bn1": (1, 20), "beta_bn1": (1, 20),
+            "weight_l2": (20, 10), "gamma_bn2": (1, 10), "beta_bn2": (1, 10),
+            "weight_l3": (10, 1), "bias_l3": (1, 1),
+        }  # fmt: skip
+        assert model.sizes == (30, 20, 10, 1) and model.has_batch_norm
+
+    def test_forward_gives_probabilities_of_the_logits(self):
+        model = dp.models.MLP()
+        z = model.logits(X[:10], train=True).value
+        p = model.forward(X[:10]).value
+        assert p.shape == (10, 1) and ((p > 0) & (p < 1)).all()
+        np.testing.assert_allclose(p, 1 / (1 + np.exp(-z)), rtol=1e-13)
+
+    def test_loss_is_the_summed_cross_entropy_of_the_probabilities(self):
+        model = dp.models.MLP()
+        expected = binary_cross_entropy(model.forward(X), Y).value
+        np.testing.assert_allclose(model.loss(X, Y).value, expected, rtol=1e-12)
+        np.testing.assert_allclose(model.loss(X, Y.ravel()).value, expected, rtol=1e-12)
+
+    def test_loss_gradients_match_finite_differences_for_every_parameter(self):
+        model = sgd_steps(dp.models.MLP(sizes=(30, 4, 3, 1)), steps=3)
+        x, y = X[:8], Y[:8]
+        grads = model.loss(x, y).grad(1)
+        assert set(grads) == {k for k in model.params if not k.startswith("avg_")}
+        for key, gradient in grads.items():
+            np.testing.assert_allclose(gradient, numeric_gradient(model, key, x, y), rtol=1e-6, atol=1e-8)
+
+    def test_training_lowers_the_loss_and_fits_the_data(self):
+        model = dp.models.MLP()
+        before = model.loss(X, Y, train=True).value[0, 0]
+        sgd_steps(model, steps=100)
+        assert model.loss(X, Y, train=False).value[0, 0] < before / 4
+        assert (model.predict(X) == Y).mean() > 0.95
+
+    def test_predict_and_predict_proba_use_eval_mode(self):
+        model = sgd_steps(dp.models.MLP())
+        saved = model.get_param()
+        np.testing.assert_array_equal(model.predict_proba(X), model.forward(X, train=False).value)
+        np.testing.assert_array_equal(model.predict(X), (model.predict_proba(X) > 0.5).astype(int))
+        for k, v in saved.items():
+            assert np.array_equal(model.params[k], v)
+
+    def test_float32_model_computes_and_learns_in_float32(self):
+        model = dp.models.MLP(dtype=np.float32)
+        loss = model.loss(X, Y)
+        assert loss.dtype == np.float32
+        assert {g.dtype for g in loss.grad(1).values()} == {np.dtype(np.float32)}
+        sgd_steps(model, steps=5)
+        assert {v.dtype for v in model.params.values()} == {np.dtype(np.float32)}
+
+
+class TestOtherShapes:
+    def test_without_batch_norm_every_linear_layer_has_a_bias(self):
+        model = dp.models.MLP(batch_norm=False)
+        assert sorted(model.params) == ["bias_l1", "bias_l2", "bias_l3", "weight_l1", "weight_l2", "weight_l3"]
+        assert not model.has_batch_norm
+
+    def test_several_outputs_give_a_softmax_and_softmax_cross_entropy(self):
+        model = dp.models.MLP(sizes=(30, 8, 3))
+        classes = rng.integers(0, 3, size=40)
+        p = model.forward(X).value
+        np.testing.assert_allclose(p.sum(axis=1), 1)
+        z = model.logits(X).value
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(model.loss(X, classes).value, [[-log_p[np.arange(40), classes].sum()]])
+        assert model.predict(X).shape == (40, 1)
+        assert set(np.unique(model.predict(X))) <= {0, 1, 2}
+
+    @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+    def test_each_activation_trains(self, activation):
+        model = dp.models.MLP(activation=activation)
+        before = model.loss(X, Y).value[0, 0]
+        sgd_steps(model, steps=60)
+        assert model.loss(X, Y).value[0, 0] < before
+
+    def test_bad_arguments_are_refused(self):
+        with pytest.raises(ValueError, match="activation"):
+            dp.models.MLP(activation="swish")
+        with pytest.raises(ValueError, match="sizes"):
+            dp.models.MLP(sizes=(30,))
+
+    def test_input_of_the_wrong_width_or_with_nan_is_refused(self):
+        model = dp.models.MLP()
+        with pytest.raises(ValueError, match=r"\(n, 30\)"):
+            model.loss(X[:, :29], Y)
+        bad = X.copy()
+        bad[0, 0] = np.nan
+        saved = model.get_param()
+        with pytest.raises(ValueError, match="NaN or inf"):
+            model.loss(bad, Y)
+        assert all(np.array_equal(model.params[k], v) for k, v in saved.items())
+
+
+class TestBiasBeforeBatchNorm:
+    """docs/bias_before_batch_norm.md: a bias before batch norm changes nothing."""
+
+    def make(self):
+        net = dp.NeuralNode(seed=1)
+        linear = net.linear(30, 20, "l", bias=True)
+        norm = net.batch_norm(20, "bn")
+        net.params["bias_l"] = np.random.default_rng(2).normal(0, 5, size=(1, 20))
+        net.params["gamma_bn"] = np.random.default_rng(3).normal(size=(1, 20))
+        return net, linear, norm
+
+    def test_outputs_with_and_without_the_bias_agree_in_training_mode(self):
+        net, linear, norm = self.make()
+        with_bias = norm(linear(X), train=True).value
+        net.params["bias_l"] = np.zeros((1, 20))
+        without_bias = norm(linear(X), train=True).value
+        np.testing.assert_allclose(with_bias, without_bias, rtol=0, atol=1e-12)
+
+    def test_the_bias_gradient_is_zero(self):
+        net, linear, norm = self.make()
+        seed = np.random.default_rng(4).normal(size=(40, 20))
+        grads = norm(linear(X), train=True).tanh().grad(seed)
+        np.testing.assert_allclose(grads["bias_l"], 0, atol=1e-10)
+        assert np.abs(grads["weight_l"]).max() > 1e-3  # the weights do learn
+
+
+class TestFolding:
+    def test_folded_model_predicts_what_the_original_predicts_in_eval_mode(self):
+        model = sgd_steps(dp.models.MLP())
+        model.params["beta_bn1"] = model.params["beta_bn1"] + 0.3  # make every term matter
+        folded = dp.fold_batch_norm(model)
+        np.testing.assert_allclose(folded.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(folded.logits(X).value, model.logits(X, train=False).value, rtol=0, atol=1e-10)
+
+    def test_folded_model_has_no_batch_norm_left(self):
+        folded = dp.fold_batch_norm(sgd_steps(dp.models.MLP()))
+        assert not folded.has_batch_norm
+        assert not any(k.split("_")[0] in ("gamma", "beta", "avg") for k in folded.params)
+        assert sorted(folded.params) == ["bias_l1", "bias_l2", "bias_l3", "weight_l1", "weight_l2", "weight_l3"]
+
+    def test_folding_leaves_the_original_untouched(self):
+        model = sgd_steps(dp.models.MLP())
+        saved = model.get_param()
+        dp.fold_batch_norm(model)
+        assert all(np.array_equal(model.params[k], v) for k, v in saved.items())
+
+    def test_folding_an_untrained_model_is_an_error(self):
+        with pytest.raises(RuntimeError, match="training batch"):
+            dp.fold_batch_norm(dp.models.MLP())
+
+    def test_folding_needs_an_mlp(self):
+        with pytest.raises(TypeError, match="MLP"):
+            dp.fold_batch_norm(dp.NeuralNode())
