@@ -6,7 +6,7 @@
 The public API, and nothing else, lives here.
 """
 
-from dp import losses, ops
+from dp import losses, ops, optim
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
@@ -24,6 +24,7 @@ __all__ = [
     "gradcheck",
     "losses",
     "ops",
+    "optim",
     "primitive",
 ]
 __version__ = "0.1.0"
