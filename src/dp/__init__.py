@@ -6,7 +6,7 @@
 The public API, and nothing else, lives here.
 """
 
-from dp import losses, ops, optim
+from dp import data, losses, ops, optim
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
@@ -19,6 +19,7 @@ __all__ = [
     "NeuralNode",
     "Node",
     "concatenate",
+    "data",
     "dot",
     "fold_batch_norm",
     "gradcheck",
