@@ -6,7 +6,7 @@
 The public API, and nothing else, lives here.
 """
 
-from dp import losses, ops
+from dp import checkpoint, data, losses, ops, optim
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
@@ -18,12 +18,15 @@ __all__ = [
     "GradcheckError",
     "NeuralNode",
     "Node",
+    "checkpoint",
     "concatenate",
+    "data",
     "dot",
     "fold_batch_norm",
     "gradcheck",
     "losses",
     "ops",
+    "optim",
     "primitive",
 ]
 __version__ = "0.1.0"

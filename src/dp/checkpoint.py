@@ -1,0 +1,312 @@
+"""Checkpoints: a `dp.models.MLP`, and optionally its optimizer, in one ``.npz`` file.
+
+    dp.checkpoint.save(model, "model.npz", optimizer=adam)
+    model = dp.checkpoint.load("model.npz")
+    model, adam = dp.checkpoint.load_with_optimizer("model.npz")
+
+File layout, format version 1. Every entry is a NumPy array and nothing is
+pickled (files are read with ``allow_pickle=False``), so loading a checkpoint
+never runs code from it:
+
+    __dp_format__                    int64 scalar, the format version (1)
+    __dp_model__                     str scalar, JSON of ``model.config`` (the architecture)
+    weight_l1, avg_mean_bn1, ...     every entry of ``model.params`` under its own name,
+                                     batch-norm moving averages included
+    __dp_optimizer__                 str scalar, JSON {"name": ..., "config": {...}}   (with an optimizer)
+    __dp_optimizer__/{param}/{slot}  each entry of ``optimizer.state_dict()``          (with an optimizer)
+
+Saving is atomic: the file is written next to the target under a temporary
+name, flushed to disk, then renamed over the target, so a crash or an error
+leaves either the old checkpoint or the new one, never half of one.
+
+Loading checks everything before returning: a truncated or corrupt file, an
+unknown format version, an architecture that is not valid, parameter names,
+shapes and dtypes that differ from what the architecture makes, non-finite
+values, optimizer state that does not fit. Each is a `CheckpointError` (a
+``ValueError``) that says what is wrong. ``save`` runs the same checks on what it
+is about to write, so it never writes a checkpoint that ``load`` would refuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import numbers
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dp.models import MLP
+from dp.optim import Optimizer, make_optimizer
+
+FORMAT_VERSION = 1
+RESERVED = "__dp_"  # prefix of the entries that are not parameters
+FORMAT_KEY = "__dp_format__"
+MODEL_KEY = "__dp_model__"
+OPTIMIZER_KEY = "__dp_optimizer__"
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt, truncated, of an unknown format, or does not
+    describe a valid model (and optimizer); or a model cannot be saved as one."""
+
+
+def save(model: MLP, path: PathLike, optimizer: Optimizer | None = None) -> Path:
+    """Write ``model`` (and ``optimizer``'s hyperparameters and state, if given) to
+    ``path``, atomically, in the layout of this module's docstring. ``path`` is used
+    as given (no ``.npz`` is appended). An existing file at ``path`` is replaced
+    and keeps its permissions; a new file gets the usual ones (0o666 minus the umask).
+
+    Returns ``path`` as a `Path`. Raises ``TypeError`` when ``model`` is not a
+    `dp.models.MLP` or ``optimizer`` not a `dp.optim.Optimizer`; `CheckpointError`
+    when ``load`` would refuse the result (e.g. NaN parameters); ``OSError`` when
+    writing fails. On any error an existing file at ``path`` is left untouched
+    and no temporary file remains.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"save needs a dp.models.MLP (it stores the architecture), not {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a dp.optim.Optimizer or None, not {type(optimizer).__name__}")
+    arrays = _encode(model, optimizer)
+    _decode(arrays)  # the checks of load, on what is about to be written
+    path = Path(path)
+    _write_atomically(path, arrays)
+    return path
+
+
+def load(path: PathLike) -> MLP:
+    """The model saved at ``path``: a new `dp.models.MLP` of the saved architecture
+    with the saved parameters, bit for bit, in training mode (call ``eval()`` for
+    inference). Optimizer state in the file is checked but not returned; see
+    `load_with_optimizer`.
+
+    Raises ``FileNotFoundError`` (or another ``OSError``) when the file cannot be
+    opened, `CheckpointError` for anything wrong with its content.
+    """
+    return load_with_optimizer(path)[0]
+
+
+def load_with_optimizer(path: PathLike) -> tuple[MLP, Optimizer | None]:
+    """The model saved at ``path`` (as `load`) and its optimizer: a new `dp.optim.Optimizer`
+    of the saved kind, hyperparameters and state, or ``None`` if none was saved.
+    Errors as `load`."""
+    return _decode(_read(Path(path)))
+
+
+# ----- encoding -----
+
+
+def _encode(model: MLP, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
+    reserved = sorted(k for k in model.params if k.startswith(RESERVED))
+    if reserved:
+        raise CheckpointError(f"parameter names {reserved} start with {RESERVED!r}, which checkpoints reserve")
+    arrays = {FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64), MODEL_KEY: _json_array(model.config)}
+    arrays.update(model.params)
+    if optimizer is not None:
+        arrays[OPTIMIZER_KEY] = _json_array({"name": optimizer.name, "config": optimizer.config})
+        for name, slots in optimizer.state_dict().items():
+            for slot, value in slots.items():
+                arrays[f"{OPTIMIZER_KEY}/{name}/{slot}"] = np.asarray(value)
+    return arrays
+
+
+def _json_array(value: Any) -> np.ndarray:
+    return np.array(json.dumps(value, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars in a config (np.float64, np.bool_) as the Python numbers JSON knows."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} {value!r} in a checkpoint's JSON")
+
+
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a temporary file in the target's directory (so the rename stays on one
+    file system, where it is atomic), flush it to disk, then rename it over the target."""
+    mode = _mode_for(path)
+    file = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with file:
+            np.savez(file, allow_pickle=False, **arrays)
+            file.flush()
+            os.fsync(file.fileno())  # the data is on disk before the name points at it
+        os.chmod(file.name, mode)
+        os.replace(file.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(file.name)
+        raise
+    _sync_directory(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions the file should end with: an existing target's, else the usual
+    ones for a new file (temporary files are created readable by their owner only)."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)  # the only portable way to read the umask is to set it and put it back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); best effort where directories can't be synced."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ----- reading and checking -----
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """Every entry of the .npz file at ``path``, read eagerly (so that a truncated or
+    corrupt member fails here, with the file still open)."""
+    with path.open("rb") as file:  # a missing path is FileNotFoundError, not a CheckpointError
+        try:
+            content = np.load(file, allow_pickle=False)
+            if not isinstance(content, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path} holds a single array (.npy), not a dp checkpoint (.npz)")
+            with content:
+                return {name: content[name] for name in content.files}
+        except CheckpointError:
+            raise
+        except Exception as error:
+            # np.load and zipfile report damage in many ways (BadZipFile on a bad CRC or a
+            # missing directory, ValueError or EOFError on a short read, UnicodeDecodeError,
+            # MemoryError for a header claiming a huge array, ...): to the caller, all mean
+            # "this file is not a readable checkpoint".
+            raise CheckpointError(
+                f"{path} is not a readable dp checkpoint (truncated or corrupt?): {type(error).__name__}: {error}"
+            ) from error
+
+
+def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
+    """The model (and optimizer) described by a checkpoint's entries, after every check."""
+    version = arrays.get(FORMAT_KEY)
+    if version is None:
+        raise CheckpointError(f"not a dp checkpoint: no format version ({FORMAT_KEY!r} entry)")
+    if not (isinstance(version, np.ndarray) and version.shape == () and version.dtype.kind in "iu"):
+        raise CheckpointError(f"not a dp checkpoint: the format version is not an integer ({version!r})")
+    if int(version) != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {int(version)} is not known to this version of dp, "
+            f"which reads version {FORMAT_VERSION}"
+        )
+    prefix = OPTIMIZER_KEY + "/"
+    unknown = sorted(
+        k
+        for k in arrays
+        if k.startswith(RESERVED) and k not in (FORMAT_KEY, MODEL_KEY, OPTIMIZER_KEY) and not k.startswith(prefix)
+    )
+    if unknown:
+        raise CheckpointError(f"the checkpoint has entries this version of dp does not know: {unknown}")
+    model = _model(arrays)
+    params = {k: v for k, v in arrays.items() if not k.startswith(RESERVED)}
+    _check_params(model, params)
+    model.set_param(params)
+    return model, _optimizer(arrays, model)
+
+
+def _model(arrays: Mapping[str, Any]) -> MLP:
+    """A fresh MLP of the architecture stored in the checkpoint."""
+    if MODEL_KEY not in arrays:
+        raise CheckpointError(f"the checkpoint has no architecture ({MODEL_KEY!r} entry)")
+    config = _json_entry(arrays, MODEL_KEY, "the architecture")
+    try:
+        model = MLP(**config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's architecture {config} is not a valid MLP: {error}") from error
+    if set(config) != set(model.config):
+        raise CheckpointError(
+            f"the checkpoint's architecture has the settings {sorted(config)}, an MLP has {sorted(model.config)}"
+        )
+    if model.dtype.kind != "f":
+        raise CheckpointError(f"the checkpoint's dtype {model.dtype} is not a floating-point dtype")
+    for key in ("momentum", "eps"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise CheckpointError(f"the checkpoint's architecture has {key} = {value!r}, not a finite number")
+    for key in ("batch_norm", "unbiased_average"):
+        if not isinstance(config[key], bool):
+            raise CheckpointError(f"the checkpoint's architecture has {key} = {config[key]!r}, not true or false")
+    return model
+
+
+def _check_params(model: MLP, params: Mapping[str, Any]) -> None:
+    """The stored parameters are exactly the architecture's: names, shapes, dtypes, finite."""
+    expected = model.params
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing parameters {missing}")
+    if extra:
+        problems.append(f"parameters {extra} that the architecture does not have")
+    for name in sorted(set(expected) & set(params)):
+        value, like = params[name], expected[name]
+        if not isinstance(value, np.ndarray):
+            problems.append(f"{name!r} is not an array")
+        elif value.shape != like.shape:
+            problems.append(f"{name!r} has shape {value.shape}, the architecture needs {like.shape}")
+        elif value.dtype != like.dtype:
+            problems.append(f"{name!r} has dtype {value.dtype}, the architecture needs {like.dtype}")
+        elif not np.isfinite(value).all():
+            problems.append(f"{name!r} has NaN or inf values")
+    if problems:
+        raise CheckpointError(f"the parameters do not fit the architecture {model.config}: " + "; ".join(problems))
+
+
+def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
+    """The optimizer stored with the model, with its state checked against the model's parameters."""
+    prefix = OPTIMIZER_KEY + "/"
+    entries = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    if OPTIMIZER_KEY not in arrays:
+        if entries:
+            raise CheckpointError("the checkpoint has optimizer state but no optimizer")
+        return None
+    spec = _json_entry(arrays, OPTIMIZER_KEY, "the optimizer")
+    if set(spec) != {"name", "config"} or not isinstance(spec["config"], dict):
+        raise CheckpointError(f"the checkpoint's optimizer must be {{'name': ..., 'config': {{...}}}}, not {spec}")
+    state: dict[str, dict[str, Any]] = {}
+    for key, value in entries.items():
+        name, _, slot = key.rpartition("/")  # slots never contain "/", parameter names might
+        like = model.params.get(name)
+        if like is None:
+            raise CheckpointError(f"the checkpoint has optimizer state for {name!r}, which is not a parameter")
+        if slot != "step" and getattr(value, "shape", None) != like.shape:
+            raise CheckpointError(
+                f"the optimizer's {slot!r} for {name!r} has shape {getattr(value, 'shape', None)}, "
+                f"the parameter has {like.shape}"
+            )
+        state.setdefault(name, {})[slot] = value
+    try:
+        optimizer = make_optimizer(spec["name"], **spec["config"])
+        optimizer.load_state_dict(state)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's optimizer is not valid: {error}") from error
+    return optimizer
+
+
+def _json_entry(arrays: Mapping[str, Any], key: str, what: str) -> dict:
+    value = arrays[key]
+    if not (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind == "U"):
+        raise CheckpointError(f"{what} ({key!r}) must be a JSON string")
+    try:
+        decoded = json.loads(str(value))
+    except ValueError as error:
+        raise CheckpointError(f"{what} ({key!r}) is not valid JSON: {error}") from error
+    if not isinstance(decoded, dict):
+        raise CheckpointError(f"{what} ({key!r}) must be a JSON object, not {decoded!r}")
+    return decoded

@@ -1,0 +1,348 @@
+"""Optimizers: `SGD`, `Momentum`, `RMSProp` and `Adam`, each updating the ``params`` dict.
+
+The loop they close (see DESIGN.md)::
+
+    grads = model.loss(x, y).grad(1)       # {name: gradient}, learnable entries only
+    optimizer.step(model.params, grads)    # params[name] <- a new array
+
+Contract shared by every optimizer:
+
+- ``step`` updates exactly the keys present in ``grads``. Batch-norm moving
+  averages never have a gradient, so they are never touched.
+- It *replaces* arrays (``params[k] = new``) and never writes into the old ones:
+  other code keeps references to old arrays (``NeuralNode.unchanged_on_error``,
+  a graph built before the step) and relies on them not changing.
+- It is all or nothing: every gradient is checked (known key, same shape as its
+  parameter, finite) and every new value computed before anything is stored;
+  on any error ``params`` and the optimizer's state are exactly as before.
+- A parameter keeps its dtype: a float32 parameter stays float32, whatever the
+  gradient's dtype.
+- State (velocities, averages, step counts) is kept per key; ``state_dict()`` /
+  ``load_state_dict()`` copy it out and in, and ``config`` holds the constructor
+  arguments, so ``make_optimizer(opt.name, **opt.config)`` rebuilds the optimizer.
+
+The classic dp names work too: ``SGD_Momentum``, ``RMS_Prop``, and ``alpha`` as
+a synonym of ``lr``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, MutableMapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
+
+
+class Optimizer:
+    """Base class: the learning rate, per-key state, the checked all-or-nothing `step`.
+
+    A subclass sets ``name``, ``default_lr`` and ``slots`` (the names of its
+    per-key state) and defines ``_update``; it validates its own hyperparameters.
+    """
+
+    name: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 0.01
+    slots: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, lr: float | None = None, *, alpha: float | None = None) -> None:
+        if lr is not None and alpha is not None:
+            raise TypeError("give the learning rate as lr or as alpha (its classic dp name), not both")
+        chosen = lr if lr is not None else alpha if alpha is not None else self.default_lr
+        self.lr = _hyperparameter("lr", chosen, "> 0", lambda v: v > 0)
+        self.state: dict[str, State] = {}
+
+    @property
+    def config(self) -> dict[str, float]:
+        """The constructor arguments: ``type(self)(**self.config)`` is a fresh copy."""
+        return {"lr": self.lr}
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({arguments})"
+
+    def step(self, params: MutableMapping[str, np.ndarray], grads: Mapping[str, Any]) -> None:
+        """Update ``params[k]`` for every key ``k`` of ``grads``, by this optimizer's rule.
+
+        Each ``params[k]`` is replaced by a new array of the same shape and dtype;
+        keys absent from ``grads`` are left alone (the same objects).
+
+        Raises, before changing anything (params and optimizer state stay exactly
+        as they were): ``KeyError`` naming the keys of ``grads`` that are not in
+        ``params``; ``TypeError`` for a parameter that is not a floating-point array
+        or a gradient that is not numeric; ``ValueError`` naming the key and both
+        shapes when a gradient's shape differs from its parameter's (no
+        broadcasting), or when this optimizer's saved state for a key has another
+        shape; ``ValueError`` naming the keys whose gradients hold NaN or inf.
+        """
+        checked = self._checked(params, grads)
+        # Compute everything first and store at the end: an error halfway (even
+        # a floating-point one) must not leave some keys updated and others not.
+        results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
+        for k, (value, state) in results.items():
+            params[k] = value
+            if state:
+                self.state[k] = state
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        """The new value of one parameter and its new state; must not modify ``p``, ``g`` or ``state``."""
+        raise NotImplementedError
+
+    def _checked(self, params: Mapping[str, np.ndarray], grads: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The gradients as arrays of their parameters' dtypes, after every check of `step`."""
+        unknown = sorted(set(grads) - set(params))
+        if unknown:
+            raise KeyError(f"gradients for unknown parameters {unknown}; the parameters are {sorted(params)}")
+        checked, not_finite = {}, []
+        for k, g in grads.items():
+            p = params[k]
+            if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
+                raise TypeError(f"parameter {k!r} must be a floating-point ndarray, not {_describe(p)}")
+            g = np.asarray(g)
+            if g.dtype.kind not in "biuf":
+                raise TypeError(f"the gradient of {k!r} must be numeric, not {g.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"the gradient of {k!r} has shape {g.shape}, but the parameter has shape {p.shape}")
+            for slot, value in self.state.get(k, {}).items():
+                if isinstance(value, np.ndarray) and value.shape != p.shape:
+                    raise ValueError(
+                        f"this optimizer's {slot!r} for {k!r} has shape {value.shape}, but the parameter has "
+                        f"shape {p.shape}: the state was loaded for other parameters"
+                    )
+            g = g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
+            if not np.isfinite(g).all():
+                not_finite.append(k)
+            checked[k] = g
+        if not_finite:
+            raise ValueError(f"the gradients of {sorted(not_finite)} have NaN or inf values; nothing was updated")
+        return checked
+
+    # ----- state -----
+
+    def state_dict(self) -> dict[str, State]:
+        """A copy of the per-key state: ``{param name: {slot: ndarray or int}}``.
+
+        Slots: none for SGD; ``velocity`` for Momentum; ``square_average`` for
+        RMSProp; ``m``, ``v`` (arrays) and ``step`` (an int >= 1) for Adam. Keys
+        appear once they have had a step. Hyperparameters are in ``config``.
+        """
+        return {k: _copy_state(s) for k, s in self.state.items()}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the per-key state with a copy of ``state`` (as `state_dict` returns it).
+
+        Raises ``ValueError`` (and changes nothing) when a key's slots are not
+        exactly this optimizer's, an array slot is not a finite floating-point
+        array, or a step count is not an int >= 1. Shapes are checked against the
+        parameters at the next `step`.
+        """
+        new = {}
+        for k, slots in state.items():
+            if set(slots) != set(self.slots):
+                raise ValueError(
+                    f"state for {k!r} has slots {sorted(slots)}, but {type(self).__name__} keeps {sorted(self.slots)}"
+                )
+            new[k] = {slot: _state_value(k, slot, slots[slot]) for slot in self.slots}
+        self.state = new
+
+
+class SGD(Optimizer):
+    """Plain gradient descent: ``p <- p - lr * g``. No state.
+
+    ``lr`` (alias ``alpha``) > 0, default 0.01.
+    """
+
+    name = "sgd"
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        return p - self.lr * g, {}
+
+
+class Momentum(Optimizer):
+    """Gradient descent with classic (heavy-ball) momentum, PyTorch's convention::
+
+        v <- beta * v + g          (v starts at 0, so the first step is plain SGD)
+        p <- p - lr * v
+
+    The learning rate multiplies the velocity, not the gradient inside it (the
+    other common convention, ``v <- beta v + lr g; p <- p - v``, matches this one
+    only while lr is constant). ``lr`` (alias ``alpha``) > 0, default 0.01;
+    ``beta`` in [0, 1), default 0.9. State: ``velocity`` per key.
+    """
+
+    name = "momentum"
+    slots = ("velocity",)
+
+    def __init__(self, lr: float | None = None, beta: float = 0.9, *, alpha: float | None = None) -> None:
+        super().__init__(lr, alpha=alpha)
+        self.beta = _beta("beta", beta)
+
+    @property
+    def config(self) -> dict[str, float]:
+        return {"lr": self.lr, "beta": self.beta}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        # A copy on the first step: g may be the caller's array, and the state must not alias it.
+        v = g.copy() if state is None else self.beta * state["velocity"] + g
+        return (p - self.lr * v).astype(p.dtype, copy=False), {"velocity": v}
+
+
+class RMSProp(Optimizer):
+    """RMSProp: divide each step by a running root mean square of the gradient::
+
+        s <- beta * s + (1 - beta) * g**2          (s starts at 0)
+        p <- p - lr * g / (sqrt(s) + epsilon)
+
+    epsilon is added outside the square root, as in PyTorch. ``lr`` (alias
+    ``alpha``) > 0, default 0.001; ``beta`` in [0, 1), default 0.9; ``epsilon`` > 0,
+    default 1e-8. State: ``square_average`` per key.
+    """
+
+    name = "rmsprop"
+    default_lr = 0.001
+    slots = ("square_average",)
+
+    def __init__(
+        self, lr: float | None = None, beta: float = 0.9, epsilon: float = 1e-8, *, alpha: float | None = None
+    ) -> None:
+        super().__init__(lr, alpha=alpha)
+        self.beta = _beta("beta", beta)
+        self.epsilon = _epsilon(epsilon)
+
+    @property
+    def config(self) -> dict[str, float]:
+        return {"lr": self.lr, "beta": self.beta, "epsilon": self.epsilon}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        s = (1 - self.beta) * (g * g)
+        if state is not None:
+            s += self.beta * state["square_average"]  # s is a new array: adding in place is safe
+        return (p - self.lr * g / (np.sqrt(s) + self.epsilon)).astype(p.dtype, copy=False), {"square_average": s}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), with bias correction; t counts this key's steps, from 1::
+
+        m <- beta1 * m + (1 - beta1) * g           (m and v start at 0)
+        v <- beta2 * v + (1 - beta2) * g**2
+        mhat = m / (1 - beta1**t)        vhat = v / (1 - beta2**t)
+        p <- p - lr * mhat / (sqrt(vhat) + epsilon)
+
+    ``lr`` (alias ``alpha``) > 0, default 0.001; ``beta1`` and ``beta2`` in [0, 1),
+    defaults 0.9 and 0.999; ``epsilon`` > 0, default 1e-8. State per key: ``m``,
+    ``v`` and ``step`` (t). Counting t per key, not globally, keeps the bias
+    correction right for a parameter that only starts receiving gradients later.
+    """
+
+    name = "adam"
+    default_lr = 0.001
+    slots = ("m", "v", "step")
+
+    def __init__(
+        self,
+        lr: float | None = None,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        *,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(lr, alpha=alpha)
+        self.beta1 = _beta("beta1", beta1)
+        self.beta2 = _beta("beta2", beta2)
+        self.epsilon = _epsilon(epsilon)
+
+    @property
+    def config(self) -> dict[str, float]:
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        m = (1 - self.beta1) * g
+        v = (1 - self.beta2) * (g * g)
+        t = 1
+        if state is not None:
+            m += self.beta1 * state["m"]  # m and v are new arrays: adding in place is safe
+            v += self.beta2 * state["v"]
+            t = state["step"] + 1
+        m_hat = m / (1 - self.beta1**t)
+        v_hat = v / (1 - self.beta2**t)
+        new = p - self.lr * m_hat / (np.sqrt(v_hat) + self.epsilon)
+        return new.astype(p.dtype, copy=False), {"m": m, "v": v, "step": t}
+
+
+# The classic dp names.
+SGD_Momentum = Momentum
+RMS_Prop = RMSProp
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "rmsprop": RMSProp,
+    "adam": Adam,
+    "sgd_momentum": Momentum,
+    "rms_prop": RMSProp,
+}
+
+
+def make_optimizer(name: str, **hyperparameters: float) -> Optimizer:
+    """The optimizer called ``name`` (case-insensitive: "sgd", "momentum", "rmsprop",
+    "adam", or the classic "SGD_Momentum", "RMS_Prop"), built with ``hyperparameters``.
+
+    Raises ``ValueError`` listing the valid names for an unknown name; the class
+    raises ``TypeError`` for a hyperparameter it does not take and ``ValueError``
+    for one out of range.
+
+    >>> make_optimizer("adam", lr=0.01)
+    Adam(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-08)
+    """
+    cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    return cls(**hyperparameters)
+
+
+# ----- checks -----
+
+
+def _hyperparameter(name: str, value: Any, requirement: str, ok: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {_describe(value)}")
+    value = float(value)
+    if not (math.isfinite(value) and ok(value)):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return value
+
+
+def _beta(name: str, value: Any) -> float:
+    return _hyperparameter(name, value, "in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _epsilon(value: Any) -> float:
+    return _hyperparameter("epsilon", value, "> 0", lambda v: v > 0)
+
+
+def _state_value(key: str, slot: str, value: Any) -> np.ndarray | int:
+    """A checked copy of one slot of a loaded state."""
+    if slot == "step":
+        if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
+            value = value.item()  # a step count read back from an .npz file
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"state {slot!r} of {key!r} must be an int >= 1, got {value!r}")
+        return int(value)
+    array = np.array(value)  # a copy: the caller keeps theirs
+    if array.dtype.kind != "f" or not np.isfinite(array).all():
+        raise ValueError(f"state {slot!r} of {key!r} must be a finite floating-point array")
+    return array
+
+
+def _copy_state(state: State) -> State:
+    return {slot: v.copy() if isinstance(v, np.ndarray) else v for slot, v in state.items()}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an ndarray of dtype {value.dtype}"
+    return type(value).__name__

@@ -1,0 +1,391 @@
+"""Optimizers: each rule against hand-computed steps, convergence on a quadratic, and the
+contract of `step` (only keys with a gradient, new arrays, dtype kept, all or nothing)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import dp
+from dp import optim
+from dp.optim import SGD, Adam, Momentum, RMSProp, make_optimizer
+
+ALL = {
+    "sgd": lambda: SGD(lr=0.1),
+    "momentum": lambda: Momentum(lr=0.1, beta=0.9),
+    "rmsprop": lambda: RMSProp(lr=0.1, beta=0.9, epsilon=1e-8),
+    "adam": lambda: Adam(lr=0.1, beta1=0.9, beta2=0.999, epsilon=1e-8),
+}
+
+P0 = np.array([[1.0, -2.0]])
+G1 = np.array([[0.5, -1.0]])
+G2 = np.array([[0.1, 0.2]])
+
+
+def two_steps(optimizer):
+    params = {"p": P0}
+    optimizer.step(params, {"p": G1})
+    first = params["p"]
+    optimizer.step(params, {"p": G2})
+    return first, params["p"]
+
+
+def random_grads(seed, params):
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(v.shape) for k, v in params.items()}
+
+
+def assert_same_state(a, b):
+    """Two state_dicts equal bit for bit: same keys, slots, dtypes, bytes, step counts."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].keys() == b[k].keys()
+        for slot in a[k]:
+            x, y = a[k][slot], b[k][slot]
+            if isinstance(x, np.ndarray):
+                assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+            else:
+                assert type(x) is type(y) and x == y
+
+
+# ----- each rule, on two steps computed by hand -----
+
+
+class TestUpdateRules:
+    def test_sgd_subtracts_lr_times_the_gradient(self):
+        first, second = two_steps(SGD(lr=0.1))
+        np.testing.assert_allclose(first, [[0.95, -1.9]], rtol=1e-15)
+        np.testing.assert_allclose(second, [[0.94, -1.92]], rtol=1e-15)
+
+    def test_momentum_accumulates_velocity_with_lr_outside(self):
+        first, second = two_steps(Momentum(lr=0.1, beta=0.9))
+        # v1 = g1 = [0.5, -1]; v2 = 0.9 v1 + g2 = [0.55, -0.7]
+        np.testing.assert_allclose(first, [[0.95, -1.9]], rtol=1e-15)
+        np.testing.assert_allclose(second, [[0.95 - 0.055, -1.9 + 0.07]], rtol=1e-14)
+
+    def test_rmsprop_divides_by_the_root_of_the_average_square(self):
+        first, second = two_steps(RMSProp(lr=0.1, beta=0.9, epsilon=1e-8))
+        # s1 = 0.1 g1^2 = [0.025, 0.1]; s2 = 0.9 s1 + 0.1 g2^2 = [0.0235, 0.094]
+        p1 = np.array([[1.0 - 0.1 * 0.5 / (np.sqrt(0.025) + 1e-8), -2.0 + 0.1 * 1.0 / (np.sqrt(0.1) + 1e-8)]])
+        p2 = p1 - 0.1 * np.array([[0.1 / (np.sqrt(0.0235) + 1e-8), 0.2 / (np.sqrt(0.094) + 1e-8)]])
+        np.testing.assert_allclose(first, p1, rtol=1e-14)
+        np.testing.assert_allclose(second, p2, rtol=1e-14)
+
+    def test_adam_corrects_the_bias_of_both_averages(self):
+        first, second = two_steps(Adam(lr=0.1, beta1=0.9, beta2=0.999, epsilon=1e-8))
+        # t=1: m1 = 0.1 g1 = [0.05, -0.1], v1 = 0.001 g1^2 = [0.00025, 0.001];
+        #      mhat = m1 / 0.1 = g1, vhat = v1 / 0.001 = g1^2: the step is lr * g / (|g| + eps).
+        p1 = np.array([[1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 1.0 / (1.0 + 1e-8)]])
+        # t=2: m2 = 0.9 m1 + 0.1 g2 = [0.055, -0.07]; v2 = 0.999 v1 + 0.001 g2^2 = [0.00025975, 0.001039];
+        #      mhat = m2 / (1 - 0.81) = m2 / 0.19, vhat = v2 / (1 - 0.998001) = v2 / 0.001999.
+        m_hat = np.array([[0.055, -0.07]]) / 0.19
+        v_hat = np.array([[0.00025975, 0.001039]]) / 0.001999
+        p2 = p1 - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8)
+        np.testing.assert_allclose(first, p1, rtol=1e-14)
+        np.testing.assert_allclose(second, p2, rtol=1e-12)
+        assert optim.Adam is Adam
+
+    def test_adam_counts_steps_per_key(self):
+        adam = Adam(lr=0.1)
+        params = {"a": P0, "b": P0}
+        adam.step(params, {"a": G1})
+        adam.step(params, {"a": G2, "b": G1})  # b's first step: t = 1 for b, 2 for a
+        state = adam.state_dict()
+        assert state["a"]["step"] == 2 and state["b"]["step"] == 1
+        np.testing.assert_allclose(params["b"], [[1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 / (1.0 + 1e-8)]])
+
+    @given(g=arrays(np.float64, st.integers(1, 6), elements=st.floats(1e-3, 1e3) | st.floats(-1e3, -1e-3)))
+    def test_adams_first_step_moves_each_coordinate_by_lr(self, g):
+        params = {"p": np.zeros_like(g)}
+        Adam(lr=0.01).step(params, {"p": g})
+        np.testing.assert_allclose(params["p"], -0.01 * np.sign(g), rtol=1e-4)
+
+    @given(seeds=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=5))
+    def test_momentum_with_beta_zero_is_sgd(self, seeds):
+        a, b = {"p": np.ones((2, 3))}, {"p": np.ones((2, 3))}
+        sgd, momentum = SGD(lr=0.1), Momentum(lr=0.1, beta=0.0)
+        for seed in seeds:
+            g = random_grads(seed, a)
+            sgd.step(a, g)
+            momentum.step(b, g)
+        np.testing.assert_array_equal(a["p"], b["p"])
+
+
+# ----- convergence on a quadratic, gradients by dp -----
+
+CONVERGENCE = {  # optimizer, steps, tolerance on |p - target|
+    "sgd": (lambda: SGD(lr=0.1), 200, 1e-8),
+    "momentum": (lambda: Momentum(lr=0.05, beta=0.9), 500, 1e-6),
+    # With a fixed lr, RMSProp's steps stay about lr long: it ends within a few lr of the minimum.
+    "rmsprop": (lambda: RMSProp(lr=0.01), 1500, 0.02),
+    "adam": (lambda: Adam(lr=0.05), 1500, 1e-2),
+}
+
+
+@pytest.mark.parametrize("name", CONVERGENCE)
+@settings(max_examples=10)
+@given(
+    start=arrays(np.float64, (1, 3), elements=st.floats(-3, 3)),
+    target=arrays(np.float64, (1, 3), elements=st.floats(-3, 3)),
+)
+def test_each_optimizer_drives_a_quadratic_to_its_minimum(name, start, target):
+    make, steps, tolerance = CONVERGENCE[name]
+    optimizer, params = make(), {"p": start}
+    for _ in range(steps):
+        p = dp.Node(params["p"], "p")
+        loss = ((p - target) ** 2).sum()
+        optimizer.step(params, loss.grad(1))
+    assert np.abs(params["p"] - target).max() < tolerance
+
+
+# ----- the contract of step -----
+
+
+@pytest.fixture
+def trained_mlp_grads():
+    model = dp.MLP(sizes=(4, 3, 1), seed=1)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)), rng.integers(0, 2, 8)
+    grads = model.loss(x, y).grad(1)  # this forward pass updates the moving averages
+    return model, grads
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keys_without_a_gradient_like_moving_averages_are_untouched(name, trained_mlp_grads):
+    model, grads = trained_mlp_grads
+    state_keys = {"avg_mean_bn1", "avg_variance_bn1"}
+    assert state_keys.isdisjoint(grads)
+    before = dict(model.params)
+    ALL[name]().step(model.params, grads)
+    for k in model.params:
+        if k in state_keys:
+            assert model.params[k] is before[k]
+        else:
+            assert model.params[k] is not before[k]
+            assert not np.array_equal(model.params[k], before[k])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_step_replaces_arrays_and_never_writes_into_old_ones_or_the_gradients(name):
+    optimizer = ALL[name]()
+    params = {"w": np.ones((3, 2)), "b": np.zeros((1, 2))}
+    for seed in range(3):
+        old = {k: (v, v.copy()) for k, v in params.items()}
+        grads = random_grads(seed, params)
+        grads_copy = {k: g.copy() for k, g in grads.items()}
+        optimizer.step(params, grads)
+        for k, (array, copy) in old.items():
+            assert params[k] is not array
+            np.testing.assert_array_equal(array, copy)
+            np.testing.assert_array_equal(grads[k], grads_copy[k])
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("grad_dtype", [np.float32, np.float64])
+def test_a_float32_parameter_stays_float32(name, grad_dtype):
+    optimizer = ALL[name]()
+    params = {"w": np.ones((2, 2), np.float32)}
+    for seed in range(3):
+        optimizer.step(params, {"w": random_grads(seed, params)["w"].astype(grad_dtype)})
+        assert params["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_float32_mlp_trains_in_float32(name):
+    model = dp.MLP(sizes=(4, 3, 1), dtype=np.float32, seed=0)
+    optimizer, rng = ALL[name](), np.random.default_rng(0)
+    for _ in range(3):
+        optimizer.step(model.params, model.loss(rng.standard_normal((8, 4)), rng.integers(0, 2, 8)).grad(1))
+    assert {v.dtype for v in model.params.values()} == {np.dtype(np.float32)}
+
+
+BAD_GRADS = {  # "a" is valid in each, so a step that is not all-or-nothing would update it
+    "unknown key": ({"a": np.ones((2, 2)), "nope": np.ones(1), "zzz": np.ones(1)}, KeyError, r"\['nope', 'zzz'\]"),
+    "wrong shape": ({"a": np.ones((2, 2)), "b": np.ones((3, 1))}, ValueError, r"'b'.*\(3, 1\).*\(1, 3\)"),
+    "transposed": ({"a": np.ones((2, 2)), "b": np.ones((3,))}, ValueError, r"'b'.*\(3,\).*\(1, 3\)"),
+    "nan": ({"a": np.ones((2, 2)), "b": np.array([[1.0, np.nan, 0.0]])}, ValueError, r"\['b'\].*NaN or inf"),
+    "inf in two": (
+        {"a": np.full((2, 2), np.inf), "b": np.array([[1.0, -np.inf, 0.0]])},
+        ValueError,
+        r"\['a', 'b'\].*NaN or inf",
+    ),
+    "not numeric": ({"a": np.ones((2, 2)), "b": np.array([["x", "y", "z"]])}, TypeError, "numeric"),
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("bad", BAD_GRADS)
+def test_a_failing_step_leaves_params_and_state_exactly_unchanged(name, bad):
+    optimizer = ALL[name]()
+    params = {"a": np.ones((2, 2)), "b": np.ones((1, 3)), "avg_mean_bn1": np.zeros((1, 3))}
+    for seed in range(2):
+        optimizer.step(params, random_grads(seed, {k: params[k] for k in ("a", "b")}))
+    before, state_before = {k: (v, v.tobytes()) for k, v in params.items()}, optimizer.state_dict()
+    grads, error, message = BAD_GRADS[bad]
+    with pytest.raises(error, match=message):
+        optimizer.step(params, grads)
+    assert params.keys() == before.keys()
+    for k, (array, data) in before.items():
+        assert params[k] is array and array.tobytes() == data
+    assert_same_state(optimizer.state_dict(), state_before)
+
+
+def test_a_parameter_that_is_not_a_float_array_is_refused():
+    with pytest.raises(TypeError, match="'n'.*floating-point"):
+        SGD().step({"n": np.ones(2, dtype=np.int64)}, {"n": np.ones(2)})
+
+
+# ----- hyperparameters, names, factory -----
+
+
+@pytest.mark.parametrize(
+    "cls, keyword, value",
+    [
+        (SGD, "lr", 0.0),
+        (SGD, "lr", -0.1),
+        (SGD, "lr", float("nan")),
+        (SGD, "lr", float("inf")),
+        (SGD, "alpha", -1.0),
+        (Momentum, "beta", 1.0),
+        (Momentum, "beta", -0.1),
+        (RMSProp, "beta", 1.5),
+        (RMSProp, "epsilon", 0.0),
+        (Adam, "beta1", 1.0),
+        (Adam, "beta2", -0.5),
+        (Adam, "epsilon", -1e-8),
+    ],
+)
+def test_out_of_range_hyperparameters_are_refused_by_name(cls, keyword, value):
+    with pytest.raises(ValueError, match=f"{'lr' if keyword == 'alpha' else keyword} must be"):
+        cls(**{keyword: value})
+
+
+def test_a_hyperparameter_must_be_a_number():
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        SGD(lr="0.1")
+    with pytest.raises(TypeError, match="beta must be a real number"):
+        Momentum(beta=True)
+
+
+def test_alpha_is_the_classic_name_of_lr_and_giving_both_is_an_error():
+    assert SGD(alpha=0.5).lr == 0.5
+    assert Adam(alpha=0.02).config["lr"] == 0.02
+    with pytest.raises(TypeError, match="not both"):
+        Momentum(lr=0.1, alpha=0.1)
+
+
+def test_defaults_are_the_documented_ones():
+    assert SGD().config == {"lr": 0.01}
+    assert Momentum().config == {"lr": 0.01, "beta": 0.9}
+    assert RMSProp().config == {"lr": 0.001, "beta": 0.9, "epsilon": 1e-8}
+    assert Adam().config == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+
+
+def test_classic_class_names_are_aliases():
+    assert optim.SGD_Momentum is Momentum
+    assert optim.RMS_Prop is RMSProp
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("sgd", SGD),
+        ("momentum", Momentum),
+        ("rmsprop", RMSProp),
+        ("adam", Adam),
+        ("SGD", SGD),
+        ("SGD_Momentum", Momentum),
+        ("RMS_Prop", RMSProp),
+        ("Adam", Adam),
+    ],
+)
+def test_make_optimizer_maps_modern_and_classic_names_to_classes(name, cls):
+    assert type(make_optimizer(name)) is cls
+
+
+def test_make_optimizer_passes_hyperparameters_and_rebuilds_from_config():
+    momentum = make_optimizer("momentum", lr=0.2, beta=0.5)
+    assert momentum.config == {"lr": 0.2, "beta": 0.5}
+    adam = Adam(lr=0.3, beta1=0.8, beta2=0.99, epsilon=1e-6)
+    assert make_optimizer(adam.name, **adam.config).config == adam.config
+    with pytest.raises(TypeError):
+        make_optimizer("sgd", beta=0.9)  # SGD has no beta
+
+
+def test_make_optimizer_lists_valid_names_for_an_unknown_one():
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'; valid names: sgd, momentum, rmsprop, adam"):
+        make_optimizer("adagrad")
+
+
+# ----- state_dict -----
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_state_dict_round_trip_continues_identically(name):
+    original = ALL[name]()
+    params = {"w": np.ones((3, 2)), "b": np.zeros((1, 2))}
+    for seed in range(3):
+        original.step(params, random_grads(seed, params))
+    restored = make_optimizer(original.name, **original.config)
+    restored.load_state_dict(original.state_dict())
+    copy = dict(params)  # a shallow copy suffices: steps replace arrays, never write into them
+    for seed in range(3, 6):
+        grads = random_grads(seed, params)
+        original.step(params, grads)
+        restored.step(copy, grads)
+    for k in params:
+        assert params[k].tobytes() == copy[k].tobytes()
+    assert_same_state(original.state_dict(), restored.state_dict())
+
+
+def test_state_dict_holds_plain_arrays_and_int_step_counts():
+    adam = Adam()
+    adam.step({"w": np.ones((2, 2))}, {"w": np.ones((2, 2))})
+    state = adam.state_dict()
+    assert set(state) == {"w"} and set(state["w"]) == {"m", "v", "step"}
+    assert type(state["w"]["step"]) is int and state["w"]["step"] == 1
+    assert isinstance(state["w"]["m"], np.ndarray) and state["w"]["m"].shape == (2, 2)
+    assert SGD().state_dict() == {}
+
+
+def test_state_dicts_are_copies_both_ways():
+    momentum = Momentum(lr=0.1)
+    params = {"w": np.ones((2, 2))}
+    momentum.step(params, {"w": np.ones((2, 2))})
+    out = momentum.state_dict()
+    out["w"]["velocity"][:] = 100.0  # changing the copy changes nothing inside
+    assert momentum.state_dict()["w"]["velocity"].max() == 1.0
+    given_state = {"w": {"velocity": np.full((2, 2), 2.0)}}
+    momentum.load_state_dict(given_state)
+    given_state["w"]["velocity"][:] = -5.0
+    assert momentum.state_dict()["w"]["velocity"].max() == 2.0
+
+
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ({"w": {"m": np.ones(2), "v": np.ones(2)}}, "slots"),
+        ({"w": {"m": np.ones(2), "v": np.ones(2), "step": 1, "extra": 1}}, "slots"),
+        ({"w": {"m": np.ones(2), "v": np.ones(2), "step": 0}}, "int >= 1"),
+        ({"w": {"m": np.ones(2), "v": np.ones(2), "step": 1.5}}, "int >= 1"),
+        ({"w": {"m": np.array([np.nan, 1.0]), "v": np.ones(2), "step": 1}}, "finite"),
+        ({"w": {"m": np.ones(2, dtype=np.int64), "v": np.ones(2), "step": 1}}, "floating-point"),
+    ],
+)
+def test_load_state_dict_refuses_bad_state_and_keeps_the_old_one(state, message):
+    adam = Adam()
+    adam.step({"w": np.ones(2)}, {"w": np.ones(2)})
+    before = adam.state_dict()
+    with pytest.raises(ValueError, match=message):
+        adam.load_state_dict(state)
+    assert_same_state(adam.state_dict(), before)
+
+
+def test_state_loaded_for_another_shape_is_refused_at_the_next_step():
+    momentum = Momentum()
+    momentum.load_state_dict({"w": {"velocity": np.zeros((2, 2))}})
+    params = {"w": np.ones((3,))}
+    with pytest.raises(ValueError, match=r"'velocity' for 'w' has shape \(2, 2\).*\(3,\)"):
+        momentum.step(params, {"w": np.ones((3,))})
+    np.testing.assert_array_equal(params["w"], np.ones(3))
