@@ -336,3 +336,16 @@ class TestParamAccess:
         with pytest.raises(ValueError, match=r"weight_l2.*\(20, 10\)"):
             net.set_param({"weight_l1": np.zeros((30, 20)), "weight_l2": np.zeros((10, 20))})
         assert_bitwise_equal(net.params, saved)
+
+    def test_set_param_refuses_nan_and_changes_nothing(self):
+        net = SeedNet()
+        saved = snapshot(net.params)
+        with pytest.raises(dp.NonFiniteError, match="weight_l2"):
+            net.set_param({"weight_l1": np.zeros((30, 20)), "weight_l2": np.full((20, 10), np.nan)})
+        assert_bitwise_equal(net.params, saved)
+
+
+@pytest.mark.parametrize("options", [{"momentum": 0.0}, {"momentum": 1.5}, {"eps": 0.0}, {"eps": -1e-5}])
+def test_batch_norm_hyperparameters_out_of_range_are_refused(options):
+    with pytest.raises(ValueError, match="momentum|eps"):
+        dp.NeuralNode().batch_norm(3, "bn", **options)

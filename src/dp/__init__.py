@@ -10,7 +10,7 @@ from dp import checkpoint, data, losses, ops, optim
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
-from dp.node import Node, primitive
+from dp.node import Node, NonFiniteError, primitive
 from dp.ops import concatenate, dot
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "GradcheckError",
     "NeuralNode",
     "Node",
+    "NonFiniteError",
     "checkpoint",
     "concatenate",
     "data",

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from dp.node import check_finite
+
 # As in sklearn.datasets.load_breast_cancer (hard-coded there too, not in the CSV file).
 FEATURE_NAMES: tuple[str, ...] = tuple(
     f"{kind} {measure}" if kind in ("mean", "worst") else f"{measure} {kind}"
@@ -147,8 +149,7 @@ def make_split(
     labels = _labels(y)
     if x.ndim != 2 or x.shape[0] != labels.size:
         raise ValueError(f"x must have shape (n, features) with n = {labels.size} rows (one per label); got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("x has NaN or inf values")
+    check_finite(x, "x")
     if feature_names and len(feature_names) != x.shape[1]:
         raise ValueError(f"{len(feature_names)} feature names for {x.shape[1]} columns")
     if not _is_fraction(test_size):
@@ -240,8 +241,7 @@ def standardize(train: Any, *others: Any) -> tuple[tuple[np.ndarray, ...], np.nd
         what = "train" if i == 0 else f"array {i} of others"
         if a.ndim != 2 or a.shape[1] != columns:
             raise ValueError(f"{what} must have shape (rows, {columns or 'features'}); got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what} has NaN or inf values")
+        check_finite(a, what)
     if arrays[0].shape[0] == 0:
         raise ValueError("the training part is empty: there is nothing to compute the mean and std from")
     mean = arrays[0].mean(axis=0, keepdims=True)

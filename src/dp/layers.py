@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dp import ops
-from dp.node import Node, primitive, shared_by_vjps
+from dp.node import Node, NonFiniteError, check_finite, primitive, shared_by_vjps
 
 Layer = Callable[..., Node]
 
@@ -108,6 +108,10 @@ class NeuralNode:
         evaluation before any training batch (the averages are still zeros, and
         dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
         """
+        if not 0 < momentum <= 1:
+            raise ValueError(f"batch norm {name!r}: momentum must be in (0, 1], got {momentum!r}")
+        if not eps > 0:
+            raise ValueError(f"batch norm {name!r}: eps must be > 0, got {eps!r}")
         keys = [f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance")]
         gamma_key, beta_key, mean_key, variance_key = keys
         row = (1, fan_in)
@@ -124,7 +128,7 @@ class NeuralNode:
                         f"{what} has not seen a training batch yet: its moving averages are still "
                         "zeros. Train first (train=True), or load trained parameters."
                     )
-                _check_finite(x.value, what)
+                check_finite(x.value, f"{what}: the input")
                 return normalize_with(x, gamma, beta, params[mean_key], variance, eps=eps)
             count = x.shape[0]
             if count < 2:
@@ -135,7 +139,7 @@ class NeuralNode:
                 )
             mean, centered, var = batch_statistics(x.value)
             if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-                raise ValueError(f"{what}: the batch has NaN or inf values (or values too large to square)")
+                raise NonFiniteError(f"{what}: the batch has NaN or inf values (or values too large to square)")
             stored = var * (count / (count - 1)) if unbiased_average else var
             params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
             params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
@@ -189,8 +193,9 @@ class NeuralNode:
         return {k: v.copy() for k, v in self.params.items()}
 
     def set_param(self, values: dict[str, Any]) -> None:
-        """Replace some or all of ``params`` (copies are stored). Every name must already
-        exist and every array keep its shape; on any error nothing is changed."""
+        """Replace some or all of ``params`` (copies are stored, in the model's dtype).
+        Every name must already exist (else ``KeyError``), every array keep its shape
+        (``ValueError``) and be finite (`NonFiniteError`); on any error nothing changes."""
         unknown = sorted(set(values) - set(self.params))
         if unknown:
             raise KeyError(f"unknown parameter names {unknown}; this model has {sorted(self.params)}")
@@ -199,6 +204,7 @@ class NeuralNode:
             array = np.array(v, dtype=self.params[k].dtype)
             if array.shape != self.params[k].shape:
                 raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
+            check_finite(array, f"parameter {k!r}")
             new[k] = array
         self.params.update(new)
 
@@ -226,11 +232,6 @@ def _input(x: Any, fan_in: int, what: str) -> Node:
     if x.shape[0] == 0:
         raise ValueError(f"{what}: the batch is empty (0 rows)")
     return x
-
-
-def _check_finite(value: np.ndarray, what: str) -> None:
-    if not np.isfinite(value).all():
-        raise ValueError(f"{what}: the input has NaN or inf values")
 
 
 # ----- batch norm, as primitives with their closed-form backward passes -----

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.node import Node, primitive
+from dp.node import Node, check_finite, primitive
 from dp.ops import log_softmax_array, sigmoid_array
 
 REDUCTIONS = ("sum", "mean")
@@ -76,8 +76,7 @@ def _label_array(y: Any, z: Node) -> np.ndarray:
         raise TypeError(f"labels must be numeric, not {y.dtype}")
     if y.shape[:1] != z.shape[:1]:
         raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar'} labels for a batch of {z.shape[0]} rows")
-    if not np.isfinite(y).all():
-        raise ValueError("labels contain NaN or inf")
+    check_finite(y, "the labels")
     return y
 
 

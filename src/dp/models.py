@@ -11,7 +11,7 @@ import numpy as np
 from dp import ops
 from dp.layers import NeuralNode
 from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
-from dp.node import Node
+from dp.node import Node, check_finite
 
 ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu, "sigmoid": ops.sigmoid}
 
@@ -108,8 +108,7 @@ class MLP(NeuralNode):
             raise ValueError(f"the input must have shape (n, {self.sizes[0]}); got {value.shape}")
         if value.shape[0] == 0:
             raise ValueError("the input is empty (0 rows)")
-        if not np.isfinite(value).all():
-            raise ValueError("the input has NaN or inf values")
+        check_finite(value, "the input")
         return x if isinstance(x, Node) else Node(value)
 
     @property

@@ -178,6 +178,16 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
+class NonFiniteError(ValueError):
+    """NaN or inf where dp needs finite numbers: inputs, labels, batch statistics, gradients."""
+
+
+def check_finite(array: np.ndarray, what: str) -> None:
+    """Raise `NonFiniteError` saying that ``what`` has NaN or inf values, if it has."""
+    if not np.isfinite(array).all():
+        raise NonFiniteError(f"{what} has NaN or inf values")
+
+
 def as_value(value: Any) -> np.ndarray:
     """A Node's value from user input, by dp's conventions (see `Node`)."""
     if isinstance(value, Node):

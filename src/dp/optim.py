@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dp.node import NonFiniteError
+
 State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
 
 
@@ -117,7 +119,7 @@ class Optimizer:
                 not_finite.append(k)
             checked[k] = g
         if not_finite:
-            raise ValueError(f"the gradients of {sorted(not_finite)} have NaN or inf values; nothing was updated")
+            raise NonFiniteError(f"the gradients of {sorted(not_finite)} have NaN or inf values; nothing was updated")
         return checked
 
     # ----- state -----
