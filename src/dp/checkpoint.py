@@ -3,6 +3,7 @@
     dp.checkpoint.save(model, "model.npz", optimizer=adam)
     model = dp.checkpoint.load("model.npz")
     model, adam = dp.checkpoint.load_with_optimizer("model.npz")
+    dp.checkpoint.load_metadata("model.npz")          # {} unless save(..., metadata={...})
 
 File layout, format version 1. Every entry is a NumPy array and nothing is
 pickled (files are read with ``allow_pickle=False``), so loading a checkpoint
@@ -14,6 +15,8 @@ never runs code from it:
                                      batch-norm moving averages included
     __dp_optimizer__                 str scalar, JSON {"name": ..., "config": {...}}   (with an optimizer)
     __dp_optimizer__/{param}/{slot}  each entry of ``optimizer.state_dict()``          (with an optimizer)
+    __dp_metadata__                  str scalar, JSON of a dict of the caller's (optional;
+                                     the `dp` command records the data split there)
 
 Saving is atomic: the file is written next to the target under a temporary
 name, flushed to disk, then renamed over the target, so a crash or an error
@@ -48,6 +51,7 @@ RESERVED = "__dp_"  # prefix of the entries that are not parameters
 FORMAT_KEY = "__dp_format__"
 MODEL_KEY = "__dp_model__"
 OPTIMIZER_KEY = "__dp_optimizer__"
+METADATA_KEY = "__dp_metadata__"
 
 PathLike = str | os.PathLike
 
@@ -57,9 +61,11 @@ class CheckpointError(ValueError):
     describe a valid model (and optimizer); or a model cannot be saved as one."""
 
 
-def save(model: MLP, path: PathLike, optimizer: Optimizer | None = None) -> Path:
-    """Write ``model`` (and ``optimizer``'s hyperparameters and state, if given) to
-    ``path``, atomically, in the layout of this module's docstring. ``path`` is used
+def save(
+    model: MLP, path: PathLike, optimizer: Optimizer | None = None, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (and ``optimizer``'s hyperparameters and state, and ``metadata``, a
+    JSON-able dict, if given) to ``path``, atomically, in the layout of this module's docstring. ``path`` is used
     as given (no ``.npz`` is appended). An existing file at ``path`` is replaced
     and keeps its permissions; a new file gets the usual ones (0o666 minus the umask).
 
@@ -74,6 +80,8 @@ def save(model: MLP, path: PathLike, optimizer: Optimizer | None = None) -> Path
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a dp.optim.Optimizer or None, not {type(optimizer).__name__}")
     arrays = _encode(model, optimizer)
+    if metadata is not None:
+        arrays[METADATA_KEY] = _json_array(dict(metadata))
     _decode(arrays)  # the checks of load, on what is about to be written
     path = Path(path)
     _write_atomically(path, arrays)
@@ -97,6 +105,14 @@ def load_with_optimizer(path: PathLike) -> tuple[MLP, Optimizer | None]:
     of the saved kind, hyperparameters and state, or ``None`` if none was saved.
     Errors as `load`."""
     return _decode(_read(Path(path)))
+
+
+def load_metadata(path: PathLike) -> dict[str, Any]:
+    """The ``metadata`` dict saved with the checkpoint at ``path`` ({} if none), after
+    the checks of `load`. Errors as `load`."""
+    arrays = _read(Path(path))
+    _decode(arrays)
+    return _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
 
 
 # ----- encoding -----
@@ -209,7 +225,9 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
     unknown = sorted(
         k
         for k in arrays
-        if k.startswith(RESERVED) and k not in (FORMAT_KEY, MODEL_KEY, OPTIMIZER_KEY) and not k.startswith(prefix)
+        if k.startswith(RESERVED)
+        and k not in (FORMAT_KEY, MODEL_KEY, OPTIMIZER_KEY, METADATA_KEY)
+        and not k.startswith(prefix)
     )
     if unknown:
         raise CheckpointError(f"the checkpoint has entries this version of dp does not know: {unknown}")
@@ -217,6 +235,8 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
     params = {k: v for k, v in arrays.items() if not k.startswith(RESERVED)}
     _check_params(model, params)
     model.set_param(params)
+    if METADATA_KEY in arrays:
+        _json_entry(arrays, METADATA_KEY, "the metadata")
     return model, _optimizer(arrays, model)
 
 

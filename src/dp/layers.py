@@ -19,6 +19,7 @@ solutions notebook), where it is checked against this one.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -108,9 +109,9 @@ class NeuralNode:
         evaluation before any training batch (the averages are still zeros, and
         dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
         """
-        if not 0 < momentum <= 1:
+        if not (isinstance(momentum, numbers.Real) and 0 < momentum <= 1):
             raise ValueError(f"batch norm {name!r}: momentum must be in (0, 1], got {momentum!r}")
-        if not eps > 0:
+        if not (isinstance(eps, numbers.Real) and eps > 0):
             raise ValueError(f"batch norm {name!r}: eps must be > 0, got {eps!r}")
         keys = [f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance")]
         gamma_key, beta_key, mean_key, variance_key = keys

@@ -1,0 +1,188 @@
+"""The training loop: mini-batches, the optimizer step, evaluation, history and progress.
+
+    history = dp.train.fit(model, split, dp.optim.Adam(lr=0.003), steps=150, batch_size=50, seed=0)
+
+Each step is the loop of DESIGN.md: ``grads = model.loss(xb, yb).grad(1)``, then
+``optimizer.step(model.params, grads)``. Every ``eval_every`` steps (by default
+once an epoch) the model is evaluated in eval mode on the training and the
+validation rows.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dp.models import MLP
+from dp.node import NonFiniteError
+from dp.optim import Optimizer
+
+SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda step, steps: 1.0,
+    # Half a cosine from the full rate down to 0: large steps early, fine ones at the end.
+    "cosine": lambda step, steps: 0.5 * (1.0 + math.cos(math.pi * step / steps)),
+}
+
+
+@dataclass
+class History:
+    """What happened during `fit`, one entry per evaluation.
+
+    ``loss`` is the mean training loss per example over the steps since the
+    previous evaluation; accuracies are measured in eval mode (``val_accuracy``
+    is empty without validation rows). ``diverged`` is set when training stopped
+    on NaN or inf.
+    """
+
+    step: list[int] = field(default_factory=list)
+    epoch: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    diverged: bool = False
+
+    def steps_to_reach(self, accuracy: float) -> int | None:
+        """The first evaluated step at which validation accuracy reached ``accuracy``, or None."""
+        return next((s for s, a in zip(self.step, self.val_accuracy) if a >= accuracy), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Diverged(NonFiniteError):
+    """Training produced NaN or inf; ``history`` holds what was recorded until then.
+    The model keeps its last finite parameters (the failing step changed nothing)."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
+    """The fraction of rows whose eval-mode prediction equals the label."""
+    return float((model.predict(x) == np.asarray(y).reshape(-1, 1)).mean())
+
+
+def fit(
+    model: MLP,
+    data: Any,
+    optimizer: Optimizer,
+    *,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 50,
+    seed: int = 0,
+    eval_every: int | None = None,
+    schedule: str = "constant",
+    progress: bool | None = None,
+    on_step: Callable[[int, MLP], None] | None = None,
+) -> History:
+    """Train ``model`` on ``data.x_train, data.y_train`` with mini-batch ``optimizer`` steps.
+
+    Give ``steps`` (optimizer steps) or ``epochs`` (passes over the training rows).
+    Each epoch visits the rows in a new order drawn from ``seed``; a last batch
+    smaller than ``batch_size`` is dropped (a batch of one row cannot be
+    batch-normalized). ``schedule`` scales the learning rate over the run:
+    "constant" or "cosine" (from the optimizer's ``lr`` down to 0); the
+    optimizer's ``lr`` is restored at the end. ``data.x_val, data.y_val``, if
+    non-empty, are evaluated too. ``on_step(step, model)`` is called after every
+    step. ``progress`` shows a progress bar (tqdm); by default only when standard
+    error is a terminal.
+
+    The same model, data, optimizer settings and seed give bit-identical results.
+    Raises `Diverged` (a `NonFiniteError`) when the loss or the gradients become
+    NaN or inf; ``ValueError`` for bad arguments.
+    """
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1, 1)
+    x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
+    has_val = x_val is not None and len(x_val) > 0
+    n = len(x)
+    if not 2 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 2 and the {n} training rows, got {batch_size}")
+    batches_per_epoch = n // batch_size
+    if (steps is None) == (epochs is None):
+        raise ValueError("give either steps or epochs")
+    total = steps if steps is not None else epochs * batches_per_epoch
+    if total < 1:
+        raise ValueError(f"need at least one step, got {total}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {schedule!r}")
+    every = eval_every or batches_per_epoch
+
+    rng = np.random.default_rng(seed)
+    history, base_lr, factor = History(), optimizer.lr, SCHEDULES[schedule]
+    losses: list[float] = []
+    bar = _progress_bar(total, progress)
+    start = time.perf_counter()
+    model.train()
+    try:
+        for step in range(total):
+            if step % batches_per_epoch == 0:
+                order = rng.permutation(n)
+            rows = order[(step % batches_per_epoch) * batch_size :][:batch_size]
+            optimizer.lr = base_lr * factor(step, total)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked below
+                try:
+                    loss = model.loss(x[rows], y[rows])
+                    if not np.isfinite(loss.value).all():
+                        raise NonFiniteError("the loss is NaN or inf")
+                    optimizer.step(model.params, loss.grad(1))
+                except NonFiniteError as error:
+                    history.diverged = True
+                    raise Diverged(f"training diverged at step {step + 1}: {error}", history) from error
+            losses.append(float(loss.value[0, 0]) / batch_size)
+            if on_step is not None:
+                on_step(step + 1, model)
+            if (step + 1) % every == 0 or step + 1 == total:
+                _evaluate(
+                    model, history, step + 1, batches_per_epoch, losses, x, y, (x_val, y_val) if has_val else None
+                )
+                losses = []
+                bar.set_postfix(_postfix(history), refresh=False)
+            bar.update(1)
+    finally:
+        optimizer.lr = base_lr
+        history.seconds = time.perf_counter() - start
+        bar.close()
+    return history
+
+
+def _evaluate(model, history, step, batches_per_epoch, losses, x, y, validation) -> None:
+    history.step.append(step)
+    history.epoch.append(step / batches_per_epoch)
+    history.loss.append(float(np.mean(losses)))
+    history.train_accuracy.append(accuracy(model, x, y))
+    if validation is not None:
+        history.val_accuracy.append(accuracy(model, *validation))
+
+
+def _postfix(history: History) -> dict[str, str]:
+    shown = {"loss": f"{history.loss[-1]:.4f}", "train": f"{history.train_accuracy[-1]:.3f}"}
+    if history.val_accuracy:
+        shown["val"] = f"{history.val_accuracy[-1]:.3f}"
+    return shown
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off (and tqdm need not be imported)."""
+
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, progress: bool | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm  # imported only when shown: it costs start-up time
+
+    return tqdm(total=total, desc="training", unit="step", leave=False, dynamic_ncols=True)
