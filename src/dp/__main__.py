@@ -1,12 +1,7 @@
-"""``python -m dp``: a short demo of the engine (the `dp` command comes with training)."""
+"""``python -m dp``: the `dp` command."""
 
-import numpy as np
+import sys
 
-import dp
+from dp.cli import main
 
-w = dp.Node(np.array([[0.5], [-1.0]]), name="w")
-x = dp.Node(np.array([[1.0, 2.0], [3.0, 4.0]]))
-loss = (x @ w).tanh().sum()
-print("loss =", loss.value.item())
-for name, gradient in loss.grad(1).items():
-    print(f"d loss / d {name} =", gradient.ravel())
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The `dp` command (also ``python -m dp``).
+
+    dp train [--steps N --lr LR --batch-size B --optimizer NAME --no-batch-norm
+              --seed S --save PATH --plots DIR --quiet]
+    dp evaluate PATH
+    dp experiment [--help for its options]
+
+`dp train` trains the reference network on the breast-cancer data and reports
+on the held-out test rows in eval mode. Its defaults were chosen on data splits
+other than the ones it reports on (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULTS = dict(steps=300, lr=0.003, batch_size=50, optimizer="adam", schedule="cosine", test_size=0.2, seed=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `dp` command with ``argv`` (default: the process's arguments); return
+    the exit status: 0 on success, 1 on an error reported to standard error."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ImportError as error:
+        print(f"dp: {error}. The dp command needs the train extra: pip install 'dp[train]'", file=sys.stderr)
+    except (ValueError, OSError) as error:  # CheckpointError and Diverged are ValueErrors
+        print(f"dp: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dp", description="Train and evaluate dp's batch-norm networks.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train the reference network and report on the test rows")
+    _add_training_options(train)
+    train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz checkpoint)")
+    train.add_argument("--plots", metavar="DIR", help="write figures (PNG) to DIR")
+    train.add_argument("--quiet", action="store_true", help="no progress bar; print only the test accuracy")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="report on the test rows for a saved model")
+    evaluate.add_argument("path", metavar="PATH", help="a checkpoint written by `dp train --save`")
+    evaluate.add_argument("--quiet", action="store_true", help="print only the test accuracy")
+    evaluate.set_defaults(run=_evaluate)
+
+    from dp import experiment  # its options live with it
+
+    experiment.add_command(commands, _add_training_options)
+    return parser
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    d = DEFAULTS
+    parser.add_argument("--steps", type=_positive(int), default=d["steps"], help=f"optimizer steps ({d['steps']})")
+    parser.add_argument("--lr", type=_positive(float), default=d["lr"], help=f"learning rate ({d['lr']})")
+    parser.add_argument("--batch-size", type=_positive(int), default=d["batch_size"], help="rows per step (50)")
+    parser.add_argument(
+        "--optimizer",
+        default=d["optimizer"],
+        choices=("sgd", "momentum", "rmsprop", "adam"),
+        help=f"({d['optimizer']})",
+    )
+    parser.add_argument(
+        "--schedule", default=d["schedule"], choices=("constant", "cosine"), help="learning-rate schedule (cosine)"
+    )
+    parser.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
+    parser.add_argument("--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (0)")
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dp import checkpoint, data, optim
+    from dp.models import MLP
+    from dp.train import fit
+
+    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
+    model = MLP(batch_norm=not args.no_batch_norm, seed=args.seed)
+    optimizer = optim.make_optimizer(args.optimizer, lr=args.lr)
+    history = fit(
+        model,
+        split,
+        optimizer,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        schedule=args.schedule,
+        progress=False if args.quiet else None,
+    )
+    if not args.quiet:
+        norm = "batch norm" if model.has_batch_norm else "no batch norm"
+        print(f"dp train: network {'-'.join(map(str, model.sizes))}, {norm}, tanh")
+        print(
+            f"  {type(optimizer).__name__} lr {args.lr} ({args.schedule}), {args.steps} steps of "
+            f"{args.batch_size} rows, seed {args.seed}"
+        )
+        print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows")
+    _report(model, split, args.quiet, final_loss=history.loss[-1], training_seconds=history.seconds)
+    if args.save:
+        metadata = {"data": {"name": "breast_cancer", "test_size": DEFAULTS["test_size"], "seed": args.seed}}
+        path = checkpoint.save(model, args.save, optimizer, metadata=metadata)
+        if not args.quiet:
+            print(f"saved to {path}")
+    if args.plots:
+        from dp import plots
+
+        for path in plots.training_figures(args.plots, args):
+            if not args.quiet:
+                print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dp import checkpoint, data
+
+    metadata = checkpoint.load_metadata(args.path)
+    model = checkpoint.load(args.path)
+    split_of = metadata.get("data", {})
+    if split_of.get("name", "breast_cancer") != "breast_cancer":
+        raise ValueError(f"{args.path} was trained on {split_of['name']!r}; dp evaluate knows breast_cancer only")
+    seed, test_size = split_of.get("seed", DEFAULTS["seed"]), split_of.get("test_size", DEFAULTS["test_size"])
+    split = data.breast_cancer(test_size=test_size, seed=seed)
+    if not args.quiet:
+        print(f"dp evaluate: {args.path}: network {'-'.join(map(str, model.sizes))}")
+        print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
+    _report(model, split, args.quiet)
+    return 0
+
+
+def _report(model: Any, split: Any, quiet: bool, final_loss: float | None = None, training_seconds=None) -> None:
+    """Print test accuracy, the confusion matrix, losses and time, all in eval mode."""
+    from dp.data import TARGET_NAMES
+    from dp.train import accuracy
+
+    y = split.y_test.reshape(-1).astype(int)
+    predicted = model.predict(split.x_test).reshape(-1)
+    correct = int((predicted == y).sum())
+    if quiet:
+        print(f"test accuracy {accuracy(model, split.x_test, split.y_test):.4f}")
+        return
+    print(f"\ntest accuracy   {100 * correct / len(y):.2f} %  ({correct} of {len(y)} rows)")
+    confusion = np.zeros((2, 2), dtype=int)
+    np.add.at(confusion, (y, predicted), 1)
+    width = max(map(len, TARGET_NAMES)) + 2
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(" " * (width + 2) + "".join(f"{name:>{width}}" for name in TARGET_NAMES))
+    for name, row in zip(TARGET_NAMES, confusion):
+        print(f"  {name:<{width}}" + "".join(f"{count:>{width}}" for count in row))
+    test_loss = model.loss(split.x_test, split.y_test, train=False, reduction="mean").value.item()
+    if final_loss is not None:
+        print(f"final loss      {final_loss:.4f} per row (training, last epoch); {test_loss:.4f} on the test rows")
+    else:
+        print(f"test loss       {test_loss:.4f} per row")
+    timing = f"{_seconds_since_start():.2f} s in all"
+    if training_seconds is not None:
+        timing += f", {training_seconds:.2f} s training"
+    print(f"time            {timing}")
+
+
+def _seconds_since_start() -> float:
+    """Wall time since this process started, imports included (Linux); elsewhere since dp.cli was imported."""
+    try:
+        with open("/proc/self/stat") as stat:
+            started_ticks = int(stat.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as uptime:
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
