@@ -520,11 +520,7 @@ def best_step_times(steps: dict[str, Callable[[], None]], repeats: int, min_bloc
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            step, k = steps[name], counts[name]
-            start = time.perf_counter()
-            for _ in range(k):
-                step()
-            best[name] = min(best[name], (time.perf_counter() - start) / k)
+            best[name] = min(best[name], _seconds_for(steps[name], counts[name]) / counts[name])
     return best
 
 
@@ -532,13 +528,17 @@ def _steps_per_block(step: Callable[[], None], min_block: float) -> int:
     """Warm up with one step, then find k in 1, 2, 4, 8, ... such that k steps take >= min_block."""
     step()
     k = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(k):
-            step()
-        if time.perf_counter() - start >= min_block:
-            return k
+    while _seconds_for(step, k) < min_block:
         k *= 2
+    return k
+
+
+def _seconds_for(call: Callable[[], Any], count: int) -> float:
+    """Wall-clock seconds for ``count`` consecutive calls."""
+    start = time.perf_counter()
+    for _ in range(count):
+        call()
+    return time.perf_counter() - start
 
 
 def peak_step_memory(step: Callable[[], None]) -> int:
@@ -609,8 +609,9 @@ def _ratio(values: dict[str, float], a: str, b: str) -> float | None:
     return values[a] / values[b] if a in values and b in values else None
 
 
-def report(results: Sequence[Result]) -> str:
-    """The Markdown table, the targets and the notes."""
+def report(results: Sequence[Result], torch_warning: str | None = None) -> str:
+    """The Markdown table, the targets and the notes; a ``torch_warning`` marks the
+    verdicts that involve PyTorch as unreliable and is printed last."""
 
     def us(r: Result, name: str) -> str:
         return f"{r.seconds[name] * 1e6:,.0f}" if name in r.seconds else "n/a"
@@ -654,6 +655,8 @@ def report(results: Sequence[Result]) -> str:
             if name in by_name:
                 ratio = ratio_of(by_name[name])
                 verdict = "n/a" if ratio is None else ("met" if ratio <= bound else "NOT met")
+                if torch_warning and "PyTorch" in target:
+                    verdict += " (unreliable: see WARNING)"
                 lines.append(f"- {target}, {name}: {times(ratio)} -> {verdict}")
     updates = {r.workload.name: r.torch_update for r in results if r.torch_update}
     if updates:
@@ -662,7 +665,39 @@ def report(results: Sequence[Result]) -> str:
             "PyTorch update used (the faster of torch.optim.SGD and a manual no_grad update): "
             + ", ".join(f"{k}: {'optim.SGD' if v == 'optim' else 'manual'}" for k, v in updates.items()),
         ]
+    if torch_warning:
+        lines += ["", f"WARNING: {torch_warning}"]
     return "\n".join(lines)
+
+
+def torch_threads_stall() -> str | None:
+    """A warning if PyTorch's intra-op threads stall on this machine right now, else None.
+
+    On a shared machine whose other core is busy, PyTorch's OpenMP threads can
+    wait milliseconds at every parallel region, even for tiny tensors (which NumPy
+    never spreads over threads): the seed workload then measures the waiting, not
+    PyTorch. Detected by timing BatchNorm1d on a 50 x 20 batch with PyTorch's
+    threads and with one; the threads setting is left as it was.
+    """
+    threads = torch.get_num_threads() if torch is not None else 1
+    if threads == 1:
+        return None
+    norm, x = torch.nn.BatchNorm1d(20), torch.randn(50, 20)
+
+    def best_microseconds() -> float:
+        return 1e6 * min(_seconds_for(lambda: norm(x), 20) for _ in range(5)) / 20
+
+    with_threads = best_microseconds()
+    torch.set_num_threads(1)
+    alone = best_microseconds()
+    torch.set_num_threads(threads)
+    if with_threads < 10 * alone:
+        return None
+    return (
+        f"PyTorch's {threads} threads are stalling on this machine now (BatchNorm1d on 50 x 20: "
+        f"{with_threads:,.0f} us with {threads} threads, {alone:,.0f} us with 1), so its seed figure "
+        "measures that waiting. For a comparison of the libraries, add --threads 1 (NumPy's BLAS and PyTorch alike)."
+    )
 
 
 def machine_info() -> str:
@@ -766,12 +801,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.check_only:
         return 0
     min_block = 0.05 if arguments.quick else 0.2
-    results = []
+    results, torch_warning = [], None
     for name in arguments.workloads:
         print(f"timing {name} ...", file=sys.stderr, flush=True)
+        if name == "seed" and "torch" in references:
+            torch_warning = torch_threads_stall()
         results.append(run_workload(WORKLOADS[name], references, arguments.repeats, min_block))
     print()
-    print(report(results))
+    print(report(results, torch_warning))
     return 0
 
 
