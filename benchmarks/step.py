@@ -1,0 +1,816 @@
+"""One training step (forward, backward, SGD update), timed for dp and three references.
+
+    PYTHONPATH=src python benchmarks/step.py [--workloads seed,wide-f64,wide-f32]
+                                             [--repeats R] [--quick] [--check-only] [--threads N]
+
+Workloads (`WORKLOADS`): the reference network 30-20-10-1 on a batch of 50 with
+binary cross-entropy (``seed``), and 784-1024-1024-10 on a batch of 4096 with
+softmax cross-entropy, in float64 and in float32 (``wide-f64``, ``wide-f32``).
+Every hidden layer is linear (no bias) -> batch norm (training mode, eps 1e-5,
+moving averages with momentum 0.1) -> tanh; the output layer has a bias; the
+loss is summed over the batch; SGD with learning rate ``Workload.lr``.
+
+Implementations (`IMPLEMENTATIONS`), all starting from dp's initial parameters:
+
+- ``dp``: `dp.models.MLP`, in the documented style.
+- ``torch``: PyTorch eager on the CPU, ``nn.Sequential`` (skipped if not installed).
+- ``autograd``: HIPS autograd, batch norm composed of mean, var and sqrt (skipped
+  if not installed).
+- ``floor``: plain NumPy with a hand-written closed-form backward pass: what no
+  NumPy engine can beat by much.
+
+Before anything is timed, `check_gradients` compares every implementation's loss,
+gradients and moving averages after one step with dp's, and the script exits 1
+if any disagree. Then each workload's implementations are timed in this one
+process, interleaved (best of ``--repeats`` blocks of several steps each), and
+one step's peak memory is measured with `tracemalloc`. A Markdown table goes to
+stdout, with the targets of the performance issue marked met or not met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import dp
+
+try:  # optional references: the benchmark runs without them and says so
+    import torch
+except ImportError:
+    torch = None
+try:
+    import autograd
+    import autograd.numpy as anp
+    from autograd.tracer import getval
+except ImportError:
+    autograd = None
+
+Arrays = dict[str, np.ndarray]  # by dp's parameter names, in dp's shapes
+
+LEARNING_RATE = 0.01  # per row of the batch; see Workload.lr
+EPS = 1e-5  # batch norm, as dp's and PyTorch's default
+MOMENTUM = 0.1  # weight of the new batch in the moving averages: avg <- 0.9 avg + 0.1 batch
+
+
+# ----- workloads -----
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A network (``sizes``, input first), a batch size and a dtype. One output means
+    binary cross-entropy with 0/1 labels; k > 1 outputs softmax cross-entropy."""
+
+    name: str
+    sizes: tuple[int, ...]
+    batch: int
+    dtype: type = np.float64
+
+    @property
+    def classes(self) -> int:
+        return 2 if self.sizes[-1] == 1 else self.sizes[-1]
+
+    @property
+    def lr(self) -> float:
+        """SGD's learning rate for the summed loss: `LEARNING_RATE` / batch, i.e. 0.01 on
+        the mean loss. 0.01 on the sum of 4096 rows would make training diverge
+        within a few steps (tanh saturating, overflow, then dp rightly refusing a
+        batch with inf), and timing would depend on how far each run got."""
+        return LEARNING_RATE / self.batch
+
+    @property
+    def depth(self) -> int:
+        """The number of linear layers; the last one is the output layer."""
+        return len(self.sizes) - 1
+
+    def data(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (batch, sizes[0]) of ``dtype``, standard normal, and int64 labels (batch,)."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((self.batch, self.sizes[0])).astype(self.dtype)
+        return x, rng.integers(0, self.classes, size=self.batch)
+
+
+WIDE = (784, 1024, 1024, 10)
+WORKLOADS = {
+    "seed": Workload("seed", (30, 20, 10, 1), 50),
+    "wide-f64": Workload("wide-f64", WIDE, 4096),
+    "wide-f32": Workload("wide-f32", WIDE, 4096, np.float32),
+}
+
+
+def hidden_layers(workload: Workload) -> range:
+    """The numbers of the linear layers followed by batch norm and tanh: 1 .. depth - 1."""
+    return range(1, workload.depth)
+
+
+# ----- implementations -----
+#
+# Each takes the workload and dp's initial parameters (copied, never shared) and
+# offers: prepare(x, y) -> its own batch (conversions done once, not timed);
+# step(batch), the timed training step; loss_and_gradients(batch) -> (loss,
+# {dp name: gradient in dp's shape}), one forward and backward pass with no
+# update; moving_averages() -> {dp name: array in dp's shape}.
+
+
+class DpStep:
+    """dp in its documented style: ``grads = model.loss(x, y).grad(1)``, then a new
+    params dict entry per gradient. Moving averages are updated by the forward pass."""
+
+    name = "dp"
+
+    def __init__(self, workload: Workload, params: Arrays) -> None:
+        self.lr = workload.lr
+        self.model = dp.models.MLP(workload.sizes, batch_norm=True, activation="tanh", seed=0, dtype=workload.dtype)
+        self.model.set_param(params)
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x, y  # dp takes the arrays as they are
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray]) -> None:
+        model = self.model
+        grads = model.loss(*batch).grad(1)
+        model.params.update({k: model.params[k] - self.lr * grads[k] for k in grads})
+
+    def loss_and_gradients(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[float, Arrays]:
+        loss = self.model.loss(*batch)
+        return loss.value.item(), loss.grad(1)
+
+    def moving_averages(self) -> Arrays:
+        return {k: v for k, v in self.model.params.items() if k.startswith("avg_")}
+
+
+class FloorStep:
+    """Plain vectorized NumPy, forward and closed-form backward written by hand.
+
+    The forward pass keeps what the backward pass needs and nothing more: each
+    hidden layer's normalized input ``xhat`` (computed in the buffer of the
+    linear output), ``1 / sqrt(var + eps)`` and the tanh output. The backward pass
+    uses tanh' = 1 - h^2, batch norm's closed form
+    ``dx = gamma * inv / N * (N g - sum(g) - xhat * sum(g xhat))`` and the losses'
+    ``sigmoid(z) - y`` / ``softmax(z) - onehot``, and skips the gradient with
+    respect to the data. Temporaries are reused with ``out=`` where that is the
+    obvious thing to do; no threads or libraries beyond NumPy.
+    """
+
+    name = "floor"
+
+    def __init__(self, workload: Workload, params: Arrays) -> None:
+        self.workload = workload
+        self.params = {k: v.copy() for k, v in params.items()}  # updated in place
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        labels = y.reshape(-1, 1).astype(x.dtype) if self.workload.sizes[-1] == 1 else y
+        return x, labels, np.arange(len(y))
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        _, grads = self.loss_and_gradients(batch)
+        for k, g in grads.items():
+            self.params[k] -= self.workload.lr * g
+
+    def loss_and_gradients(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, Arrays]:
+        x, y, rows = batch
+        p, last = self.params, self.workload.depth
+        inputs, caches = [], []  # per hidden layer: its input; (xhat, inv, tanh output)
+        h = x
+        for i in hidden_layers(self.workload):
+            inputs.append(h)
+            xhat, inv, h = self._hidden_forward(i, h)
+            caches.append((xhat, inv, h))
+        z = h @ p[f"weight_l{last}"]
+        z += p[f"bias_l{last}"]
+        loss, g = _binary_loss(z, y) if z.shape[1] == 1 else _softmax_loss(z, y, rows)
+        grads = {f"weight_l{last}": h.T @ g, f"bias_l{last}": g.sum(axis=0, keepdims=True)}
+        w = p[f"weight_l{last}"]
+        for i in reversed(hidden_layers(self.workload)):
+            xhat, inv, h = caches.pop()  # popping frees each layer's cache once it is used
+            ga = self._hidden_backward(i, g @ w.T, xhat, inv, h, grads)
+            grads[f"weight_l{i}"] = inputs.pop().T @ ga
+            g, w = ga, p[f"weight_l{i}"]
+        return float(loss), grads
+
+    def _hidden_forward(self, i: int, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.params
+        a = h @ p[f"weight_l{i}"]  # a fresh array: centred and scaled in place into xhat
+        n = a.shape[0]
+        mean = a.mean(axis=0, keepdims=True)
+        a -= mean
+        var = np.einsum("ij,ij->j", a, a)[None, :] / n  # biased; einsum avoids an (n, f) square
+        inv = 1 / np.sqrt(var + EPS)
+        xhat = np.multiply(a, inv, out=a)
+        out = xhat * p[f"gamma_bn{i}"]
+        out += p[f"beta_bn{i}"]
+        np.tanh(out, out=out)
+        for key, batch_value in ((f"avg_mean_bn{i}", mean), (f"avg_variance_bn{i}", var)):
+            p[key] = (1 - MOMENTUM) * p[key] + MOMENTUM * batch_value
+        return xhat, inv, out
+
+    def _hidden_backward(
+        self, i: int, gh: np.ndarray, xhat: np.ndarray, inv: np.ndarray, h: np.ndarray, grads: Arrays
+    ) -> np.ndarray:
+        """From the gradient wrt layer i's tanh output, store dgamma and dbeta in
+        ``grads`` and return the gradient wrt the linear output."""
+        n = gh.shape[0]
+        g = h * h  # through tanh: gh * (1 - h^2), in one buffer
+        np.subtract(1, g, out=g)
+        g *= gh
+        dgamma = np.einsum("ij,ij->j", g, xhat)[None, :]
+        dbeta = g.sum(axis=0, keepdims=True)
+        grads[f"gamma_bn{i}"], grads[f"beta_bn{i}"] = dgamma, dbeta
+        d = xhat * (dgamma / n)  # gamma * inv * (g - dbeta / n - xhat * dgamma / n), in one buffer
+        d += dbeta / n
+        np.subtract(g, d, out=d)
+        d *= self.params[f"gamma_bn{i}"] * inv
+        return d
+
+    def moving_averages(self) -> Arrays:
+        return {k: v for k, v in self.params.items() if k.startswith("avg_")}
+
+
+def _binary_loss(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed binary cross-entropy of logits z (n, 1), labels y (n, 1), and its gradient."""
+    e = np.exp(-np.abs(z))  # never overflows
+    loss = (np.maximum(z, 0) - y * z + np.log1p(e)).sum()
+    sigmoid = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return loss, sigmoid - y
+
+
+def _softmax_loss(z: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed softmax cross-entropy of logits z (n, k), integer labels y (n,), and its gradient."""
+    z -= z.max(axis=1, keepdims=True)  # the largest exponent is 0: no overflow
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    loss = (np.log(total).ravel() - z[rows, y]).sum()
+    e /= total
+    e[rows, y] -= 1
+    return loss, e
+
+
+class TorchStep:
+    """PyTorch eager on the CPU: ``nn.Sequential`` of Linear(bias=False), BatchNorm1d,
+    Tanh, ..., Linear; ``BCEWithLogitsLoss`` or ``CrossEntropyLoss``, summed.
+
+    ``update="optim"`` steps with ``torch.optim.SGD`` (zero_grad, forward, backward,
+    step); ``update="manual"`` sets the gradients to None and subtracts ``lr * grad``
+    under ``torch.no_grad()``. The benchmark times both and reports the faster,
+    so that PyTorch is not handicapped by the choice.
+    """
+
+    name = "torch"
+
+    def __init__(self, workload: Workload, params: Arrays, update: str = "optim") -> None:
+        if torch is None:
+            raise ImportError("PyTorch is not installed")
+        if update not in ("optim", "manual"):
+            raise ValueError(f"update must be 'optim' or 'manual', not {update!r}")
+        self.workload, self.update = workload, update
+        self.dtype = torch.float64 if workload.dtype == np.float64 else torch.float32
+        sizes, layers = workload.sizes, []
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+            layers += [
+                torch.nn.Linear(fan_in, fan_out, bias=False, dtype=self.dtype),
+                torch.nn.BatchNorm1d(fan_out, eps=EPS, momentum=MOMENTUM, dtype=self.dtype),
+                torch.nn.Tanh(),
+            ]
+        layers.append(torch.nn.Linear(sizes[-2], sizes[-1], dtype=self.dtype))
+        self.net = torch.nn.Sequential(*layers)
+        binary = sizes[-1] == 1
+        self.loss_fn = (torch.nn.BCEWithLogitsLoss if binary else torch.nn.CrossEntropyLoss)(reduction="sum")
+        with torch.no_grad():
+            for key, tensor in self._tensors().items():
+                tensor.copy_(torch.from_numpy(_to_torch_layout(key, params[key])))
+        self.parameters = list(self.net.parameters())
+        self.optimizer = torch.optim.SGD(self.parameters, lr=workload.lr)
+        # PyTorch's running_var holds the unbiased batch variance; keep the start to
+        # convert it back to dp's biased average (moving_averages).
+        self.initial_variance = {k: params[k].copy() for k in params if k.startswith("avg_variance_")}
+
+    def _tensors(self) -> dict[str, Any]:
+        """dp's parameter and state names -> the tensors PyTorch keeps them in."""
+        modules, last = list(self.net), self.workload.depth
+        tensors = {}
+        for i in hidden_layers(self.workload):
+            linear, norm = modules[3 * (i - 1)], modules[3 * (i - 1) + 1]
+            tensors.update(
+                {
+                    f"weight_l{i}": linear.weight,
+                    f"gamma_bn{i}": norm.weight,
+                    f"beta_bn{i}": norm.bias,
+                    f"avg_mean_bn{i}": norm.running_mean,
+                    f"avg_variance_bn{i}": norm.running_var,
+                }
+            )
+        tensors[f"weight_l{last}"], tensors[f"bias_l{last}"] = modules[-1].weight, modules[-1].bias
+        return tensors
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        if self.workload.sizes[-1] == 1:
+            labels = torch.from_numpy(y.reshape(-1, 1)).to(self.dtype)
+        else:
+            labels = torch.from_numpy(y)  # int64 class indices
+        return torch.from_numpy(x), labels
+
+    def step(self, batch: tuple[Any, Any]) -> None:
+        x, y = batch
+        if self.update == "optim":
+            self.optimizer.zero_grad()
+            self.loss_fn(self.net(x), y).backward()
+            self.optimizer.step()
+            return
+        for p in self.parameters:
+            p.grad = None
+        self.loss_fn(self.net(x), y).backward()
+        with torch.no_grad():
+            for p in self.parameters:
+                p.sub_(p.grad, alpha=self.workload.lr)
+
+    def loss_and_gradients(self, batch: tuple[Any, Any]) -> tuple[float, Arrays]:
+        x, y = batch
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.net(x), y)
+        loss.backward()
+        grads = {
+            k: _from_torch_layout(k, t.grad.numpy()) for k, t in self._tensors().items() if not k.startswith("avg_")
+        }
+        return loss.item(), grads
+
+    def moving_averages(self) -> Arrays:
+        n = self.workload.batch
+        averages = {}
+        for k, t in self._tensors().items():
+            if k.startswith("avg_mean_"):
+                averages[k] = _from_torch_layout(k, t.numpy())
+            elif k.startswith("avg_variance_"):
+                # running_var = (1 - m) start + m * var * n / (n - 1); dp stores the biased var
+                kept = (1 - MOMENTUM) * self.initial_variance[k]
+                averages[k] = kept + (_from_torch_layout(k, t.numpy()) - kept) * ((n - 1) / n)
+        return averages
+
+
+def _to_torch_layout(key: str, value: np.ndarray) -> np.ndarray:
+    """dp stores weights (fan_in, fan_out) and per-feature rows (1, f); PyTorch
+    stores weights (out, in) and vectors (f,)."""
+    return np.ascontiguousarray(value.T) if key.startswith("weight_") else value.reshape(-1)
+
+
+def _from_torch_layout(key: str, value: np.ndarray) -> np.ndarray:
+    return value.T.copy() if key.startswith("weight_") else value.reshape(1, -1).copy()
+
+
+class AutogradStep:
+    """HIPS autograd: the network written with ``autograd.numpy``, batch norm composed
+    of mean, var and sqrt; ``autograd.value_and_grad`` of the loss with respect to a
+    dict of the learnable parameters; SGD builds a new dict."""
+
+    name = "autograd"
+
+    def __init__(self, workload: Workload, params: Arrays) -> None:
+        if autograd is None:
+            raise ImportError("HIPS autograd is not installed")
+        self.workload = workload
+        self.params = {k: v.copy() for k, v in params.items() if not k.startswith("avg_")}
+        self.averages = {k: v.copy() for k, v in params.items() if k.startswith("avg_")}
+        self.value_and_grad = autograd.value_and_grad(self._loss)
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        labels = y.reshape(-1, 1).astype(x.dtype) if self.workload.sizes[-1] == 1 else y
+        return x, labels, np.arange(len(y))
+
+    def _loss(self, params: dict[str, Any], x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> Any:
+        """The summed loss; updates the moving averages as a side effect, as dp's forward does."""
+        h, last = x, self.workload.depth
+        for i in hidden_layers(self.workload):
+            a = anp.dot(h, params[f"weight_l{i}"])
+            mean = anp.mean(a, axis=0, keepdims=True)
+            var = anp.var(a, axis=0, keepdims=True)
+            xhat = (a - mean) / anp.sqrt(var + EPS)
+            h = anp.tanh(params[f"gamma_bn{i}"] * xhat + params[f"beta_bn{i}"])
+            for key, batch_value in ((f"avg_mean_bn{i}", mean), (f"avg_variance_bn{i}", var)):
+                self.averages[key] = (1 - MOMENTUM) * self.averages[key] + MOMENTUM * getval(batch_value)
+        z = anp.dot(h, params[f"weight_l{last}"]) + params[f"bias_l{last}"]
+        if self.workload.sizes[-1] == 1:
+            return anp.sum(anp.maximum(z, 0) - y * z + anp.log1p(anp.exp(-anp.abs(z))))
+        shifted = z - anp.max(z, axis=1, keepdims=True)
+        log_p = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
+        return -anp.sum(log_p[rows, y])
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        _, grads = self._value_and_grad(batch)
+        self.params = {k: v - self.workload.lr * grads[k] for k, v in self.params.items()}
+
+    def _value_and_grad(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[Any, Arrays]:
+        # autograd's tanh vjp is g / cosh(x)**2: cosh overflows to inf (in float32 from
+        # |x| > 89), which gives the right gradient, 0, with a warning that is noise.
+        with np.errstate(over="ignore"):
+            return self.value_and_grad(self.params, *batch)
+
+    def loss_and_gradients(self, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, Arrays]:
+        loss, grads = self._value_and_grad(batch)
+        return float(loss), grads
+
+    def moving_averages(self) -> Arrays:
+        return dict(self.averages)
+
+
+IMPLEMENTATIONS = {"dp": DpStep, "torch": TorchStep, "autograd": AutogradStep, "floor": FloorStep}
+REFERENCES = ("torch", "autograd", "floor")
+
+
+def available() -> list[str]:
+    """The names of the reference implementations whose libraries are installed."""
+    missing = {"torch": torch is None, "autograd": autograd is None}
+    return [name for name in REFERENCES if not missing.get(name, False)]
+
+
+# ----- correctness -----
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    atol_scaled: bool = False  # atol times the largest magnitude in dp's array
+
+
+# float64: every implementation computes the same formulas; only the order of
+# floating-point sums differs, so agreement to ~1e-12 is expected and 1e-9 is a
+# loose bound. float32 (unit roundoff 6e-8): the weight gradients are sums over
+# thousands of rows, and batch norm's backward pass subtracts nearly equal sums,
+# so entries near 0 carry an error proportional to the array's scale, not to
+# their own size; hence atol is relative to the array's largest entry. Observed
+# on wide-f32: |difference| / max |gradient| <= 3.4e-6 (PyTorch), 30x below 1e-4;
+# an absolute 1e-4 would fail (differences up to 1.4e-4 on gradients up to 73).
+# float64 observed: <= 1e-14 relative.
+TOLERANCES = {np.dtype(np.float64): Tolerance(1e-9, 1e-10), np.dtype(np.float32): Tolerance(1e-3, 1e-4, True)}
+
+
+class GradientMismatch(AssertionError):
+    """An implementation's loss, gradients or moving averages disagree with dp's."""
+
+
+def check_gradients(workload: Workload, implementations: Sequence[str]) -> None:
+    """Compare one step of each named implementation with dp's, from the same start.
+
+    dp's initial parameters are copied into every implementation; each computes the
+    loss and the gradients on the workload's batch (and updates its moving
+    averages). Every gradient must have dp's keys, shape and dtype and agree with
+    dp's within `TOLERANCES` (for float32, atol is scaled by the largest entry of
+    dp's array); so must the loss and the moving averages. Raises `GradientMismatch`
+    naming the workload, implementation and parameter; returns None if all agree.
+    Nothing is timed.
+    """
+    dtype = np.dtype(workload.dtype)
+    tolerance = TOLERANCES[dtype]
+    x, y = workload.data()
+    reference = DpStep(workload, dp.models.MLP(workload.sizes, seed=0, dtype=dtype).get_param())
+    initial = reference.model.get_param()
+    loss, grads = reference.loss_and_gradients(reference.prepare(x, y))
+    averages = reference.moving_averages()
+    for name in implementations:
+        if name == "dp":
+            continue
+        implementation = IMPLEMENTATIONS[name](workload, initial)
+        their_loss, their_grads = implementation.loss_and_gradients(implementation.prepare(x, y))
+        where = f"{workload.name}: {name} vs dp"
+        if sorted(their_grads) != sorted(grads):
+            raise GradientMismatch(f"{where}: gradient names {sorted(their_grads)} != {sorted(grads)}")
+        _compare(f"{where}, loss", np.array(their_loss), np.array(loss), tolerance)
+        theirs = {**their_grads, **implementation.moving_averages()}
+        for key, want in {**grads, **averages}.items():
+            got = theirs[key]
+            if got.shape != want.shape or got.dtype != want.dtype:
+                raise GradientMismatch(
+                    f"{where}, {key}: shape {got.shape} dtype {got.dtype}, dp has {want.shape} {want.dtype}"
+                )
+            _compare(f"{where}, {key}", got, want, tolerance)
+
+
+def _compare(where: str, got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> None:
+    atol = tolerance.atol * (float(np.abs(want).max()) if tolerance.atol_scaled else 1.0)
+    try:
+        np.testing.assert_allclose(got, want, rtol=tolerance.rtol, atol=atol, err_msg=where)
+    except AssertionError as error:
+        raise GradientMismatch(str(error)) from None
+
+
+# ----- timing and memory -----
+
+
+def best_step_times(steps: dict[str, Callable[[], None]], repeats: int, min_block: float) -> dict[str, float]:
+    """Seconds per step of each callable: the best, over ``repeats`` rounds, of a block
+    of k consecutive steps divided by k.
+
+    k is chosen per callable during a warm-up so that a block lasts at least
+    ``min_block`` seconds (as `timeit.Timer.autorange` does). Each round runs one
+    block of every callable, in an order rotated by one each round, so that all
+    see the same state of this shared machine. Garbage collection stays on: it is
+    part of what a training step costs.
+    """
+    counts = {name: _steps_per_block(step, min_block) for name, step in steps.items()}
+    best = dict.fromkeys(steps, float("inf"))
+    names = list(steps)
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            best[name] = min(best[name], _seconds_for(steps[name], counts[name]) / counts[name])
+    return best
+
+
+def _steps_per_block(step: Callable[[], None], min_block: float) -> int:
+    """Warm up with one step, then find k in 1, 2, 4, 8, ... such that k steps take >= min_block."""
+    step()
+    k = 1
+    while _seconds_for(step, k) < min_block:
+        k *= 2
+    return k
+
+
+def _seconds_for(call: Callable[[], Any], count: int) -> float:
+    """Wall-clock seconds for ``count`` consecutive calls."""
+    start = time.perf_counter()
+    for _ in range(count):
+        call()
+    return time.perf_counter() - start
+
+
+def peak_step_memory(step: Callable[[], None]) -> int:
+    """Bytes of the largest memory held during one step beyond what is held between
+    steps, as seen by `tracemalloc` (NumPy reports its arrays to it; PyTorch's own
+    allocator does not). One traced step runs first, so that arrays replaced by
+    the step (parameters, averages) are in the baseline."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        step()
+        gc.collect()
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        step()
+        return tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+
+
+# ----- the benchmark -----
+
+
+@dataclass
+class Result:
+    workload: Workload
+    seconds: dict[str, float]  # per step, by implementation ("torch" is the faster variant)
+    peak_bytes: dict[str, int]
+    torch_update: str | None = None  # which PyTorch variant was faster
+
+
+def run_workload(workload: Workload, references: Sequence[str], repeats: int, min_block: float) -> Result:
+    """Time dp and the references on one workload, interleaved, and measure peak memory."""
+    x, y = workload.data()
+    initial = dp.models.MLP(workload.sizes, seed=0, dtype=workload.dtype).get_param()
+    variants: dict[str, Any] = {"dp": DpStep(workload, initial)}
+    for name in references:
+        if name == "torch":  # both ways of updating; the faster one is reported
+            variants["torch optim"] = TorchStep(workload, initial, update="optim")
+            variants["torch manual"] = TorchStep(workload, initial, update="manual")
+        else:
+            variants[name] = IMPLEMENTATIONS[name](workload, initial)
+    steps = {}
+    for name, implementation in variants.items():
+        batch = implementation.prepare(x, y)
+        steps[name] = lambda implementation=implementation, batch=batch: implementation.step(batch)
+    seconds = best_step_times(steps, repeats, min_block)
+    result = Result(workload, seconds, {})
+    if "torch optim" in seconds:
+        faster = min(("optim", "manual"), key=lambda update: seconds[f"torch {update}"])
+        seconds["torch"], result.torch_update = seconds[f"torch {faster}"], faster
+    result.peak_bytes = {name: peak_step_memory(steps[name]) for name in ("dp", "floor") if name in steps}
+    return result
+
+
+TARGETS = {  # from the performance issue; target: (workloads, the ratio of a result, its upper bound)
+    "seed dp <= 0.5 x PyTorch": (("seed",), lambda r: _ratio(r.seconds, "dp", "torch"), 0.5),
+    "wide dp <= 1.05 x floor (time)": (("wide-f64", "wide-f32"), lambda r: _ratio(r.seconds, "dp", "floor"), 1.05),
+    "wide dp <= 1.2 x floor (peak memory)": (
+        ("wide-f64", "wide-f32"),
+        lambda r: _ratio(r.peak_bytes, "dp", "floor"),
+        1.2,
+    ),
+}
+
+
+def _ratio(values: dict[str, float], a: str, b: str) -> float | None:
+    return values[a] / values[b] if a in values and b in values else None
+
+
+def report(results: Sequence[Result], torch_warning: str | None = None) -> str:
+    """The Markdown table, the targets and the notes; a ``torch_warning`` marks the
+    verdicts that involve PyTorch as unreliable and is printed last."""
+
+    def us(r: Result, name: str) -> str:
+        return f"{r.seconds[name] * 1e6:,.0f}" if name in r.seconds else "n/a"
+
+    def mb(r: Result, name: str) -> str:
+        if name not in r.peak_bytes:
+            return "n/a"
+        megabytes = r.peak_bytes[name] / 2**20
+        return f"{megabytes:,.1f}" if megabytes >= 10 else f"{megabytes:.3f}"
+
+    def times(ratio: float | None) -> str:
+        return "n/a" if ratio is None else f"{ratio:.2f}"
+
+    lines = [
+        "| workload | dp us/step | PyTorch us/step | autograd us/step | NumPy floor us/step "
+        "| dp/PyTorch | dp/floor | peak MB dp | peak MB floor | ratio |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        cells = [
+            r.workload.name,
+            *(us(r, name) for name in ("dp", "torch", "autograd", "floor")),
+            times(_ratio(r.seconds, "dp", "torch")),
+            times(_ratio(r.seconds, "dp", "floor")),
+            mb(r, "dp"),
+            mb(r, "floor"),
+            times(_ratio(r.peak_bytes, "dp", "floor")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "us/step: the best of the rounds, each a block of steps; peak MB: the most memory one step holds beyond",
+        "what is held between steps, by tracemalloc (which sees NumPy's arrays, not PyTorch's allocator);",
+        "MB = 2**20 bytes.",
+        "",
+        "Targets:",
+    ]
+    by_name = {r.workload.name: r for r in results}
+    for target, (names, ratio_of, bound) in TARGETS.items():
+        for name in names:
+            if name in by_name:
+                ratio = ratio_of(by_name[name])
+                verdict = "n/a" if ratio is None else ("met" if ratio <= bound else "NOT met")
+                if torch_warning and "PyTorch" in target:
+                    verdict += " (unreliable: see WARNING)"
+                lines.append(f"- {target}, {name}: {times(ratio)} -> {verdict}")
+    updates = {r.workload.name: r.torch_update for r in results if r.torch_update}
+    if updates:
+        lines += [
+            "",
+            "PyTorch update used (the faster of torch.optim.SGD and a manual no_grad update): "
+            + ", ".join(f"{k}: {'optim.SGD' if v == 'optim' else 'manual'}" for k, v in updates.items()),
+        ]
+    if torch_warning:
+        lines += ["", f"WARNING: {torch_warning}"]
+    return "\n".join(lines)
+
+
+def torch_threads_stall() -> str | None:
+    """A warning if PyTorch's intra-op threads stall on this machine right now, else None.
+
+    On a shared machine whose other core is busy, PyTorch's OpenMP threads can
+    wait milliseconds at every parallel region, even for tiny tensors (which NumPy
+    never spreads over threads): the seed workload then measures the waiting, not
+    PyTorch. Detected by timing BatchNorm1d on a 50 x 20 batch with PyTorch's
+    threads and with one; the threads setting is left as it was.
+    """
+    threads = torch.get_num_threads() if torch is not None else 1
+    if threads == 1:
+        return None
+    norm, x = torch.nn.BatchNorm1d(20), torch.randn(50, 20)
+
+    def best_microseconds() -> float:
+        return 1e6 * min(_seconds_for(lambda: norm(x), 20) for _ in range(5)) / 20
+
+    with_threads = best_microseconds()
+    torch.set_num_threads(1)
+    alone = best_microseconds()
+    torch.set_num_threads(threads)
+    if with_threads < 10 * alone:
+        return None
+    return (
+        f"PyTorch's {threads} threads are stalling on this machine now (BatchNorm1d on 50 x 20: "
+        f"{with_threads:,.0f} us with {threads} threads, {alone:,.0f} us with 1), so its seed figure "
+        "measures that waiting. For a comparison of the libraries, add --threads 1 (NumPy's BLAS and PyTorch alike)."
+    )
+
+
+def machine_info() -> str:
+    """One line: CPU, cores, Python, NumPy and its BLAS, PyTorch and its threads."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    parts = [
+        f"CPU: {cpu}",
+        f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
+        f"Python {platform.python_version()}",
+        f"NumPy {np.__version__} ({blas_info()}, {blas_threads() or '?'} threads)",
+        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "PyTorch: not installed",
+        f"autograd {_version('autograd')}" if autograd else "autograd: not installed",
+    ]
+    return "Machine: " + "; ".join(parts)
+
+
+def use_threads(count: int | None) -> None:
+    """Give NumPy's BLAS and PyTorch the same number of threads: ``count``, or else as
+    many as NumPy's BLAS uses by default (all cores, unless the environment says otherwise)."""
+    if count is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=count, user_api="blas")  # stays in force: nothing restores it
+    if torch is not None:
+        torch.set_num_threads(count or blas_threads() or len(os.sched_getaffinity(0)))
+
+
+def blas_info() -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas['name']} {blas['version']}"
+    except Exception:  # show_config's format varies across NumPy versions; this is only a label
+        return "BLAS unknown"
+
+
+def blas_threads() -> int | None:
+    """The number of threads NumPy's BLAS uses, if threadpoolctl (optional) can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "?"
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, from: %(default)s")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per workload (default 5, quick 3)")
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds: a rough figure fast")
+    parser.add_argument("--check-only", action="store_true", help="only check the gradients; exit 0 or 1")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for NumPy's BLAS and PyTorch alike (needs threadpoolctl); default: the machine's default",
+    )
+    arguments = parser.parse_args(argv)
+    arguments.workloads = [w.strip() for w in arguments.workloads.split(",") if w.strip()]
+    unknown = [w for w in arguments.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    if arguments.repeats is None:
+        arguments.repeats = 3 if arguments.quick else 5
+    if arguments.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if arguments.threads is not None and (arguments.threads < 1 or blas_threads() is None):
+        parser.error("--threads needs a positive count, and threadpoolctl to set NumPy's BLAS threads")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    use_threads(arguments.threads)
+    references = available()
+    skipped = [name for name in REFERENCES if name not in references]
+    print(machine_info())
+    if skipped:
+        print(f"Skipped (not installed): {', '.join(skipped)}")
+    for name in arguments.workloads:
+        try:
+            check_gradients(WORKLOADS[name], references)
+        except GradientMismatch as error:
+            print(f"Gradient check FAILED: {error}", file=sys.stderr)
+            return 1
+        print(f"Gradient check passed: {name} (loss, gradients, moving averages of {', '.join(references)} = dp's)")
+    if arguments.check_only:
+        return 0
+    min_block = 0.05 if arguments.quick else 0.2
+    results, torch_warning = [], None
+    for name in arguments.workloads:
+        print(f"timing {name} ...", file=sys.stderr, flush=True)
+        if name == "seed" and "torch" in references:
+            torch_warning = torch_threads_stall()
+        results.append(run_workload(WORKLOADS[name], references, arguments.repeats, min_block))
+    print()
+    print(report(results, torch_warning))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
