@@ -132,8 +132,8 @@ def _count_vjp_calls(root):
         node = stack.pop()
         if id(node) not in seen:
             seen.add(id(node))
-            node.vjps = tuple(counting(v) for v in node.vjps)
-            stack.extend(node.parents)
+            node.edges = [(parent, counting(vjp)) for parent, vjp in node.edges]
+            stack.extend(parent for parent, _ in node.edges)
     return calls
 
 
@@ -163,10 +163,10 @@ class TestBackwardSweep:
     def test_data_that_reaches_no_parameter_records_no_inputs(self):
         data = Node(np.ones((3, 3)))
         hidden = (data * 2).tanh()
-        assert hidden.parents == () and not hidden.needs_grad
+        assert hidden.edges == [] and not hidden.needs_grad
         w = Node(np.ones((3, 1)), "w")
         out = hidden @ w
-        assert out.parents == (w,)
+        assert [parent for parent, _ in out.edges] == [w]
 
     def test_the_vjp_of_an_input_that_reaches_no_parameter_is_never_called(self):
         @dp.primitive

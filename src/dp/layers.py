@@ -18,9 +18,8 @@ solutions notebook), where it is checked against this one.
 
 from __future__ import annotations
 
-import contextlib
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -117,7 +116,7 @@ class NeuralNode:
         gamma_key, beta_key, mean_key, variance_key = keys
         row = (1, fan_in)
         self._register(dict(zip(keys, (np.ones(row), np.zeros(row), np.zeros(row), np.zeros(row)))))
-        params, what = self.params, f"batch norm {name!r}"
+        params, what, decay = self.params, f"batch norm {name!r}", 1 - momentum
 
         def forward(x: Any, train: bool | None = None) -> Node:
             x = _input(x, fan_in, what)
@@ -138,12 +137,10 @@ class NeuralNode:
                     "feature the batch variance is 0 and normalizing is meaningless. Use larger "
                     "batches, or train=False to use the moving averages."
                 )
-            mean, centered, var = batch_statistics(x.value)
-            if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-                raise NonFiniteError(f"{what}: the batch has NaN or inf values (or values too large to square)")
+            mean, centered, var = batch_statistics(x.value, what)
             stored = var * (count / (count - 1)) if unbiased_average else var
-            params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
-            params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
+            params[mean_key] = decay * params[mean_key] + momentum * mean
+            params[variance_key] = decay * params[variance_key] + momentum * stored
             return normalize_batch(x, gamma, beta, centered, var, eps=eps)
 
         return forward
@@ -209,28 +206,39 @@ class NeuralNode:
             new[k] = array
         self.params.update(new)
 
-    @contextlib.contextmanager
-    def unchanged_on_error(self) -> Iterator[None]:
-        """Run a block that may update ``params`` (batch-norm averages do); if it raises,
-        put every entry back as it was. Cheap: layers replace arrays, they never
-        write into them, so keeping the old references keeps the old values."""
-        saved = dict(self.params)
-        try:
-            yield
-        except BaseException:
+    def unchanged_on_error(self) -> _Unchanged:
+        """A context manager for a block that may update ``params`` (batch-norm averages
+        do): if the block raises, every entry is put back as it was. Cheap: layers
+        replace arrays, they never write into them, so keeping the old references
+        keeps the old values."""
+        return _Unchanged(self.params)
+
+
+class _Unchanged:
+    """`NeuralNode.unchanged_on_error`, as a class: it runs at every forward pass, and a
+    generator-based context manager costs several times more."""
+
+    __slots__ = ("params", "saved")
+
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        self.params, self.saved = params, dict(params)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if kind is not None:
             self.params.clear()
-            self.params.update(saved)
-            raise
+            self.params.update(self.saved)
 
 
 def _input(x: Any, fan_in: int, what: str) -> Node:
     """A layer's input as a Node, with its shape checked."""
     x = x if isinstance(x, Node) else Node(x)
-    if x.ndim != 2 or x.shape[1] != fan_in:
-        raise ValueError(
-            f"{what} expects a batch of shape (n, {fan_in}), with {fan_in} features per row; got {x.shape}"
-        )
-    if x.shape[0] == 0:
+    shape = x.value.shape
+    if len(shape) != 2 or shape[1] != fan_in:
+        raise ValueError(f"{what} expects a batch of shape (n, {fan_in}), with {fan_in} features per row; got {shape}")
+    if shape[0] == 0:
         raise ValueError(f"{what}: the batch is empty (0 rows)")
     return x
 
@@ -238,13 +246,27 @@ def _input(x: Any, fan_in: int, what: str) -> Node:
 # ----- batch norm, as primitives with their closed-form backward passes -----
 
 
-def batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-feature ``mean``, ``x - mean`` and biased variance of a batch x (N, F).
-    NaN and inf propagate quietly into the statistics, where the layer checks them."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        mean = x.mean(axis=0, keepdims=True)
-        centered = x - mean
-        return mean, centered, np.einsum("ij,ij->j", centered, centered)[None, :] / x.shape[0]
+
+    Raises `NonFiniteError` if x has NaN or inf (or values so large that their sum
+    or squares overflow). The check is on the (1, F) sums, not on x: any NaN or
+    inf in a column makes its sum NaN or inf, and a check of x would cost a pass.
+    """
+    total = x.sum(axis=0, keepdims=True)
+    if not np.isfinite(total).all():
+        raise NonFiniteError(f"{what}: the batch has NaN or inf values (or values too large to add up)")
+    mean = total / x.shape[0]
+    centered = x - mean
+    var = column_dot(centered, centered) / x.shape[0]
+    if not np.isfinite(var).all():
+        raise NonFiniteError(f"{what}: the batch has values too large to square")
+    return mean, centered, var
+
+
+def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a * b).sum(axis=0, keepdims=True)`` without the (N, F) temporary: faster at every size."""
+    return np.einsum("ij,ij->j", a, b)[None, :]
 
 
 @primitive
@@ -261,7 +283,7 @@ def normalize_batch(x, gamma, beta, centered, var, eps=1e-5):
     xhat = np.multiply(centered, inv, out=centered)
     y = xhat * gamma
     y += beta
-    column_sums = shared_by_vjps(lambda g: (np.einsum("ij,ij->j", g, xhat)[None, :], g.sum(axis=0, keepdims=True)))
+    column_sums = shared_by_vjps(lambda g: (column_dot(g, xhat), g.sum(axis=0, keepdims=True)))
 
     def vjp_x(g):
         dgamma, dbeta = column_sums(g)
@@ -284,7 +306,7 @@ def normalize_with(x, gamma, beta, mean, var, eps=1e-5):
     y += beta
     return y, (
         lambda g: g * (gamma * inv),
-        lambda g: np.einsum("ij,ij->j", g, xhat)[None, :],
+        lambda g: column_dot(g, xhat),
         lambda g: g.sum(axis=0, keepdims=True),
         None,
         None,

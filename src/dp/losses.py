@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dp.node import Node, check_finite, primitive
-from dp.ops import log_softmax_array, sigmoid_array
+from dp.ops import log_softmax_array
 
 REDUCTIONS = ("sum", "mean")
 
@@ -42,8 +42,12 @@ def binary_cross_entropy_with_logits(z: Node, y: Any, reduction: str = "sum") ->
 
 @primitive
 def _binary_cross_entropy_with_logits(z, y, scale):
-    loss = scale * (np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))).sum(keepdims=True)
-    return loss, (lambda g: (g * scale) * (sigmoid_array(z) - y), None, None)
+    e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
+    loss = (np.maximum(z, 0) - y * z + np.log1p(e)).sum(keepdims=True)
+    if scale != 1:
+        loss *= scale
+    # sigmoid(z) from the same e: 1 / (1 + e) for z >= 0, e / (1 + e) below
+    return loss, (lambda g: (g * scale) * (np.where(z >= 0, 1.0, e) / (1 + e) - y), None, None)
 
 
 def softmax_cross_entropy(z: Node, y: Any, reduction: str = "sum") -> Node:
@@ -86,7 +90,7 @@ def _binary_labels(y: Any, z: Node) -> np.ndarray:
         raise ValueError(f"binary cross-entropy needs one output column, shape (n, 1); got {z.shape}")
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
-    if ((y < 0) | (y > 1)).any():
+    if not (y.min() >= 0 and y.max() <= 1):
         raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
     return y.reshape(-1, 1).astype(z.dtype, copy=False)
 

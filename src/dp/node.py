@@ -51,7 +51,7 @@ class Node:
     [2.0, 4.0]
     """
 
-    __slots__ = ("value", "name", "parents", "vjps", "needs_grad", "__weakref__")
+    __slots__ = ("value", "name", "edges", "needs_grad", "__weakref__")
     __array_ufunc__ = None  # `ndarray * node` defers to Node.__rmul__ instead of looping over elements.
 
     def __init__(self, value: Any, name: str | None = None) -> None:
@@ -59,20 +59,8 @@ class Node:
             raise TypeError(f"a Node's name must be a str or None, not {type(name).__name__}")
         self.value = as_value(value)
         self.name = name
-        self.parents: tuple[Node, ...] = ()
-        self.vjps: tuple[Vjp, ...] = ()
+        self.edges: list[tuple[Node, Vjp]] = []  # (input, its vjp) for each input that needs a gradient
         self.needs_grad = name is not None
-
-    @classmethod
-    def _result(cls, value: np.ndarray, parents: tuple[Node, ...], vjps: tuple[Vjp, ...]) -> Node:
-        """An operation's output: ``value`` is trusted to be a float ndarray already."""
-        node = object.__new__(cls)
-        node.value = value
-        node.name = None
-        node.parents = parents
-        node.vjps = vjps
-        node.needs_grad = bool(parents)
-        return node
 
     shape = property(lambda self: self.value.shape, doc="The value's shape.")
     ndim = property(lambda self: self.value.ndim, doc="The value's number of dimensions.")
@@ -112,11 +100,15 @@ class Node:
                     g = g.copy()
                 handed_out.add(id(g))
                 result[node.name] = result[node.name] + g if node.name in result else g
-            for parent, vjp in zip(node.parents, node.vjps):
-                pg = _fit(vjp(g), parent.value)
+            for parent, vjp in node.edges:
+                pg = vjp(g)
+                value = parent.value
+                if pg.__class__ is not np.ndarray or pg.shape != value.shape or pg.dtype is not value.dtype:
+                    pg = _fit(pg, value)
                 grads[parent] = grads[parent] + pg if parent in grads else pg
-                consumers[parent] -= 1
-                if consumers[parent] == 0:
+                left = consumers[parent] - 1
+                consumers[parent] = left
+                if not left:
                     ready.append(parent)
         return result
 
@@ -126,7 +118,7 @@ def _count_consumers(root: Node) -> dict[Node, int]:
     consumers = {root: 0}
     stack = [root]
     while stack:
-        for parent in stack.pop().parents:
+        for parent, _ in stack.pop().edges:
             if parent in consumers:
                 consumers[parent] += 1
             else:
@@ -242,17 +234,20 @@ def primitive(forward: Callable[..., tuple[np.ndarray, tuple]]) -> Callable[...,
     @functools.wraps(forward)
     def operation(*args: Any, **options: Any) -> Node:
         value, vjps = forward(*[a.value if isinstance(a, Node) else a for a in args], **options)
-        if type(value) is not np.ndarray:  # NumPy reductions and indexing may give scalars
-            value = np.asarray(value)
-        parents, used = [], []
-        for arg, vjp in zip(args, vjps):
-            if isinstance(arg, Node) and arg.needs_grad and vjp is not None:
-                parents.append(arg)
-                used.append(vjp)
-        return Node._result(value, tuple(parents), tuple(used))
+        node = new_node(Node)  # bypasses __init__: value is an operation's output, already an array
+        node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
+        node.name = None
+        node.edges = edges = [
+            (arg, vjp) for arg, vjp in zip(args, vjps) if isinstance(arg, Node) and arg.needs_grad and vjp is not None
+        ]
+        node.needs_grad = bool(edges)
+        return node
 
     operation.forward = forward  # type: ignore[attr-defined]
     return operation
+
+
+new_node = object.__new__
 
 
 def shared_by_vjps(compute: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
