@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dp import ops
-from dp.node import Node, NonFiniteError, check_finite, primitive, shared_by_vjps
+from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
 
 Layer = Callable[..., Node]
 
@@ -77,7 +77,13 @@ class NeuralNode:
         return forward
 
     def batch_norm(
-        self, fan_in: int, name: str, momentum: float = 0.1, eps: float = 1e-5, unbiased_average: bool = False
+        self,
+        fan_in: int,
+        name: str,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+        activation: str | None = None,
     ) -> Layer:
         """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
 
@@ -102,6 +108,14 @@ class NeuralNode:
         ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
         normalization itself always uses the biased one, as in the paper.
 
+        Memory, for large batches (`dp.models.MLP` uses both): ``activation`` ("tanh",
+        "sigmoid" or "relu") is applied inside the same primitive, so ``forward``
+        returns activation(batch norm(x)) and the batch-norm output is never kept
+        (the activation's derivative needs only its own output).
+        ``forward(x, train, reuse_input=True)`` normalizes in x's own buffer,
+        overwriting x's value: only for an input nobody reads again, such as a
+        linear layer's fresh output inside a model.
+
         Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
         of fewer than 2 rows (one value per feature has no variance); NaN, inf or
         overflowing values (checked before any state changes); ``RuntimeError`` for
@@ -112,13 +126,15 @@ class NeuralNode:
             raise ValueError(f"batch norm {name!r}: momentum must be in (0, 1], got {momentum!r}")
         if not (isinstance(eps, numbers.Real) and eps > 0):
             raise ValueError(f"batch norm {name!r}: eps must be > 0, got {eps!r}")
+        if activation is not None and activation not in ops.ACTIVATIONS:
+            raise ValueError(f"batch norm {name!r}: activation must be one of {sorted(ops.ACTIVATIONS)} or None")
         keys = [f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance")]
         gamma_key, beta_key, mean_key, variance_key = keys
         row = (1, fan_in)
         self._register(dict(zip(keys, (np.ones(row), np.zeros(row), np.zeros(row), np.zeros(row)))))
         params, what, decay = self.params, f"batch norm {name!r}", 1 - momentum
 
-        def forward(x: Any, train: bool | None = None) -> Node:
+        def forward(x: Any, train: bool | None = None, reuse_input: bool = False) -> Node:
             x = _input(x, fan_in, what)
             gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
             if not (self.training if train is None else train):
@@ -129,7 +145,8 @@ class NeuralNode:
                         "zeros. Train first (train=True), or load trained parameters."
                     )
                 check_finite(x.value, f"{what}: the input")
-                return normalize_with(x, gamma, beta, params[mean_key], variance, eps=eps)
+                mean = params[mean_key]
+                return normalize_with(x, gamma, beta, mean, variance, eps, activation, reuse_input)
             count = x.shape[0]
             if count < 2:
                 raise ValueError(
@@ -137,11 +154,11 @@ class NeuralNode:
                     "feature the batch variance is 0 and normalizing is meaningless. Use larger "
                     "batches, or train=False to use the moving averages."
                 )
-            mean, centered, var = batch_statistics(x.value, what)
+            mean, centered, var = batch_statistics(x.value, what, reuse_input)
             stored = var * (count / (count - 1)) if unbiased_average else var
             params[mean_key] = decay * params[mean_key] + momentum * mean
             params[variance_key] = decay * params[variance_key] + momentum * stored
-            return normalize_batch(x, gamma, beta, centered, var, eps=eps)
+            return normalize_batch(x, gamma, beta, centered, var, eps, activation)
 
         return forward
 
@@ -246,8 +263,11 @@ def _input(x: Any, fan_in: int, what: str) -> Node:
 # ----- batch norm, as primitives with their closed-form backward passes -----
 
 
-def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-feature ``mean``, ``x - mean`` and biased variance of a batch x (N, F).
+def batch_statistics(
+    x: np.ndarray, what: str = "batch norm", reuse_input: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature ``mean``, ``x - mean`` (in x's own buffer if ``reuse_input``) and
+    biased variance of a batch x (N, F).
 
     Raises `NonFiniteError` if x has NaN or inf (or values so large that their sum
     or squares overflow). The check is on the (1, F) sums, not on x: any NaN or
@@ -257,7 +277,7 @@ def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarra
     if not np.isfinite(total).all():
         raise NonFiniteError(f"{what}: the batch has NaN or inf values (or values too large to add up)")
     mean = total / x.shape[0]
-    centered = x - mean
+    centered = np.subtract(x, mean, out=x if reuse_input else None)
     var = column_dot(centered, centered) / x.shape[0]
     if not np.isfinite(var).all():
         raise NonFiniteError(f"{what}: the batch has values too large to square")
@@ -269,11 +289,24 @@ def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->j", a, b)[None, :]
 
 
+def _scale_shift_activate(xhat, gamma, beta, activation):
+    """``y = activation(gamma * xhat + beta)``, in one new array, and the function that
+    takes the gradient of y back through the activation."""
+    y = xhat * gamma
+    y += beta
+    if activation is None:
+        return y, lambda g: g
+    _, in_place, vjp = ops.ACTIVATIONS[activation]
+    in_place(y)
+    return y, lambda g: vjp(g, y)
+
+
 @primitive
-def normalize_batch(x, gamma, beta, centered, var, eps=1e-5):
+def normalize_batch(x, gamma, beta, centered, var, eps=1e-5, activation=None):
     """Training-mode batch norm of x (N, F), given its `batch_statistics` ``centered``
-    (which this takes over and overwrites) and ``var``. The backward pass is
-    closed-form, with xhat = (x - mean) / sqrt(var + eps) and column sums over the batch::
+    (which this takes over and overwrites) and ``var``; then ``activation`` if given.
+    The backward pass is closed-form, with xhat = (x - mean) / sqrt(var + eps), g the
+    gradient of the batch-norm output and column sums over the batch::
 
         dgamma = sum(g * xhat)     dbeta = sum(g)
         dx = gamma / sqrt(var + eps) / N * (N * g - dbeta - xhat * dgamma)
@@ -281,35 +314,38 @@ def normalize_batch(x, gamma, beta, centered, var, eps=1e-5):
     n = x.shape[0]
     inv = 1 / np.sqrt(var + eps)
     xhat = np.multiply(centered, inv, out=centered)
-    y = xhat * gamma
-    y += beta
-    column_sums = shared_by_vjps(lambda g: (column_dot(g, xhat), g.sum(axis=0, keepdims=True)))
+    y, through_activation = _scale_shift_activate(xhat, gamma, beta, activation)
+
+    def column_sums(dy):
+        return column_dot(dy, xhat), dy.sum(axis=0, keepdims=True)
+
+    sums = SharedWork(lambda g: column_sums(through_activation(g)))  # for gamma and beta, if x's vjp didn't run
 
     def vjp_x(g):
-        dgamma, dbeta = column_sums(g)
-        d = xhat * (dgamma / n)  # gamma * inv * (g - dbeta / N - xhat * dgamma / N), in one temporary
+        dy = through_activation(g)
+        dgamma, dbeta = sums.put(g, column_sums(dy))
+        d = xhat * (dgamma / n)  # gamma * inv * (dy - dbeta / N - xhat * dgamma / N), in one temporary
         d += dbeta / n
-        np.subtract(g, d, out=d)
+        np.subtract(dy, d, out=d)
         d *= gamma * inv
         return d
 
-    return y, (vjp_x, lambda g: column_sums(g)[0], lambda g: column_sums(g)[1], None, None)
+    return y, (vjp_x, lambda g: sums(g)[0], lambda g: sums(g)[1])
 
 
 @primitive
-def normalize_with(x, gamma, beta, mean, var, eps=1e-5):
+def normalize_with(x, gamma, beta, mean, var, eps=1e-5, activation=None, reuse_input=False):
     """Eval-mode batch norm: normalize with fixed ``mean`` and ``var`` (the moving
-    averages), an affine map of x: ``dx = g * gamma / sqrt(var + eps)``."""
+    averages), an affine map of x: ``dx = g * gamma / sqrt(var + eps)``; then
+    ``activation`` if given. With ``reuse_input``, xhat is computed in x's buffer."""
     inv = 1 / np.sqrt(var + eps)
-    xhat = (x - mean) * inv
-    y = xhat * gamma
-    y += beta
+    xhat = np.subtract(x, mean, out=x if reuse_input else None)
+    xhat *= inv
+    y, through_activation = _scale_shift_activate(xhat, gamma, beta, activation)
     return y, (
-        lambda g: g * (gamma * inv),
-        lambda g: column_dot(g, xhat),
-        lambda g: g.sum(axis=0, keepdims=True),
-        None,
-        None,
+        lambda g: through_activation(g) * (gamma * inv),
+        lambda g: column_dot(through_activation(g), xhat),
+        lambda g: through_activation(g).sum(axis=0, keepdims=True),
     )
 
 
@@ -318,4 +354,4 @@ def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
     gamma and beta (1, F); each a Node or an array."""
     x = x if isinstance(x, Node) else Node(x)
     _, centered, var = batch_statistics(x.value)
-    return normalize_batch(x, gamma, beta, centered, var, eps=eps)
+    return normalize_batch(x, gamma, beta, centered, var, eps)

@@ -13,8 +13,6 @@ from dp.layers import NeuralNode
 from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
 from dp.node import Node, check_finite
 
-ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu, "sigmoid": ops.sigmoid}
-
 
 class MLP(NeuralNode):
     """A multi-layer perceptron, by default the reference network of the seed notebook::
@@ -49,8 +47,8 @@ class MLP(NeuralNode):
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
+        if activation not in ops.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ops.ACTIVATIONS)}, not {activation!r}")
         super().__init__(seed, dtype)
         self.config = dict(
             sizes=sizes,
@@ -61,11 +59,13 @@ class MLP(NeuralNode):
             eps=eps,
             unbiased_average=unbiased_average,
         )
-        self.activation = ACTIVATIONS[activation]
-        self.hidden = []  # (linear, batch norm or None) per hidden layer
+        self.activation = ops.ACTIVATIONS[activation][0]
+        self.hidden = []  # (linear, batch norm fused with the activation, or None) per hidden layer
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
             linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm)
-            norm = self.batch_norm(fan_out, f"bn{i}", momentum, eps, unbiased_average) if batch_norm else None
+            norm = (
+                self.batch_norm(fan_out, f"bn{i}", momentum, eps, unbiased_average, activation) if batch_norm else None
+            )
             self.hidden.append((linear, norm))
         self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}")
 
@@ -79,7 +79,8 @@ class MLP(NeuralNode):
             h = self._batch(x)
             for linear, norm in self.hidden:
                 h = linear(h)
-                h = self.activation(norm(h, train) if norm else h)
+                # The linear output is ours alone: batch norm may normalize in its buffer.
+                h = norm(h, train, reuse_input=True) if norm else self.activation(h)
             return self.output(h)
 
     def forward(self, x: Any, train: bool | None = None) -> Node:

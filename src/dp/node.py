@@ -250,16 +250,23 @@ def primitive(forward: Callable[..., tuple[np.ndarray, tuple]]) -> Callable[...,
 new_node = object.__new__
 
 
-def shared_by_vjps(compute: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
-    """Memoize ``compute(g)`` for the gradient ``g`` at hand, so several vjps of one
-    fused primitive can share work (batch norm's column sums) without computing
-    it twice. It holds ``g`` only weakly: the backward pass keeps it alive while
-    that node's vjps run, and no longer."""
-    last: list = [None, None]  # [weak reference to g, compute(g)]
+class SharedWork:
+    """Work that several vjps of one fused primitive need (batch norm's column sums),
+    done once per gradient. ``shared(g)`` computes ``compute(g)`` unless a result for
+    this very ``g`` is already there (from an earlier call, or from ``put``). ``g`` is
+    held weakly: the backward pass keeps it alive while the node's vjps run, no longer."""
 
-    def shared(g: np.ndarray) -> Any:
-        if last[0] is None or last[0]() is not g:
-            last[:] = [weakref.ref(g), compute(g)]
-        return last[1]
+    __slots__ = ("compute", "g", "result")
 
-    return shared
+    def __init__(self, compute: Callable[[np.ndarray], Any]) -> None:
+        self.compute, self.g, self.result = compute, None, None
+
+    def __call__(self, g: np.ndarray) -> Any:
+        if self.g is None or self.g() is not g:
+            self.put(g, self.compute(g))
+        return self.result
+
+    def put(self, g: np.ndarray, result: Any) -> Any:
+        """Remember ``result`` as the work for ``g`` (a vjp that computed it on the way)."""
+        self.g, self.result = weakref.ref(g), result
+        return result

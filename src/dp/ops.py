@@ -88,17 +88,23 @@ def abs(a):  # noqa: A001 - the NumPy name, as a method it is x.abs()
     return np.abs(a), (lambda g: g * np.sign(a),)
 
 
-@primitive
-def tanh(a):
-    y = np.tanh(a)
+# Activations: the derivative of each is written with its output y, so a fused
+# primitive can apply one in place and keep nothing else (see ACTIVATIONS).
 
-    def vjp(g):
-        d = y * y  # g * (1 - y**2), in one temporary
-        np.subtract(1, d, out=d)
-        d *= g
-        return d
 
-    return y, (vjp,)
+def tanh_vjp(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = y * y  # g * (1 - y**2), in one temporary
+    np.subtract(1, d, out=d)
+    d *= g
+    return d
+
+
+def sigmoid_vjp(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return g * y * (1 - y)
+
+
+def relu_vjp(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return g * (y > 0)
 
 
 def sigmoid_array(a: np.ndarray) -> np.ndarray:
@@ -108,14 +114,33 @@ def sigmoid_array(a: np.ndarray) -> np.ndarray:
 
 
 @primitive
+def tanh(a):
+    y = np.tanh(a)
+    return y, (lambda g: tanh_vjp(g, y),)
+
+
+@primitive
 def sigmoid(a):
     y = sigmoid_array(a)
-    return y, (lambda g: g * y * (1 - y),)
+    return y, (lambda g: sigmoid_vjp(g, y),)
 
 
 @primitive
 def relu(a):
-    return np.maximum(a, 0), (lambda g: g * (a > 0),)
+    y = np.maximum(a, 0)
+    return y, (lambda g: relu_vjp(g, y),)
+
+
+def _sigmoid_in_place(a: np.ndarray) -> None:
+    a[...] = sigmoid_array(a)
+
+
+# name: (the Node operation, the same function applied in place to an array, its vjp from the output)
+ACTIVATIONS = {
+    "tanh": (tanh, lambda a: np.tanh(a, out=a), tanh_vjp),
+    "sigmoid": (sigmoid, _sigmoid_in_place, sigmoid_vjp),
+    "relu": (relu, lambda a: np.maximum(a, 0, out=a), relu_vjp),
+}
 
 
 # ----- Along an axis: softmax -----
