@@ -1,0 +1,165 @@
+"""The teaching notebooks run against dp: the solutions from top to bottom, the exercises
+up to the first task a student must write, and no further.
+
+Cells are tagged (cell metadata ``tags``): ``stub`` for a task's cell that raises
+``NotImplementedError`` in the exercises, ``solution`` for its solved counterpart in the
+solutions, ``check`` for the cell that checks a task, the same in both notebooks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+import dp
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+EXERCISES = NOTEBOOKS / "batch_norm_exercises.ipynb"
+SOLUTIONS = NOTEBOOKS / "batch_norm_solutions.ipynb"
+TASKS = 4
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def tagged(nb: nbformat.NotebookNode, tag: str) -> list[int]:
+    """Indices of the cells carrying ``tag``."""
+    return [i for i, cell in enumerate(nb.cells) if tag in cell.metadata.get("tags", [])]
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[int]:
+    return [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+
+
+def code_of(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def execute(nb: nbformat.NotebookNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``nb`` in place, in a fresh kernel working in a new directory under ``tmp_path``.
+
+    The kernel is this very Python (a "python3" kernel spec of our own, found first on
+    JUPYTER_PATH), and it inherits this process's environment: putting the directory
+    that holds the dp these tests imported first on its PYTHONPATH makes the notebooks'
+    ``import dp`` find the same dp, whether it is installed or found through PYTHONPATH.
+    """
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    package_parent = str(Path(dp.__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    )
+    client.execute()
+
+
+def cells_with_errors(nb: nbformat.NotebookNode) -> list[int]:
+    return [
+        i for i, cell in enumerate(nb.cells) if any(output.output_type == "error" for output in cell.get("outputs", []))
+    ]
+
+
+def test_solutions_run_from_top_to_bottom(tmp_path, monkeypatch):
+    nb = read(SOLUTIONS)
+    execute(nb, tmp_path, monkeypatch)
+    assert cells_with_errors(nb) == []
+    outputs = "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+    for task in range(1, TASKS + 1):
+        assert f"Task {task} passed" in outputs
+    images = [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1, "the solutions should draw one figure: training with and without batch norm"
+
+
+def test_exercises_stop_at_the_first_stub(tmp_path, monkeypatch):
+    nb = read(EXERCISES)
+    with pytest.raises(CellExecutionError) as raised:
+        execute(nb, tmp_path, monkeypatch)
+    assert raised.value.ename == "NotImplementedError"
+    assert "Task 1" in raised.value.evalue
+    # The first stub only defines a function; the check right after it calls it and fails.
+    first_stub = tagged(nb, "stub")[0]
+    first_check = tagged(nb, "check")[0]
+    assert first_check == next(i for i in code_cells(nb) if i > first_stub)
+    assert cells_with_errors(nb) == [first_check]
+    ran = [i for i in code_cells(nb) if nb.cells[i].execution_count is not None]
+    assert ran == [i for i in code_cells(nb) if i <= first_check], "every cell up to the first check ran, none after"
+
+
+def test_exercises_with_the_solutions_filled_in_run_to_the_end(tmp_path, monkeypatch):
+    exercises, solutions = read(EXERCISES), read(SOLUTIONS)
+    stubs, answers = tagged(exercises, "stub"), tagged(solutions, "solution")
+    assert len(stubs) == len(answers) == TASKS
+    for stub, answer in zip(stubs, answers):
+        exercises.cells[stub].source = solutions.cells[answer].source
+    execute(exercises, tmp_path, monkeypatch)
+    assert cells_with_errors(exercises) == []
+
+
+def test_both_notebooks_have_the_same_checks_each_after_its_task():
+    exercises, solutions = read(EXERCISES), read(SOLUTIONS)
+    checks = [[nb.cells[i].source for i in tagged(nb, "check")] for nb in (exercises, solutions)]
+    assert checks[0] == checks[1]
+    assert len(checks[0]) == TASKS
+    for nb, task_tag in ((exercises, "stub"), (solutions, "solution")):
+        for task, (cell, check) in enumerate(zip(tagged(nb, task_tag), tagged(nb, "check")), start=1):
+            assert cell < check
+            assert nb.cells[check].source.startswith(f"# Check for Task {task}\n")
+    for task, stub in enumerate(tagged(exercises, "stub"), start=1):
+        assert f'raise NotImplementedError("Task {task}: ' in exercises.cells[stub].source
+        assert "# TODO" in exercises.cells[stub].source
+    assert "NotImplementedError" not in code_of(solutions)
+
+
+@pytest.mark.parametrize("path", [EXERCISES, SOLUTIONS], ids=lambda p: p.stem)
+def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
+    nb = read(path)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], "commit notebooks without outputs"
+            assert cell.execution_count is None, "commit notebooks without execution counts"
+
+
+@pytest.mark.parametrize("path", [EXERCISES, SOLUTIONS], ids=lambda p: p.stem)
+def test_notebooks_use_only_dps_public_api(path):
+    source = code_of(read(path))
+    imported = re.findall(r"^\s*(?:import|from)\s+(dp[\w.]*)", source, flags=re.MULTILINE)
+    assert "dp" in imported
+    for module in imported:
+        assert module != "dp.node" and not any(part.startswith("_") for part in module.split("."))
+    assert re.search(r"\._(?!_)\w", source) is None, "no private attributes (a leading underscore)"
+    references = set(re.findall(r"\bdp(?:\.\w+)+", source))
+    assert references, "the notebooks use dp"
+    for reference in sorted(references):
+        parts = reference.split(".")[1:]
+        assert parts[0] != "node", f"{reference}: dp.node is internal; use dp.Node"
+        assert not any(part.startswith("_") for part in parts), f"{reference} is private"
+        resolve(reference)
+
+
+def resolve(reference: str) -> object:
+    """The object that ``reference`` ("dp.a.b") names, importing submodules as ``import dp.a`` would."""
+    parts = reference.split(".")
+    obj: object = dp
+    for i in range(1, len(parts)):
+        try:
+            obj = getattr(obj, parts[i])
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[: i + 1]))  # ModuleNotFoundError if there is none
+    return obj
