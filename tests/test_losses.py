@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from dp import Node, gradcheck
-from dp.losses import binary_cross_entropy, binary_cross_entropy_with_logits, softmax_cross_entropy
+from dp.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    categorical_cross_entropy,
+    softmax_cross_entropy,
+)
 
 rng = np.random.default_rng(0)
 Z = rng.normal(size=(6, 1))
@@ -119,3 +124,20 @@ class TestLabels:
     def test_an_unknown_reduction_is_refused(self):
         with pytest.raises(ValueError, match="reduction"):
             binary_cross_entropy_with_logits(Node(Z), Y, reduction="max")
+
+
+class TestCategoricalFromProbabilities:
+    def test_value_equals_softmax_cross_entropy_of_the_logits(self):
+        p = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+        expected = softmax_cross_entropy(Node(LOGITS), CLASSES).value
+        np.testing.assert_allclose(categorical_cross_entropy(Node(p), CLASSES).value, expected, rtol=1e-13)
+
+    def test_gradient(self):
+        p = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+        assert gradcheck(lambda q: categorical_cross_entropy(q, CLASSES), p) < 1e-6
+
+    def test_a_zero_probability_for_the_label_costs_a_large_finite_loss(self):
+        p = Node(np.array([[1.0, 0.0, 0.0]]), "p")
+        loss = categorical_cross_entropy(p, [1])
+        assert np.isfinite(loss.value).all() and loss.value[0, 0] > 25
+        assert np.isfinite(loss.grad(1)["p"]).all()

@@ -6,7 +6,7 @@
 The public API, and nothing else, lives here.
 """
 
-from dp import checkpoint, data, losses, ops, optim
+from dp import checkpoint, data, layers, losses, models, ops, optim, train
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
@@ -25,9 +25,12 @@ __all__ = [
     "dot",
     "fold_batch_norm",
     "gradcheck",
+    "layers",
     "losses",
+    "models",
     "ops",
     "optim",
     "primitive",
+    "train",
 ]
 __version__ = "0.1.0"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dp import ops
+from dp import losses, ops
 from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
 
 Layer = Callable[..., Node]
@@ -36,15 +36,22 @@ class NeuralNode:
     Subclasses build layers in ``__init__`` and define ``forward(x, train=None)``
     returning probabilities (a Node). ``train=None`` means "the model's mode",
     which is training until ``eval()`` is called; ``predict`` and
-    ``predict_proba`` always run in eval mode.
+    ``predict_proba`` always run in eval mode. ``loss`` (the cross-entropy of
+    ``forward``'s probabilities) makes any such model trainable with `dp.train.fit`.
+
+    Initial weights come from ``rng``, made from ``seed``: a subclass that sets
+    ``self.params = dict()`` instead of calling ``super().__init__(seed)`` can set
+    ``self.seed = 0`` before creating layers to make them reproducible.
     """
 
     training: bool = True  # class-level defaults: a subclass need not call __init__
+    seed: int | None = None
     rng: np.random.Generator | None = None
     dtype: Any = np.float64
 
     def __init__(self, seed: int | None = None, dtype: Any = np.float64) -> None:
         self.params: dict[str, np.ndarray] = {}
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.dtype = np.dtype(dtype)
 
@@ -170,7 +177,7 @@ class NeuralNode:
 
     def _generator(self) -> np.random.Generator:
         if self.rng is None:
-            self.rng = np.random.default_rng()
+            self.rng = np.random.default_rng(self.seed)
         return self.rng
 
     # ----- modes and prediction -----
@@ -188,6 +195,16 @@ class NeuralNode:
     def forward(self, x: Any, train: bool | None = None) -> Node:
         """The model's output probabilities for a batch ``x``; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(x, train=None)")
+
+    def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
+        """The cross-entropy of ``forward(x, train)`` against labels y, summed over rows
+        by default: binary for one output column (labels 0/1), categorical for more
+        (class indices or one-hot). From probabilities, so clipped; `dp.models.MLP`
+        overrides it with the exact version computed from its logits."""
+        p = self.forward(x, train)
+        if p.shape[1] == 1:
+            return losses.binary_cross_entropy(p, y, reduction)
+        return losses.categorical_cross_entropy(p, y, reduction)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""

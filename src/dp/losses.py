@@ -33,6 +33,20 @@ def _binary_cross_entropy(p, y, scale, clip):
     return loss, (lambda g: g * scale * inside * (q - y) / (q * (1 - q)), None, None, None)
 
 
+def categorical_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: float = 1e-12) -> Node:
+    """``-sum(log p[label])`` for probabilities p (n, k) whose rows sum to 1 (a softmax's
+    output) and labels as in `softmax_cross_entropy`. p is clipped to ``[clip, 1]``
+    (the gradient is 0 where the clip bites). Prefer `softmax_cross_entropy`, from logits."""
+    return _categorical_cross_entropy(p, _one_hot(y, p), _scale(reduction, p), clip)
+
+
+@primitive
+def _categorical_cross_entropy(p, onehot, scale, clip):
+    q = np.maximum(p, clip)
+    loss = -scale * np.einsum("ij,ij->", onehot, np.log(q)).reshape(1, 1)
+    return loss, (lambda g: -(g * scale) * onehot / q * (p >= clip), None, None, None)
+
+
 def binary_cross_entropy_with_logits(z: Node, y: Any, reduction: str = "sum") -> Node:
     """The binary cross-entropy of ``sigmoid(z)``, computed from the logits z (n, 1)
     without forming the probabilities: ``sum(max(z, 0) - y z + log(1 + exp(-|z|)))``,
