@@ -137,7 +137,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         if len(encoder.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes, but the data contains only "
-                f"one class: {encoder.classes_[0]!r}"
+                f"one class: {encoder.classes_.tolist()}"
             )
         model, optimizer, order_seed = self._new_network(hidden, X.shape[1], len(encoder.classes_))
         history = self._train(model, optimizer, X, encoder.transform(y), self.max_iter, self.schedule, order_seed)
