@@ -233,7 +233,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         estimators check them in ``fit``, never in ``__init__``); ``ValueError``
         listing every bad one."""
         sizes = self.hidden_layer_sizes
-        hidden = (sizes,) if _is_int(sizes) else tuple(sizes)
+        hidden = tuple(sizes) if np.ndim(sizes) == 1 else (sizes,)  # a list, tuple or array; or one width
         problems = []
 
         def need(ok: bool, name: str, requirement: str) -> None:
@@ -241,13 +241,17 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
                 problems.append(f"{name} must be {requirement}, got {getattr(self, name)!r}")
 
         need(all(_is_int(h) and h >= 1 for h in hidden), "hidden_layer_sizes", "positive ints")
-        need(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}")
+        need(
+            isinstance(self.activation, str) and self.activation in ACTIVATIONS,
+            "activation",
+            f"one of {sorted(ACTIVATIONS)}",
+        )
         need(
             isinstance(self.optimizer, str) and self.optimizer.lower() in OPTIMIZERS,
             "optimizer",
             f"one of {sorted(OPTIMIZERS)}",
         )
-        need(self.schedule in SCHEDULES, "schedule", f"one of {sorted(SCHEDULES)}")
+        need(isinstance(self.schedule, str) and self.schedule in SCHEDULES, "schedule", f"one of {sorted(SCHEDULES)}")
         need(_is_int(self.max_iter) and self.max_iter >= 1, "max_iter", "an int >= 1")
         need(_is_int(self.batch_size) and self.batch_size >= 2, "batch_size", "an int >= 2")
         need(_is_real(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
