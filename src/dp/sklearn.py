@@ -1,0 +1,318 @@
+"""`BatchNormMLPClassifier`: a `dp.models.MLP` as a scikit-learn classifier.
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from dp.sklearn import BatchNormMLPClassifier
+
+    clf = make_pipeline(StandardScaler(), BatchNormMLPClassifier(random_state=0))
+    clf.fit(X, y).score(X_test, y_test)
+
+It follows scikit-learn's estimator contract and passes its estimator checks
+(``tests/test_sklearn.py``): hyperparameters are set in ``__init__`` and only
+read in ``fit``; inputs are validated with scikit-learn's own utilities; labels
+can be anything `numpy.unique` can sort (ints, strings, negative numbers).
+
+The estimator does not scale its inputs. Batch norm standardizes every hidden
+layer, but the first linear layer still sees the raw features, so put a
+``StandardScaler`` in front of it in a ``Pipeline``: then the scaler's
+statistics come from the training rows only, also inside cross-validation.
+
+Importing this module imports scikit-learn (the ``train`` extra), which is why
+``dp`` itself does not.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from dp.models import ACTIVATIONS, MLP
+from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
+from dp.train import SCHEDULES, History, fit
+
+
+class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
+    """A multi-layer perceptron with batch norm, trained with a dp optimizer.
+
+    The network is ``dp.models.MLP(sizes=(n_features, *hidden_layer_sizes, outputs))``:
+    one sigmoid output for two classes, a softmax over k outputs for k > 2.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int (or one int), default (20, 10)
+        Widths of the hidden layers; ``()`` is logistic regression.
+    batch_norm : bool, default True
+        Batch norm after each hidden linear layer (which then has no bias).
+    activation : {"tanh", "relu", "sigmoid"}, default "tanh"
+    optimizer : {"sgd", "momentum", "rmsprop", "adam"}, default "adam"
+        A `dp.optim` optimizer with its default hyperparameters besides the rate.
+    learning_rate : float > 0, default 0.01
+        The optimizer's initial learning rate.
+    max_iter : int >= 1, default 100
+        Epochs (passes over the training rows) that ``fit`` runs.
+    batch_size : int >= 2, default 50
+        Rows per optimizer step, clipped to the number of training rows. An
+        epoch drops the last rows that do not fill a batch (a batch of one row
+        cannot be batch-normalized), a different few each epoch.
+    schedule : {"constant", "cosine"}, default "cosine"
+        The learning rate over ``fit``'s steps; ``partial_fit`` always uses a
+        constant rate (it does not know how many calls will follow).
+    batch_norm_momentum : float in (0, 1], default 0.1
+        Weight of each new batch in the moving averages (PyTorch's convention;
+        Keras's ``momentum`` is 1 minus this).
+    batch_norm_eps : float > 0, default 1e-5
+    random_state : int, RandomState or None, default None
+        Seeds the initial weights and the order of the rows. An int makes ``fit``
+        deterministic: the same data give bit-identical models. None draws new
+        seeds at every ``fit``.
+    verbose : bool, default False
+        Show a progress bar while training.
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+        The sorted labels seen in ``fit`` (or given to the first ``partial_fit``).
+    n_features_in_, feature_names_in_ : as in every scikit-learn estimator.
+    model_ : dp.models.MLP
+        The trained network, in eval mode. Its class indices are positions in ``classes_``.
+    optimizer_ : dp.optim.Optimizer
+        The optimizer, with its state; ``partial_fit`` continues with it.
+    loss_curve_ : list of float
+        Mean training cross-entropy per row, one entry per epoch, over all calls.
+    n_iter_ : int
+        Epochs run: ``max_iter`` after ``fit``, plus one per ``partial_fit``.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] | int = (20, 10),
+        batch_norm: bool = True,
+        activation: str = "tanh",
+        optimizer: str = "adam",
+        learning_rate: float = 0.01,
+        max_iter: int = 100,
+        batch_size: int = 50,
+        schedule: str = "cosine",
+        batch_norm_momentum: float = 0.1,
+        batch_norm_eps: float = 1e-5,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.batch_norm = batch_norm
+        self.activation = activation
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.batch_norm_momentum = batch_norm_momentum
+        self.batch_norm_eps = batch_norm_eps
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----- training -----
+
+    def fit(self, X: Any, y: Any) -> BatchNormMLPClassifier:
+        """Train a new network on X (n_samples, n_features) and labels y (n_samples,).
+
+        Raises ``ValueError`` (or ``TypeError``, as scikit-learn's validation does)
+        for a bad hyperparameter, fewer than 2 rows, NaN or inf, non-numeric
+        features, labels that are not classes (e.g. continuous), or a single
+        class; `dp.train.Diverged` if training produces NaN or inf. On any error
+        the estimator is left exactly as it was (a fitted one stays fitted).
+        """
+        hidden = self._checked_hyperparameters()
+        X, y, seen = self._validated(X, y, reset=True)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes, but the data contains only "
+                f"one class: {encoder.classes_.tolist()}"
+            )
+        model, optimizer, order_seed = self._new_network(hidden, X.shape[1], len(encoder.classes_))
+        history = self._train(model, optimizer, X, encoder.transform(y), self.max_iter, self.schedule, order_seed)
+        self._set_fitted(seen, encoder.classes_, model, optimizer, order_seed, history.loss, self.max_iter)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BatchNormMLPClassifier:
+        """One epoch of training on X, y, continuing from the current network and
+        optimizer state. The first call (on an unfitted estimator) creates them and
+        needs ``classes``: every label that will ever be seen, at least two.
+
+        The learning rate is constant (``schedule`` applies to ``fit`` only). Errors
+        as `fit`, plus ``ValueError`` for labels not in ``classes_`` or a ``classes``
+        that differs from ``classes_``. All or nothing: on any error the network,
+        the optimizer state and every attribute are exactly as before.
+        """
+        first = not hasattr(self, "classes_")
+        hidden = self._checked_hyperparameters()
+        if first and classes is None:
+            raise ValueError("classes must be given at the first call to partial_fit: every label that will be seen")
+        encoder = LabelEncoder().fit(classes if first else self.classes_)
+        if first and len(encoder.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got classes={encoder.classes_}")
+        if not (first or classes is None or np.array_equal(np.unique(classes), self.classes_)):
+            raise ValueError(f"classes={np.unique(classes)} differs from classes_={self.classes_} of the first call")
+        X, y, seen = self._validated(X, y, reset=first)
+        labels = encoder.transform(y)  # ValueError naming labels not in the classes
+        if first:
+            model, optimizer, order_seed = self._new_network(hidden, X.shape[1], len(encoder.classes_))
+            curve, epochs = [], 0
+        else:
+            model, optimizer, order_seed = self.model_, self.optimizer_, self._order_seed
+            curve, epochs = self.loss_curve_, self.n_iter_
+        saved = model.get_param(), optimizer.state_dict()
+        try:
+            history = self._train(model, optimizer, X, labels, 1, "constant", order_seed + epochs)
+        except BaseException:
+            model.set_param(saved[0])
+            optimizer.load_state_dict(saved[1])
+            raise
+        self._set_fitted(seen, encoder.classes_, model, optimizer, order_seed, [*curve, *history.loss], epochs + 1)
+        return self
+
+    def _validated(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """X as float64 and y, validated by scikit-learn, and the attributes that validation
+        records (``n_features_in_``, ``feature_names_in_``), which are only stored when
+        training succeeds: ``validate_data(self, ...)`` would store them at once."""
+        checked = clone(self) if reset else self
+        X, y = validate_data(checked, X, y, dtype=np.float64, ensure_min_samples=2, reset=reset)
+        check_classification_targets(y)
+        return X, y, {k: v for k, v in vars(checked).items() if k in _VALIDATION_ATTRIBUTES}
+
+    def _new_network(self, hidden: tuple[int, ...], n_features: int, n_classes: int) -> tuple[MLP, Optimizer, int]:
+        """A new network and optimizer, and the seed of the row order, all from ``random_state``."""
+        init_seed, order_seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=2)
+        model = MLP(
+            sizes=(n_features, *hidden, 1 if n_classes == 2 else n_classes),
+            batch_norm=self.batch_norm,
+            activation=self.activation,
+            seed=int(init_seed),
+            momentum=self.batch_norm_momentum,
+            eps=self.batch_norm_eps,
+        )
+        return model, make_optimizer(self.optimizer, lr=self.learning_rate), int(order_seed)
+
+    def _train(
+        self, model: MLP, optimizer: Optimizer, X: np.ndarray, labels: np.ndarray, epochs: int, schedule: str, seed: int
+    ) -> History:
+        """`dp.train.fit` for ``epochs`` over all of X; the model is left in eval mode."""
+        history = fit(
+            model,
+            SimpleNamespace(x_train=X, y_train=labels),
+            optimizer,
+            epochs=epochs,
+            batch_size=min(self.batch_size, len(X)),
+            seed=seed,
+            schedule=schedule,
+            progress=bool(self.verbose),
+        )
+        model.eval()
+        return history
+
+    def _set_fitted(self, seen, classes, model, optimizer, order_seed, loss_curve, n_iter) -> None:
+        """Store the result of a successful fit, replacing every earlier fitted attribute."""
+        for name in _VALIDATION_ATTRIBUTES:
+            vars(self).pop(name, None)  # data without column names must not keep the old names
+        vars(self).update(seen)
+        self.classes_, self.model_, self.optimizer_, self._order_seed = classes, model, optimizer, order_seed
+        self.loss_curve_, self.n_iter_ = loss_curve, n_iter
+
+    def _checked_hyperparameters(self) -> tuple[int, ...]:
+        """The hidden layer sizes, after checking every hyperparameter (scikit-learn
+        estimators check them in ``fit``, never in ``__init__``); ``ValueError``
+        listing every bad one."""
+        sizes = self.hidden_layer_sizes
+        hidden = tuple(sizes) if np.ndim(sizes) == 1 else (sizes,)  # a list, tuple or array; or one width
+        problems = []
+
+        def need(ok: bool, name: str, requirement: str) -> None:
+            if not ok:
+                problems.append(f"{name} must be {requirement}, got {getattr(self, name)!r}")
+
+        need(all(_is_int(h) and h >= 1 for h in hidden), "hidden_layer_sizes", "positive ints")
+        need(
+            isinstance(self.activation, str) and self.activation in ACTIVATIONS,
+            "activation",
+            f"one of {sorted(ACTIVATIONS)}",
+        )
+        need(
+            isinstance(self.optimizer, str) and self.optimizer.lower() in OPTIMIZERS,
+            "optimizer",
+            f"one of {sorted(OPTIMIZERS)}",
+        )
+        need(isinstance(self.schedule, str) and self.schedule in SCHEDULES, "schedule", f"one of {sorted(SCHEDULES)}")
+        need(_is_int(self.max_iter) and self.max_iter >= 1, "max_iter", "an int >= 1")
+        need(_is_int(self.batch_size) and self.batch_size >= 2, "batch_size", "an int >= 2")
+        need(_is_real(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
+        need(
+            _is_real(self.batch_norm_momentum) and 0 < self.batch_norm_momentum <= 1, "batch_norm_momentum", "in (0, 1]"
+        )
+        need(_is_real(self.batch_norm_eps) and self.batch_norm_eps > 0, "batch_norm_eps", "a number > 0")
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
+        return hidden
+
+    # ----- prediction -----
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The network's logits in eval mode: (n_samples,) for two classes (positive
+        means ``classes_[1]``), else (n_samples, n_classes)."""
+        x = self._features(X)
+        z = self.model_.logits(x, train=False).value
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities in eval mode, (n_samples, n_classes), columns in the
+        order of ``classes_``; for two classes ``[1 - p, p]`` with p the sigmoid output."""
+        x = self._features(X)
+        p = self.model_.predict_proba(x)
+        return np.hstack([1 - p, p]) if p.shape[1] == 1 else p
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row, (n_samples,), taken from ``classes_``."""
+        z = self.decision_function(X)
+        return self.classes_[(z > 0).astype(np.intp) if z.ndim == 1 else z.argmax(axis=1)]
+
+    def _features(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    # ----- pickling -----
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A dp network's layers are closures, which pickle cannot store: keep the
+        # network as its architecture and parameters, as a checkpoint does.
+        state = dict(super().__getstate__())  # a copy: the base class may return self.__dict__ itself
+        if "model_" in state:
+            state["model_"] = (self.model_.config, self.model_.get_param())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "model_" in state:
+            config, params = state["model_"]
+            model = MLP(**config)
+            model.set_param(params)
+            state["model_"] = model.eval()
+        super().__setstate__(state)
+
+
+_VALIDATION_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))

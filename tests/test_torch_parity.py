@@ -1,0 +1,257 @@
+"""dp's batch norm against PyTorch's ``torch.nn.BatchNorm1d``, in float64, to 1e-10.
+
+Optional: skipped when PyTorch is not installed. ``pip install ".[test,bench]"``
+installs it; then ``python -m pytest tests/test_torch_parity.py``.
+
+Compared: the forward pass in training and in eval mode, the gradients for x, gamma
+(PyTorch's ``weight``) and beta (``bias``) given a random upstream gradient, the
+moving averages after several training steps, and a whole reference network (loss,
+every gradient, and several Adam steps) against the same network built from
+``torch.nn`` modules with the same weights.
+
+Conventions, and how the tests line them up:
+
+- Momentum is the weight of the *new* batch in both: ``avg <- (1 - m) avg + m batch``
+  with the same ``m`` (PyTorch's default 0.1 is dp's default). Keras's
+  ``BatchNormalization(momentum=...)`` is the weight of the *old* average: Keras
+  ``momentum = 1 - m`` (Keras's 0.99 is dp's 0.01).
+- PyTorch normalizes with the biased batch variance, as dp does, but stores the
+  *unbiased* one, ``var * N / (N - 1)``, in ``running_var``. dp stores the biased one
+  by default (as Keras does); ``unbiased_average=True`` stores the unbiased one, as
+  PyTorch does.
+- dp's moving averages start at zeros; PyTorch's ``running_mean`` starts at zeros and
+  ``running_var`` at ones (Keras's too). The tests start dp's ``avg_variance`` at ones
+  to compare with PyTorch's default, or PyTorch's ``running_var`` at zeros to compare
+  with dp's.
+"""
+
+import numpy as np
+import pytest
+
+import dp
+from dp.layers import batch_norm
+from dp.optim import Adam
+
+torch = pytest.importorskip("torch")
+
+TOL = 1e-10
+ROWS, FEATURES = 16, 5
+
+
+def assert_close(ours, theirs, what=""):
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
+    np.testing.assert_allclose(ours, np.reshape(theirs, np.shape(ours)), rtol=TOL, atol=TOL, err_msg=what)
+
+
+def tensor(array, grad=False):
+    return torch.tensor(array, dtype=torch.float64, requires_grad=grad)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(2024)
+
+
+def layers(rng, momentum=0.1, eps=1e-5, unbiased_average=True, torch_running_var=1.0):
+    """dp's batch-norm layer and PyTorch's, with the same random gamma and beta and the
+    same starting averages (mean 0, variance ``torch_running_var``)."""
+    net = dp.NeuralNode()
+    ours = net.batch_norm(FEATURES, "bn", momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+    gamma, beta = rng.uniform(0.5, 2.0, (1, FEATURES)), rng.standard_normal((1, FEATURES))
+    net.set_param({"gamma_bn": gamma, "beta_bn": beta, "avg_variance_bn": np.full((1, FEATURES), torch_running_var)})
+    theirs = torch.nn.BatchNorm1d(FEATURES, momentum=momentum, eps=eps, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(tensor(gamma[0]))
+        theirs.bias.copy_(tensor(beta[0]))
+        theirs.running_var.fill_(torch_running_var)
+    return net, ours, theirs
+
+
+def batch(rng, rows=ROWS):
+    """Features on different scales and offsets, as batch norm meets them."""
+    return rng.standard_normal((rows, FEATURES)) * rng.uniform(0.1, 10, FEATURES) + rng.uniform(-5, 5, FEATURES)
+
+
+def forward_and_backward(net, ours, theirs, x, upstream, train):
+    """Both layers' outputs and their gradients for x, gamma and beta, given ``upstream``."""
+    y = ours(dp.Node(x, "x"), train=train)
+    grads = y.grad(upstream)
+    theirs.train(train)
+    xt = tensor(x, grad=True)
+    yt = theirs(xt)
+    yt.backward(tensor(upstream))
+    return (y.value, grads), (yt, {"x": xt.grad, "gamma_bn": theirs.weight.grad, "beta_bn": theirs.bias.grad})
+
+
+def assert_same_outputs_and_gradients(ours, theirs):
+    (y, grads), (yt, grads_t) = ours, theirs
+    assert_close(y, yt, "output")
+    assert grads.keys() == grads_t.keys()
+    for name in grads:
+        assert_close(grads[name], grads_t[name], name)
+
+
+@pytest.mark.parametrize("momentum, eps", [(0.1, 1e-5), (0.5, 1e-3), (1.0, 1e-5)])
+def test_training_mode_output_and_gradients_match(rng, momentum, eps):
+    net, ours, theirs = layers(rng, momentum, eps)
+    x, upstream = batch(rng), rng.standard_normal((ROWS, FEATURES))
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=True))
+
+
+@pytest.mark.parametrize("rows", [2, 3, 64])
+def test_training_mode_matches_for_small_and_large_batches(rng, rows):
+    net, ours, theirs = layers(rng)
+    x, upstream = batch(rng, rows), rng.standard_normal((rows, FEATURES))
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=True))
+
+
+def test_the_functional_batch_norm_matches_torchs():
+    rng = np.random.default_rng(5)
+    x, gamma, beta = batch(rng), rng.uniform(0.5, 2, (1, FEATURES)), rng.standard_normal((1, FEATURES))
+    upstream = rng.standard_normal((ROWS, FEATURES))
+    nodes = dp.Node(x, "x"), dp.Node(gamma, "gamma"), dp.Node(beta, "beta")
+    y = batch_norm(*nodes, eps=1e-5)
+    grads = y.grad(upstream)
+    xt, gt, bt = tensor(x, grad=True), tensor(gamma[0], grad=True), tensor(beta[0], grad=True)
+    yt = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=1e-5)
+    yt.backward(tensor(upstream))
+    assert_close(y.value, yt, "output")
+    for name, t in (("x", xt), ("gamma", gt), ("beta", bt)):
+        assert_close(grads[name], t.grad, name)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.3, 1.0])
+def test_unbiased_moving_averages_match_torchs_running_statistics_after_several_steps(rng, momentum):
+    net, ours, theirs = layers(rng, momentum, unbiased_average=True, torch_running_var=1.0)
+    for rows in (ROWS, 8, 3, ROWS, 40):  # batch sizes vary: N / (N - 1) is per batch
+        x = batch(rng, rows)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    assert_close(net.params["avg_mean_bn"], theirs.running_mean, "mean")
+    assert_close(net.params["avg_variance_bn"], theirs.running_var, "variance")
+
+
+def test_default_moving_variance_is_the_biased_one_torchs_times_n_minus_1_over_n(rng):
+    net, ours, theirs = layers(rng, unbiased_average=False, torch_running_var=0.0)  # both start at zeros
+    for _ in range(6):
+        x = batch(rng)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    assert_close(net.params["avg_mean_bn"], theirs.running_mean, "mean")
+    # With one batch size N throughout and both averages starting at 0, PyTorch's is N / (N - 1) times dp's.
+    assert_close(net.params["avg_variance_bn"], theirs.running_var * (ROWS - 1) / ROWS, "variance")
+    assert not np.allclose(net.params["avg_variance_bn"], theirs.running_var.numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("unbiased_average", [True, False])
+def test_eval_mode_output_and_gradients_match_with_the_same_running_statistics(rng, unbiased_average):
+    net, ours, theirs = layers(rng, 0.2, unbiased_average=unbiased_average)
+    for _ in range(5):
+        x = batch(rng)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    with torch.no_grad():  # PyTorch evaluates with whatever dp stored, biased or not
+        theirs.running_mean.copy_(tensor(net.params["avg_mean_bn"][0]))
+        theirs.running_var.copy_(tensor(net.params["avg_variance_bn"][0]))
+    averages = net.get_param()
+    x, upstream = batch(rng), rng.standard_normal((ROWS, FEATURES))
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=False))
+    assert all(np.array_equal(net.params[k], averages[k]) for k in averages)  # evaluation changed nothing
+
+
+# ----- a whole network -----
+
+
+def torch_network(model):
+    """``model`` (a dp MLP with batch norm and tanh) as ``torch.nn`` modules with the same
+    weights, and PyTorch's running variances set to dp's starting ones."""
+    modules, hidden = [], len(model.sizes) - 2
+    p = model.params
+    for i, (fan_in, fan_out) in enumerate(zip(model.sizes, model.sizes[1:]), start=1):
+        linear = torch.nn.Linear(fan_in, fan_out, bias=i > hidden, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(tensor(p[f"weight_l{i}"].T))  # PyTorch stores (out, in)
+            if i > hidden:
+                linear.bias.copy_(tensor(p[f"bias_l{i}"][0]))
+        modules.append(linear)
+        if i <= hidden:
+            config = model.config
+            norm = torch.nn.BatchNorm1d(fan_out, momentum=config["momentum"], eps=config["eps"], dtype=torch.float64)
+            with torch.no_grad():
+                norm.running_var.copy_(tensor(p[f"avg_variance_bn{i}"][0]))
+            modules += [norm, torch.nn.Tanh()]
+    return torch.nn.Sequential(*modules)
+
+
+def torch_names(network):
+    """dp's parameter name -> (PyTorch tensor, whether it is stored transposed)."""
+    names, layer, norm = {}, 0, 0
+    for module in network:
+        if isinstance(module, torch.nn.Linear):
+            layer += 1
+            names[f"weight_l{layer}"] = (module.weight, True)
+            if module.bias is not None:
+                names[f"bias_l{layer}"] = (module.bias, False)
+        elif isinstance(module, torch.nn.BatchNorm1d):
+            norm += 1
+            names |= {
+                f"gamma_bn{norm}": (module.weight, False),
+                f"beta_bn{norm}": (module.bias, False),
+                f"avg_mean_bn{norm}": (module.running_mean, False),
+                f"avg_variance_bn{norm}": (module.running_var, False),
+            }
+    return names
+
+
+def assert_same_network(model, network, values=lambda t: t, what=""):
+    names = torch_names(network)
+    for name, (t, transposed) in names.items():
+        value = values(t)
+        if value is not None:
+            assert_close(
+                model[name] if isinstance(model, dict) else model.params[name],
+                value.T if transposed else value,
+                f"{what} {name}",
+            )
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_a_whole_network_has_torchs_loss_gradients_and_moving_averages(outputs):
+    rng = np.random.default_rng(outputs)
+    model = dp.MLP(sizes=(30, 20, 10, outputs), seed=0, unbiased_average=True)
+    model.set_param({f"avg_variance_bn{i}": np.ones((1, n)) for i, n in ((1, 20), (2, 10))})
+    network = torch_network(model)
+    x, y = rng.standard_normal((50, 30)) * 3, rng.integers(0, max(outputs, 2), 50)
+    loss = model.loss(x, y, train=True)
+    grads = loss.grad(1)
+    network.train()
+    logits = network(tensor(x))
+    if outputs == 1:
+        theirs = torch.nn.BCEWithLogitsLoss(reduction="sum")(logits, tensor(y[:, None]))
+    else:
+        theirs = torch.nn.CrossEntropyLoss(reduction="sum")(logits, torch.tensor(y))
+    theirs.backward()
+    assert_close(loss.value, theirs, "loss")
+    assert_same_network(grads, network, lambda t: t.grad, "gradient")
+    assert set(grads) == {k for k, (t, _) in torch_names(network).items() if t.requires_grad}
+    assert_same_network(model, network, what="after one step")
+
+
+def test_adam_training_of_the_reference_network_follows_torchs_step_by_step():
+    rng = np.random.default_rng(11)
+    model = dp.MLP(seed=3, unbiased_average=True)  # the reference network, 30-20-10-1
+    model.set_param({f"avg_variance_bn{i}": np.ones((1, n)) for i, n in ((1, 20), (2, 10))})
+    network = torch_network(model)
+    ours, theirs = Adam(lr=0.003), torch.optim.Adam(network.parameters(), lr=0.003, betas=(0.9, 0.999), eps=1e-8)
+    criterion = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    network.train()
+    for _ in range(10):
+        x, y = rng.standard_normal((50, 30)), rng.integers(0, 2, 50)
+        ours.step(model.params, model.loss(x, y, train=True).grad(1))
+        theirs.zero_grad()
+        criterion(network(tensor(x)), tensor(y[:, None])).backward()
+        theirs.step()
+    assert_same_network(model, network, what="after 10 Adam steps")
+    x = rng.standard_normal((20, 30))
+    network.eval()
+    assert_close(model.predict_proba(x), torch.sigmoid(network(tensor(x))), "eval predictions")
