@@ -26,12 +26,6 @@ from dp.train import Diverged, fit
 
 FEATURES = 4
 
-LABELS_CHECKED_AFTER_THE_FORWARD_PASS = pytest.mark.xfail(
-    strict=True,
-    reason="bug in dp.models.MLP.loss: only the forward pass runs inside unchanged_on_error; the loss, which "
-    "checks the labels and the reduction, runs after it, so a training step with bad labels keeps the "
-    "batch-norm moving averages that its forward pass updated",
-)
 FIT_CHECKS_THE_DATA_BATCH_BY_BATCH = pytest.mark.xfail(
     strict=True,
     reason="bug in dp.train.fit: the training data are checked batch by batch as they are used, so a bad row "
@@ -148,7 +142,7 @@ def test_a_training_step_on_bad_features_raises_and_changes_nothing(x, error, me
     assert_refused(training_step(model, optimizer, x, Y), error, message, model, optimizer)
 
 
-@pytest.mark.parametrize("outputs, y, error, message", cases(BAD_LABELS, LABELS_CHECKED_AFTER_THE_FORWARD_PASS))
+@pytest.mark.parametrize("outputs, y, error, message", cases(BAD_LABELS))
 def test_a_training_step_on_bad_labels_raises_and_changes_nothing(outputs, y, error, message):
     model, optimizer = trained(outputs)
     assert_refused(training_step(model, optimizer, X, y), error, message, model, optimizer)
@@ -160,7 +154,7 @@ def test_the_loss_in_eval_mode_refuses_bad_labels(outputs, y, error, message):
     assert_refused(lambda: model.loss(X, y, train=False), error, message, model)
 
 
-@pytest.mark.parametrize("train", [pytest.param(True, marks=LABELS_CHECKED_AFTER_THE_FORWARD_PASS), False])
+@pytest.mark.parametrize("train", [True, False])
 def test_an_unknown_reduction_is_refused_and_changes_nothing(train):
     model, optimizer = trained()
     step = training_step(model, optimizer, X, Y, train=train, reduction="max")
@@ -294,15 +288,7 @@ STRINGS_AS_VALUES = {
 
 @pytest.mark.parametrize(
     "values, error, message",
-    cases(BAD_VALUES)
-    + cases(
-        STRINGS_AS_VALUES,
-        pytest.mark.xfail(
-            strict=True,
-            reason="bug in dp.layers.NeuralNode.set_param: a string array raises NumPy's ValueError "
-            "'could not convert string to float', which names neither the parameter nor the problem",
-        ),
-    ),
+    cases(BAD_VALUES) + cases(STRINGS_AS_VALUES),
 )
 def test_set_param_refuses_bad_values_and_changes_nothing(values, error, message):
     model, _ = trained()
@@ -593,13 +579,6 @@ def test_bad_hyperparameters_are_accepted_by_init_and_refused_by_fit_by_name(met
     assert_estimator_refused(lambda: train(TRAIN_X, TRAIN_Y), ValueError, f"{name} must be", clf)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug in dp.layers (batch_norm): eval mode refuses to run while avg_variance is all zeros, taking it "
-    "for 'no training batch seen yet'; identical rows give a batch variance of exactly 0, so a model trained "
-    "on them cannot predict (fit's own evaluation raises RuntimeError)",
-)
 def test_the_estimator_learns_from_rows_that_are_all_alike():
     X = np.zeros((10, 3))
     clf = BatchNormMLPClassifier(max_iter=2, random_state=0).fit(X, [0, 1] * 5)

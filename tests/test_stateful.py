@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -121,12 +120,6 @@ test_training_saving_and_loading_in_any_order_round_trips_bit_for_bit = TrainSav
 
 # ----- the other ways to copy a model -----
 
-LAYERS_ARE_CLOSURES = (
-    "bug in dp.layers.NeuralNode: each layer is a closure over the model's params dict (and, for batch norm, "
-    "the model itself); pickle cannot store closures, and copy.deepcopy shares functions instead of copying "
-    "them, so a deep copy's layers read and write the original's parameters"
-)
-
 
 def trained_model():
     model = dp.MLP(sizes=(FEATURES, 6, 5, 1), seed=0)
@@ -137,7 +130,6 @@ def trained_model():
     return model
 
 
-@pytest.mark.xfail(strict=True, reason=LAYERS_ARE_CLOSURES)
 def test_a_deep_copy_of_a_model_trains_without_touching_the_original():
     model = trained_model()
     before, twin = model.get_param(), copy.deepcopy(model)
@@ -146,7 +138,6 @@ def test_a_deep_copy_of_a_model_trains_without_touching_the_original():
     assert not same_params(twin.params, before)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=LAYERS_ARE_CLOSURES)
 def test_a_pickled_model_predicts_bit_identically():
     model = trained_model()
     twin = pickle.loads(pickle.dumps(model))

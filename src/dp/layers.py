@@ -1,8 +1,9 @@
 """`NeuralNode`, the base class of models, and its layers: linear and batch norm.
 
 A model's whole state is one dict, ``self.params`` (name -> ndarray). A layer
-factory registers its entries there and returns a forward function that reads
-them at call time, so assigning a new array to ``params[k]`` changes the model:
+factory registers its entries there and returns the layer's forward function (a
+small callable object, `Linear` or `BatchNorm`) that reads them at call time, so
+assigning a new array to ``params[k]`` changes the model:
 
     class Net(dp.NeuralNode):
         def __init__(self):
@@ -19,15 +20,12 @@ solutions notebook), where it is checked against this one.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from dp import losses, ops
 from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
-
-Layer = Callable[..., Node]
 
 
 class NeuralNode:
@@ -57,7 +55,7 @@ class NeuralNode:
 
     # ----- layers -----
 
-    def linear(self, fan_in: int, fan_out: int, name: str, bias: bool = True) -> Layer:
+    def linear(self, fan_in: int, fan_out: int, name: str, bias: bool = True) -> Linear:
         """Register ``weight_{name}`` (fan_in, fan_out) and, if ``bias``, ``bias_{name}``
         (1, fan_out); return ``forward(x) = x @ weight + bias`` for x of shape (n, fan_in).
 
@@ -74,14 +72,7 @@ class NeuralNode:
                 **({bias_key: np.zeros((1, fan_out))} if bias else {}),
             }
         )
-        params = self.params
-
-        def forward(x: Any) -> Node:
-            x = _input(x, fan_in, f"linear layer {name!r}")
-            weight = Node(params[weight_key], weight_key)
-            return ops.linear(x, weight, Node(params[bias_key], bias_key) if bias else None)
-
-        return forward
+        return Linear(self, name, fan_in, bias)
 
     def batch_norm(
         self,
@@ -91,7 +82,7 @@ class NeuralNode:
         eps: float = 1e-5,
         unbiased_average: bool = False,
         activation: str | None = None,
-    ) -> Layer:
+    ) -> BatchNorm:
         """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
 
         Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros). State, never in
@@ -135,39 +126,16 @@ class NeuralNode:
             raise ValueError(f"batch norm {name!r}: eps must be > 0, got {eps!r}")
         if activation is not None and activation not in ops.ACTIVATIONS:
             raise ValueError(f"batch norm {name!r}: activation must be one of {sorted(ops.ACTIVATIONS)} or None")
-        keys = [f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance")]
-        gamma_key, beta_key, mean_key, variance_key = keys
         row = (1, fan_in)
-        self._register(dict(zip(keys, (np.ones(row), np.zeros(row), np.zeros(row), np.zeros(row)))))
-        params, what, decay = self.params, f"batch norm {name!r}", 1 - momentum
-
-        def forward(x: Any, train: bool | None = None, reuse_input: bool = False) -> Node:
-            x = _input(x, fan_in, what)
-            gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
-            if not (self.training if train is None else train):
-                variance = params[variance_key]
-                if not variance.any():
-                    raise RuntimeError(
-                        f"{what} has not seen a training batch yet: its moving averages are still "
-                        "zeros. Train first (train=True), or load trained parameters."
-                    )
-                check_finite(x.value, f"{what}: the input")
-                mean = params[mean_key]
-                return normalize_with(x, gamma, beta, mean, variance, eps, activation, reuse_input)
-            count = x.shape[0]
-            if count < 2:
-                raise ValueError(
-                    f"{what}: a training batch needs at least 2 rows, got {count}: with one value per "
-                    "feature the batch variance is 0 and normalizing is meaningless. Use larger "
-                    "batches, or train=False to use the moving averages."
-                )
-            mean, centered, var = batch_statistics(x.value, what, reuse_input)
-            stored = var * (count / (count - 1)) if unbiased_average else var
-            params[mean_key] = decay * params[mean_key] + momentum * mean
-            params[variance_key] = decay * params[variance_key] + momentum * stored
-            return normalize_batch(x, gamma, beta, centered, var, eps, activation)
-
-        return forward
+        self._register(
+            {
+                f"gamma_{name}": np.ones(row),
+                f"beta_{name}": np.zeros(row),
+                f"avg_mean_{name}": np.zeros(row),
+                f"avg_variance_{name}": np.zeros(row),
+            }
+        )
+        return BatchNorm(self, name, fan_in, momentum, eps, unbiased_average, activation)
 
     def _register(self, entries: dict[str, np.ndarray]) -> None:
         clash = sorted(set(entries) & set(self.params))
@@ -201,10 +169,11 @@ class NeuralNode:
         by default: binary for one output column (labels 0/1), categorical for more
         (class indices or one-hot). From probabilities, so clipped; `dp.models.MLP`
         overrides it with the exact version computed from its logits."""
-        p = self.forward(x, train)
-        if p.shape[1] == 1:
-            return losses.binary_cross_entropy(p, y, reduction)
-        return losses.categorical_cross_entropy(p, y, reduction)
+        with self.unchanged_on_error():  # bad labels must not leave this batch in the moving averages
+            p = self.forward(x, train)
+            if p.shape[1] == 1:
+                return losses.binary_cross_entropy(p, y, reduction)
+            return losses.categorical_cross_entropy(p, y, reduction)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
@@ -233,6 +202,8 @@ class NeuralNode:
             raise KeyError(f"unknown parameter names {unknown}; this model has {sorted(self.params)}")
         new = {}
         for k, v in values.items():
+            if np.asarray(v).dtype.kind not in "biuf":
+                raise TypeError(f"parameter {k!r} must be numeric, not {np.asarray(v).dtype}")
             array = np.array(v, dtype=self.params[k].dtype)
             if array.shape != self.params[k].shape:
                 raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
@@ -264,6 +235,75 @@ class _Unchanged:
         if kind is not None:
             self.params.clear()
             self.params.update(self.saved)
+
+
+# ----- the layers: small callable objects that read their model's params at call time -----
+# (Objects, not closures, so that a model pickles and a deep copy's layers use the copy's params.)
+
+
+class Linear:
+    """``forward(x) = x @ weight + bias`` for x (n, fan_in): see `NeuralNode.linear`."""
+
+    def __init__(self, model: NeuralNode, name: str, fan_in: int, bias: bool) -> None:
+        self.model, self.fan_in, self.what = model, fan_in, f"linear layer {name!r}"
+        self.weight_key, self.bias_key = f"weight_{name}", (f"bias_{name}" if bias else None)
+
+    def __call__(self, x: Any) -> Node:
+        x = _input(x, self.fan_in, self.what)
+        params, bias_key = self.model.params, self.bias_key
+        weight = Node(params[self.weight_key], self.weight_key)
+        return ops.linear(x, weight, None if bias_key is None else Node(params[bias_key], bias_key))
+
+
+class BatchNorm:
+    """Batch norm over fan_in features, ``forward(x, train=None, reuse_input=False)``:
+    see `NeuralNode.batch_norm` for the formulas, the options and the errors."""
+
+    def __init__(
+        self,
+        model: NeuralNode,
+        name: str,
+        fan_in: int,
+        momentum: float,
+        eps: float,
+        unbiased_average: bool,
+        activation: str | None,
+    ) -> None:
+        self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
+        self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
+        self.keys = tuple(f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance"))
+        # Zero moving averages usually mean "never trained", but a feature that was constant in
+        # every training batch has a variance of exactly 0 too: remember that training happened.
+        self.trained = False
+
+    def __call__(self, x: Any, train: bool | None = None, reuse_input: bool = False) -> Node:
+        x = _input(x, self.fan_in, self.what)
+        model, what = self.model, self.what
+        params, (gamma_key, beta_key, mean_key, variance_key) = model.params, self.keys
+        gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
+        if not (model.training if train is None else train):
+            variance = params[variance_key]
+            if not (self.trained or variance.any()):
+                raise RuntimeError(
+                    f"{what} has not seen a training batch yet: its moving averages are still "
+                    "zeros. Train first (train=True), or load trained parameters."
+                )
+            check_finite(x.value, f"{what}: the input")
+            return normalize_with(x, gamma, beta, params[mean_key], variance, self.eps, self.activation, reuse_input)
+        count = x.shape[0]
+        if count < 2:
+            raise ValueError(
+                f"{what}: a training batch needs at least 2 rows, got {count}: with one value per "
+                "feature the batch variance is 0 and normalizing is meaningless. Use larger "
+                "batches, or train=False to use the moving averages."
+            )
+        mean, centered, var = batch_statistics(x.value, what, reuse_input)
+        stored = var * (count / (count - 1)) if self.unbiased_average else var
+        momentum = self.momentum
+        params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
+        params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
+        self.trained = True
+        return normalize_batch(x, gamma, beta, centered, var, self.eps, self.activation)
 
 
 def _input(x: Any, fan_in: int, what: str) -> Node:

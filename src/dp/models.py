@@ -91,10 +91,11 @@ class MLP(NeuralNode):
     def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
         """The cross-entropy of the batch (summed over rows by default), computed stably
         from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot."""
-        z = self.logits(x, train)
-        if z.shape[1] == 1:
-            return binary_cross_entropy_with_logits(z, y, reduction)
-        return softmax_cross_entropy(z, y, reduction)
+        with self.unchanged_on_error():  # bad labels must not leave this batch in the moving averages
+            z = self.logits(x, train)
+            if z.shape[1] == 1:
+                return binary_cross_entropy_with_logits(z, y, reduction)
+            return softmax_cross_entropy(z, y, reduction)
 
     def _batch(self, x: Any) -> Node:
         """The input as a Node of the model's dtype, with its shape and values checked."""

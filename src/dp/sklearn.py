@@ -35,7 +35,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from dp.models import ACTIVATIONS, MLP
+from dp.models import MLP
+from dp.ops import ACTIVATIONS
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
 from dp.train import SCHEDULES, History, fit
 
@@ -287,24 +288,6 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
     def _features(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         return validate_data(self, X, dtype=np.float64, reset=False)
-
-    # ----- pickling -----
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A dp network's layers are closures, which pickle cannot store: keep the
-        # network as its architecture and parameters, as a checkpoint does.
-        state = dict(super().__getstate__())  # a copy: the base class may return self.__dict__ itself
-        if "model_" in state:
-            state["model_"] = (self.model_.config, self.model_.get_param())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "model_" in state:
-            config, params = state["model_"]
-            model = MLP(**config)
-            model.set_param(params)
-            state["model_"] = model.eval()
-        super().__setstate__(state)
 
 
 _VALIDATION_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
