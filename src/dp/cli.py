@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the reference network and report on the test rows")
     _add_training_options(train)
+    train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
+    train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
     train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz checkpoint)")
     train.add_argument("--plots", metavar="DIR", help="write figures (PNG) to DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the test accuracy")
@@ -59,25 +61,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    parser.add_argument("--steps", type=_positive(int), default=d["steps"], help=f"optimizer steps ({d['steps']})")
-    parser.add_argument("--lr", type=_positive(float), default=d["lr"], help=f"learning rate ({d['lr']})")
-    parser.add_argument("--batch-size", type=_positive(int), default=d["batch_size"], help="rows per step (50)")
+def _add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """Add the options every training command shares: --steps --batch-size --optimizer
+    --schedule --seed, with `DEFAULTS` unless ``defaults`` says otherwise."""
+    d = {**DEFAULTS, **defaults}
+    parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
+    parser.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="rows per step (%(default)s)")
     parser.add_argument(
         "--optimizer",
         default=d["optimizer"],
         choices=("sgd", "momentum", "rmsprop", "adam"),
-        help=f"({d['optimizer']})",
+        help="optimizer (%(default)s)",
     )
     parser.add_argument(
-        "--schedule", default=d["schedule"], choices=("constant", "cosine"), help="learning-rate schedule (cosine)"
+        "--schedule",
+        default=d["schedule"],
+        choices=("constant", "cosine"),
+        help="learning-rate schedule (%(default)s)",
     )
-    parser.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (0)")
+    parser.add_argument(
+        "--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (%(default)s)"
+    )
 
 
-def _positive(kind: type) -> Any:
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse ``type``: the text as a ``kind`` (int or float) > 0, else a usage error."""
+
     def parse(text: str) -> Any:
         value = kind(text)
         if value <= 0:
@@ -87,23 +96,37 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-def _train(args: argparse.Namespace) -> int:
-    from dp import checkpoint, data, optim
+def train_network(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> tuple[Any, Any, Any]:
+    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
+    ``split`` as the training options say (``options.steps``, ``lr``, ``batch_size``,
+    ``optimizer``, ``schedule``, ``seed``, e.g. parsed `dp train` arguments), with
+    ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
+    Raises what `fit` raises, `dp.train.Diverged` included."""
+    from dp import optim
     from dp.models import MLP
     from dp.train import fit
 
-    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
-    model = MLP(batch_norm=not args.no_batch_norm, seed=args.seed)
-    optimizer = optim.make_optimizer(args.optimizer, lr=args.lr)
+    model = MLP(batch_norm=batch_norm, seed=options.seed)
+    optimizer = optim.make_optimizer(options.optimizer, lr=options.lr)
     history = fit(
         model,
         split,
         optimizer,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        schedule=args.schedule,
-        progress=False if args.quiet else None,
+        steps=options.steps,
+        batch_size=options.batch_size,
+        seed=options.seed,
+        schedule=options.schedule,
+        **fit_options,
+    )
+    return model, optimizer, history
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dp import checkpoint, data
+
+    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
+    model, optimizer, history = train_network(
+        args, split, batch_norm=not args.no_batch_norm, progress=False if args.quiet else None
     )
     if not args.quiet:
         norm = "batch norm" if model.has_batch_norm else "no batch norm"
