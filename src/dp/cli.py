@@ -136,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.batch_size} rows, seed {args.seed}"
         )
         print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows")
-    _report(model, split, args.quiet, final_loss=history.loss[-1], training_seconds=history.seconds)
+    _report(model, split, args.quiet, history)
     if args.save:
         metadata = {"data": {"name": "breast_cancer", "test_size": DEFAULTS["test_size"], "seed": args.seed}}
         path = checkpoint.save(model, args.save, optimizer, metadata=metadata)
@@ -168,16 +168,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(model: Any, split: Any, quiet: bool, final_loss: float | None = None, training_seconds=None) -> None:
-    """Print test accuracy, the confusion matrix, losses and time, all in eval mode."""
+def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:
+    """Print test accuracy, the confusion matrix, losses and time, all in eval mode; with
+    the training ``history``, the final training loss and the training time too."""
     from dp.data import TARGET_NAMES
-    from dp.train import accuracy
 
     y = split.y_test.reshape(-1).astype(int)
     predicted = model.predict(split.x_test).reshape(-1)
     correct = int((predicted == y).sum())
     if quiet:
-        print(f"test accuracy {accuracy(model, split.x_test, split.y_test):.4f}")
+        print(f"test accuracy {correct / len(y):.4f}")
         return
     print(f"\ntest accuracy   {100 * correct / len(y):.2f} %  ({correct} of {len(y)} rows)")
     confusion = np.zeros((2, 2), dtype=int)
@@ -188,13 +188,15 @@ def _report(model: Any, split: Any, quiet: bool, final_loss: float | None = None
     for name, row in zip(TARGET_NAMES, confusion):
         print(f"  {name:<{width}}" + "".join(f"{count:>{width}}" for count in row))
     test_loss = model.loss(split.x_test, split.y_test, train=False, reduction="mean").value.item()
-    if final_loss is not None:
-        print(f"final loss      {final_loss:.4f} per row (training, last epoch); {test_loss:.4f} on the test rows")
-    else:
-        print(f"test loss       {test_loss:.4f} per row")
     timing = f"{_seconds_since_start():.2f} s in all"
-    if training_seconds is not None:
-        timing += f", {training_seconds:.2f} s training"
+    if history is None:
+        print(f"test loss       {test_loss:.4f} per row")
+    else:
+        # The history's last loss is the mean over the steps since the evaluation before.
+        window = history.step[-1] - (history.step[-2] if len(history.step) > 1 else 0)
+        steps = "the last step" if window == 1 else f"mean of the last {window} steps"
+        print(f"final loss      {history.loss[-1]:.4f} per row (training, {steps}); {test_loss:.4f} on the test rows")
+        timing += f", {history.seconds:.2f} s training"
     print(f"time            {timing}")
 
 
