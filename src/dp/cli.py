@@ -1,13 +1,14 @@
 """The `dp` command (also ``python -m dp``).
 
-    dp train [--steps N --lr LR --batch-size B --optimizer NAME --no-batch-norm
-              --seed S --save PATH --plots DIR --quiet]
-    dp evaluate PATH
+    dp train [--steps N --lr LR --batch-size B --optimizer NAME --schedule NAME
+              --no-batch-norm --seed S --save PATH --plots DIR --quiet]
+    dp evaluate PATH [--quiet]
     dp experiment [--help for its options]
 
 `dp train` trains the reference network on the breast-cancer data and reports
 on the held-out test rows in eval mode. Its defaults were chosen on data splits
-other than the ones it reports on (see docs/training.md).
+other than the ones it reports on (see docs/training.md). `dp experiment` is the
+batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
 """
 
 from __future__ import annotations
