@@ -63,7 +63,6 @@ from dp.cli import positive
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 10
-VALIDATION_SIZE = 0.15
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,8 @@ class Settings:
 @dataclass(frozen=True)
 class Run:
     """One training run's outcome. ``test_accuracy`` is None when the run diverged;
-    ``steps_to_target`` is None when it never reached the target validation accuracy."""
+    ``steps_to_target`` is None when it never reached the target validation accuracy
+    (or diverged)."""
 
     lr: float
     batch_norm: bool
@@ -95,11 +95,10 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     """Train a fresh reference network (weights, data split and batch order from ``seed``)
     with learning rate ``lr``, and measure it. Never raises for NaN or inf: a run
     that meets them is returned as diverged."""
-    from dp import data
-    from dp.cli import DEFAULTS, train_network
+    from dp.cli import split_with_validation, train_network
     from dp.node import NonFiniteError
 
-    split = data.breast_cancer(test_size=DEFAULTS["test_size"], validation_size=VALIDATION_SIZE, seed=seed)
+    split = split_with_validation(seed)
     options = SimpleNamespace(**asdict(settings), lr=lr, seed=seed)
     diverged = Run(lr, batch_norm, seed, test_accuracy=None, steps_to_target=None, diverged=True)
     try:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 DPI = 120
-VALIDATION_SIZE = 0.15  # the figures' split keeps 15 % of the rows aside to draw validation curves
 EVAL_EVERY = 5  # steps between evaluations: smooth curves at a small cost
 SHOWN_UNITS = 4  # hidden units whose distributions are drawn (of 10): enough to see a pattern, few enough to read
 BATCH_NORM_COLOR, PLAIN_COLOR = "tab:blue", "tab:orange"
@@ -44,12 +43,11 @@ def training_figures(directory: str | Path, options: Any) -> list[Path]:
     """
     from matplotlib.figure import Figure
 
-    from dp import data
-    from dp.cli import DEFAULTS
+    from dp.cli import split_with_validation
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    split = data.breast_cancer(test_size=DEFAULTS["test_size"], validation_size=VALIDATION_SIZE, seed=options.seed)
+    split = split_with_validation(options.seed)
     snapshots: dict[int, dict[str, np.ndarray]] = {}
 
     def keep_first_and_last(step: int, model: Any) -> None:
