@@ -1,13 +1,14 @@
 """The `dp` command (also ``python -m dp``).
 
-    dp train [--steps N --lr LR --batch-size B --optimizer NAME --no-batch-norm
-              --seed S --save PATH --plots DIR --quiet]
-    dp evaluate PATH
+    dp train [--steps N --lr LR --batch-size B --optimizer NAME --schedule NAME
+              --no-batch-norm --seed S --save PATH --plots DIR --quiet]
+    dp evaluate PATH [--quiet]
     dp experiment [--help for its options]
 
 `dp train` trains the reference network on the breast-cancer data and reports
 on the held-out test rows in eval mode. Its defaults were chosen on data splits
-other than the ones it reports on (see docs/training.md).
+other than the ones it reports on (see docs/training.md). `dp experiment` is the
+batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the reference network and report on the test rows")
     _add_training_options(train)
+    train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
+    train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
     train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz checkpoint)")
     train.add_argument("--plots", metavar="DIR", help="write figures (PNG) to DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the test accuracy")
@@ -59,25 +62,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    parser.add_argument("--steps", type=_positive(int), default=d["steps"], help=f"optimizer steps ({d['steps']})")
-    parser.add_argument("--lr", type=_positive(float), default=d["lr"], help=f"learning rate ({d['lr']})")
-    parser.add_argument("--batch-size", type=_positive(int), default=d["batch_size"], help="rows per step (50)")
+def _add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """Add the options every training command shares: --steps --batch-size --optimizer
+    --schedule --seed, with `DEFAULTS` unless ``defaults`` says otherwise."""
+    d = {**DEFAULTS, **defaults}
+    parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
+    parser.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="rows per step (%(default)s)")
     parser.add_argument(
         "--optimizer",
         default=d["optimizer"],
         choices=("sgd", "momentum", "rmsprop", "adam"),
-        help=f"({d['optimizer']})",
+        help="optimizer (%(default)s)",
     )
     parser.add_argument(
-        "--schedule", default=d["schedule"], choices=("constant", "cosine"), help="learning-rate schedule (cosine)"
+        "--schedule",
+        default=d["schedule"],
+        choices=("constant", "cosine"),
+        help="learning-rate schedule (%(default)s)",
     )
-    parser.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (0)")
+    parser.add_argument(
+        "--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (%(default)s)"
+    )
 
 
-def _positive(kind: type) -> Any:
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse ``type``: the text as a ``kind`` (int or float) > 0, else a usage error."""
+
     def parse(text: str) -> Any:
         value = kind(text)
         if value <= 0:
@@ -87,23 +97,46 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-def _train(args: argparse.Namespace) -> int:
-    from dp import checkpoint, data, optim
+def train_network(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> tuple[Any, Any, Any]:
+    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
+    ``split`` as the training options say (``options.steps``, ``lr``, ``batch_size``,
+    ``optimizer``, ``schedule``, ``seed``, e.g. parsed `dp train` arguments), with
+    ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
+    Raises what `fit` raises, `dp.train.Diverged` included."""
+    from dp import optim
     from dp.models import MLP
     from dp.train import fit
 
-    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
-    model = MLP(batch_norm=not args.no_batch_norm, seed=args.seed)
-    optimizer = optim.make_optimizer(args.optimizer, lr=args.lr)
+    model = MLP(batch_norm=batch_norm, seed=options.seed)
+    optimizer = optim.make_optimizer(options.optimizer, lr=options.lr)
     history = fit(
         model,
         split,
         optimizer,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        schedule=args.schedule,
-        progress=False if args.quiet else None,
+        steps=options.steps,
+        batch_size=options.batch_size,
+        seed=options.seed,
+        schedule=options.schedule,
+        **fit_options,
+    )
+    return model, optimizer, history
+
+
+def split_with_validation(seed: int) -> Any:
+    """The breast-cancer split of ``seed`` with a validation part, for the commands that
+    watch validation accuracy while training (`dp experiment`, `dp train --plots`):
+    20 % test rows as `dp train`, 15 % validation rows, the rest (65 %) training."""
+    from dp import data
+
+    return data.breast_cancer(test_size=DEFAULTS["test_size"], validation_size=0.15, seed=seed)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dp import checkpoint, data
+
+    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
+    model, optimizer, history = train_network(
+        args, split, batch_norm=not args.no_batch_norm, progress=False if args.quiet else None
     )
     if not args.quiet:
         norm = "batch norm" if model.has_batch_norm else "no batch norm"
@@ -113,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.batch_size} rows, seed {args.seed}"
         )
         print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows")
-    _report(model, split, args.quiet, final_loss=history.loss[-1], training_seconds=history.seconds)
+    _report(model, split, args.quiet, history)
     if args.save:
         metadata = {"data": {"name": "breast_cancer", "test_size": DEFAULTS["test_size"], "seed": args.seed}}
         path = checkpoint.save(model, args.save, optimizer, metadata=metadata)
@@ -145,16 +178,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(model: Any, split: Any, quiet: bool, final_loss: float | None = None, training_seconds=None) -> None:
-    """Print test accuracy, the confusion matrix, losses and time, all in eval mode."""
+def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:
+    """Print test accuracy, the confusion matrix, losses and time, all in eval mode; with
+    the training ``history``, the final training loss and the training time too."""
     from dp.data import TARGET_NAMES
-    from dp.train import accuracy
 
     y = split.y_test.reshape(-1).astype(int)
     predicted = model.predict(split.x_test).reshape(-1)
     correct = int((predicted == y).sum())
     if quiet:
-        print(f"test accuracy {accuracy(model, split.x_test, split.y_test):.4f}")
+        print(f"test accuracy {correct / len(y):.4f}")
         return
     print(f"\ntest accuracy   {100 * correct / len(y):.2f} %  ({correct} of {len(y)} rows)")
     confusion = np.zeros((2, 2), dtype=int)
@@ -165,13 +198,15 @@ def _report(model: Any, split: Any, quiet: bool, final_loss: float | None = None
     for name, row in zip(TARGET_NAMES, confusion):
         print(f"  {name:<{width}}" + "".join(f"{count:>{width}}" for count in row))
     test_loss = model.loss(split.x_test, split.y_test, train=False, reduction="mean").value.item()
-    if final_loss is not None:
-        print(f"final loss      {final_loss:.4f} per row (training, last epoch); {test_loss:.4f} on the test rows")
-    else:
-        print(f"test loss       {test_loss:.4f} per row")
     timing = f"{_seconds_since_start():.2f} s in all"
-    if training_seconds is not None:
-        timing += f", {training_seconds:.2f} s training"
+    if history is None:
+        print(f"test loss       {test_loss:.4f} per row")
+    else:
+        # The history's last loss is the mean over the steps since the evaluation before.
+        window = history.step[-1] - (history.step[-2] if len(history.step) > 1 else 0)
+        steps = "the last step" if window == 1 else f"mean of the last {window} steps"
+        print(f"final loss      {history.loss[-1]:.4f} per row (training, {steps}); {test_loss:.4f} on the test rows")
+        timing += f", {history.seconds:.2f} s training"
     print(f"time            {timing}")
 
 

@@ -11,6 +11,7 @@ validation rows.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dp.models import MLP
-from dp.node import NonFiniteError
+from dp.node import NonFiniteError, check_finite
 from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -58,7 +59,8 @@ class History:
 
 class Diverged(NonFiniteError):
     """Training produced NaN or inf; ``history`` holds what was recorded until then.
-    The model keeps its last finite parameters (the failing step changed nothing)."""
+    The model keeps its last finite parameters: a failing step changes nothing
+    (neither the parameters, moving averages included, nor the optimizer's state)."""
 
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
@@ -97,8 +99,15 @@ def fit(
     error is a terminal.
 
     The same model, data, optimizer settings and seed give bit-identical results.
-    Raises `Diverged` (a `NonFiniteError`) when the loss or the gradients become
-    NaN or inf; ``ValueError`` for bad arguments.
+    Returns the `History`, one entry per evaluation: every ``eval_every`` steps (by
+    default once an epoch) and after the last step.
+
+    Raises `Diverged` (a `NonFiniteError`) when the loss, the gradients or the
+    updated parameters would be NaN or inf (the failing step changes nothing: the
+    model and the optimizer stay as the previous step left them), or when
+    evaluating the model meets NaN or inf;
+    ``ValueError`` for bad arguments (``steps``, ``epochs`` and ``eval_every`` are
+    integers >= 1; ``batch_size`` is at least 2 and at most the training rows).
     """
     x, y = np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1, 1)
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
@@ -109,15 +118,17 @@ def fit(
     batches_per_epoch = n // batch_size
     if (steps is None) == (epochs is None):
         raise ValueError("give either steps or epochs")
+    for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
+        if value is not None and not (isinstance(value, numbers.Integral) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     total = steps if steps is not None else epochs * batches_per_epoch
-    if total < 1:
-        raise ValueError(f"need at least one step, got {total}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {schedule!r}")
     every = eval_every or batches_per_epoch
 
     rng = np.random.default_rng(seed)
     history, base_lr, factor = History(), optimizer.lr, SCHEDULES[schedule]
+    validation = (x_val, y_val) if has_val else None
     losses: list[float] = []
     bar = _progress_bar(total, progress)
     start = time.perf_counter()
@@ -128,22 +139,17 @@ def fit(
                 order = rng.permutation(n)
             rows = order[(step % batches_per_epoch) * batch_size :][:batch_size]
             optimizer.lr = base_lr * factor(step, total)
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is checked below
-                try:
-                    loss = model.loss(x[rows], y[rows])
-                    if not np.isfinite(loss.value).all():
-                        raise NonFiniteError("the loss is NaN or inf")
-                    optimizer.step(model.params, loss.grad(1))
-                except NonFiniteError as error:
-                    history.diverged = True
-                    raise Diverged(f"training diverged at step {step + 1}: {error}", history) from error
-            losses.append(float(loss.value[0, 0]) / batch_size)
+            evaluate = (step + 1) % every == 0 or step + 1 == total
+            try:
+                losses.append(_step(model, optimizer, x[rows], y[rows]) / batch_size)
+                if evaluate:
+                    _evaluate(model, history, step + 1, batches_per_epoch, losses, x, y, validation)
+            except NonFiniteError as error:
+                history.diverged = True
+                raise Diverged(f"training diverged at step {step + 1}: {error}", history) from error
             if on_step is not None:
                 on_step(step + 1, model)
-            if (step + 1) % every == 0 or step + 1 == total:
-                _evaluate(
-                    model, history, step + 1, batches_per_epoch, losses, x, y, (x_val, y_val) if has_val else None
-                )
+            if evaluate:
                 losses = []
                 bar.set_postfix(_postfix(history), refresh=False)
             bar.update(1)
@@ -154,13 +160,37 @@ def fit(
     return history
 
 
+def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
+    """One optimizer step on the batch (x, y); returns its summed loss. On NaN or inf it
+    raises `NonFiniteError` and changes nothing: neither the parameters (moving
+    averages included) nor the optimizer's state."""
+    # unchanged_on_error puts back the moving averages, which the forward pass updated
+    # before the loss turned out to be NaN.
+    with model.unchanged_on_error():
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
+            loss = model.loss(x, y)
+            check_finite(loss.value, "the loss")
+            grads = loss.grad(1)
+        # An update that overflows would store inf: raising instead keeps the step all or
+        # nothing, since optimizers compute every new value before storing any.
+        with np.errstate(over="raise", invalid="raise"):
+            try:
+                optimizer.step(model.params, grads)
+            except FloatingPointError as error:
+                raise NonFiniteError(f"the update would make parameters NaN or inf ({error})") from error
+    return float(loss.value[0, 0])
+
+
 def _evaluate(model, history, step, batches_per_epoch, losses, x, y, validation) -> None:
+    """Append one evaluation to ``history``, all fields or (on an error) none."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging model may overflow
+        train_accuracy = accuracy(model, x, y)
+        val_accuracy = [accuracy(model, *validation)] if validation is not None else []
     history.step.append(step)
     history.epoch.append(step / batches_per_epoch)
     history.loss.append(float(np.mean(losses)))
-    history.train_accuracy.append(accuracy(model, x, y))
-    if validation is not None:
-        history.val_accuracy.append(accuracy(model, *validation))
+    history.train_accuracy.append(train_accuracy)
+    history.val_accuracy.extend(val_accuracy)
 
 
 def _postfix(history: History) -> dict[str, str]:

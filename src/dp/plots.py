@@ -1,0 +1,228 @@
+"""Figures (PNG, drawn with matplotlib's Agg renderer): what batch norm does to training.
+
+    dp train --plots DIR          training_figures: curves with vs without batch norm,
+                                  and histograms of a hidden layer before and after batch norm
+    dp experiment --plot PATH     experiment_figure: the learning-rate sweep
+
+Figures are `matplotlib.figure.Figure` objects saved directly, never through
+pyplot: no global state, no window, no backend to choose, so this works on a
+machine without a display. matplotlib is imported only here, and this module
+only when a figure is asked for: `dp train` without ``--plots`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DPI = 120
+EVAL_EVERY = 5  # steps between evaluations: smooth curves at a small cost
+SHOWN_UNITS = 4  # hidden units whose distributions are drawn (of 10): enough to see a pattern, few enough to read
+BATCH_NORM_COLOR, PLAIN_COLOR = "tab:blue", "tab:orange"
+
+
+def training_figures(directory: str | Path, options: Any) -> list[Path]:
+    """Train the reference network with and without batch norm as ``options`` say (the
+    parsed `dp train` options: steps, lr, batch_size, optimizer, schedule, seed), on the
+    breast-cancer split of ``options.seed`` with a validation part, and write two PNGs
+    to ``directory`` (created if needed):
+
+    - ``training_curves.png``: training loss and validation accuracy against the
+      step, with and without batch norm;
+    - ``batch_norm_histograms.png``: the distribution of the second hidden layer's
+      units before batch norm (the linear layer's output) and after it (the input
+      of tanh), after the first step and after the last, for the network with
+      batch norm.
+
+    Returns the paths written. A run that diverges is drawn up to where it stopped;
+    the histograms are not drawn when the network with batch norm diverges.
+    Raises ``ImportError`` without matplotlib, ``OSError`` when writing fails.
+    """
+    from matplotlib.figure import Figure
+
+    from dp.cli import split_with_validation
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    split = split_with_validation(options.seed)
+    snapshots: dict[int, dict[str, np.ndarray]] = {}
+
+    def keep_first_and_last(step: int, model: Any) -> None:
+        if step in (1, options.steps):
+            snapshots[step] = dict(model.params)  # the arrays are replaced, never changed: no copy needed
+
+    histories = {
+        True: _history(options, split, batch_norm=True, on_step=keep_first_and_last),
+        False: _history(options, split, batch_norm=False),
+    }
+    settings = (
+        f"{options.optimizer} lr {options.lr:g} ({options.schedule}), {options.steps} steps of "
+        f"{options.batch_size} rows, seed {options.seed}; {len(split.y_train)} training rows, "
+        f"{len(split.y_val)} validation rows"
+    )
+
+    curves = Figure(figsize=(11, 4.4), layout="constrained")
+    _draw_curves(curves, histories, settings)
+    figures = {"training_curves.png": curves}
+    if not histories[True].diverged:  # a diverging network's huge values would make no sense as histograms
+        figures["batch_norm_histograms.png"] = hidden = Figure(figsize=(11, 7.8), layout="constrained")
+        _draw_histograms(hidden, split.x_train, snapshots, settings)
+    paths = []
+    for name, figure in figures.items():
+        paths.append(directory / name)
+        figure.savefig(paths[-1], dpi=DPI)
+    return paths
+
+
+def _history(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> Any:
+    """The training history of one network; a diverged run's history up to where it stopped."""
+    from dp.cli import train_network
+    from dp.train import Diverged
+
+    try:
+        return train_network(options, split, batch_norm, eval_every=EVAL_EVERY, progress=False, **fit_options)[2]
+    except Diverged as error:
+        return error.history
+
+
+def _draw_curves(figure: Any, histories: dict[bool, Any], settings: str) -> None:
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for batch_norm, history in histories.items():
+        label = ("with" if batch_norm else "without") + " batch norm" + (" (diverged)" if history.diverged else "")
+        style = dict(color=BATCH_NORM_COLOR if batch_norm else PLAIN_COLOR, label=label, linewidth=1.6)
+        if len(history.step) < 10:  # a line through so few points (maybe one) needs markers to be seen
+            style["marker"] = "o"
+        loss_axes.plot(history.step, history.loss, **style)
+        accuracy_axes.plot(history.step, 100 * np.asarray(history.val_accuracy), **style)
+    loss_axes.set(
+        yscale="log",
+        xlabel="optimizer step",
+        ylabel="training loss per row (log scale)",
+        title=f"Training loss (mean over each {EVAL_EVERY} steps)",
+    )
+    _plain_log_ticks(loss_axes.yaxis)
+    accuracy_axes.set(
+        xlabel="optimizer step", ylabel="validation accuracy (%)", title="Validation accuracy (eval mode)"
+    )
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(f"Reference network with and without batch norm\n{settings}")
+
+
+def _draw_histograms(figure: Any, x: np.ndarray, snapshots: dict[int, dict[str, np.ndarray]], settings: str) -> None:
+    """A 2x2 grid: rows before / after batch norm, columns after the first / last step
+    (one column if they are the same). Each panel overlays the first `SHOWN_UNITS`
+    units of the second hidden layer, computed on all training rows."""
+    grid = figure.subplots(2, len(snapshots), sharex="row", sharey="row", squeeze=False)
+    for column, (step, params) in enumerate(sorted(snapshots.items())):
+        when = "after the first step" if step == 1 else f"after step {step} (the last)"
+        before, after = _second_layer(x, params)
+        for row, (values, what) in enumerate(
+            (
+                (before, "before batch norm: h1 W2, the output of linear layer l2"),
+                (after, "after batch norm bn2: γ x̂ + β, the input of tanh"),
+            )
+        ):
+            axes = grid[row, column]
+            for unit in range(SHOWN_UNITS):
+                unit_values, color = values[:, unit], f"C{unit}"
+                label = f"unit {unit + 1}: mean {unit_values.mean():+.2f}, sd {unit_values.std():.2f}"
+                axes.hist(unit_values, bins=30, histtype="stepfilled", alpha=0.35, color=color, label=label)
+                axes.hist(unit_values, bins=30, histtype="step", color=color, linewidth=1.2)
+            axes.set(title=f"{what}\n{when}", xlabel="value", ylabel="training rows")
+            axes.legend(fontsize="small", loc="upper left")
+            axes.grid(alpha=0.3)
+    figure.suptitle(
+        f"Second hidden layer, units 1-{SHOWN_UNITS} of 10, on all training rows: before batch norm the "
+        "distributions drift as the weights learn;\nafter it each unit has mean β and standard deviation γ "
+        f"(learned, starting at 0 and 1)\n{settings}"
+    )
+
+
+def _second_layer(x: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The second hidden layer's values before and after batch norm, for the rows x.
+
+    The second layer, not the first: the inputs are standardized on the training
+    rows, so the first layer's x W has mean 0 on them whatever W is, and only its
+    spread could drift. The layers' arithmetic is redone here from ``params``, each
+    batch norm normalizing with the statistics of all the rows: calling the model's
+    layers in training mode would update the moving averages and disturb training.
+    """
+    from dp.layers import batch_norm
+
+    first = np.tanh(batch_norm(x @ params["weight_l1"], params["gamma_bn1"], params["beta_bn1"]).value)
+    before = first @ params["weight_l2"]
+    return before, batch_norm(before, params["gamma_bn2"], params["beta_bn2"]).value
+
+
+def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, settings: str) -> Path:
+    """Write the learning-rate sweep's figure to ``path`` (PNG) and return the path.
+
+    ``cells`` are `dp.experiment.Cell` results (one per learning rate and batch-norm
+    setting). Left: median and worst test accuracy against the learning rate;
+    right: median steps to reach ``target`` validation accuracy. Both with and
+    without batch norm, learning rate on a log scale.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
+    accuracy_axes, steps_axes = figure.subplots(1, 2, sharex=True)
+    for batch_norm, color in ((True, BATCH_NORM_COLOR), (False, PLAIN_COLOR)):
+        mine = sorted((c for c in cells if c.batch_norm == batch_norm), key=lambda c: c.lr)
+        name = "with batch norm" if batch_norm else "without batch norm"
+        lrs = [c.lr for c in mine]
+        accuracy_axes.plot(lrs, [_percent(c.median_accuracy) for c in mine], "o-", color=color, label=f"{name}: median")
+        accuracy_axes.plot(lrs, [_percent(c.worst_accuracy) for c in mine], "v--", color=color, label=f"{name}: worst")
+        steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in mine], "o-", color=color, label=name)
+        for cell in mine:
+            if cell.diverged:
+                accuracy_axes.annotate(
+                    f"{cell.diverged}/{cell.runs}\ndiverged",
+                    xy=(cell.lr, 0.03 if batch_norm else 0.15),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    fontsize="x-small",
+                    color=color,
+                )
+    accuracy_axes.set(ylabel="test accuracy (%)", title="Test accuracy (eval mode) of the runs that did not diverge")
+    steps_axes.set(
+        yscale="log",
+        ylabel=f"steps to {100 * target:g} % validation accuracy (log scale)",
+        title=f"Median steps to {100 * target:g} % validation accuracy\n"
+        "(missing: half the runs or more never got there)",
+    )
+    _plain_log_ticks(steps_axes.yaxis)
+    lrs = sorted({cell.lr for cell in cells})
+    for axes in (accuracy_axes, steps_axes):
+        axes.set(xscale="log", xlabel="learning rate (log scale)")
+        axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
+        axes.minorticks_off()
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
+    path = Path(path)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Label a log axis with plain numbers at 1, 2 and 5 of each decade (0.05, 0.1, 0.2;
+    5, 10, 20), which read faster than matplotlib's powers of ten."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _percent(fraction: float | None) -> float:
+    return _or_nan(fraction) * 100
+
+
+def _or_nan(value: float | None) -> float:
+    """None as NaN, which matplotlib leaves out of a line."""
+    return np.nan if value is None else value

@@ -1,0 +1,165 @@
+"""The `dp` command, run in-process through `dp.cli.main` (and twice as a real process):
+train, its report, --save then evaluate, --plots, experiment, errors and exit codes."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dp
+from dp.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+QUIET_LINE = re.compile(r"test accuracy (0|1)\.\d{4}")
+
+
+def run(capsys, *argv):
+    """Run the command; return (exit status, standard output, standard error)."""
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def subprocess_environment():
+    """The environment with dp's source first on the path: works installed or not."""
+    source = str(Path(dp.__file__).resolve().parents[1])
+    paths = [source, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def test_train_quiet_prints_only_the_test_accuracy(capsys):
+    status, out, err = run(capsys, "train", "--quiet", "--steps", "10")
+    assert status == 0 and err == ""
+    assert QUIET_LINE.fullmatch(out.strip())
+
+
+def test_train_reports_accuracy_confusion_matrix_loss_and_time(capsys):
+    status, out, _ = run(capsys, "train", "--steps", "30", "--seed", "2")
+    assert status == 0
+    assert "network 30-20-10-1, batch norm, tanh" in out
+    assert "Adam lr 0.003 (cosine), 30 steps of 50 rows, seed 2" in out
+    correct, rows = map(int, re.search(r"test accuracy +[\d.]+ %  \((\d+) of (\d+) rows\)", out).groups())
+    assert rows == 113
+    matrix = re.search(
+        r"confusion matrix.*\n.*malignant +benign\n +malignant +(\d+) +(\d+)\n +benign +(\d+) +(\d+)", out
+    )
+    true_malignant, false_benign, false_malignant, true_benign = map(int, matrix.groups())
+    assert true_malignant + false_benign + false_malignant + true_benign == rows
+    assert true_malignant + true_benign == correct
+    assert re.search(r"final loss +\d\.\d{4} per row .*; \d\.\d{4} on the test rows", out)
+    assert re.search(r"time +\d+\.\d\d s in all, \d+\.\d\d s training", out)
+
+
+def test_train_without_batch_norm_says_so(capsys):
+    status, out, _ = run(capsys, "train", "--steps", "10", "--no-batch-norm", "--optimizer", "sgd", "--lr", "0.01")
+    assert status == 0
+    assert "no batch norm" in out and "SGD lr 0.01" in out
+
+
+def test_a_saved_model_evaluates_to_the_same_accuracy(capsys, tmp_path):
+    path = tmp_path / "model.npz"
+    status, trained, _ = run(capsys, "train", "--quiet", "--steps", "40", "--seed", "3", "--save", str(path))
+    assert status == 0 and path.is_file()
+    status, evaluated, _ = run(capsys, "evaluate", str(path), "--quiet")
+    assert status == 0 and evaluated == trained  # on the same test rows: the split's seed is in the checkpoint
+    status, report, _ = run(capsys, "evaluate", str(path))
+    assert status == 0 and "the split of seed 3" in report and "confusion matrix" in report
+
+
+def test_evaluating_a_corrupt_file_fails_with_a_clear_message(capsys, tmp_path):
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(b"PK\x03\x04 not really a zip file")
+    status, out, err = run(capsys, "evaluate", str(path))
+    assert status == 1 and out == ""
+    assert err.startswith("dp: error: ") and "not a readable dp checkpoint" in err
+
+
+def test_evaluating_a_missing_file_fails_with_a_clear_message(capsys, tmp_path):
+    status, _, err = run(capsys, "evaluate", str(tmp_path / "missing.npz"))
+    assert status == 1 and "dp: error: " in err and "missing.npz" in err
+
+
+def test_a_diverging_run_fails_with_a_clear_message(capsys):
+    status, out, err = run(capsys, "train", "--quiet", "--optimizer", "sgd", "--lr", "1e200", "--steps", "5")
+    assert status == 1 and out == ""
+    assert err.startswith("dp: error: training diverged at step 2")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["fly"],
+        ["train", "--steps", "0"],
+        ["train", "--lr", "-1"],
+        ["train", "--optimizer", "newton"],
+        ["train", "--schedule", "linear"],
+        ["evaluate"],
+        ["experiment", "--lrs", "0.1,fast"],
+        ["experiment", "--lrs", "0.1,-1"],
+        ["experiment", "--seeds", "0"],
+        ["experiment", "--target", "1.5"],
+    ],
+)
+def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "usage: dp" in capsys.readouterr().err
+
+
+def test_plots_writes_the_figures(capsys, tmp_path):
+    directory = tmp_path / "figures"
+    status, out, _ = run(capsys, "train", "--steps", "20", "--plots", str(directory))
+    assert status == 0
+    written = sorted(directory.iterdir())
+    assert [p.name for p in written] == ["batch_norm_histograms.png", "training_curves.png"]
+    for path in written:
+        assert path.read_bytes().startswith(PNG_SIGNATURE) and path.stat().st_size > 10_000
+        assert f"wrote {path}" in out
+
+
+def test_experiment_prints_a_table_and_writes_the_figure(capsys, tmp_path):
+    figure = tmp_path / "sweep.png"
+    argv = ["experiment", "--lrs", "0.01,0.1", "--seeds", "2", "--steps", "20", "--jobs", "1", "--plot", str(figure)]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    rows = [line for line in out.splitlines() if re.match(r"\| [\d.]+ \|", line)]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| 0.01", "yes"],
+        ["| 0.01", "no"],
+        ["| 0.1", "yes"],
+        ["| 0.1", "no"],
+    ]
+    assert all(row.endswith("| 0/2 |") for row in rows)  # nothing diverged
+    assert "2 learning rates x with/without batch norm x 2 seeds" in out
+    assert figure.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_python_m_dp_train_runs_as_a_process():
+    result = subprocess.run(
+        [sys.executable, "-m", "dp", "train", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=subprocess_environment(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert QUIET_LINE.fullmatch(result.stdout.strip())
+
+
+def test_import_and_train_load_no_plotting_parallel_or_sklearn_modules():
+    script = (
+        "import sys; from dp.cli import main; main(['train', '--quiet', '--steps', '10']); "
+        "print(sorted(m for m in ('matplotlib', 'joblib', 'sklearn', 'tqdm') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_environment(), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    accuracy, modules = result.stdout.strip().splitlines()
+    assert QUIET_LINE.fullmatch(accuracy)
+    assert modules == "[]"

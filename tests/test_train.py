@@ -1,0 +1,217 @@
+"""The training loop: the history it returns, steps and epochs, reproducibility, the
+learning-rate schedule, divergence, the progress bar, and argument checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dp import data
+from dp.models import MLP
+from dp.node import Node
+from dp.optim import SGD, Adam
+from dp.train import SCHEDULES, Diverged, History, fit
+
+
+@pytest.fixture(scope="module")
+def split():
+    return data.breast_cancer(validation_size=0.15, seed=0)
+
+
+@pytest.fixture(scope="module")
+def split_without_validation():
+    return data.breast_cancer(seed=0)
+
+
+def train(split, steps=20, seed=0, model_seed=0, **options):
+    model = MLP(seed=model_seed)
+    optimizer = options.pop("optimizer", None) or Adam(lr=0.003)
+    history = fit(model, split, optimizer, steps=steps, batch_size=50, seed=seed, progress=False, **options)
+    return model, optimizer, history
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_history_has_one_entry_per_evaluation(split):
+    _, _, history = train(split, steps=20, eval_every=5)
+    batches_per_epoch = len(split.y_train) // 50
+    assert history.step == [5, 10, 15, 20]
+    assert history.epoch == [s / batches_per_epoch for s in history.step]
+    assert len(history.loss) == len(history.train_accuracy) == len(history.val_accuracy) == 4
+    assert all(0 < loss < 1 for loss in history.loss)  # per row, starting near log(2)
+    assert all(0 <= a <= 1 for a in history.train_accuracy + history.val_accuracy)
+    assert history.seconds > 0 and not history.diverged
+    assert set(history.as_dict()) == {
+        "step",
+        "epoch",
+        "loss",
+        "train_accuracy",
+        "val_accuracy",
+        "seconds",
+        "diverged",
+    }
+
+
+def test_training_lowers_the_loss_and_learns(split):
+    _, _, history = train(split, steps=100, eval_every=10)
+    assert history.loss[-1] < history.loss[0] / 3
+    assert history.val_accuracy[-1] > 0.9
+
+
+def test_the_last_step_is_always_evaluated(split):
+    _, _, history = train(split, steps=12, eval_every=5)
+    assert history.step == [5, 10, 12]
+
+
+def test_epochs_count_whole_batches_and_evaluate_once_an_epoch_by_default(split):
+    model = MLP(seed=0)
+    batches_per_epoch = len(split.y_train) // 50  # the last, smaller batch is dropped
+    steps = []
+    history = fit(model, split, Adam(), epochs=2, batch_size=50, progress=False, on_step=lambda s, m: steps.append(s))
+    assert steps == list(range(1, 2 * batches_per_epoch + 1))
+    assert history.step == [batches_per_epoch, 2 * batches_per_epoch]
+    assert history.epoch == [1.0, 2.0]
+
+
+def test_validation_accuracy_is_recorded_only_with_validation_rows(split, split_without_validation):
+    assert len(train(split, steps=10, eval_every=5)[2].val_accuracy) == 2
+    history = train(split_without_validation, steps=10, eval_every=5)[2]
+    assert history.val_accuracy == []
+    assert history.steps_to_reach(0.0) is None
+
+
+def test_steps_to_reach_is_the_first_evaluated_step_at_the_accuracy():
+    history = History(step=[5, 10, 15], val_accuracy=[0.8, 0.96, 0.94])
+    assert history.steps_to_reach(0.95) == 10
+    assert history.steps_to_reach(0.8) == 5
+    assert history.steps_to_reach(0.97) is None
+
+
+def test_on_step_is_called_after_every_step_with_the_model(split):
+    calls = []
+    model, _, _ = train(split, steps=7, on_step=lambda step, m: calls.append((step, m)))
+    assert [step for step, _ in calls] == list(range(1, 8))
+    assert all(m is model for _, m in calls)
+
+
+def test_the_same_seed_gives_bit_identical_results(split):
+    model_a, _, history_a = train(split, steps=30, seed=3, eval_every=5)
+    model_b, _, history_b = train(split, steps=30, seed=3, eval_every=5)
+    assert_same_params(model_a.params, model_b.params)
+    for field in ("step", "epoch", "loss", "train_accuracy", "val_accuracy"):
+        assert getattr(history_a, field) == getattr(history_b, field), field
+
+
+def test_another_seed_gives_another_batch_order(split):
+    model_a, _, history_a = train(split, steps=30, seed=3)
+    model_b, _, history_b = train(split, steps=30, seed=4)  # same initial weights, other batches
+    assert not np.array_equal(model_a.params["weight_l1"], model_b.params["weight_l1"])
+    assert history_a.loss != history_b.loss
+
+
+def test_the_cosine_schedule_decays_the_rate_and_restores_it(split):
+    optimizer = Adam(lr=0.01)
+    rates = []
+    fit(
+        MLP(seed=0),
+        split,
+        optimizer,
+        steps=10,
+        schedule="cosine",
+        progress=False,
+        on_step=lambda step, model: rates.append(optimizer.lr),
+    )
+    assert rates == pytest.approx([0.01 * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(10)])
+    assert rates[0] == 0.01 and rates == sorted(rates, reverse=True)
+    assert optimizer.lr == 0.01
+
+
+def test_the_constant_schedule_keeps_the_rate(split):
+    optimizer = SGD(lr=0.05)
+    rates = []
+    fit(MLP(seed=0), split, optimizer, steps=5, progress=False, on_step=lambda step, model: rates.append(optimizer.lr))
+    assert rates == [0.05] * 5 and SCHEDULES["constant"](3, 5) == 1.0
+
+
+def test_divergence_raises_with_the_history_and_keeps_the_last_finite_parameters(split):
+    model, optimizer = MLP(seed=0), SGD(lr=1e200)
+    after_step = {}
+    with pytest.raises(Diverged, match="training diverged at step 2") as caught:
+        fit(
+            model,
+            split,
+            optimizer,
+            steps=50,
+            eval_every=1,
+            progress=False,
+            on_step=lambda step, m: after_step.update({step: m.get_param()}),
+        )
+    assert caught.value.history.diverged and caught.value.history.step == [1]
+    assert all(np.isfinite(v).all() for v in model.params.values())
+    assert_same_params(model.params, after_step[1])
+    assert optimizer.lr == 1e200
+
+
+def test_an_update_that_would_overflow_is_refused_and_changes_nothing(split):
+    model = MLP(batch_norm=False, seed=0)
+    initial = model.get_param()
+    with pytest.raises(Diverged, match="step 1: the update would make parameters NaN or inf"):
+        fit(model, split, SGD(lr=1e308), steps=5, progress=False)
+    assert_same_params(model.params, initial)
+
+
+def test_a_nan_loss_undoes_the_step_moving_averages_and_optimizer_state_included(split):
+    model, optimizer = MLP(seed=0), Adam(lr=0.01)
+    real_loss, calls, saved = model.loss, [], {}
+
+    def loss_that_fails_on_the_third_step(x, y):
+        calls.append(1)
+        loss = real_loss(x, y)  # updates the moving averages, as a real failing step would
+        return Node(np.full((1, 1), np.nan)) if len(calls) == 3 else loss
+
+    def save(step, m):
+        saved.update(params=m.get_param(), state=optimizer.state_dict())
+
+    model.loss = loss_that_fails_on_the_third_step
+    with pytest.raises(Diverged, match="step 3: the loss has NaN or inf"):
+        fit(model, split, optimizer, steps=5, progress=False, on_step=save)
+    assert_same_params(model.params, saved["params"])  # avg_mean_bn1 and friends too
+    state = optimizer.state_dict()
+    assert state.keys() == saved["state"].keys()
+    assert all(state[k]["step"] == saved["state"][k]["step"] == 2 for k in state)
+
+
+def test_no_progress_bar_when_asked_or_when_standard_error_is_not_a_terminal(split, capsys):
+    for progress in (False, None):  # under pytest, standard error is not a terminal
+        fit(MLP(seed=0), split, Adam(), steps=3, progress=progress)
+        assert capsys.readouterr().err == ""
+
+
+def test_the_progress_bar_goes_to_standard_error(split, capsys):
+    fit(MLP(seed=0), split, Adam(), steps=3, progress=True)
+    captured = capsys.readouterr()
+    assert "training" in captured.err and "step" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(steps=5, epochs=1), "either steps or epochs"),
+        (dict(), "either steps or epochs"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(steps=2.5), "steps must be an integer >= 1"),
+        (dict(epochs=0), "epochs must be an integer >= 1"),
+        (dict(steps=5, eval_every=0), "eval_every must be an integer >= 1"),
+        (dict(steps=5, batch_size=1), "batch_size must be between 2"),
+        (dict(steps=5, batch_size=10_000), "batch_size must be between 2"),
+        (dict(steps=5, schedule="linear"), "schedule must be one of"),
+    ],
+)
+def test_bad_arguments_are_refused(split, options, message):
+    with pytest.raises(ValueError, match=message):
+        fit(MLP(seed=0), split, Adam(), progress=False, **options)
