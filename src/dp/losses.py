@@ -81,6 +81,14 @@ def _softmax_cross_entropy(z, onehot, scale):
 # ----- labels -----
 
 
+def check_labels(y: Any, rows: int, outputs: int) -> None:
+    """Raise what the loss of a model with ``outputs`` output columns would raise for
+    labels ``y`` of a batch of ``rows`` rows (binary labels for one output, class
+    indices or one-hot for more), without computing anything else."""
+    stand_in = Node(np.empty((rows, outputs)))
+    (_binary_labels if outputs == 1 else _one_hot)(y, stand_in)
+
+
 def _scale(reduction: str, z: Node) -> float:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")

@@ -78,12 +78,20 @@ class Optimizer:
         or a gradient that is not numeric; ``ValueError`` naming the key and both
         shapes when a gradient's shape differs from its parameter's (no
         broadcasting), or when this optimizer's saved state for a key has another
-        shape; ``ValueError`` naming the keys whose gradients hold NaN or inf.
+        shape; `dp.NonFiniteError` (a ``ValueError``) naming the keys whose gradients
+        hold NaN or inf, or when the update itself would overflow into inf.
         """
         checked = self._checked(params, grads)
         # Compute everything first and store at the end: an error halfway (even
         # a floating-point one) must not leave some keys updated and others not.
-        results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
+        # Finite gradients can still overflow into inf (a huge lr): that raises too.
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
+        except FloatingPointError as error:
+            raise NonFiniteError(
+                f"the update would make parameters NaN or inf ({error}); nothing was updated"
+            ) from None
         for k, (value, state) in results.items():
             params[k] = value
             if state:

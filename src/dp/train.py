@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dp.losses import check_labels
 from dp.models import MLP
 from dp.node import NonFiniteError, check_finite
 from dp.optim import Optimizer
@@ -68,8 +69,11 @@ class Diverged(NonFiniteError):
 
 
 def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
-    """The fraction of rows whose eval-mode prediction equals the label."""
-    return float((model.predict(x) == np.asarray(y).reshape(-1, 1)).mean())
+    """The fraction of rows whose eval-mode prediction equals the label (a 0/1 or class
+    index column or vector, or one-hot rows)."""
+    y = np.asarray(y)
+    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
+    return float((model.predict(x) == labels.reshape(-1, 1)).mean())
 
 
 def fit(
@@ -109,9 +113,11 @@ def fit(
     ``ValueError`` for bad arguments (``steps``, ``epochs`` and ``eval_every`` are
     integers >= 1; ``batch_size`` is at least 2 and at most the training rows).
     """
-    x, y = np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1, 1)
+    x, y = _checked_data(model, data.x_train, data.y_train, "training")
     x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
     has_val = x_val is not None and len(x_val) > 0
+    if has_val:
+        x_val, y_val = _checked_data(model, x_val, y_val, "validation")
     n = len(x)
     if not 2 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 2 and the {n} training rows, got {batch_size}")
@@ -160,6 +166,26 @@ def fit(
     return history
 
 
+def _checked_data(model: Any, x: Any, y: Any, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as arrays, y as a column, after the checks every batch would make, so that
+    bad data fails before the first step (and is not mistaken for divergence)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
+        raise TypeError(f"the {part} rows and labels must be numeric, not {x.dtype} and {y.dtype}")
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"the {part} rows must be a non-empty 2-D array (rows, features), got shape {x.shape}")
+    if len(y) != len(x):
+        raise ValueError(f"{len(y)} labels for {len(x)} {part} rows")
+    check_finite(x, f"the {part} rows")
+    if isinstance(model, MLP):
+        if x.shape[1] != model.sizes[0]:
+            raise ValueError(f"the {part} rows must have shape (n, {model.sizes[0]}); got {x.shape}")
+        check_labels(y, len(x), model.sizes[-1])
+    else:
+        check_finite(y, f"the {part} labels")
+    return x, y.reshape(-1, 1) if y.ndim == 1 else y
+
+
 def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
     """One optimizer step on the batch (x, y); returns its summed loss. On NaN or inf it
     raises `NonFiniteError` and changes nothing: neither the parameters (moving
@@ -171,13 +197,7 @@ def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> flo
             loss = model.loss(x, y)
             check_finite(loss.value, "the loss")
             grads = loss.grad(1)
-        # An update that overflows would store inf: raising instead keeps the step all or
-        # nothing, since optimizers compute every new value before storing any.
-        with np.errstate(over="raise", invalid="raise"):
-            try:
-                optimizer.step(model.params, grads)
-            except FloatingPointError as error:
-                raise NonFiniteError(f"the update would make parameters NaN or inf ({error})") from error
+        optimizer.step(model.params, grads)  # all or nothing, NonFiniteError if the update would overflow
     return float(loss.value[0, 0])
 
 
