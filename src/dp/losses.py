@@ -102,7 +102,6 @@ def _label_array(y: Any, z: Node) -> np.ndarray:
         raise TypeError(f"labels must be numeric, not {y.dtype}")
     if y.shape[:1] != z.shape[:1]:
         raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar'} labels for a batch of {z.shape[0]} rows")
-    check_finite(y, "the labels")
     return y
 
 
@@ -112,13 +111,15 @@ def _binary_labels(y: Any, z: Node) -> np.ndarray:
         raise ValueError(f"binary cross-entropy needs one output column, shape (n, 1); got {z.shape}")
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
-    if not (y.min() >= 0 and y.max() <= 1):
+    if not (y.min() >= 0 and y.max() <= 1):  # also false for NaN: one check on the common path
+        check_finite(y, "the labels")
         raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
     return y.reshape(-1, 1).astype(z.dtype, copy=False)
 
 
 def _one_hot(y: Any, z: Node) -> np.ndarray:
     y = _label_array(y, z)
+    check_finite(y, "the labels")
     if z.ndim != 2:
         raise ValueError(f"softmax cross-entropy needs logits of shape (n, k), got {z.shape}")
     n, k = z.shape

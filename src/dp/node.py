@@ -176,7 +176,7 @@ class NonFiniteError(ValueError):
 
 def check_finite(array: np.ndarray, what: str) -> None:
     """Raise `NonFiniteError` saying that ``what`` has NaN or inf values, if it has."""
-    if not np.isfinite(array).all():
+    if np.count_nonzero(np.isfinite(array)) != array.size:  # faster than .all(), which goes through Python
         raise NonFiniteError(f"{what} has NaN or inf values")
 
 
