@@ -50,7 +50,7 @@ def test_train_reports_accuracy_confusion_matrix_loss_and_time(capsys):
     assert true_malignant + false_benign + false_malignant + true_benign == rows
     assert true_malignant + true_benign == correct
     assert re.search(r"final loss +\d\.\d{4} per row .*; \d\.\d{4} on the test rows", out)
-    assert re.search(r"time +\d+\.\d\d s in all, \d+\.\d\d s training", out)
+    assert re.search(r"time +\d+\.\d\d s in all \(imports included\), \d+\.\d\d s training", out)
 
 
 def test_train_without_batch_norm_says_so(capsys):

@@ -6,6 +6,11 @@
 The public API, and nothing else, lives here.
 """
 
+import time as _time
+
+# First, before NumPy loads: `dp train` reports its time since this moment, imports included.
+_IMPORTED_AT = _time.perf_counter()
+
 from dp import checkpoint, data, layers, losses, models, ops, optim, train
 from dp.gradcheck import GradcheckError, gradcheck
 from dp.layers import NeuralNode
