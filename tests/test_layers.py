@@ -373,3 +373,26 @@ def test_a_seed_style_model_trains_with_fit_through_its_default_loss():
     np.testing.assert_allclose(
         net.loss(x, split.y_train).value, dp.losses.binary_cross_entropy(dp.Node(p), split.y_train).value
     )
+
+
+def test_a_failed_first_training_step_leaves_the_layer_untrained():
+    net = SeedNet()
+    y_bad = np.full((6, 1), 2.0)  # labels out of [0, 1]: refused after the forward pass
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        net.loss(np.random.default_rng(18).normal(size=(6, 30)), y_bad)
+    assert not net.bn1.trained
+    with pytest.raises(RuntimeError, match="has not seen a training batch"):
+        net.predict(np.ones((2, 30)))
+
+
+def test_a_layer_trained_on_constant_features_evaluates():
+    net = SeedNet()
+    net.bn1(np.ones((5, 20)))  # every feature constant: the batch variance is exactly 0
+    assert net.bn1.trained and not net.params["avg_variance_bn1"].any()
+    assert np.isfinite(net.bn1(np.ones((2, 20)), train=False).value).all()
+
+
+def test_loaded_moving_averages_count_as_trained():
+    net = SeedNet()
+    net.set_param({"avg_variance_bn1": np.ones((1, 20))})
+    assert net.bn1.trained and not net.bn2.trained

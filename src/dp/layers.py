@@ -272,9 +272,17 @@ class BatchNorm:
         self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
         self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
         self.keys = tuple(f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance"))
-        # Zero moving averages usually mean "never trained", but a feature that was constant in
-        # every training batch has a variance of exactly 0 too: remember that training happened.
-        self.trained = False
+        # Training replaces the moving averages' arrays (never writes into them), and so do
+        # set_param and checkpoints; the very array registered at creation still being there
+        # means "never trained". Zeros would not do: a feature that was constant in every
+        # training batch has a variance of 0 too. And a failed step, which puts the old
+        # arrays back, puts this answer back with them.
+        self._initial_variance = model.params[self.keys[3]]
+
+    @property
+    def trained(self) -> bool:
+        """Whether the moving averages have been set: by a training batch, or by loading."""
+        return self.model.params[self.keys[3]] is not self._initial_variance
 
     def __call__(self, x: Any, train: bool | None = None, reuse_input: bool = False) -> Node:
         x = _input(x, self.fan_in, self.what)
@@ -282,14 +290,14 @@ class BatchNorm:
         params, (gamma_key, beta_key, mean_key, variance_key) = model.params, self.keys
         gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
         if not (model.training if train is None else train):
-            variance = params[variance_key]
-            if not (self.trained or variance.any()):
+            if not self.trained:
                 raise RuntimeError(
                     f"{what} has not seen a training batch yet: its moving averages are still "
                     "zeros. Train first (train=True), or load trained parameters."
                 )
             check_finite(x.value, f"{what}: the input")
-            return normalize_with(x, gamma, beta, params[mean_key], variance, self.eps, self.activation, reuse_input)
+            mean, variance = params[mean_key], params[variance_key]
+            return normalize_with(x, gamma, beta, mean, variance, self.eps, self.activation, reuse_input)
         count = x.shape[0]
         if count < 2:
             raise ValueError(
@@ -302,7 +310,6 @@ class BatchNorm:
         momentum = self.momentum
         params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
         params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
-        self.trained = True
         return normalize_batch(x, gamma, beta, centered, var, self.eps, self.activation)
 
 

@@ -135,8 +135,8 @@ def fold_batch_norm(model: MLP) -> MLP:
         folded.set_param(model.params)
         return folded
     p, eps, new = model.params, model.config["eps"], {}
-    for i in range(1, len(model.sizes) - 1):
-        if not p[f"avg_variance_bn{i}"].any():
+    for i, (_, norm) in enumerate(model.hidden, start=1):
+        if not norm.trained:
             raise RuntimeError(f"batch norm 'bn{i}' has not seen a training batch yet: nothing to fold")
         scale = p[f"gamma_bn{i}"] / np.sqrt(p[f"avg_variance_bn{i}"] + eps)
         new[f"weight_l{i}"] = p[f"weight_l{i}"] * scale
