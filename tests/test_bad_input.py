@@ -8,10 +8,6 @@ file, ``FileNotFoundError`` for a missing one) whose message says what is wrong,
 changes nothing: every parameter and batch-norm moving average keeps its bytes and its
 dtype, and the optimizer keeps its state and hyperparameters. docs/reliability.md has
 the table.
-
-Cases that expose a bug in code this suite does not own are marked
-``xfail(strict=True)`` with the bug as the reason: fixing the bug makes them pass, and
-strict mode then asks for the mark to be removed.
 """
 
 import numpy as np

@@ -396,3 +396,10 @@ def test_loaded_moving_averages_count_as_trained():
     net = SeedNet()
     net.set_param({"avg_variance_bn1": np.ones((1, 20))})
     assert net.bn1.trained and not net.bn2.trained
+
+
+def test_a_float64_batch_keeps_a_float32_layers_averages_float32():
+    net = dp.NeuralNode(dtype=np.float32)
+    bn = net.batch_norm(3, "bn")
+    bn(np.random.default_rng(19).normal(size=(6, 3)))  # float64 data
+    assert net.params["avg_mean_bn"].dtype == net.params["avg_variance_bn"].dtype == np.float32

@@ -186,3 +186,19 @@ class TestFolding:
     def test_folding_needs_an_mlp(self):
         with pytest.raises(TypeError, match="MLP"):
             dp.fold_batch_norm(dp.NeuralNode())
+
+
+def test_a_float32_model_stays_float32_when_fed_float64_nodes():
+    model = dp.models.MLP(dtype=np.float32)
+    loss = model.loss(dp.Node(X), Y)
+    assert loss.dtype == np.float32
+    assert {v.dtype for v in model.params.values()} == {np.dtype(np.float32)}
+
+
+def test_a_model_saved_untrained_cannot_predict_after_loading(tmp_path):
+    model = dp.models.MLP()
+    model.set_param(model.get_param())  # zero moving averages, copied: still never trained
+    with pytest.raises(RuntimeError, match="has not seen a training batch"):
+        model.predict(X)
+    with pytest.raises(RuntimeError, match="has not seen a training batch"):
+        dp.fold_batch_norm(model)

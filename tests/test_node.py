@@ -178,3 +178,20 @@ class TestBackwardSweep:
 
         w = Node(np.ones((2, 2)), "w")
         assert "w" in pair(Node(np.ones((2, 2))), w).sum().grad(1)
+
+
+def test_a_vjp_that_answers_with_a_number_is_broadcast_to_its_argument():
+    @dp.primitive
+    def total(a):
+        return a.sum(keepdims=True), (lambda g: float(g[0, 0]),)  # d total / d a_ij = 1, as a plain number
+
+    grads = total(Node(np.ones((1, 3)), "a")).grad(2.0)
+    np.testing.assert_array_equal(grads["a"], np.full((1, 3), 2.0))
+
+
+def test_the_seed_array_is_never_handed_back_as_a_gradient():
+    seed = np.ones((2, 2))
+    grads = (Node(np.ones((2, 2)), "w") + 1).grad(seed)
+    assert grads["w"] is not seed
+    grads["w"] *= 5
+    np.testing.assert_array_equal(seed, np.ones((2, 2)))

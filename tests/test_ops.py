@@ -314,3 +314,8 @@ def test_float32_stays_float32_through_every_operation_and_its_gradient(f):
     out = f(x)
     assert out.dtype == np.float32
     assert x.dtype == out.grad(np.ones(out.shape, np.float32))["x"].dtype == np.float32
+
+
+def test_a_vector_that_cannot_broadcast_as_a_column_gets_a_hint():
+    with pytest.raises(ValueError, match=r"1-D array is a column in dp: reshape it to \(1, n\)"):
+        Node(np.ones((5, 3))) * np.arange(3.0)

@@ -391,3 +391,15 @@ def test_state_loaded_for_another_shape_is_refused_at_the_next_step():
     with pytest.raises(ValueError, match=r"'velocity' for 'w' has shape \(2, 2\).*\(3,\)"):
         momentum.step(params, {"w": np.ones((3,))})
     np.testing.assert_array_equal(params["w"], np.ones(3))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_an_update_that_would_overflow_is_refused_and_changes_nothing(name):
+    big = {"sgd": 1e308, "adam": None}[name]
+    optimizer = make_optimizer(name, lr=big) if big else make_optimizer(name)
+    params = {"w": np.array([[1e308, 1.0]]) if big else np.array([[1.0, 2.0]], dtype=np.float32)}
+    grads = {"w": np.array([[-1.0, 1.0]]) if big else np.array([[1e20, 1.0]], dtype=np.float32)}  # adam: g**2 overflows
+    before = params["w"]
+    with pytest.raises(dp.NonFiniteError, match="would make the parameters or this optimizer's state NaN or inf"):
+        optimizer.step(params, grads)
+    assert params["w"] is before and optimizer.state == {}

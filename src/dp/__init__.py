@@ -3,7 +3,7 @@
     data -> model.forward (builds Nodes from params) -> loss -> loss.grad(1)
          -> optimizer.step(params, grads) -> params
 
-The public API, and nothing else, lives here.
+The public API lives here, and nothing else but the clock that `dp train` reads.
 """
 
 import time as _time
@@ -12,7 +12,7 @@ import time as _time
 _IMPORTED_AT = _time.perf_counter()
 
 from dp import checkpoint, data, layers, losses, models, ops, optim, train
-from dp.gradcheck import GradcheckError, gradcheck
+from dp.finite_differences import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
 from dp.node import Node, NonFiniteError, primitive
@@ -39,3 +39,13 @@ __all__ = [
     "train",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``dp.sklearn``, ``dp.plots``, ``dp.experiment`` and ``dp.cli`` load on first use:
+    they bring scikit-learn, matplotlib or joblib, which ``import dp`` does not."""
+    if name in ("sklearn", "plots", "experiment", "cli"):
+        import importlib
+
+        return importlib.import_module(f"dp.{name}")
+    raise AttributeError(f"module 'dp' has no attribute {name!r}")

@@ -104,15 +104,21 @@ def load_with_optimizer(path: PathLike) -> tuple[MLP, Optimizer | None]:
     """The model saved at ``path`` (as `load`) and its optimizer: a new `dp.optim.Optimizer`
     of the saved kind, hyperparameters and state, or ``None`` if none was saved.
     Errors as `load`."""
-    return _decode(_read(Path(path)))
+    return load_all(path)[:2]
 
 
 def load_metadata(path: PathLike) -> dict[str, Any]:
     """The ``metadata`` dict saved with the checkpoint at ``path`` ({} if none), after
     the checks of `load`. Errors as `load`."""
+    return load_all(path)[2]
+
+
+def load_all(path: PathLike) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
+    """Everything in the checkpoint at ``path``, read and checked once: the model (as
+    `load`), the optimizer or ``None`` and the metadata ({} if none). Errors as `load`."""
     arrays = _read(Path(path))
-    _decode(arrays)
-    return _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
+    model, optimizer = _decode(arrays)
+    return model, optimizer, _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
 
 
 # ----- encoding -----
@@ -167,9 +173,19 @@ def _mode_for(path: Path) -> int:
     ones for a new file (temporary files are created readable by their owner only)."""
     with contextlib.suppress(OSError):
         return path.stat().st_mode & 0o777
-    umask = os.umask(0)  # the only portable way to read the umask is to set it and put it back
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask. Linux reports it in /proc; elsewhere the only way is to set
+    it and put it back, which a thread creating a file in between would see."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o077)  # briefly the strictest mask, not 0: a racing file is private, not open
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def _sync_directory(directory: Path) -> None:
@@ -236,7 +252,7 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
     _check_params(model, params)
     model.set_param(params)
     if METADATA_KEY in arrays:
-        _json_entry(arrays, METADATA_KEY, "the metadata")
+        _json_entry(arrays, METADATA_KEY, "the metadata")  # checked here too, so that save refuses what load would
     return model, _optimizer(arrays, model)
 
 

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 import dp
+from dp.optim import OPTIMIZERS
+from dp.train import SCHEDULES, TEST_SIZE, train_network
 
-DEFAULTS = dict(steps=300, lr=0.003, batch_size=50, optimizer="adam", schedule="cosine", test_size=0.2, seed=0)
+DEFAULTS = dict(steps=300, lr=0.003, batch_size=50, optimizer="adam", schedule="cosine", seed=0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,13 +74,13 @@ def _add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> N
     parser.add_argument(
         "--optimizer",
         default=d["optimizer"],
-        choices=("sgd", "momentum", "rmsprop", "adam"),
+        choices=sorted({kind.name for kind in OPTIMIZERS.values()}),  # without the classic aliases
         help="optimizer (%(default)s)",
     )
     parser.add_argument(
         "--schedule",
         default=d["schedule"],
-        choices=("constant", "cosine"),
+        choices=sorted(SCHEDULES),
         help="learning-rate schedule (%(default)s)",
     )
     parser.add_argument(
@@ -98,44 +100,10 @@ def positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def train_network(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> tuple[Any, Any, Any]:
-    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
-    ``split`` as the training options say (``options.steps``, ``lr``, ``batch_size``,
-    ``optimizer``, ``schedule``, ``seed``, e.g. parsed `dp train` arguments), with
-    ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
-    Raises what `fit` raises, `dp.train.Diverged` included."""
-    from dp import optim
-    from dp.models import MLP
-    from dp.train import fit
-
-    model = MLP(batch_norm=batch_norm, seed=options.seed)
-    optimizer = optim.make_optimizer(options.optimizer, lr=options.lr)
-    history = fit(
-        model,
-        split,
-        optimizer,
-        steps=options.steps,
-        batch_size=options.batch_size,
-        seed=options.seed,
-        schedule=options.schedule,
-        **fit_options,
-    )
-    return model, optimizer, history
-
-
-def split_with_validation(seed: int) -> Any:
-    """The breast-cancer split of ``seed`` with a validation part, for the commands that
-    watch validation accuracy while training (`dp experiment`, `dp train --plots`):
-    20 % test rows as `dp train`, 15 % validation rows, the rest (65 %) training."""
-    from dp import data
-
-    return data.breast_cancer(test_size=DEFAULTS["test_size"], validation_size=0.15, seed=seed)
-
-
 def _train(args: argparse.Namespace) -> int:
     from dp import checkpoint, data
 
-    split = data.breast_cancer(test_size=DEFAULTS["test_size"], seed=args.seed)
+    split = data.breast_cancer(test_size=TEST_SIZE, seed=args.seed)
     model, optimizer, history = train_network(
         args, split, batch_norm=not args.no_batch_norm, progress=False if args.quiet else None
     )
@@ -149,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows")
     _report(model, split, args.quiet, history)
     if args.save:
-        metadata = {"data": {"name": "breast_cancer", "test_size": DEFAULTS["test_size"], "seed": args.seed}}
+        metadata = {"data": {"name": "breast_cancer", "test_size": TEST_SIZE, "seed": args.seed}}
         path = checkpoint.save(model, args.save, optimizer, metadata=metadata)
         if not args.quiet:
             print(f"saved to {path}")
@@ -165,12 +133,11 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from dp import checkpoint, data
 
-    metadata = checkpoint.load_metadata(args.path)
-    model = checkpoint.load(args.path)
+    model, _, metadata = checkpoint.load_all(args.path)
     split_of = metadata.get("data", {})
     if split_of.get("name", "breast_cancer") != "breast_cancer":
         raise ValueError(f"{args.path} was trained on {split_of['name']!r}; dp evaluate knows breast_cancer only")
-    seed, test_size = split_of.get("seed", DEFAULTS["seed"]), split_of.get("test_size", DEFAULTS["test_size"])
+    seed, test_size = split_of.get("seed", DEFAULTS["seed"]), split_of.get("test_size", TEST_SIZE)
     split = data.breast_cancer(test_size=test_size, seed=seed)
     if not args.quiet:
         print(f"dp evaluate: {args.path}: network {'-'.join(map(str, model.sizes))}")

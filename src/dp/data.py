@@ -54,7 +54,8 @@ TARGET_NAMES: tuple[str, ...] = ("malignant", "benign")
 class Split:
     """A data set split into training, validation and test parts, standardized.
 
-    ``x_*`` are float64 (rows, features); ``y_*`` float64 (rows, 1). Every ``x_*``
+    ``x_*`` are float64 (rows, features); ``y_*`` (rows, 1), float64 for numeric labels
+    (as the losses take them) and as given otherwise (`make_split`). Every ``x_*``
     is ``(raw - mean) / std`` with ``mean`` and ``std`` (1, features) computed on
     the training rows only. The validation part is empty (0 rows) when none was
     asked for. ``rows_*`` are the indices of each part's rows in the original

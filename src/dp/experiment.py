@@ -59,8 +59,6 @@ from typing import Any
 
 import numpy as np
 
-from dp.cli import positive
-
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 10
 
@@ -95,8 +93,8 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     """Train a fresh reference network (weights, data split and batch order from ``seed``)
     with learning rate ``lr``, and measure it. Never raises for NaN or inf: a run
     that meets them is returned as diverged."""
-    from dp.cli import split_with_validation, train_network
     from dp.node import NonFiniteError
+    from dp.train import split_with_validation, train_network
 
     split = split_with_validation(seed)
     options = SimpleNamespace(**asdict(settings), lr=lr, seed=seed)
@@ -185,14 +183,14 @@ def markdown_table(cells: Sequence[Cell], target: float, steps: int) -> str:
     for cell in cells:
         median_steps = f"> {steps}" if cell.median_steps is None else f"{cell.median_steps:g}"
         lines.append(
-            f"| {cell.lr:g} | {'yes' if cell.batch_norm else 'no'} | {_percent(cell.median_accuracy)} "
-            f"| {_percent(cell.worst_accuracy)} | {median_steps} | {cell.reached}/{cell.runs} "
+            f"| {cell.lr:g} | {'yes' if cell.batch_norm else 'no'} | {_percent_text(cell.median_accuracy)} "
+            f"| {_percent_text(cell.worst_accuracy)} | {median_steps} | {cell.reached}/{cell.runs} "
             f"| {cell.diverged}/{cell.runs} |"
         )
     return "\n".join(lines)
 
 
-def _percent(fraction: float | None) -> str:
+def _percent_text(fraction: float | None) -> str:
     return "–" if fraction is None else f"{100 * fraction:.1f} %"
 
 
@@ -201,6 +199,8 @@ def _percent(fraction: float | None) -> str:
 
 def add_command(commands: Any, add_training_options: Callable[..., None]) -> None:
     """Register `dp experiment` on the `dp` command's subparsers."""
+    from dp.cli import positive  # here, not at the top: dp.cli imports this module
+
     parser = commands.add_parser(
         "experiment",
         help="sweep learning rates with and without batch norm",

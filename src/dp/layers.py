@@ -106,13 +106,11 @@ class NeuralNode:
         ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
         normalization itself always uses the biased one, as in the paper.
 
-        Memory, for large batches (`dp.models.MLP` uses both): ``activation`` ("tanh",
-        "sigmoid" or "relu") is applied inside the same primitive, so ``forward``
-        returns activation(batch norm(x)) and the batch-norm output is never kept
-        (the activation's derivative needs only its own output).
-        ``forward(x, train, reuse_input=True)`` normalizes in x's own buffer,
-        overwriting x's value: only for an input nobody reads again, such as a
-        linear layer's fresh output inside a model.
+        ``activation`` ("tanh", "sigmoid" or "relu") is applied inside the same
+        primitive, so ``forward`` returns activation(batch norm(x)) and the batch-norm
+        output is never kept (the activation's derivative needs only its own output):
+        one array fewer per layer for large batches. `dp.models.MLP` uses it, and also
+        lets the layer normalize in its linear layers' fresh outputs (`BatchNorm._forward`).
 
         Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
         of fewer than 2 rows (one value per feature has no variance); NaN, inf or
@@ -256,8 +254,8 @@ class Linear:
 
 
 class BatchNorm:
-    """Batch norm over fan_in features, ``forward(x, train=None, reuse_input=False)``:
-    see `NeuralNode.batch_norm` for the formulas, the options and the errors."""
+    """Batch norm over fan_in features, ``forward(x, train=None)``: see
+    `NeuralNode.batch_norm` for the formulas, the options and the errors."""
 
     def __init__(
         self,
@@ -272,29 +270,40 @@ class BatchNorm:
         self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
         self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
         self.keys = tuple(f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance"))
-        # Training replaces the moving averages' arrays (never writes into them), and so do
-        # set_param and checkpoints; the very array registered at creation still being there
-        # means "never trained". Zeros would not do: a feature that was constant in every
-        # training batch has a variance of 0 too. And a failed step, which puts the old
-        # arrays back, puts this answer back with them.
-        self._initial_variance = model.params[self.keys[3]]
+        # The variance array the last training batch wrote: see `trained`.
+        self._trained_variance: np.ndarray | None = None
 
     @property
     def trained(self) -> bool:
-        """Whether the moving averages have been set: by a training batch, or by loading."""
-        return self.model.params[self.keys[3]] is not self._initial_variance
+        """Whether the moving averages hold statistics: non-zero ones (trained, set or
+        loaded), or zeros that a training batch wrote (features constant in every batch).
+        Training replaces the arrays, never writes into them, so a failed step that puts
+        the old arrays back makes this false again if it was."""
+        variance = self.model.params[self.keys[3]]
+        return variance is self._trained_variance or bool(variance.any())
 
-    def __call__(self, x: Any, train: bool | None = None, reuse_input: bool = False) -> Node:
+    def require_trained(self) -> None:
+        """Raise ``RuntimeError`` unless `trained`: eval mode with the initial zero averages
+        would divide by sqrt(eps) and blow the activations up by ~300x."""
+        if not self.trained:
+            raise RuntimeError(
+                f"{self.what} has not seen a training batch yet: its moving averages are still "
+                "zeros. Train first (train=True), or load trained parameters."
+            )
+
+    def __call__(self, x: Any, train: bool | None = None) -> Node:
+        return self._forward(x, train, reuse_input=False)
+
+    def _forward(self, x: Any, train: bool | None, reuse_input: bool) -> Node:
+        """The layer; ``reuse_input`` normalizes in x's own buffer, overwriting x's value.
+        Only for an input nobody reads again, not even its own vjp (tanh's reads its
+        output): `dp.models.MLP` passes its linear layers' fresh outputs."""
         x = _input(x, self.fan_in, self.what)
         model, what = self.model, self.what
         params, (gamma_key, beta_key, mean_key, variance_key) = model.params, self.keys
         gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
         if not (model.training if train is None else train):
-            if not self.trained:
-                raise RuntimeError(
-                    f"{what} has not seen a training batch yet: its moving averages are still "
-                    "zeros. Train first (train=True), or load trained parameters."
-                )
+            self.require_trained()
             check_finite(x.value, f"{what}: the input")
             mean, variance = params[mean_key], params[variance_key]
             return normalize_with(x, gamma, beta, mean, variance, self.eps, self.activation, reuse_input)
@@ -307,9 +316,12 @@ class BatchNorm:
             )
         mean, centered, var = batch_statistics(x.value, what, reuse_input)
         stored = var * (count / (count - 1)) if self.unbiased_average else var
-        momentum = self.momentum
-        params[mean_key] = (1 - momentum) * params[mean_key] + momentum * mean
-        params[variance_key] = (1 - momentum) * params[variance_key] + momentum * stored
+        momentum, dtype = self.momentum, params[variance_key].dtype
+        # astype: a float64 batch must not turn a float32 model's averages into float64
+        params[mean_key] = ((1 - momentum) * params[mean_key] + momentum * mean).astype(dtype, copy=False)
+        params[variance_key] = self._trained_variance = (
+            (1 - momentum) * params[variance_key] + momentum * stored
+        ).astype(dtype, copy=False)
         return normalize_batch(x, gamma, beta, centered, var, self.eps, self.activation)
 
 
@@ -406,10 +418,11 @@ def normalize_with(x, gamma, beta, mean, var, eps=1e-5, activation=None, reuse_i
     xhat = np.subtract(x, mean, out=x if reuse_input else None)
     xhat *= inv
     y, through_activation = _scale_shift_activate(xhat, gamma, beta, activation)
+    dy = SharedWork(through_activation)
     return y, (
-        lambda g: through_activation(g) * (gamma * inv),
-        lambda g: column_dot(through_activation(g), xhat),
-        lambda g: through_activation(g).sum(axis=0, keepdims=True),
+        lambda g: dy(g) * (gamma * inv),
+        lambda g: column_dot(dy(g), xhat),
+        lambda g: dy(g).sum(axis=0, keepdims=True),
     )
 
 

@@ -80,7 +80,7 @@ class MLP(NeuralNode):
             for linear, norm in self.hidden:
                 h = linear(h)
                 # The linear output is ours alone: batch norm may normalize in its buffer.
-                h = norm(h, train, reuse_input=True) if norm else self.activation(h)
+                h = norm._forward(h, train, reuse_input=True) if norm else self.activation(h)
             return self.output(h)
 
     def forward(self, x: Any, train: bool | None = None) -> Node:
@@ -98,8 +98,11 @@ class MLP(NeuralNode):
             return softmax_cross_entropy(z, y, reduction)
 
     def _batch(self, x: Any) -> Node:
-        """The input as a Node of the model's dtype, with its shape and values checked."""
+        """The input as a Node of the model's dtype (unless it is a Node that needs its own
+        gradient, which a cast would cut off), with its shape and values checked."""
         if isinstance(x, Node):
+            if x.dtype != self.dtype and not x.needs_grad:
+                x = Node(x.value.astype(self.dtype))
             value = x.value
         else:
             value = np.asarray(x)
@@ -136,8 +139,7 @@ def fold_batch_norm(model: MLP) -> MLP:
         return folded
     p, eps, new = model.params, model.config["eps"], {}
     for i, (_, norm) in enumerate(model.hidden, start=1):
-        if not norm.trained:
-            raise RuntimeError(f"batch norm 'bn{i}' has not seen a training batch yet: nothing to fold")
+        norm.require_trained()
         scale = p[f"gamma_bn{i}"] / np.sqrt(p[f"avg_variance_bn{i}"] + eps)
         new[f"weight_l{i}"] = p[f"weight_l{i}"] * scale
         new[f"bias_l{i}"] = (p.get(f"bias_l{i}", 0.0) - p[f"avg_mean_bn{i}"]) * scale + p[f"beta_bn{i}"]

@@ -142,7 +142,7 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
             f"grad's seed has shape {array.shape}, but the node it starts from has shape "
             f"{like.shape}: pass a number, or an array of shape {like.shape}"
         )
-    return array.astype(like.dtype, copy=False)
+    return array.astype(like.dtype)  # a copy: the caller's array is never handed back as a gradient
 
 
 def _fit(g: Any, value: np.ndarray) -> np.ndarray:
@@ -162,6 +162,8 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.ndim > len(shape):
         g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    elif g.ndim < len(shape):  # a vjp that answered with a number or a lower-rank array
+        g = g.reshape((1,) * (len(shape) - g.ndim) + g.shape)
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)

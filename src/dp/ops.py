@@ -308,6 +308,7 @@ def dot(a: Any, b: Any) -> Node:
 def _binary(op, a: Any, b: Any) -> Node:
     """Apply a binary primitive, with numbers and arrays allowed on either side."""
     like = a.value if isinstance(a, Node) else b.value
+    vector = any(np.ndim(x) == 1 for x in (a, b) if not isinstance(x, Node))
     a = a if isinstance(a, Node) else constant(a, like)
     b = b if isinstance(b, Node) else constant(b, like)
     try:
@@ -315,9 +316,10 @@ def _binary(op, a: Any, b: Any) -> Node:
     except ValueError:
         shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
         if op is not matmul and not _broadcastable(*shapes):
+            hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
             raise ValueError(
                 f"{op.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
-                "(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1)"
+                f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
             ) from None
         raise
 

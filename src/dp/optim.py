@@ -79,19 +79,20 @@ class Optimizer:
         shapes when a gradient's shape differs from its parameter's (no
         broadcasting), or when this optimizer's saved state for a key has another
         shape; `dp.NonFiniteError` (a ``ValueError``) naming the keys whose gradients
-        hold NaN or inf, or when the update itself would overflow into inf.
+        hold NaN or inf, or whose update would overflow the parameter or the state.
         """
         checked = self._checked(params, grads)
         # Compute everything first and store at the end: an error halfway (even
         # a floating-point one) must not leave some keys updated and others not.
-        # Finite gradients can still overflow into inf (a huge lr): that raises too.
-        try:
-            with np.errstate(over="raise", invalid="raise"):
-                results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
-        except FloatingPointError as error:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the results, below
+            results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
+        # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
+        overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
+        if overflowed:
             raise NonFiniteError(
-                f"the update would make parameters NaN or inf ({error}); nothing was updated"
-            ) from None
+                f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
+                "nothing was updated"
+            )
         for k, (value, state) in results.items():
             params[k] = value
             if state:
@@ -350,6 +351,11 @@ def _state_value(key: str, slot: str, value: Any) -> np.ndarray | int:
 
 def _copy_state(state: State) -> State:
     return {slot: v.copy() if isinstance(v, np.ndarray) else v for slot, v in state.items()}
+
+
+def _all_finite(*values: Any) -> bool:
+    """Whether every array among ``values`` is free of NaN and inf (other values pass)."""
+    return all(np.count_nonzero(np.isfinite(v)) == v.size for v in values if isinstance(v, np.ndarray))
 
 
 def _describe(value: Any) -> str:

@@ -43,7 +43,7 @@ def training_figures(directory: str | Path, options: Any) -> list[Path]:
     """
     from matplotlib.figure import Figure
 
-    from dp.cli import split_with_validation
+    from dp.train import split_with_validation
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -79,8 +79,7 @@ def training_figures(directory: str | Path, options: Any) -> list[Path]:
 
 def _history(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> Any:
     """The training history of one network; a diverged run's history up to where it stopped."""
-    from dp.cli import train_network
-    from dp.train import Diverged
+    from dp.train import Diverged, train_network
 
     try:
         return train_network(options, split, batch_norm, eval_every=EVAL_EVERY, progress=False, **fit_options)[2]
@@ -175,8 +174,12 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
         mine = sorted((c for c in cells if c.batch_norm == batch_norm), key=lambda c: c.lr)
         name = "with batch norm" if batch_norm else "without batch norm"
         lrs = [c.lr for c in mine]
-        accuracy_axes.plot(lrs, [_percent(c.median_accuracy) for c in mine], "o-", color=color, label=f"{name}: median")
-        accuracy_axes.plot(lrs, [_percent(c.worst_accuracy) for c in mine], "v--", color=color, label=f"{name}: worst")
+        accuracy_axes.plot(
+            lrs, [_percent_value(c.median_accuracy) for c in mine], "o-", color=color, label=f"{name}: median"
+        )
+        accuracy_axes.plot(
+            lrs, [_percent_value(c.worst_accuracy) for c in mine], "v--", color=color, label=f"{name}: worst"
+        )
         steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in mine], "o-", color=color, label=name)
         for cell in mine:
             if cell.diverged:
@@ -219,7 +222,7 @@ def _plain_log_ticks(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _percent(fraction: float | None) -> float:
+def _percent_value(fraction: float | None) -> float:
     return _or_nan(fraction) * 100
 
 

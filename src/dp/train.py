@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from dp.data import breast_cancer
 from dp.losses import check_labels
 from dp.models import MLP
 from dp.node import NonFiniteError, check_finite
-from dp.optim import Optimizer
+from dp.optim import Optimizer, make_optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "constant": lambda step, steps: 1.0,
@@ -53,9 +54,6 @@ class History:
     def steps_to_reach(self, accuracy: float) -> int | None:
         """The first evaluated step at which validation accuracy reached ``accuracy``, or None."""
         return next((s for s, a in zip(self.step, self.val_accuracy) if a >= accuracy), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 class Diverged(NonFiniteError):
@@ -97,7 +95,8 @@ def fit(
     smaller than ``batch_size`` is dropped (a batch of one row cannot be
     batch-normalized). ``schedule`` scales the learning rate over the run:
     "constant" or "cosine" (from the optimizer's ``lr`` down to 0); the
-    optimizer's ``lr`` is restored at the end. ``data.x_val, data.y_val``, if
+    optimizer's ``lr`` is restored at the end, and so is the model's train/eval
+    mode (it trains in training mode). ``data.x_val, data.y_val``, if
     non-empty, are evaluated too. ``on_step(step, model)`` is called after every
     step. ``progress`` shows a progress bar (tqdm); by default only when standard
     error is a terminal.
@@ -138,6 +137,7 @@ def fit(
     losses: list[float] = []
     bar = _progress_bar(total, progress)
     start = time.perf_counter()
+    was_training = model.training
     model.train()
     try:
         for step in range(total):
@@ -160,6 +160,7 @@ def fit(
                 bar.set_postfix(_postfix(history), refresh=False)
             bar.update(1)
     finally:
+        model.train(was_training)  # back in the mode it came in, even after an error
         optimizer.lr = base_lr
         history.seconds = time.perf_counter() - start
         bar.close()
@@ -236,3 +237,36 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
     from tqdm import tqdm  # imported only when shown: it costs start-up time
 
     return tqdm(total=total, desc="training", unit="step", leave=False, dynamic_ncols=True)
+
+
+# ----- the reference runs that `dp train`, its plots and `dp experiment` share -----
+
+TEST_SIZE = 0.2  # dp train's held-out test part
+
+
+def train_network(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> tuple[Any, Any, Any]:
+    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
+    ``split`` as the training options say (``options.steps``, ``lr``, ``batch_size``,
+    ``optimizer``, ``schedule``, ``seed``, e.g. parsed `dp train` arguments), with
+    ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
+    Raises what `fit` raises, `dp.train.Diverged` included."""
+    model = MLP(batch_norm=batch_norm, seed=options.seed)
+    optimizer = make_optimizer(options.optimizer, lr=options.lr)
+    history = fit(
+        model,
+        split,
+        optimizer,
+        steps=options.steps,
+        batch_size=options.batch_size,
+        seed=options.seed,
+        schedule=options.schedule,
+        **fit_options,
+    )
+    return model, optimizer, history
+
+
+def split_with_validation(seed: int) -> Any:
+    """The breast-cancer split of ``seed`` with a validation part, for the commands that
+    watch validation accuracy while training (`dp experiment`, `dp train --plots`):
+    20 % test rows as `dp train`, 15 % validation rows, the rest (65 %) training."""
+    return breast_cancer(test_size=TEST_SIZE, validation_size=0.15, seed=seed)

@@ -1,4 +1,7 @@
-"""`gradcheck`: compare dp's gradients with central finite differences, in float64."""
+"""`gradcheck`: compare dp's gradients with central finite differences, in float64.
+
+(The module has another name than the function so that ``dp.gradcheck`` is the function.)
+"""
 
 from __future__ import annotations
 
