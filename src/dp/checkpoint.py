@@ -116,9 +116,7 @@ def load_metadata(path: PathLike) -> dict[str, Any]:
 def load_all(path: PathLike) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
     """Everything in the checkpoint at ``path``, read and checked once: the model (as
     `load`), the optimizer or ``None`` and the metadata ({} if none). Errors as `load`."""
-    arrays = _read(Path(path))
-    model, optimizer = _decode(arrays)
-    return model, optimizer, _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
+    return _decode(_read(Path(path)))
 
 
 # ----- encoding -----
@@ -225,8 +223,9 @@ def _read(path: Path) -> dict[str, Any]:
             ) from error
 
 
-def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
-    """The model (and optimizer) described by a checkpoint's entries, after every check."""
+def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
+    """The model, optimizer (or None) and metadata ({} if none) described by a
+    checkpoint's entries, after every check."""
     version = arrays.get(FORMAT_KEY)
     if version is None:
         raise CheckpointError(f"not a dp checkpoint: no format version ({FORMAT_KEY!r} entry)")
@@ -251,9 +250,8 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None]:
     params = {k: v for k, v in arrays.items() if not k.startswith(RESERVED)}
     _check_params(model, params)
     model.set_param(params)
-    if METADATA_KEY in arrays:
-        _json_entry(arrays, METADATA_KEY, "the metadata")  # checked here too, so that save refuses what load would
-    return model, _optimizer(arrays, model)
+    metadata = _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
+    return model, _optimizer(arrays, model), metadata
 
 
 def _model(arrays: Mapping[str, Any]) -> MLP:

@@ -93,7 +93,7 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     """Train a fresh reference network (weights, data split and batch order from ``seed``)
     with learning rate ``lr``, and measure it. Never raises for NaN or inf: a run
     that meets them is returned as diverged."""
-    from dp.node import NonFiniteError
+    from dp.node import NonFiniteError, check_finite
     from dp.train import split_with_validation, train_network
 
     split = split_with_validation(seed)
@@ -101,11 +101,10 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     diverged = Run(lr, batch_norm, seed, test_accuracy=None, steps_to_target=None, diverged=True)
     try:
         model, _, history = train_network(options, split, batch_norm, eval_every=settings.eval_every, progress=False)
-        with np.errstate(over="ignore", invalid="ignore"):  # NaN and inf are checked below
+        with np.errstate(over="ignore", invalid="ignore"):  # NaN and inf are checked next
             probabilities = model.predict_proba(split.x_test)
-    except NonFiniteError:  # dp.train.Diverged, or NaN met by batch norm in eval mode
-        return diverged
-    if not np.isfinite(probabilities).all():
+        check_finite(probabilities, "the test predictions")
+    except NonFiniteError:  # dp.train.Diverged, NaN met by batch norm in eval mode, or NaN predictions
         return diverged
     accuracy = float(((probabilities > 0.5) == split.y_test).mean())
     return Run(lr, batch_norm, seed, accuracy, history.steps_to_reach(settings.target), diverged=False)
