@@ -1,9 +1,12 @@
-"""benchmarks/step.py: every reference computes dp's loss, gradients and moving averages.
+"""The benchmarks run and are right; their timings are never checked here.
 
-The benchmark is only meaningful if its four implementations do the same work;
-this runs its correctness check (never its timing) on the seed network and on a
-reduced wide network, in float64 and float32. PyTorch and autograd are optional:
-their cases are skipped when they are not installed.
+benchmarks/step.py: every reference computes dp's loss, gradients and moving
+averages. The benchmark is only meaningful if its four implementations do the
+same work; this runs its correctness check on the seed network and on a reduced
+wide network, in float64 and float32. PyTorch and autograd are optional: their
+cases are skipped when they are not installed.
+
+benchmarks/accuracy.py: its table counts rows and splits right, and it runs.
 """
 
 import importlib.util
@@ -13,18 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-STEP_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "step.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_step", STEP_PY)
+def _load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
 
-step = _load_benchmark()
+step = _load_benchmark("step")
+accuracy = _load_benchmark("accuracy")
 
 WORKLOADS = [
     step.WORKLOADS["seed"],
@@ -60,3 +64,19 @@ def test_a_wrong_gradient_is_reported_with_its_name(monkeypatch):
 def test_check_only_exits_zero_when_everything_agrees(capsys):
     assert step.main(["--workloads", "seed", "--check-only"]) == 0
     assert "Gradient check passed: seed" in capsys.readouterr().out
+
+
+def test_accuracy_table_counts_wrong_rows_and_good_splits():
+    results = {"always right": [1.0, 1.0, 1.0], "two then three wrong": [111 / 113, 110 / 113, 111 / 113]}
+    table = accuracy.report(range(7, 10), results, test_rows=113)
+    assert "| always right | 100.00 % | 100.00 % | 100.00 % | 100.00 % | 0.00 | 3 of 3 |" in table
+    assert "| two then three wrong | 98.23 % | 97.94 % | 97.35 % | 98.23 % | 2.33 | 2 of 3 |" in table
+    assert "| 8 | 113 | 110 |" in table  # correct rows per seed, seeds numbered from the first
+
+
+def test_accuracy_benchmark_runs_on_one_split(capsys):
+    accuracy.main(["--first-seed", "3", "--seeds", "1", "--timing-runs", "0"])
+    out = capsys.readouterr().out
+    assert "seeds 3-3 (113 test rows each)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
+    assert len(rows) == 1 and all(100 <= int(n) <= 113 for n in rows[0].strip("| ").split(" | ")[1:])
