@@ -168,6 +168,14 @@ def test_a_constant_training_column_is_centered_not_divided_by_zero():
     np.testing.assert_array_equal(other, [[2.0, 0.0]])
 
 
+def test_a_constant_column_is_recognized_even_when_rounding_gives_it_a_tiny_std():
+    train = np.column_stack([np.full(10, 0.1), np.arange(10.0)])  # std of ten 0.1s is 1.4e-17, not 0
+    (train_out, test_out), mean, std = standardize(train, np.array([[0.2, 3.0]]))
+    assert std[0, 0] == 1.0 and mean[0, 0] == 0.1
+    np.testing.assert_array_equal(train_out[:, 0], 0.0)
+    np.testing.assert_allclose(test_out[0, 0], 0.1)
+
+
 def test_standardize_accepts_empty_other_parts():
     (train, empty), _, _ = standardize(np.ones((3, 2)), np.empty((0, 2)))
     assert empty.shape == (0, 2) and empty.dtype == np.float64

@@ -49,3 +49,9 @@ def test_f_must_return_a_node():
 
 def test_the_check_runs_in_float64_even_for_float32_input():
     assert gradcheck(lambda x: x.tanh(), np.ones((2, 2), np.float32)) < 1e-6
+
+
+def test_transposed_and_fortran_ordered_input_is_checked_like_any_other():
+    x = np.arange(6.0).reshape(2, 3)
+    assert gradcheck(lambda a: a * 2, x.T) < 1e-6
+    assert gradcheck(lambda a: (a * a).sum(), np.asfortranarray(x)) < 1e-6

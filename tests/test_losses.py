@@ -36,6 +36,15 @@ class TestBinaryFromProbabilities:
         assert np.isfinite(loss.value).all() and loss.value[0, 0] > 50
         assert np.isfinite(loss.grad(1)["p"]).all()
 
+    @pytest.mark.parametrize("dtype", [np.float32, np.float16])
+    def test_saturated_probabilities_stay_finite_in_low_precision(self, dtype):
+        # In float32, 1 - 1e-12 rounds to 1: a clip at that bound would take log(0).
+        z = Node(np.array([[20.0], [-20.0], [40.0], [-40.0]], dtype=dtype), "z")
+        loss = binary_cross_entropy(z.sigmoid(), np.array([1, 0, 0, 1]))  # right, right, wrong, wrong
+        grads = loss.grad(1)
+        assert loss.dtype == dtype and np.isfinite(loss.value).all() and np.isfinite(grads["z"]).all()
+        assert loss.value[0, 0] > 2 * 8  # each confident mistake costs at least -log(largest p < 1) > 8
+
 
 class TestBinaryFromLogits:
     def test_value_equals_the_cross_entropy_of_the_sigmoid(self):

@@ -195,3 +195,21 @@ def test_the_seed_array_is_never_handed_back_as_a_gradient():
     assert grads["w"] is not seed
     grads["w"] *= 5
     np.testing.assert_array_equal(seed, np.ones((2, 2)))
+
+
+def test_gradients_of_different_names_never_share_memory():
+    rng = np.random.default_rng(0)
+    w, v = Node(rng.standard_normal((2, 3)), "w"), Node(rng.standard_normal((3, 2)), "v")
+    grads = ((w + v.T) * rng.standard_normal((2, 3))).sum().grad(1)
+    assert not np.shares_memory(grads["w"], grads["v"])
+    before = grads["v"].copy()
+    grads["w"] *= 0  # clipping one gradient in place must leave the other alone
+    np.testing.assert_array_equal(grads["v"], before)
+
+
+def test_nodes_sharing_a_name_must_share_a_shape():
+    a, b = Node(np.ones((2, 1)), "w"), Node(np.ones((1, 3)), "w")
+    with pytest.raises(ValueError, match="two nodes named 'w' have different shapes"):
+        (a * b).sum().grad(1)
+    tied = Node(np.ones((2, 2)), "t")
+    np.testing.assert_array_equal((tied * Node(np.full((2, 2), 3.0), "t")).sum().grad(1)["t"], np.full((2, 2), 4.0))

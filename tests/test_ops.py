@@ -129,6 +129,13 @@ def test_the_gradient_of_a_power_of_zero_is_finite():
     assert np.isfinite(grads["a"]).all() and np.isfinite(grads["b"]).all()
 
 
+def test_the_power_zero_is_constant_so_its_gradient_is_zero_even_at_zero():
+    grads = (Node(np.array([[0.0, 1.5]]), "a") ** 0).sum().grad(1)
+    np.testing.assert_array_equal(grads["a"], [[0.0, 0.0]])
+    exponents = (Node(np.array([[0.0, 0.0, 2.0]]), "a") ** np.array([[0.0, 2.0, 0.0]])).sum().grad(1)
+    np.testing.assert_array_equal(exponents["a"], [[0.0, 0.0, 0.0]])  # 2 * 0**1 = 0 in the middle
+
+
 # ----- linear algebra -----
 
 matmul_shapes = st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
@@ -248,6 +255,14 @@ def test_transpose_and_T_gradient(shape, seed):
     check(lambda a: a.transpose(), x)
     axes = tuple(reversed(range(Node(x).ndim)))[1:] + (Node(x).ndim - 1,)
     check(lambda a: a.transpose(axes) * np.arange(np.prod(x.shape)).reshape(np.transpose(Node(x).value, axes).shape), x)
+
+
+@pytest.mark.parametrize("axes", [(0, -1, -2), (-1, 0, 1), (2, -3, -2)])
+def test_transpose_with_negative_axes_gradient(axes):
+    rng = np.random.default_rng(0)
+    for shape in ((3, 3, 3), (2, 3, 4)):  # equal sizes once hid a wrong inverse permutation
+        x, w = rng.standard_normal(shape), rng.standard_normal(np.transpose(np.empty(shape), axes).shape)
+        check(lambda a, w=w: a.transpose(axes) * w, x)
 
 
 @given(shape=shapes, seed=seeds)

@@ -247,7 +247,9 @@ def standardize(train: Any, *others: Any) -> tuple[tuple[np.ndarray, ...], np.nd
         raise ValueError("the training part is empty: there is nothing to compute the mean and std from")
     mean = arrays[0].mean(axis=0, keepdims=True)
     std = arrays[0].std(axis=0, keepdims=True)
-    std[std == 0] = 1.0
+    constant = np.ptp(arrays[0], axis=0, keepdims=True) == 0  # std may be 1e-17, not 0, from rounding
+    mean[constant] = arrays[0][:1][constant]
+    std[constant | (std == 0)] = 1.0
     return tuple((a - mean) / std for a in arrays), mean, std
 
 

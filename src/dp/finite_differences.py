@@ -42,7 +42,7 @@ def gradcheck(
     >>> gradcheck(lambda x: (x * x).sum(), np.array([1.0, -2.0])) < 1e-6
     True
     """
-    values = [np.array(as_value(a), dtype=np.float64) for a in arrays]  # copies we may perturb
+    values = [np.array(as_value(a), dtype=np.float64, order="C") for a in arrays]  # copies we may perturb
     nodes = [Node(v, name=f"arg{i}") for i, v in enumerate(values)]
     out = f(*nodes)
     if not isinstance(out, Node):

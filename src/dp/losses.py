@@ -27,9 +27,13 @@ def binary_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: float = 
 
 @primitive
 def _binary_cross_entropy(p, y, scale, clip):
-    q = np.clip(p, clip, 1 - clip)
-    loss = -scale * (y * np.log(q) + (1 - y) * np.log(1 - q)).sum(keepdims=True)
-    inside = (p >= clip) & (p <= 1 - clip)
+    # The bounds in p's own dtype: in float32, 1 - 1e-12 rounds to 1 and log(1 - q) would be -inf.
+    one = p.dtype.type(1)
+    low = max(p.dtype.type(clip), np.finfo(p.dtype).tiny)
+    high = min(p.dtype.type(1 - clip), np.nextafter(one, p.dtype.type(0)))
+    q = np.clip(p, low, high)
+    loss = -scale * (y * np.log(q) + (1 - y) * np.log1p(-q)).sum(keepdims=True)
+    inside = (p >= low) & (p <= high)
     return loss, (lambda g: g * scale * inside * (q - y) / (q * (1 - q)), None, None, None)
 
 

@@ -96,10 +96,14 @@ class Node:
             node = ready.pop()
             g = grads.pop(node)  # complete: every consumer has pushed into it
             if node.name is not None:
-                if id(g) in handed_out or not g.flags.writeable:  # each name gets its own array
+                # Each name gets an array of its own: not a view, not one already handed out.
+                if g.base is not None or id(g) in handed_out or not g.flags.writeable:
                     g = g.copy()
                 handed_out.add(id(g))
-                result[node.name] = result[node.name] + g if node.name in result else g
+                if node.name in result:
+                    result[node.name] = _add_tied(node.name, result[node.name], g)
+                else:
+                    result[node.name] = g
             for parent, vjp in node.edges:
                 pg = vjp(g)
                 value = parent.value
@@ -111,6 +115,14 @@ class Node:
                 if not left:
                     ready.append(parent)
         return result
+
+
+def _add_tied(name: str, total: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The sum of the gradients of two nodes sharing ``name`` (tied weights), which
+    must have one shape: broadcasting them together would fit neither node."""
+    if total.shape != g.shape:
+        raise ValueError(f"two nodes named {name!r} have different shapes, {total.shape} and {g.shape}")
+    return total + g
 
 
 def _count_consumers(root: Node) -> dict[Node, int]:

@@ -49,8 +49,12 @@ def divide(a, b):
 @primitive
 def power(a, b):
     y = a**b
+    # d(a**b)/da = b a**(b-1) is 0 where b == 0 (a**0 is constant), not 0 * 0**-1 = nan;
     # d(a**b)/db = a**b log a; where a == 0 the product is 0 (for b > 0), not 0 * -inf.
-    return y, (lambda g: g * b * a ** (b - 1), lambda g: g * y * np.log(np.where(a == 0, 1, a)))
+    return y, (
+        lambda g: g * np.where(b == 0, 0, b * a ** np.where(b == 0, 1, b - 1)),
+        lambda g: g * y * np.log(np.where(a == 0, 1, a)),
+    )
 
 
 # ----- Unary elementwise -----
@@ -249,8 +253,9 @@ def linear(x, w, b=None):
 
 @primitive
 def transpose(a, axes=None):
-    inverse = None if axes is None else np.argsort(axes)
-    return a.transpose(axes), (lambda g: g.transpose(inverse),)
+    y = a.transpose(axes)  # NumPy validates axes (negative ones included) first
+    inverse = None if axes is None else np.argsort([axis % a.ndim for axis in axes])
+    return y, (lambda g: g.transpose(inverse),)
 
 
 @primitive
