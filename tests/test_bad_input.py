@@ -408,7 +408,7 @@ BAD_TRAINING = {  # name: (data, options for fit, exception, message)
     "too few features": (Data(TRAIN_X[:, :3], TRAIN_Y), {}, ValueError, r"shape \(n, 4\)"),
     "no rows": (Data(TRAIN_X[:0], TRAIN_Y[:0]), {}, ValueError, "training rows must be a non-empty"),
     "one row": (Data(TRAIN_X[:1], TRAIN_Y[:1]), {}, ValueError, "between 2 and the 1 training rows"),
-    "a batch of one": (Data(TRAIN_X, TRAIN_Y), {"batch_size": 1}, ValueError, "batch_size must be between 2"),
+    "a batch of one": (Data(TRAIN_X, TRAIN_Y), {"batch_size": 1}, ValueError, "must be an integer between 2"),
     "no epochs": (Data(TRAIN_X, TRAIN_Y), {"epochs": 0}, ValueError, "epochs must be an integer >= 1"),
     "steps and epochs": (Data(TRAIN_X, TRAIN_Y), {"steps": 3}, ValueError, "either steps or epochs"),
     "unknown schedule": (Data(TRAIN_X, TRAIN_Y), {"schedule": "linear"}, ValueError, "schedule must be one of"),

@@ -369,6 +369,18 @@ def test_a_parameter_of_another_dtype_is_refused(saved):
         load(saved)
 
 
+def test_a_negative_moving_variance_is_refused(saved):
+    rewrite(saved, avg_variance_bn1=-entries(saved)["avg_variance_bn1"] - 1)
+    with pytest.raises(CheckpointError, match="'avg_variance_bn1' is a variance: it cannot be negative"):
+        load(saved)
+
+
+def test_a_missing_folder_is_reported_with_the_path_asked_for(model, tmp_path):
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError, match=f"cannot write {target}: No such file or directory"):
+        save(model, target)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_non_finite_parameter_is_refused(saved, bad):
     variance = entries(saved)["avg_variance_bn1"].copy()

@@ -102,6 +102,11 @@ def test_a_diverging_run_fails_with_a_clear_message(capsys):
         ["experiment", "--lrs", "0.1,-1"],
         ["experiment", "--seeds", "0"],
         ["experiment", "--target", "1.5"],
+        ["train", "--seed", "-1"],
+        ["evaluate", "model.npz", "--seed", "-1"],
+        ["train", "--save", "no/such/folder/model.npz"],
+        ["train", "--plots", "/dev/null/figures"],  # /dev/null is not a folder
+        ["experiment", "--plot", "no/such/folder/x.png"],
     ],
 )
 def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
@@ -109,6 +114,59 @@ def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
         main(argv)
     assert stopped.value.code == 2
     assert "usage: dp" in capsys.readouterr().err
+
+
+def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("dp.cli.train_network", lambda *a, **k: pytest.fail("trained before checking --save"))
+    with pytest.raises(SystemExit):
+        main(["train", "--save", str(tmp_path / "missing" / "model.npz")])
+    err = capsys.readouterr().err
+    assert "argument --save: cannot write" in err and "model.npz" in err and "not an existing folder" in err
+
+
+def _saved_without_metadata(path, seed, **mlp_options):
+    """A model trained on the split of ``seed`` and saved through the API, which records no split."""
+    model = dp.MLP(seed=seed, **mlp_options)
+    if mlp_options.get("sizes", (30,))[0] == 30:
+        split = dp.data.breast_cancer(seed=seed)
+        dp.train.fit(model, split, dp.optim.Adam(lr=0.003), steps=20, batch_size=50, progress=False)
+    return dp.checkpoint.save(model, path)
+
+
+def test_evaluate_asks_for_the_seed_when_the_checkpoint_does_not_record_its_split(capsys, tmp_path):
+    path = _saved_without_metadata(tmp_path / "model.npz", seed=5)
+    status, out, err = run(capsys, "evaluate", str(path))
+    assert status == 1 and out == ""  # never scored on the default split, which shares rows with its training
+    assert "does not record the split" in err and "--seed" in err
+    status, out, _ = run(capsys, "evaluate", str(path), "--seed", "5")
+    assert status == 0 and "the split of seed 5" in out
+
+
+def test_evaluate_refuses_a_seed_other_than_the_recorded_one(capsys, tmp_path):
+    path = tmp_path / "model.npz"
+    assert run(capsys, "train", "--quiet", "--steps", "10", "--seed", "3", "--save", str(path))[0] == 0
+    assert run(capsys, "evaluate", str(path), "--quiet", "--seed", "3")[0] == 0
+    status, _, err = run(capsys, "evaluate", str(path), "--seed", "4")
+    assert status == 1 and "trained on the split of seed 3" in err
+
+
+@pytest.mark.parametrize(
+    "mlp_options, message",
+    [
+        ({"sizes": (30, 8, 3)}, "a 30-8-3 network; dp evaluate scores breast-cancer classifiers"),
+        ({"sizes": (4, 8, 1)}, "a 4-8-1 network"),
+    ],
+)
+def test_evaluate_refuses_networks_that_are_not_breast_cancer_classifiers(capsys, tmp_path, mlp_options, message):
+    path = _saved_without_metadata(tmp_path / "model.npz", seed=0, **mlp_options)
+    status, _, err = run(capsys, "evaluate", str(path), "--seed", "0")
+    assert status == 1 and message in err
+
+
+def test_evaluate_refuses_an_untrained_checkpoint(capsys, tmp_path):
+    path = dp.checkpoint.save(dp.MLP(seed=0), tmp_path / "untrained.npz")
+    status, _, err = run(capsys, "evaluate", str(path), "--seed", "0")
+    assert status == 1 and "saved before training: batch norm 'bn1'" in err
 
 
 def test_plots_writes_the_figures(capsys, tmp_path):

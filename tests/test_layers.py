@@ -344,6 +344,44 @@ class TestParamAccess:
             net.set_param({"weight_l1": np.zeros((30, 20)), "weight_l2": np.full((20, 10), np.nan)})
         assert_bitwise_equal(net.params, saved)
 
+    def test_set_param_refuses_a_negative_moving_variance_and_changes_nothing(self):
+        net = SeedNet()
+        saved = snapshot(net.params)
+        with pytest.raises(ValueError, match="'avg_variance_bn1' is a variance: it cannot be negative"):
+            net.set_param({"weight_l1": np.zeros((30, 20)), "avg_variance_bn1": -np.ones((1, 20))})
+        assert_bitwise_equal(net.params, saved)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, "U3"])
+def test_a_model_dtype_must_be_floating_point(dtype):
+    with pytest.raises(TypeError, match="dtype must be a floating-point type"):
+        dp.NeuralNode(dtype=dtype)
+
+
+def test_a_float32_seed_style_model_computes_in_float32_on_float64_data():
+    class Float32Net(SeedNet):
+        def __init__(self):
+            dp.NeuralNode.__init__(self, seed=0, dtype=np.float32)
+            self.l1 = self.linear(30, 20, "l1", bias=False)
+            self.bn1 = self.batch_norm(20, "bn1")
+            self.l2 = self.linear(20, 10, "l2", bias=False)
+            self.bn2 = self.batch_norm(10, "bn2")
+            self.l3 = self.linear(10, 1, "l3")
+
+    net = Float32Net()
+    x = np.random.default_rng(0).normal(size=(8, 30))  # float64, as dp.data gives it
+    out = net.forward(x, train=True)
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in out.sum().grad(1).values())
+    assert all(v.dtype == np.float32 for v in net.params.values())
+
+
+def test_the_batch_norm_function_gives_float64_gamma_and_beta_the_dtype_of_x():
+    x = Node(np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32), "x")
+    out = batch_norm(x, np.full((1, 3), 2.0), np.ones((1, 3)))
+    assert out.dtype == np.float32 and out.grad(1)["x"].dtype == np.float32
+    np.testing.assert_allclose(out.value.std(axis=0), 2.0, rtol=1e-3)
+
 
 @pytest.mark.parametrize("options", [{"momentum": 0.0}, {"momentum": 1.5}, {"eps": 0.0}, {"eps": -1e-5}])
 def test_batch_norm_hyperparameters_out_of_range_are_refused(options):

@@ -202,3 +202,13 @@ def test_a_model_saved_untrained_cannot_predict_after_loading(tmp_path):
         model.predict(X)
     with pytest.raises(RuntimeError, match="has not seen a training batch"):
         dp.fold_batch_norm(model)
+
+
+@pytest.mark.parametrize("sizes", [(30, 20.9, 1), (30, "3", 1), (30, True, 1), (30.0, 20, 1)])
+def test_sizes_must_be_whole_numbers_not_truncated(sizes):
+    with pytest.raises(TypeError, match="sizes must be whole numbers"):
+        dp.MLP(sizes)
+
+
+def test_numpy_integer_sizes_are_whole_numbers():
+    assert dp.MLP(np.array([30, 20, 1])).sizes == (30, 20, 1)

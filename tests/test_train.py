@@ -211,8 +211,10 @@ def test_the_progress_bar_goes_to_standard_error(split, capsys):
         (dict(steps=2.5), "steps must be an integer >= 1"),
         (dict(epochs=0), "epochs must be an integer >= 1"),
         (dict(steps=5, eval_every=0), "eval_every must be an integer >= 1"),
-        (dict(steps=5, batch_size=1), "batch_size must be between 2"),
-        (dict(steps=5, batch_size=10_000), "batch_size must be between 2"),
+        (dict(steps=5, batch_size=1), "batch_size must be an integer between 2"),
+        (dict(steps=5, batch_size=10_000), "batch_size must be an integer between 2"),
+        (dict(steps=5, batch_size=2.5), "batch_size must be an integer between 2"),
+        (dict(steps=5, batch_size=True), "batch_size must be an integer between 2"),
         (dict(steps=5, schedule="linear"), "schedule must be one of"),
     ],
 )
@@ -226,3 +228,29 @@ def test_fit_leaves_the_model_in_the_mode_it_came_in():
     split = dp.data.breast_cancer(seed=1)
     dp.train.fit(model, split, dp.optim.SGD(lr=0.01), steps=3, progress=False)
     assert not model.training
+
+
+def test_accuracy_counts_matches_for_columns_vectors_and_one_hot(split_without_validation):
+    model = train(split_without_validation, steps=30)[0]
+    x, y = split_without_validation.x_test, split_without_validation.y_test
+    expected = float((model.predict(x) == y).mean())
+    assert dp.train.accuracy(model, x, y) == dp.train.accuracy(model, x, y.ravel()) == expected
+    three = MLP((30, 4, 3), seed=0)
+    fit(three, split_without_validation, Adam(lr=0.01), steps=5, progress=False)
+    classes = np.arange(len(x)) % 3
+    assert dp.train.accuracy(three, x, classes) == dp.train.accuracy(three, x, np.eye(3)[classes])
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (lambda y: y.reshape(1, -1), ValueError, "labels for a batch of"),  # a row is not one-hot
+        (lambda y: y[:10], ValueError, "10 labels for a batch of 113 rows"),
+        (lambda y: np.array(["a"] * len(y)), TypeError, "labels must be numeric"),
+        (lambda y: y * 2, ValueError, r"\[0, 1\]"),
+    ],
+)
+def test_accuracy_refuses_labels_the_loss_would_refuse(split_without_validation, labels, error, message):
+    model = train(split_without_validation, steps=5)[0]
+    with pytest.raises(error, match=message):
+        dp.train.accuracy(model, split_without_validation.x_test, labels(split_without_validation.y_test))

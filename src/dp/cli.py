@@ -2,7 +2,7 @@
 
     dp train [--steps N --lr LR --batch-size B --optimizer NAME --schedule NAME
               --no-batch-norm --seed S --save PATH --plots DIR --quiet]
-    dp evaluate PATH [--quiet]
+    dp evaluate PATH [--seed S] [--quiet]
     dp experiment [--help for its options]
 
 `dp train` trains the reference network on the breast-cancer data and reports
@@ -14,9 +14,11 @@ batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,13 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_training_options(train)
     train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
     train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
-    train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz checkpoint)")
-    train.add_argument("--plots", metavar="DIR", help="write figures (PNG) to DIR")
+    train.add_argument(
+        "--save", metavar="PATH", type=output_file, help="write the trained model to PATH (.npz checkpoint)"
+    )
+    train.add_argument("--plots", metavar="DIR", type=output_folder, help="write figures (PNG) to DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the test accuracy")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="report on the test rows for a saved model")
     evaluate.add_argument("path", metavar="PATH", help="a checkpoint written by `dp train --save`")
+    evaluate.add_argument(
+        "--seed",
+        type=non_negative(int),
+        help="the seed of the split the model was trained on, for a checkpoint that does not record it",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="print only the test accuracy")
     evaluate.set_defaults(run=_evaluate)
 
@@ -84,20 +93,55 @@ def _add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> N
         help="learning-rate schedule (%(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=d["seed"], help="data split, initial weights, batch order (%(default)s)"
+        "--seed",
+        type=non_negative(int),
+        default=d["seed"],
+        help="data split, initial weights, batch order (%(default)s)",
     )
 
 
 def positive(kind: type) -> Callable[[str], Any]:
     """An argparse ``type``: the text as a ``kind`` (int or float) > 0, else a usage error."""
+    return _at_least(kind, 0, strictly=True)
 
+
+def non_negative(kind: type) -> Callable[[str], Any]:
+    """An argparse ``type``: the text as a ``kind`` (int or float) >= 0, else a usage error."""
+    return _at_least(kind, 0, strictly=False)
+
+
+def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if value < low or (strictly and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strictly else '>='} {low}, got {text}")
         return value
 
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
     return parse
+
+
+def output_file(text: str) -> str:
+    """An argparse ``type`` for a file to write: its folder must exist and be writable,
+    checked before any work, so that a typo does not cost a whole training run."""
+    _require_writable_folder(Path(text).absolute().parent, text)
+    return text
+
+
+def output_folder(text: str) -> str:
+    """An argparse ``type`` for a folder to write into (created if missing): the nearest
+    existing folder on its path must be writable, checked before any work."""
+    path = Path(text).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    _require_writable_folder(existing, text)
+    return text
+
+
+def _require_writable_folder(folder: Path, text: str) -> None:
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is not an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no permission to write in {folder}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -137,13 +181,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     split_of = metadata.get("data", {})
     if split_of.get("name", "breast_cancer") != "breast_cancer":
         raise ValueError(f"{args.path} was trained on {split_of['name']!r}; dp evaluate knows breast_cancer only")
-    seed, test_size = split_of.get("seed", DEFAULTS["seed"]), split_of.get("test_size", TEST_SIZE)
-    split = data.breast_cancer(test_size=test_size, seed=seed)
+    if model.sizes[0] != len(data.FEATURE_NAMES) or model.sizes[-1] != 1:
+        raise ValueError(
+            f"{args.path} holds a {'-'.join(map(str, model.sizes))} network; dp evaluate scores breast-cancer "
+            f"classifiers, with {len(data.FEATURE_NAMES)} inputs and 1 output"
+        )
+    untrained = [norm.what for _, norm in model.hidden if norm is not None and not norm.trained]
+    if untrained:
+        raise ValueError(f"{args.path} was saved before training: {', '.join(untrained)} has no moving averages yet")
+    seed = _split_seed(args.path, split_of.get("seed"), args.seed)
+    split = data.breast_cancer(test_size=split_of.get("test_size", TEST_SIZE), seed=seed)
     if not args.quiet:
         print(f"dp evaluate: {args.path}: network {'-'.join(map(str, model.sizes))}")
         print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
     _report(model, split, args.quiet)
     return 0
+
+
+def _split_seed(path: str, recorded: int | None, given: int | None) -> int:
+    """The seed of the split to score a checkpoint on: the one it records (`dp train
+    --save` records it), or else ``--seed``. Any other split would put rows the model
+    trained on among the test rows and flatter it, so both missing, or two different
+    seeds, are errors."""
+    if recorded is None and given is None:
+        raise ValueError(
+            f"{path} does not record the split it was trained on (saved without metadata); give "
+            "--seed S, the seed of its training split, so that it is scored on rows it never saw"
+        )
+    if recorded is not None and given is not None and recorded != given:
+        raise ValueError(
+            f"{path} was trained on the split of seed {recorded}: the test rows of seed {given} "
+            "include rows it trained on"
+        )
+    return recorded if recorded is not None else given
 
 
 def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:

@@ -198,7 +198,7 @@ def _percent_text(fraction: float | None) -> str:
 
 def add_command(commands: Any, add_training_options: Callable[..., None]) -> None:
     """Register `dp experiment` on the `dp` command's subparsers."""
-    from dp.cli import positive  # here, not at the top: dp.cli imports this module
+    from dp.cli import output_file, positive  # here, not at the top: dp.cli imports this module
 
     parser = commands.add_parser(
         "experiment",
@@ -226,7 +226,9 @@ def add_command(commands: Any, add_training_options: Callable[..., None]) -> Non
     # 5 steps would round them all up to 5 or 10.
     parser.add_argument("--eval-every", type=positive(int), default=1, help="steps between evaluations (%(default)s)")
     parser.add_argument("--jobs", type=int, default=-1, help="parallel workers, joblib's n_jobs (-1: all)")
-    parser.add_argument("--plot", metavar="PATH", default="experiment.png", help="the figure to write (%(default)s)")
+    parser.add_argument(
+        "--plot", metavar="PATH", type=output_file, default="experiment.png", help="the figure to write (%(default)s)"
+    )
     parser.set_defaults(run=_experiment)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dp import losses, ops
-from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
+from dp.node import Node, NonFiniteError, SharedWork, check_finite, constant, primitive
 
 
 class NeuralNode:
@@ -52,6 +52,8 @@ class NeuralNode:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":  # an integer model would truncate every weight to 0
+            raise TypeError(f"dtype must be a floating-point type, not {self.dtype}")
 
     # ----- layers -----
 
@@ -181,9 +183,7 @@ class NeuralNode:
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
         one output, else the most probable output's index."""
-        p = self.predict_proba(x)
-        labels = (p > 0.5) if p.shape[1] == 1 else p.argmax(axis=1)
-        return labels.astype(np.int64).reshape(-1, 1)
+        return classes(self.predict_proba(x))
 
     # ----- state -----
 
@@ -206,6 +206,8 @@ class NeuralNode:
             if array.shape != self.params[k].shape:
                 raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
             check_finite(array, f"parameter {k!r}")
+            if k.startswith("avg_variance_") and (array < 0).any():
+                raise ValueError(f"parameter {k!r} is a variance: it cannot be negative")
             new[k] = array
         self.params.update(new)
 
@@ -247,7 +249,7 @@ class Linear:
         self.weight_key, self.bias_key = f"weight_{name}", (f"bias_{name}" if bias else None)
 
     def __call__(self, x: Any) -> Node:
-        x = _input(x, self.fan_in, self.what)
+        x = _input(x, self.fan_in, self.what, self.model.dtype)
         params, bias_key = self.model.params, self.bias_key
         weight = Node(params[self.weight_key], self.weight_key)
         return ops.linear(x, weight, None if bias_key is None else Node(params[bias_key], bias_key))
@@ -298,7 +300,7 @@ class BatchNorm:
         """The layer; ``reuse_input`` normalizes in x's own buffer, overwriting x's value.
         Only for an input nobody reads again, not even its own vjp (tanh's reads its
         output): `dp.models.MLP` passes its linear layers' fresh outputs."""
-        x = _input(x, self.fan_in, self.what)
+        x = _input(x, self.fan_in, self.what, self.model.dtype)
         model, what = self.model, self.what
         params, (gamma_key, beta_key, mean_key, variance_key) = model.params, self.keys
         gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
@@ -325,8 +327,27 @@ class BatchNorm:
         return normalize_batch(x, gamma, beta, centered, var, self.eps, self.activation)
 
 
-def _input(x: Any, fan_in: int, what: str) -> Node:
-    """A layer's input as a Node, with its shape checked."""
+def classes(probabilities: np.ndarray) -> np.ndarray:
+    """The classes `NeuralNode.predict` gives for its ``predict_proba`` output, an (n, 1)
+    int column: probability > 0.5 for one output, else the most probable output's index."""
+    p = probabilities
+    labels = (p > 0.5) if p.shape[1] == 1 else p.argmax(axis=1)
+    return labels.astype(np.int64).reshape(-1, 1)
+
+
+def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
+    """An input in the model's ``dtype``, so that float64 data does not turn a float32
+    model's computation into float64: a Node (cast, unless it needs its own gradient,
+    which a cast would cut off) or an array (cast if numeric; the caller checks it)."""
+    if isinstance(x, Node):
+        return x if x.dtype == dtype or x.needs_grad else Node(x.value.astype(dtype))
+    value = np.asarray(x)
+    return value.astype(dtype, copy=False) if value.dtype.kind in "biuf" else value
+
+
+def _input(x: Any, fan_in: int, what: str, dtype: Any) -> Node:
+    """A layer's input as a Node of the model's dtype, with its shape checked."""
+    x = as_input(x, dtype)
     x = x if isinstance(x, Node) else Node(x)
     shape = x.value.shape
     if len(shape) != 2 or shape[1] != fan_in:
@@ -430,5 +451,7 @@ def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
     """Training-mode batch norm as a plain function (no moving averages): x (N, F),
     gamma and beta (1, F); each a Node or an array."""
     x = x if isinstance(x, Node) else Node(x)
+    # Arrays take x's dtype, as the operators' operands do: float64 gamma must not upcast float32 x.
+    gamma, beta = (v if isinstance(v, Node) else constant(v, x.value) for v in (gamma, beta))
     _, centered, var = batch_statistics(x.value)
     return normalize_batch(x, gamma, beta, centered, var, eps)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from dp import ops
-from dp.layers import NeuralNode
+from dp.layers import NeuralNode, as_input
 from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
 from dp.node import Node, check_finite
 
@@ -44,6 +45,8 @@ class MLP(NeuralNode):
         eps: float = 1e-5,
         unbiased_average: bool = False,
     ) -> None:
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+            raise TypeError(f"sizes must be whole numbers, got {tuple(sizes)}")  # int() would truncate 20.9
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
@@ -100,15 +103,10 @@ class MLP(NeuralNode):
     def _batch(self, x: Any) -> Node:
         """The input as a Node of the model's dtype (unless it is a Node that needs its own
         gradient, which a cast would cut off), with its shape and values checked."""
-        if isinstance(x, Node):
-            if x.dtype != self.dtype and not x.needs_grad:
-                x = Node(x.value.astype(self.dtype))
-            value = x.value
-        else:
-            value = np.asarray(x)
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"the input must be numeric, not {value.dtype}")
-            value = value.astype(self.dtype, copy=False)
+        x = as_input(x, self.dtype)
+        value = x.value if isinstance(x, Node) else x
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"the input must be numeric, not {value.dtype}")
         if value.ndim != 2 or value.shape[1] != self.sizes[0]:
             raise ValueError(f"the input must have shape (n, {self.sizes[0]}); got {value.shape}")
         if value.shape[0] == 0:

@@ -1,6 +1,6 @@
 """Optimizers: `SGD`, `Momentum`, `RMSProp` and `Adam`, each updating the ``params`` dict.
 
-The loop they close (see DESIGN.md)::
+The loop they close (the one in the `dp` package docstring)::
 
     grads = model.loss(x, y).grad(1)       # {name: gradient}, learnable entries only
     optimizer.step(model.params, grads)    # params[name] <- a new array

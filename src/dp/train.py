@@ -2,7 +2,7 @@
 
     history = dp.train.fit(model, split, dp.optim.Adam(lr=0.003), steps=150, batch_size=50, seed=0)
 
-Each step is the loop of DESIGN.md: ``grads = model.loss(xb, yb).grad(1)``, then
+Each step is the loop of the `dp` package docstring: ``grads = model.loss(xb, yb).grad(1)``, then
 ``optimizer.step(model.params, grads)``. Every ``eval_every`` steps (by default
 once an epoch) the model is evaluated in eval mode on the training and the
 validation rows.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dp.data import breast_cancer
+from dp.layers import classes
 from dp.losses import check_labels
 from dp.models import MLP
 from dp.node import NonFiniteError, check_finite
@@ -68,10 +69,13 @@ class Diverged(NonFiniteError):
 
 def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
     """The fraction of rows whose eval-mode prediction equals the label (a 0/1 or class
-    index column or vector, or one-hot rows)."""
+    index column or vector, or one-hot rows). Labels are checked as the loss checks
+    them (one per row, numeric, in range): a mistake must not pass for a low accuracy."""
+    probabilities = model.predict_proba(x)
+    check_labels(y, len(probabilities), probabilities.shape[1])
     y = np.asarray(y)
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
-    return float((model.predict(x) == labels.reshape(-1, 1)).mean())
+    return float((classes(probabilities) == labels.reshape(-1, 1)).mean())
 
 
 def fit(
@@ -118,8 +122,8 @@ def fit(
     if has_val:
         x_val, y_val = _checked_data(model, x_val, y_val, "validation")
     n = len(x)
-    if not 2 <= batch_size <= n:
-        raise ValueError(f"batch_size must be between 2 and the {n} training rows, got {batch_size}")
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and 2 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an integer between 2 and the {n} training rows, got {batch_size!r}")
     batches_per_epoch = n // batch_size
     if (steps is None) == (epochs is None):
         raise ValueError("give either steps or epochs")
