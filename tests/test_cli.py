@@ -124,6 +124,15 @@ def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, 
     assert "argument --save: cannot write" in err and "model.npz" in err and "not an existing folder" in err
 
 
+def test_a_folder_without_write_permission_is_refused_before_training(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("dp.cli.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
+    for option, value in (("--save", tmp_path / "m.npz"), ("--plots", tmp_path / "figures" / "new")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["train", option, str(value)])
+        assert stopped.value.code == 2
+        assert f"cannot write {value}: no permission to write in {tmp_path}" in capsys.readouterr().err
+
+
 def _saved_without_metadata(path, seed, **mlp_options):
     """A model trained on the split of ``seed`` and saved through the API, which records no split."""
     model = dp.MLP(seed=seed, **mlp_options)

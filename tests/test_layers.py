@@ -376,6 +376,21 @@ def test_a_float32_seed_style_model_computes_in_float32_on_float64_data():
     assert all(v.dtype == np.float32 for v in net.params.values())
 
 
+@pytest.mark.parametrize("rows", [3, 8])  # 3 rows of 3 features: a column gamma would scale rows
+def test_the_batch_norm_function_takes_vector_gamma_and_beta_as_rows(rows):
+    x = Node(np.random.default_rng(0).normal(size=(rows, 3)), "x")
+    out = batch_norm(x, np.array([1.0, 2.0, 3.0]), [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(out.value.std(axis=0), [1.0, 2.0, 3.0], rtol=1e-3)
+    np.testing.assert_allclose(out.value.mean(axis=0), [0.0, 0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(batch_norm(x, 2.0, 0.0).value, 2 * batch_norm(x, 1.0, 0.0).value)
+
+
+@pytest.mark.parametrize("gamma", [np.ones((3, 1)), np.ones(4), np.ones((2, 3))])
+def test_the_batch_norm_function_refuses_gamma_of_another_shape(gamma):
+    with pytest.raises(ValueError, match=r"gamma must have shape \(1, 3\) or \(3,\)"):
+        batch_norm(Node(np.random.default_rng(0).normal(size=(3, 3))), gamma, np.zeros(3))
+
+
 def test_the_batch_norm_function_gives_float64_gamma_and_beta_the_dtype_of_x():
     x = Node(np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32), "x")
     out = batch_norm(x, np.full((1, 3), 2.0), np.ones((1, 3)))

@@ -210,5 +210,6 @@ def test_sizes_must_be_whole_numbers_not_truncated(sizes):
         dp.MLP(sizes)
 
 
-def test_numpy_integer_sizes_are_whole_numbers():
+def test_numpy_integer_sizes_and_iterators_of_sizes_are_accepted():
     assert dp.MLP(np.array([30, 20, 1])).sizes == (30, 20, 1)
+    assert dp.MLP(int(w) for w in "30 20 1".split()).sizes == (30, 20, 1)

@@ -129,6 +129,13 @@ def test_the_gradient_of_a_power_of_zero_is_finite():
     assert np.isfinite(grads["a"]).all() and np.isfinite(grads["b"]).all()
 
 
+@pytest.mark.parametrize("exponent", [2.0, 0.0, 3])  # numbers reach a primitive as Python numbers
+def test_a_number_exponent_keeps_float32_in_the_backward_pass(exponent):
+    a = np.array([[0.5, 2.0, 3.0]], np.float32)
+    y, (vjp_a, _) = ops.power.forward(a, exponent)
+    assert vjp_a(np.ones_like(y)).dtype == np.float32  # no float64 temporaries
+
+
 def test_the_power_zero_is_constant_so_its_gradient_is_zero_even_at_zero():
     grads = (Node(np.array([[0.0, 1.5]]), "a") ** 0).sum().grad(1)
     np.testing.assert_array_equal(grads["a"], [[0.0, 0.0]])
@@ -263,6 +270,13 @@ def test_transpose_with_negative_axes_gradient(axes):
     for shape in ((3, 3, 3), (2, 3, 4)):  # equal sizes once hid a wrong inverse permutation
         x, w = rng.standard_normal(shape), rng.standard_normal(np.transpose(np.empty(shape), axes).shape)
         check(lambda a, w=w: a.transpose(axes) * w, x)
+
+
+@pytest.mark.parametrize("axes", [0, -1, (0,), [-1]])
+def test_transpose_of_a_vector_with_one_axis_gradient(axes):
+    vector = Node(np.arange(3.0).reshape(3, 1), "x").reshape((3,))
+    grads = (ops.transpose(vector, axes=axes) * 2.0).sum().grad(1)
+    np.testing.assert_array_equal(grads["x"], np.full((3, 1), 2.0))
 
 
 @given(shape=shapes, seed=seeds)

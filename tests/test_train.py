@@ -244,8 +244,9 @@ def test_accuracy_counts_matches_for_columns_vectors_and_one_hot(split_without_v
 @pytest.mark.parametrize(
     "labels, error, message",
     [
-        (lambda y: y.reshape(1, -1), ValueError, "labels for a batch of"),  # a row is not one-hot
+        (lambda y: y.reshape(1, -1), ValueError, "1 labels for a batch of 113 rows"),  # a row is not one-hot
         (lambda y: y[:10], ValueError, "10 labels for a batch of 113 rows"),
+        (lambda y: np.eye(2)[y.astype(int).ravel()], ValueError, r"binary labels must have shape \(n,\) or \(n, 1\)"),
         (lambda y: np.array(["a"] * len(y)), TypeError, "labels must be numeric"),
         (lambda y: y * 2, ValueError, r"\[0, 1\]"),
     ],
@@ -254,3 +255,26 @@ def test_accuracy_refuses_labels_the_loss_would_refuse(split_without_validation,
     model = train(split_without_validation, steps=5)[0]
     with pytest.raises(error, match=message):
         dp.train.accuracy(model, split_without_validation.x_test, labels(split_without_validation.y_test))
+
+
+def test_a_custom_model_trains_and_is_scored_with_its_own_labels_and_predict(split_without_validation):
+    class Hinge(dp.NeuralNode):  # labels -1/+1, a hinge loss and its own predict
+        def __init__(self):
+            super().__init__(seed=0)
+            self.l1 = self.linear(30, 1, "l1")
+
+        def forward(self, x, train=None):
+            return self.l1(x)
+
+        def loss(self, x, y, train=None, reduction="sum"):
+            return (1 - Node(np.asarray(y, float).reshape(-1, 1)) * self.forward(x, train)).relu().sum()
+
+        def predict(self, x):
+            return np.where(self.predict_proba(x) > 0, 1, -1)
+
+    split = split_without_validation
+    data = dataclasses.make_dataclass("D", ["x_train", "y_train"])(split.x_train, 2 * split.y_train - 1)
+    history = fit(Hinge(), data, SGD(lr=0.01), epochs=3, batch_size=50, progress=False)
+    assert len(history.train_accuracy) == 3 and min(history.train_accuracy) > 0.9
+    with pytest.raises(TypeError, match="labels must be numeric"):
+        dp.train.accuracy(Hinge(), split.x_test, np.array(["yes"] * len(split.x_test)))

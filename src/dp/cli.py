@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,21 +123,22 @@ def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
 def output_file(text: str) -> str:
     """An argparse ``type`` for a file to write: its folder must exist and be writable,
     checked before any work, so that a typo does not cost a whole training run."""
-    _require_writable_folder(Path(text).absolute().parent, text)
+    _require_writable_folder(os.path.dirname(os.path.abspath(text)), text)
     return text
 
 
 def output_folder(text: str) -> str:
     """An argparse ``type`` for a folder to write into (created if missing): the nearest
     existing folder on its path must be writable, checked before any work."""
-    path = Path(text).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    existing = os.path.abspath(text)
+    while not os.path.lexists(existing):  # os.path answers False where Path.exists raises
+        existing = os.path.dirname(existing)
     _require_writable_folder(existing, text)
     return text
 
 
-def _require_writable_folder(folder: Path, text: str) -> None:
-    if not folder.is_dir():
+def _require_writable_folder(folder: str, text: str) -> None:
+    if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is not an existing folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text}: no permission to write in {folder}")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dp import losses, ops
-from dp.node import Node, NonFiniteError, SharedWork, check_finite, constant, primitive
+from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
 
 
 class NeuralNode:
@@ -335,6 +335,19 @@ def classes(probabilities: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64).reshape(-1, 1)
 
 
+def _per_feature(v: Any, x: Node, what: str) -> Any:
+    """A per-feature gamma or beta for x (N, F) as a (1, F) row (or a number) in x's dtype:
+    a float64 array must not upcast float32 x, and a 1-D array is a row here, never the
+    column `Node` would make of it."""
+    if isinstance(v, Node) or isinstance(v, numbers.Real):
+        return v
+    array = np.asarray(v, dtype=x.dtype)
+    features = x.shape[1]
+    if array.shape not in ((), (features,), (1, features)):
+        raise ValueError(f"{what} must have shape (1, {features}) or ({features},), got {array.shape}")
+    return array.reshape(1, -1) if array.ndim else array
+
+
 def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     """An input in the model's ``dtype``, so that float64 data does not turn a float32
     model's computation into float64: a Node (cast, unless it needs its own gradient,
@@ -451,7 +464,6 @@ def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
     """Training-mode batch norm as a plain function (no moving averages): x (N, F),
     gamma and beta (1, F); each a Node or an array."""
     x = x if isinstance(x, Node) else Node(x)
-    # Arrays take x's dtype, as the operators' operands do: float64 gamma must not upcast float32 x.
-    gamma, beta = (v if isinstance(v, Node) else constant(v, x.value) for v in (gamma, beta))
+    gamma, beta = _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta")
     _, centered, var = batch_statistics(x.value)
     return normalize_batch(x, gamma, beta, centered, var, eps)

@@ -45,8 +45,9 @@ class MLP(NeuralNode):
         eps: float = 1e-5,
         unbiased_average: bool = False,
     ) -> None:
+        sizes = tuple(sizes)
         if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
-            raise TypeError(f"sizes must be whole numbers, got {tuple(sizes)}")  # int() would truncate 20.9
+            raise TypeError(f"sizes must be whole numbers, got {sizes}")  # int() would truncate 20.9
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")

@@ -49,12 +49,14 @@ def divide(a, b):
 @primitive
 def power(a, b):
     y = a**b
-    # d(a**b)/da = b a**(b-1) is 0 where b == 0 (a**0 is constant), not 0 * 0**-1 = nan;
+    # d(a**b)/da = b a**(b-1) is 0 where b == 0 (a**0 is constant), not 0 * 0**-1 = nan.
+    # A number b stays a Python number (np.where would make it a float64 array and upcast).
+    if np.ndim(b) == 0:
+        vjp_a = (lambda g: g * 0.0) if b == 0 else (lambda g: g * b * a ** (b - 1))
+    else:
+        vjp_a = lambda g: g * np.where(b == 0, 0, b * a ** np.where(b == 0, 1, b - 1))  # noqa: E731
     # d(a**b)/db = a**b log a; where a == 0 the product is 0 (for b > 0), not 0 * -inf.
-    return y, (
-        lambda g: g * np.where(b == 0, 0, b * a ** np.where(b == 0, 1, b - 1)),
-        lambda g: g * y * np.log(np.where(a == 0, 1, a)),
-    )
+    return y, (vjp_a, lambda g: g * y * np.log(np.where(a == 0, 1, a)))
 
 
 # ----- Unary elementwise -----
@@ -254,7 +256,7 @@ def linear(x, w, b=None):
 @primitive
 def transpose(a, axes=None):
     y = a.transpose(axes)  # NumPy validates axes (negative ones included) first
-    inverse = None if axes is None else np.argsort([axis % a.ndim for axis in axes])
+    inverse = None if axes is None else np.argsort(np.atleast_1d(axes) % (a.ndim or 1))
     return y, (lambda g: g.transpose(inverse),)
 
 

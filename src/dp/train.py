@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from dp.data import breast_cancer
-from dp.layers import classes
 from dp.losses import check_labels
 from dp.models import MLP
 from dp.node import NonFiniteError, check_finite
@@ -68,14 +67,20 @@ class Diverged(NonFiniteError):
 
 
 def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
-    """The fraction of rows whose eval-mode prediction equals the label (a 0/1 or class
-    index column or vector, or one-hot rows). Labels are checked as the loss checks
-    them (one per row, numeric, in range): a mistake must not pass for a low accuracy."""
-    probabilities = model.predict_proba(x)
-    check_labels(y, len(probabilities), probabilities.shape[1])
+    """The fraction of rows whose eval-mode prediction (``model.predict``) equals the
+    label (a class column or vector, or one-hot rows). The labels are checked first,
+    so that a mistake does not pass for a low accuracy: one number per row, and for an
+    `MLP`, labels its loss would take (0/1 for one output, class indices or one-hot
+    rows for more). Other models may use labels of their own (-1/+1, say)."""
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"labels must be numeric, not {y.dtype}")
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"{len(y) if y.ndim else 'a scalar'} labels for a batch of {len(x)} rows")
+    if isinstance(model, MLP):
+        check_labels(y, len(y), model.sizes[-1])
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
-    return float((classes(probabilities) == labels.reshape(-1, 1)).mean())
+    return float((model.predict(x) == labels.reshape(-1, 1)).mean())
 
 
 def fit(
