@@ -103,6 +103,9 @@ def test_a_diverging_run_fails_with_a_clear_message(capsys):
         ["experiment", "--seeds", "0"],
         ["experiment", "--target", "1.5"],
         ["train", "--seed", "-1"],
+        ["train", "--save", "/"],  # a folder, not a file
+        ["train", "--lr", "nan"],
+        ["train", "--lr", "inf"],
         ["evaluate", "model.npz", "--seed", "-1"],
         ["train", "--save", "no/such/folder/model.npz"],
         ["train", "--plots", "/dev/null/figures"],  # /dev/null is not a folder

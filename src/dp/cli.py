@@ -14,6 +14,7 @@ batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -112,6 +113,8 @@ def non_negative(kind: type) -> Callable[[str], Any]:
 def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < low or (strictly and value == low):
             raise argparse.ArgumentTypeError(f"must be {'>' if strictly else '>='} {low}, got {text}")
         return value
@@ -123,6 +126,8 @@ def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
 def output_file(text: str) -> str:
     """An argparse ``type`` for a file to write: its folder must exist and be writable,
     checked before any work, so that a typo does not cost a whole training run."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; give a file name")
     _require_writable_folder(os.path.dirname(os.path.abspath(text)), text)
     return text
 
