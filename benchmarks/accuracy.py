@@ -36,6 +36,7 @@ from sklearn.svm import SVC
 from dp import data
 from dp.cli import DEFAULTS
 from dp.cli import main as dp_command
+from dp.layers import classes
 from dp.train import TEST_SIZE, train_network
 
 ENSEMBLE_SIZE = 5
@@ -60,7 +61,7 @@ def dp_ensemble_accuracy(seed: int) -> float:
         options = argparse.Namespace(**{**DEFAULTS, "seed": 1000 * seed + member})
         model, _, _ = train_network(options, split, batch_norm=True, progress=False)
         probabilities = probabilities + model.predict_proba(split.x_test) / ENSEMBLE_SIZE
-    return float(np.mean((probabilities > 0.5) == split.y_test))
+    return float(np.mean(classes(probabilities) == split.y_test))
 
 
 def sklearn_accuracy(model, seed: int) -> float:

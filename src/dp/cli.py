@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         norm = "batch norm" if model.has_batch_norm else "no batch norm"
-        print(f"dp train: network {'-'.join(map(str, model.sizes))}, {norm}, tanh")
+        print(f"dp train: network {_architecture(model)}, {norm}, tanh")
         print(
             f"  {type(optimizer).__name__} lr {args.lr} ({args.schedule}), {args.steps} steps of "
             f"{args.batch_size} rows, seed {args.seed}"
@@ -188,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.path} was trained on {split_of['name']!r}; dp evaluate knows breast_cancer only")
     if model.sizes[0] != len(data.FEATURE_NAMES) or model.sizes[-1] != 1:
         raise ValueError(
-            f"{args.path} holds a {'-'.join(map(str, model.sizes))} network; dp evaluate scores breast-cancer "
+            f"{args.path} holds a {_architecture(model)} network; dp evaluate scores breast-cancer "
             f"classifiers, with {len(data.FEATURE_NAMES)} inputs and 1 output"
         )
     untrained = [norm.what for _, norm in model.hidden if norm is not None and not norm.trained]
@@ -197,10 +197,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     seed = _split_seed(args.path, split_of.get("seed"), args.seed)
     split = data.breast_cancer(test_size=split_of.get("test_size", TEST_SIZE), seed=seed)
     if not args.quiet:
-        print(f"dp evaluate: {args.path}: network {'-'.join(map(str, model.sizes))}")
+        print(f"dp evaluate: {args.path}: network {_architecture(model)}")
         print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
     _report(model, split, args.quiet)
     return 0
+
+
+def _architecture(model: Any) -> str:
+    """The layer widths, as in "30-20-10-1"."""
+    return "-".join(map(str, model.sizes))
 
 
 def _split_seed(path: str, recorded: int | None, given: int | None) -> int:

@@ -249,7 +249,7 @@ def standardize(train: Any, *others: Any) -> tuple[tuple[np.ndarray, ...], np.nd
     std = arrays[0].std(axis=0, keepdims=True)
     constant = np.ptp(arrays[0], axis=0, keepdims=True) == 0  # std may be 1e-17, not 0, from rounding
     mean[constant] = arrays[0][:1][constant]
-    std[constant | (std == 0)] = 1.0
+    std[constant] = 1.0
     return tuple((a - mean) / std for a in arrays), mean, std
 
 

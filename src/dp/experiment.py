@@ -93,6 +93,7 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     """Train a fresh reference network (weights, data split and batch order from ``seed``)
     with learning rate ``lr``, and measure it. Never raises for NaN or inf: a run
     that meets them is returned as diverged."""
+    from dp.layers import classes
     from dp.node import NonFiniteError, check_finite
     from dp.train import split_with_validation, train_network
 
@@ -106,7 +107,7 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
         check_finite(probabilities, "the test predictions")
     except NonFiniteError:  # dp.train.Diverged, NaN met by batch norm in eval mode, or NaN predictions
         return diverged
-    accuracy = float(((probabilities > 0.5) == split.y_test).mean())
+    accuracy = float((classes(probabilities) == split.y_test).mean())
     return Run(lr, batch_norm, seed, accuracy, history.steps_to_reach(settings.target), diverged=False)
 
 

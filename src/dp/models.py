@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from dp import ops
 from dp.layers import NeuralNode, as_input
 from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
-from dp.node import Node, check_finite
+from dp.node import Node, check_finite, is_integer
 
 
 class MLP(NeuralNode):
@@ -46,7 +45,7 @@ class MLP(NeuralNode):
         unbiased_average: bool = False,
     ) -> None:
         sizes = tuple(sizes)
-        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+        if not all(is_integer(s) for s in sizes):
             raise TypeError(f"sizes must be whole numbers, got {sizes}")  # int() would truncate 20.9
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dp.node import NonFiniteError
+from dp.node import NonFiniteError, all_finite
 
 State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
 
@@ -124,7 +124,7 @@ class Optimizer:
                         f"shape {p.shape}: the state was loaded for other parameters"
                     )
             g = g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
-            if not np.isfinite(g).all():
+            if not all_finite(g):
                 not_finite.append(k)
             checked[k] = g
         if not_finite:
@@ -344,7 +344,7 @@ def _state_value(key: str, slot: str, value: Any) -> np.ndarray | int:
             raise ValueError(f"state {slot!r} of {key!r} must be an int >= 1, got {value!r}")
         return int(value)
     array = np.array(value)  # a copy: the caller keeps theirs
-    if array.dtype.kind != "f" or not np.isfinite(array).all():
+    if array.dtype.kind != "f" or not all_finite(array):
         raise ValueError(f"state {slot!r} of {key!r} must be a finite floating-point array")
     return array
 
@@ -355,7 +355,7 @@ def _copy_state(state: State) -> State:
 
 def _all_finite(*values: Any) -> bool:
     """Whether every array among ``values`` is free of NaN and inf (other values pass)."""
-    return all(np.count_nonzero(np.isfinite(v)) == v.size for v in values if isinstance(v, np.ndarray))
+    return all(all_finite(v) for v in values if isinstance(v, np.ndarray))
 
 
 def _describe(value: Any) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from dp.data import breast_cancer
 from dp.losses import check_labels
 from dp.models import MLP
-from dp.node import NonFiniteError, check_finite
+from dp.node import NonFiniteError, check_finite, is_integer
 from dp.optim import Optimizer, make_optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -79,6 +79,11 @@ def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
         raise ValueError(f"{len(y) if y.ndim else 'a scalar'} labels for a batch of {len(x)} rows")
     if isinstance(model, MLP):
         check_labels(y, len(y), model.sizes[-1])
+    return _fraction_correct(model, x, y)
+
+
+def _fraction_correct(model: Any, x: Any, y: np.ndarray) -> float:
+    """`accuracy` without its checks, for labels already checked (as `fit`'s are)."""
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
     return float((model.predict(x) == labels.reshape(-1, 1)).mean())
 
@@ -127,7 +132,7 @@ def fit(
     if has_val:
         x_val, y_val = _checked_data(model, x_val, y_val, "validation")
     n = len(x)
-    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and 2 <= batch_size <= n):
+    if not (is_integer(batch_size) and 2 <= batch_size <= n):
         raise ValueError(f"batch_size must be an integer between 2 and the {n} training rows, got {batch_size!r}")
     batches_per_epoch = n // batch_size
     if (steps is None) == (epochs is None):
@@ -214,8 +219,8 @@ def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> flo
 def _evaluate(model, history, step, batches_per_epoch, losses, x, y, validation) -> None:
     """Append one evaluation to ``history``, all fields or (on an error) none."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging model may overflow
-        train_accuracy = accuracy(model, x, y)
-        val_accuracy = [accuracy(model, *validation)] if validation is not None else []
+        train_accuracy = _fraction_correct(model, x, y)  # the data passed _checked_data before training
+        val_accuracy = [_fraction_correct(model, *validation)] if validation is not None else []
     history.step.append(step)
     history.epoch.append(step / batches_per_epoch)
     history.loss.append(float(np.mean(losses)))
