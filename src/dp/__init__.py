@@ -12,10 +12,11 @@ import time as _time
 _IMPORTED_AT = _time.perf_counter()
 
 from dp import checkpoint, data, layers, losses, models, ops, optim, train
+from dp.checks import NonFiniteError
 from dp.finite_differences import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
-from dp.node import Node, NonFiniteError, primitive
+from dp.node import Node, primitive
 from dp.ops import concatenate, dot
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.node import check_finite
+from dp.checks import finite
 
 # As in sklearn.datasets.load_breast_cancer (hard-coded there too, not in the CSV file).
 FEATURE_NAMES: tuple[str, ...] = tuple(
@@ -150,7 +150,7 @@ def make_split(
     labels = _labels(y)
     if x.ndim != 2 or x.shape[0] != labels.size:
         raise ValueError(f"x must have shape (n, features) with n = {labels.size} rows (one per label); got {x.shape}")
-    check_finite(x, "x")
+    finite(x, "x")
     if feature_names and len(feature_names) != x.shape[1]:
         raise ValueError(f"{len(feature_names)} feature names for {x.shape[1]} columns")
     if not _is_fraction(test_size):
@@ -242,7 +242,7 @@ def standardize(train: Any, *others: Any) -> tuple[tuple[np.ndarray, ...], np.nd
         what = "train" if i == 0 else f"array {i} of others"
         if a.ndim != 2 or a.shape[1] != columns:
             raise ValueError(f"{what} must have shape (rows, {columns or 'features'}); got {a.shape}")
-        check_finite(a, what)
+        finite(a, what)
     if arrays[0].shape[0] == 0:
         raise ValueError("the training part is empty: there is nothing to compute the mean and std from")
     mean = arrays[0].mean(axis=0, keepdims=True)

@@ -93,8 +93,8 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     """Train a fresh reference network (weights, data split and batch order from ``seed``)
     with learning rate ``lr``, and measure it. Never raises for NaN or inf: a run
     that meets them is returned as diverged."""
+    from dp.checks import NonFiniteError, finite
     from dp.layers import classes
-    from dp.node import NonFiniteError, check_finite
     from dp.train import split_with_validation, train_network
 
     split = split_with_validation(seed)
@@ -104,7 +104,7 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
         model, _, history = train_network(options, split, batch_norm, eval_every=settings.eval_every, progress=False)
         with np.errstate(over="ignore", invalid="ignore"):  # NaN and inf are checked next
             probabilities = model.predict_proba(split.x_test)
-        check_finite(probabilities, "the test predictions")
+        finite(probabilities, "the test predictions")
     except NonFiniteError:  # dp.train.Diverged, NaN met by batch norm in eval mode, or NaN predictions
         return diverged
     accuracy = float((classes(probabilities) == split.y_test).mean())

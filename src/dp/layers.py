@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from dp import losses, ops
-from dp.node import Node, NonFiniteError, SharedWork, check_finite, primitive
+from dp import checks, losses, ops
+from dp.checks import NonFiniteError, finite
+from dp.node import Node, SharedWork, primitive
 
 
 class NeuralNode:
@@ -175,6 +176,22 @@ class NeuralNode:
                 return losses.binary_cross_entropy(p, y, reduction)
             return losses.categorical_cross_entropy(p, y, reduction)
 
+    def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``x`` and labels ``y`` as arrays this model trains on, after the checks that
+        training on them would make, so that `dp.train.fit` can refuse bad data before the
+        first step (and never mistake it for divergence). ``what`` names the data in errors
+        ("training", "validation"). Here: x a finite numeric (n, features) array with n >= 1,
+        y finite numbers, one per row; returned as given, y as a column if it is a vector.
+        A model whose loss takes particular labels overrides this (`dp.models.MLP` does)."""
+        x = checks.numeric_array(x, f"the {what} rows")
+        if x.ndim != 2:
+            raise ValueError(f"the {what} rows must be a 2-D array (rows, features), got shape {x.shape}")
+        x = checks.input_batch(x, x.shape[1], f"the {what} rows")
+        y = checks.finite(checks.numeric_array(y, f"the {what} labels"), f"the {what} labels")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{len(y) if y.ndim else 'a scalar: no'} labels for {len(x)} {what} rows")
+        return x, y.reshape(-1, 1) if y.ndim == 1 else y
+
     def predict_proba(self, x: Any) -> np.ndarray:
         """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
         with self.unchanged_on_error():
@@ -205,7 +222,7 @@ class NeuralNode:
             array = np.array(v, dtype=self.params[k].dtype)
             if array.shape != self.params[k].shape:
                 raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
-            check_finite(array, f"parameter {k!r}")
+            finite(array, f"parameter {k!r}")
             if k.startswith("avg_variance_") and (array < 0).any():
                 raise ValueError(f"parameter {k!r} is a variance: it cannot be negative")
             new[k] = array
@@ -306,7 +323,7 @@ class BatchNorm:
         gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
         if not (model.training if train is None else train):
             self.require_trained()
-            check_finite(x.value, f"{what}: the input")
+            finite(x.value, f"{what}: the input")
             mean, variance = params[mean_key], params[variance_key]
             return normalize_with(x, gamma, beta, mean, variance, self.eps, self.activation, reuse_input)
         count = x.shape[0]

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from dp.node import Node, check_finite, primitive
+from dp.checks import finite
+from dp.node import Node, primitive
 from dp.ops import log_softmax_array
 
 REDUCTIONS = ("sum", "mean")
@@ -116,14 +117,14 @@ def _binary_labels(y: Any, z: Node) -> np.ndarray:
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
     if not (y.min() >= 0 and y.max() <= 1):  # also false for NaN: one check on the common path
-        check_finite(y, "the labels")
+        finite(y, "the labels")
         raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
     return y.reshape(-1, 1).astype(z.dtype, copy=False)
 
 
 def _one_hot(y: Any, z: Node) -> np.ndarray:
     y = _label_array(y, z)
-    check_finite(y, "the labels")
+    finite(y, "the labels")
     if z.ndim != 2:
         raise ValueError(f"softmax cross-entropy needs logits of shape (n, k), got {z.shape}")
     n, k = z.shape

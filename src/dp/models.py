@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from dp import ops
+from dp import checks, ops
+from dp.checks import finite, is_whole
 from dp.layers import NeuralNode, as_input
 from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
-from dp.node import Node, check_finite, is_integer
+from dp.node import Node
 
 
 class MLP(NeuralNode):
@@ -45,7 +46,7 @@ class MLP(NeuralNode):
         unbiased_average: bool = False,
     ) -> None:
         sizes = tuple(sizes)
-        if not all(is_integer(s) for s in sizes):
+        if not all(is_whole(s) for s in sizes):
             raise TypeError(f"sizes must be whole numbers, got {sizes}")  # int() would truncate 20.9
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
@@ -100,6 +101,16 @@ class MLP(NeuralNode):
                 return binary_cross_entropy_with_logits(z, y, reduction)
             return softmax_cross_entropy(z, y, reduction)
 
+    def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+        """As `NeuralNode.checked_data`, for this network: x of shape (n, inputs), and labels
+        its loss takes (binary for one output, class indices or one-hot for more), which
+        are returned as given (y a column if it is a vector)."""
+        x, y = super().checked_data(x, y, what)
+        if x.shape[1] != self.sizes[0]:
+            raise ValueError(f"the {what} rows must have shape (n, {self.sizes[0]}); got {x.shape}")
+        checks.labels(y, len(x), self.sizes[-1])
+        return x, y
+
     def _batch(self, x: Any) -> Node:
         """The input as a Node of the model's dtype (unless it is a Node that needs its own
         gradient, which a cast would cut off), with its shape and values checked."""
@@ -111,7 +122,7 @@ class MLP(NeuralNode):
             raise ValueError(f"the input must have shape (n, {self.sizes[0]}); got {value.shape}")
         if value.shape[0] == 0:
             raise ValueError("the input is empty (0 rows)")
-        check_finite(value, "the input")
+        finite(value, "the input")
         return x if isinstance(x, Node) else Node(value)
 
     @property

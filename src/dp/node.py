@@ -184,26 +184,6 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
-class NonFiniteError(ValueError):
-    """NaN or inf where dp needs finite numbers: inputs, labels, batch statistics, gradients."""
-
-
-def is_integer(value: Any) -> bool:
-    """Whether ``value`` is a whole number (Python's or NumPy's), not a bool or a float."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def all_finite(array: np.ndarray) -> bool:
-    """Whether ``array`` has no NaN or inf."""
-    return np.count_nonzero(np.isfinite(array)) == array.size  # faster than .all(), which goes through Python
-
-
-def check_finite(array: np.ndarray, what: str) -> None:
-    """Raise `NonFiniteError` saying that ``what`` has NaN or inf values, if it has."""
-    if not all_finite(array):
-        raise NonFiniteError(f"{what} has NaN or inf values")
-
-
 def as_value(value: Any) -> np.ndarray:
     """A Node's value from user input, by dp's conventions (see `Node`)."""
     if isinstance(value, Node):

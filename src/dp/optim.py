@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dp.node import NonFiniteError, all_finite
+from dp.checks import NonFiniteError, all_finite
 
 State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
 

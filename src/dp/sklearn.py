@@ -35,8 +35,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from dp.checks import is_whole
 from dp.models import MLP
-from dp.node import is_integer
 from dp.ops import ACTIVATIONS
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
 from dp.train import SCHEDULES, History, fit
@@ -242,7 +242,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
             if not ok:
                 problems.append(f"{name} must be {requirement}, got {getattr(self, name)!r}")
 
-        need(all(is_integer(h) and h >= 1 for h in hidden), "hidden_layer_sizes", "positive ints")
+        need(all(is_whole(h) and h >= 1 for h in hidden), "hidden_layer_sizes", "positive ints")
         need(
             isinstance(self.activation, str) and self.activation in ACTIVATIONS,
             "activation",
@@ -254,8 +254,8 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
             f"one of {sorted(OPTIMIZERS)}",
         )
         need(isinstance(self.schedule, str) and self.schedule in SCHEDULES, "schedule", f"one of {sorted(SCHEDULES)}")
-        need(is_integer(self.max_iter) and self.max_iter >= 1, "max_iter", "an int >= 1")
-        need(is_integer(self.batch_size) and self.batch_size >= 2, "batch_size", "an int >= 2")
+        need(is_whole(self.max_iter) and self.max_iter >= 1, "max_iter", "an int >= 1")
+        need(is_whole(self.batch_size) and self.batch_size >= 2, "batch_size", "an int >= 2")
         need(_is_real(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
         need(
             _is_real(self.batch_norm_momentum) and 0 < self.batch_norm_momentum <= 1, "batch_norm_momentum", "in (0, 1]"

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from dp.checks import NonFiniteError, finite, is_whole
 from dp.data import breast_cancer
 from dp.losses import check_labels
 from dp.models import MLP
-from dp.node import NonFiniteError, check_finite, is_integer
 from dp.optim import Optimizer, make_optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -132,7 +132,7 @@ def fit(
     if has_val:
         x_val, y_val = _checked_data(model, x_val, y_val, "validation")
     n = len(x)
-    if not (is_integer(batch_size) and 2 <= batch_size <= n):
+    if not (is_whole(batch_size) and 2 <= batch_size <= n):
         raise ValueError(f"batch_size must be an integer between 2 and the {n} training rows, got {batch_size!r}")
     batches_per_epoch = n // batch_size
     if (steps is None) == (epochs is None):
@@ -191,13 +191,13 @@ def _checked_data(model: Any, x: Any, y: Any, part: str) -> tuple[np.ndarray, np
         raise ValueError(f"the {part} rows must be a non-empty 2-D array (rows, features), got shape {x.shape}")
     if len(y) != len(x):
         raise ValueError(f"{len(y)} labels for {len(x)} {part} rows")
-    check_finite(x, f"the {part} rows")
+    finite(x, f"the {part} rows")
     if isinstance(model, MLP):
         if x.shape[1] != model.sizes[0]:
             raise ValueError(f"the {part} rows must have shape (n, {model.sizes[0]}); got {x.shape}")
         check_labels(y, len(x), model.sizes[-1])
     else:
-        check_finite(y, f"the {part} labels")
+        finite(y, f"the {part} labels")
     return x, y.reshape(-1, 1) if y.ndim == 1 else y
 
 
@@ -210,7 +210,7 @@ def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> flo
     with model.unchanged_on_error():
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
             loss = model.loss(x, y)
-            check_finite(loss.value, "the loss")
+            finite(loss.value, "the loss")
             grads = loss.grad(1)
         optimizer.step(model.params, grads)  # all or nothing, NonFiniteError if the update would overflow
     return float(loss.value[0, 0])

@@ -1,0 +1,199 @@
+"""Validation: one function (or constraint) per concept, used at dp's public entry points.
+
+Every check either returns the value in the form dp computes with (a float, an
+int, an ndarray) or raises an error that names the offending argument and what
+it must be. Public functions and constructors check what they are given, once;
+the code they call trusts it and does not check again.
+
+Hyperparameters are declared in one place per class, as scikit-learn's
+``_parameter_constraints`` are, and checked together::
+
+    CONSTRAINTS = {"momentum": Real("(0, 1]"), "eps": Real("(0, inf)"), "batch_norm": Flag()}
+    momentum, eps, batch_norm = checked(CONSTRAINTS, momentum=0.1, eps=1e-5, batch_norm=True).values()
+
+The concepts:
+
+- a real number in an interval (`Real`), a whole number in an interval (`Whole`),
+  a truth value (`Flag`), one of a few names (`OneOf`): for hyperparameters;
+- `numeric_array`: what a Node, an input batch or a parameter may hold;
+- `finite` (and `all_finite`): no NaN or inf, else `NonFiniteError`;
+- `input_batch`: rows of features for a layer or a model, (n, features);
+- `labels`: the labels of a batch, for a model with one output (binary, 0/1) or
+  k > 1 outputs (class indices or one-hot rows).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+class NonFiniteError(ValueError):
+    """NaN or inf where dp needs finite numbers: inputs, labels, batch statistics, gradients."""
+
+
+# ----- numbers -----
+
+
+class Interval:
+    """An interval written as in mathematics: ``"(0, 1]"``, ``"[2, inf)"``. Parsed once."""
+
+    def __init__(self, text: str) -> None:
+        left, right = text[0], text[-1]
+        low, high = (float(part) for part in text[1:-1].split(","))
+        if left not in "([" or right not in ")]":
+            raise ValueError(f"an interval starts with ( or [ and ends with ) or ], got {text!r}")
+        self.text, self.low, self.high = text, low, high
+        self.low_closed, self.high_closed = left == "[", right == "]"
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+
+class Real:
+    """A finite real number (not a bool) in ``interval``; checked, it is a Python float."""
+
+    def __init__(self, interval: str = "(-inf, inf)") -> None:
+        self.interval = Interval(interval)
+
+    def __call__(self, value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, not {describe(value)}")
+        number = float(value)
+        if not (math.isfinite(number) and number in self.interval):
+            raise ValueError(f"{name} must be a finite number in {self.interval.text}, got {value!r}")
+        return number
+
+
+class Whole:
+    """A whole number (Python's or NumPy's, not a bool or a float) in ``interval``; an int."""
+
+    def __init__(self, interval: str = "(-inf, inf)") -> None:
+        self.interval = Interval(interval)
+
+    def __call__(self, value: Any, name: str) -> int:
+        if not is_whole(value):
+            raise TypeError(f"{name} must be a whole number, not {describe(value)}")
+        if int(value) not in self.interval:
+            raise ValueError(f"{name} must be a whole number in {self.interval.text}, got {value!r}")
+        return int(value)
+
+
+class Flag:
+    """True or False (a Python or NumPy bool): 1 and "yes" are refused, not guessed at."""
+
+    def __call__(self, value: Any, name: str) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, not {describe(value)}")
+        return bool(value)
+
+
+class OneOf:
+    """One of a few names (strings)."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = options
+
+    def __call__(self, value: Any, name: str) -> str:
+        if not (isinstance(value, str) and value in self.options):
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, self.options))}; got {value!r}")
+        return value
+
+
+def checked(constraints: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """Each of ``values`` checked by the constraint of the same name in ``constraints``:
+    ``{name: checked value}`` in the order given. Raises the first error met."""
+    return {name: constraints[name](value, name) for name, value in values.items()}
+
+
+def is_whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number (Python's or NumPy's), not a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def describe(value: Any) -> str:
+    """A value's kind, for an error message: "str", "an ndarray of dtype int64"."""
+    if isinstance(value, np.ndarray):
+        return f"an ndarray of dtype {value.dtype}"
+    return type(value).__name__
+
+
+# ----- arrays -----
+
+
+def numeric_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as an ndarray of bools, integers or floats (not copied when it is one);
+    ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        why = "complex numbers are not supported" if array.dtype.kind == "c" else "it must be numeric"
+        raise TypeError(f"{what} cannot have dtype {array.dtype}: {why}")
+    return array
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether ``array`` has no NaN or inf."""
+    return np.count_nonzero(np.isfinite(array)) == array.size  # faster than .all(), which goes through Python
+
+
+def finite(array: np.ndarray, what: str) -> np.ndarray:
+    """``array``, after raising `NonFiniteError` if it has NaN or inf values."""
+    if not all_finite(array):
+        raise NonFiniteError(f"{what} has NaN or inf values")
+    return array
+
+
+def input_batch(x: Any, features: int, what: str) -> np.ndarray:
+    """Rows of ``features`` numbers: a numeric, finite array of shape (n, features), n >= 1."""
+    x = numeric_array(x, what)
+    if x.ndim != 2 or x.shape[1] != features:
+        raise ValueError(f"{what} must have shape (n, {features}), {features} features per row; got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} is empty (0 rows)")
+    return finite(x, what)
+
+
+# ----- labels -----
+
+
+def labels(y: Any, rows: int, outputs: int) -> np.ndarray:
+    """The labels of a batch of ``rows`` rows for a model with ``outputs`` output columns,
+    as the losses take them: for one output, binary labels in [0, 1] as a float column
+    (rows, 1); for k > 1, one-hot rows (rows, k), from class indices in [0, k) ((rows,)
+    or (rows, 1)) or from one-hot rows. A 1-D vector is never broadcast against a column."""
+    y = numeric_array(y, "the labels")
+    if y.ndim == 0 or y.shape[0] != rows:
+        raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar: no'} labels for a batch of {rows} rows")
+    finite(y, "the labels")
+    return binary_labels(y) if outputs == 1 else one_hot_labels(y, outputs)
+
+
+def binary_labels(y: np.ndarray) -> np.ndarray:
+    """Checked labels (see `labels`) for one output, as a float column."""
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
+    if not (y.min() >= 0 and y.max() <= 1):
+        raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
+    return y.reshape(-1, 1).astype(np.float64, copy=False)
+
+
+def one_hot_labels(y: np.ndarray, classes: int) -> np.ndarray:
+    """Checked labels (see `labels`) for ``classes`` outputs, as one-hot float rows."""
+    n = y.shape[0]
+    if y.shape == (n, classes):
+        if (y < 0).any() or (np.abs(y.sum(axis=1) - 1) > 1e-6).any():
+            raise ValueError("one-hot labels must be non-negative rows that sum to 1")
+        return y.astype(np.float64, copy=False)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(f"class labels must have shape (n,) or (n, 1), or one-hot ({n}, {classes}); got {y.shape}")
+    indices = y.reshape(-1)
+    if (indices != np.round(indices)).any() or (indices < 0).any() or (indices >= classes).any():
+        raise ValueError(f"class labels must be integers in [0, {classes})")
+    onehot = np.zeros((n, classes))
+    onehot[np.arange(n), indices.astype(np.intp)] = 1
+    return onehot
