@@ -128,7 +128,8 @@ def training_step(model, optimizer, x, y, **options):
 @pytest.mark.parametrize("x, error, message", cases(BAD_X) + cases(BAD_TRAINING_X))
 def test_a_training_step_on_bad_features_raises_and_changes_nothing(x, error, message):
     model, optimizer = trained()
-    assert_refused(training_step(model, optimizer, x, Y), error, message, model, optimizer)
+    y = Y[: len(x)] if np.ndim(x) == 2 and len(x) else Y  # a label per row, so that x is what is refused
+    assert_refused(training_step(model, optimizer, x, y), error, message, model, optimizer)
 
 
 @pytest.mark.parametrize("outputs, y, error, message", cases(BAD_LABELS))
@@ -168,9 +169,9 @@ BAD_LAYER_X = {  # name: (x, exception, message, refused in evaluation too)
     "strings in x": (X.astype(str), TypeError, "it must be numeric", True),
     "objects in x": (np.full((8, FEATURES), None), TypeError, "it must be numeric", True),
     "complex x": (X + 1j, TypeError, "complex numbers are not supported", True),
-    "too few features": (X[:, :3], ValueError, r"'bn' expects a batch of shape \(n, 4\).*got \(8, 3\)", True),
-    "1-d x, a column": (X[:, 0], ValueError, r"'bn' expects a batch of shape \(n, 4\).*got \(8, 1\)", True),
-    "no rows": (X[:0], ValueError, r"'bn': the batch is empty \(0 rows\)", True),
+    "too few features": (X[:, :3], ValueError, r"'bn': the input must have shape \(n, 4\); got \(8, 3\)", True),
+    "1-d x, a column": (X[:, 0], ValueError, r"'bn': the input must have shape \(n, 4\); got \(8, 1\)", True),
+    "no rows": (X[:0], ValueError, r"'bn': the input is empty \(0 rows\)", True),
     "one row": (X[:1], ValueError, "'bn': a training batch needs at least 2 rows", False),
     "values too large to square": (X * 1e200, NonFiniteError, "'bn'.*too large to square", False),
 }

@@ -319,7 +319,7 @@ def test_a_missing_architecture_is_refused(saved):
         (np.array(json.dumps({"sizes": [30, 20, 10, 1]})), "has the settings"),
         (np.array(json.dumps({**dp.MLP().config, "seed": 1})), "has the settings"),
         (np.array(json.dumps({**dp.MLP().config, "momentum": "fast"})), "momentum.*'fast'"),
-        (np.array(json.dumps({**dp.MLP().config, "batch_norm": 1})), "batch_norm = 1"),
+        (np.array(json.dumps({**dp.MLP().config, "batch_norm": 1})), "batch_norm must be True or False"),
     ],
 )
 def test_an_invalid_architecture_is_refused(saved, config, message):

@@ -38,7 +38,7 @@ def numeric_gradient(model, key, x, y, h=1e-6):
 class TestReferenceNetwork:
     def test_defaults_are_the_seed_network(self):
         model = dp.models.MLP()
-        shapes = {k: v.shape for k, v in model.params.items() if not k.startswith("avg_")}
+        shapes = {k: v.shape for k, v in model.params.items() if not dp.layers.is_state(k)}
         assert shapes == {
             "weight_l1": (30, 20), "gamma_bn1": (1, 20), "beta_bn1": (1, 20),
             "weight_l2": (20, 10), "gamma_bn2": (1, 10), "beta_bn2": (1, 10),
@@ -63,7 +63,7 @@ class TestReferenceNetwork:
         model = sgd_steps(dp.models.MLP(sizes=(30, 4, 3, 1)), steps=3)
         x, y = X[:8], Y[:8]
         grads = model.loss(x, y).grad(1)
-        assert set(grads) == {k for k in model.params if not k.startswith("avg_")}
+        assert set(grads) == {k for k in model.params if not dp.layers.is_state(k)}
         for key, gradient in grads.items():
             np.testing.assert_allclose(gradient, numeric_gradient(model, key, x, y), rtol=1e-6, atol=1e-8)
 

@@ -130,10 +130,10 @@ def _count_vjp_calls(root):
 
     while stack:
         node = stack.pop()
-        if id(node) not in seen:
+        if id(node) not in seen and node.vjp is not None:
             seen.add(id(node))
-            node.edges = [(parent, counting(vjp)) for parent, vjp in node.edges]
-            stack.extend(parent for parent, _ in node.edges)
+            node.vjp = tuple(counting(v) if v is not None else None for v in node.vjp)
+            stack.extend(parent for _, parent in node.parents)
     return calls
 
 
@@ -163,10 +163,10 @@ class TestBackwardSweep:
     def test_data_that_reaches_no_parameter_records_no_inputs(self):
         data = Node(np.ones((3, 3)))
         hidden = (data * 2).tanh()
-        assert hidden.edges == [] and not hidden.needs_grad
+        assert hidden.parents == [] and hidden.vjp is None and not hidden.needs_grad
         w = Node(np.ones((3, 1)), "w")
         out = hidden @ w
-        assert [parent for parent, _ in out.edges] == [w]
+        assert [parent for _, parent in out.parents] == [w]
 
     def test_the_vjp_of_an_input_that_reaches_no_parameter_is_never_called(self):
         @dp.primitive

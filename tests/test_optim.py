@@ -156,7 +156,7 @@ def trained_mlp_grads():
 @pytest.mark.parametrize("name", ALL)
 def test_keys_without_a_gradient_like_moving_averages_are_untouched(name, trained_mlp_grads):
     model, grads = trained_mlp_grads
-    state_keys = {"avg_mean_bn1", "avg_variance_bn1"}
+    state_keys = {"avg_mean_bn1", "avg_variance_bn1", "batches_bn1"}
     assert state_keys.isdisjoint(grads)
     before = dict(model.params)
     ALL[name]().step(model.params, grads)

@@ -11,13 +11,12 @@ import time as _time
 # First, before NumPy loads: `dp train` reports its time since this moment, imports included.
 _IMPORTED_AT = _time.perf_counter()
 
-from dp import checkpoint, data, layers, losses, models, ops, optim, train
+from dp import checkpoint, checks, data, fused, layers, losses, models, ops, optim, train
 from dp.checks import NonFiniteError
 from dp.finite_differences import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
-from dp.node import Node, primitive
-from dp.ops import concatenate, dot
+from dp.node import Node, concatenate, dot, primitive
 
 __all__ = [
     "MLP",
@@ -26,10 +25,12 @@ __all__ = [
     "Node",
     "NonFiniteError",
     "checkpoint",
+    "checks",
     "concatenate",
     "data",
     "dot",
     "fold_batch_norm",
+    "fused",
     "gradcheck",
     "layers",
     "losses",

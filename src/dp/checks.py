@@ -101,7 +101,7 @@ class OneOf:
 
     def __call__(self, value: Any, name: str) -> str:
         if not (isinstance(value, str) and value in self.options):
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, self.options))}; got {value!r}")
+            raise ValueError(f"{name} must be one of {self.options}, not {value!r}")
         return value
 
 
@@ -131,8 +131,8 @@ def numeric_array(value: Any, what: str) -> np.ndarray:
     ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions)."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
-        why = "complex numbers are not supported" if array.dtype.kind == "c" else "it must be numeric"
-        raise TypeError(f"{what} cannot have dtype {array.dtype}: {why}")
+        why = ": complex numbers are not supported" if array.dtype.kind == "c" else ""
+        raise TypeError(f"{what} must be numeric (bool, int or float), not {array.dtype}{why}")
     return array
 
 
@@ -152,7 +152,7 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
     """Rows of ``features`` numbers: a numeric, finite array of shape (n, features), n >= 1."""
     x = numeric_array(x, what)
     if x.ndim != 2 or x.shape[1] != features:
-        raise ValueError(f"{what} must have shape (n, {features}), {features} features per row; got {x.shape}")
+        raise ValueError(f"{what} must have shape (n, {features}); got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{what} is empty (0 rows)")
     return finite(x, what)

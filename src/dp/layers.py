@@ -1,9 +1,9 @@
 """`NeuralNode`, the base class of models, and its layers: linear and batch norm.
 
 A model's whole state is one dict, ``self.params`` (name -> ndarray). A layer
-factory registers its entries there and returns the layer's forward function (a
-small callable object, `Linear` or `BatchNorm`) that reads them at call time, so
-assigning a new array to ``params[k]`` changes the model:
+factory registers its entries there and returns the layer, a small callable
+object that reads them at call time, so assigning a new array to ``params[k]``
+changes the model::
 
     class Net(dp.NeuralNode):
         def __init__(self):
@@ -12,21 +12,44 @@ assigning a new array to ``params[k]`` changes the model:
             self.bn1 = self.batch_norm(20, "bn1")
             ...
 
-Batch norm is one fused primitive with the closed-form backward pass; the same
-layer written with elementary Node operations is in the tests (and in the
-solutions notebook), where it is checked against this one.
+Batch norm (Ioffe & Szegedy, 2015, Algorithm 1) is here twice, as the same
+function of x, gamma and beta:
+
+- `batch_norm_composed`: the paper's four lines in Node operations; autodiff
+  derives the backward pass. This is what a student writes.
+- `batch_norm`: one primitive whose backward pass is the paper's closed-form
+  formula, written out as the formula. The `BatchNorm` layer uses it.
+
+A third version, for speed, fuses the linear layer before it and the activation
+after it and reuses buffers: `dp.fused`, used by `dp.models.MLP`. The tests pin
+all three to each other.
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from dp import checks, losses, ops
-from dp.checks import NonFiniteError, finite
-from dp.node import Node, SharedWork, primitive
+from dp.checks import Flag, NonFiniteError, OneOf, Real
+from dp.node import Node, primitive
+
+ACTIVATIONS = ("tanh", "sigmoid", "relu")  # Node methods a layer may apply after batch norm
+STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
+
+BATCH_NORM_CONSTRAINTS = {
+    "momentum": Real("(0, 1]"),
+    "eps": Real("(0, inf)"),
+    "unbiased_average": Flag(),
+    "activation": OneOf(*ACTIVATIONS),
+}
+
+
+def is_state(key: str) -> bool:
+    """Whether ``params[key]`` is state that training updates without a gradient (batch
+    norm's moving averages and batch count), rather than a learned parameter."""
+    return key.startswith(STATE_PREFIXES)
 
 
 class NeuralNode:
@@ -68,13 +91,9 @@ class NeuralNode:
         activation. Before batch norm, the scale matters little (batch norm
         undoes it), so one rule serves both.
         """
-        weight_key, bias_key = f"weight_{name}", f"bias_{name}"
-        self._register(
-            {
-                weight_key: self._generator().normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out)),
-                **({bias_key: np.zeros((1, fan_out))} if bias else {}),
-            }
-        )
+        fan_in, fan_out = (checks.Whole("[1, inf)")(n, what) for n, what in ((fan_in, "fan_in"), (fan_out, "fan_out")))
+        weight = self._generator().normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out))
+        self._register({f"weight_{name}": weight, **({f"bias_{name}": np.zeros((1, fan_out))} if bias else {})})
         return Linear(self, name, fan_in, bias)
 
     def batch_norm(
@@ -88,8 +107,11 @@ class NeuralNode:
     ) -> BatchNorm:
         """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
 
-        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros). State, never in
-        ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}`` (zeros). All (1, fan_in).
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros), (1, fan_in).
+        State, never in ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}``
+        (zeros, (1, fan_in)) and ``batches_{name}``, the number of training batches seen
+        (as PyTorch's ``num_batches_tracked``), a (1, 1) array in the model's dtype like
+        every entry (whole numbers are exact in it up to 2**24 in float32, 2**53 in float64).
 
         Training (``train=True``, or ``None`` while the model is in training mode),
         for a batch x of shape (N, fan_in), per feature::
@@ -98,6 +120,7 @@ class NeuralNode:
             y = gamma * (x - mean) / sqrt(var + eps) + beta
             avg_mean     <- (1 - momentum) * avg_mean     + momentum * mean
             avg_variance <- (1 - momentum) * avg_variance + momentum * var
+            batches      <- batches + 1
 
         Evaluation (``train=False``) uses ``avg_mean`` and ``avg_variance`` instead of
         the batch's statistics, and changes nothing.
@@ -108,12 +131,7 @@ class NeuralNode:
         ``1 - m``. ``unbiased_average=True`` stores the unbiased batch variance
         ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
         normalization itself always uses the biased one, as in the paper.
-
-        ``activation`` ("tanh", "sigmoid" or "relu") is applied inside the same
-        primitive, so ``forward`` returns activation(batch norm(x)) and the batch-norm
-        output is never kept (the activation's derivative needs only its own output):
-        one array fewer per layer for large batches. `dp.models.MLP` uses it, and also
-        lets the layer normalize in its linear layers' fresh outputs (`BatchNorm._forward`).
+        ``activation`` ("tanh", "sigmoid" or "relu") is applied to the output.
 
         Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
         of fewer than 2 rows (one value per feature has no variance); NaN, inf or
@@ -121,22 +139,14 @@ class NeuralNode:
         evaluation before any training batch (the averages are still zeros, and
         dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
         """
-        if not (isinstance(momentum, numbers.Real) and 0 < momentum <= 1):
-            raise ValueError(f"batch norm {name!r}: momentum must be in (0, 1], got {momentum!r}")
-        if not (isinstance(eps, numbers.Real) and eps > 0):
-            raise ValueError(f"batch norm {name!r}: eps must be > 0, got {eps!r}")
-        if activation is not None and activation not in ops.ACTIVATIONS:
-            raise ValueError(f"batch norm {name!r}: activation must be one of {sorted(ops.ACTIVATIONS)} or None")
-        row = (1, fan_in)
-        self._register(
-            {
-                f"gamma_{name}": np.ones(row),
-                f"beta_{name}": np.zeros(row),
-                f"avg_mean_{name}": np.zeros(row),
-                f"avg_variance_{name}": np.zeros(row),
-            }
-        )
-        return BatchNorm(self, name, fan_in, momentum, eps, unbiased_average, activation)
+        fan_in = checks.Whole("[1, inf)")(fan_in, "fan_in")
+        options = checks.checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+        if activation is not None:
+            BATCH_NORM_CONSTRAINTS["activation"](activation, "activation")
+        row = np.zeros((1, fan_in))
+        learned = {f"gamma_{name}": row + 1, f"beta_{name}": row}
+        self._register({**learned, f"avg_mean_{name}": row, f"avg_variance_{name}": row, f"batches_{name}": row[:, :1]})
+        return BatchNorm(self, name, fan_in, activation=activation, **options)
 
     def _register(self, entries: dict[str, np.ndarray]) -> None:
         clash = sorted(set(entries) & set(self.params))
@@ -169,12 +179,29 @@ class NeuralNode:
         """The cross-entropy of ``forward(x, train)`` against labels y, summed over rows
         by default: binary for one output column (labels 0/1), categorical for more
         (class indices or one-hot). From probabilities, so clipped; `dp.models.MLP`
-        overrides it with the exact version computed from its logits."""
-        with self.unchanged_on_error():  # bad labels must not leave this batch in the moving averages
-            p = self.forward(x, train)
+        overrides it with the exact version computed from its logits.
+
+        The labels can only be checked once the forward pass has shown how many
+        outputs there are; if they are refused, the moving averages that pass
+        updated are put back, so bad labels never count as a training batch."""
+        before = dict(self.params)  # arrays are replaced, never written into: this keeps the old values
+        p = self.forward(x, train)
+        try:
             if p.shape[1] == 1:
                 return losses.binary_cross_entropy(p, y, reduction)
             return losses.categorical_cross_entropy(p, y, reduction)
+        except (TypeError, ValueError):
+            self.params.update(before)
+            raise
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
+        return self.forward(x, train=False).value
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
+        one output, else the most probable output's index."""
+        return classes(self.predict_proba(x))
 
     def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
         """Rows ``x`` and labels ``y`` as arrays this model trains on, after the checks that
@@ -192,16 +219,6 @@ class NeuralNode:
             raise ValueError(f"{len(y) if y.ndim else 'a scalar: no'} labels for {len(x)} {what} rows")
         return x, y.reshape(-1, 1) if y.ndim == 1 else y
 
-    def predict_proba(self, x: Any) -> np.ndarray:
-        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
-        with self.unchanged_on_error():
-            return self.forward(x, train=False).value
-
-    def predict(self, x: Any) -> np.ndarray:
-        """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
-        one output, else the most probable output's index."""
-        return classes(self.predict_proba(x))
-
     # ----- state -----
 
     def get_param(self) -> dict[str, np.ndarray]:
@@ -209,49 +226,26 @@ class NeuralNode:
         return {k: v.copy() for k, v in self.params.items()}
 
     def set_param(self, values: dict[str, Any]) -> None:
-        """Replace some or all of ``params`` (copies are stored, in the model's dtype).
+        """Replace some or all of ``params`` (copies are stored, in each entry's dtype).
         Every name must already exist (else ``KeyError``), every array keep its shape
-        (``ValueError``) and be finite (`NonFiniteError`); on any error nothing changes."""
+        (``ValueError``) and be finite (`NonFiniteError`); moving variances and batch
+        counts cannot be negative, counts must be whole. On any error nothing changes."""
         unknown = sorted(set(values) - set(self.params))
         if unknown:
             raise KeyError(f"unknown parameter names {unknown}; this model has {sorted(self.params)}")
-        new = {}
-        for k, v in values.items():
-            if np.asarray(v).dtype.kind not in "biuf":
-                raise TypeError(f"parameter {k!r} must be numeric, not {np.asarray(v).dtype}")
-            array = np.array(v, dtype=self.params[k].dtype)
-            if array.shape != self.params[k].shape:
-                raise ValueError(f"parameter {k!r} has shape {self.params[k].shape}, got {array.shape}")
-            finite(array, f"parameter {k!r}")
-            if k.startswith("avg_variance_") and (array < 0).any():
-                raise ValueError(f"parameter {k!r} is a variance: it cannot be negative")
-            new[k] = array
-        self.params.update(new)
+        self.params.update({k: self._checked_param(k, v) for k, v in values.items()})
 
-    def unchanged_on_error(self) -> _Unchanged:
-        """A context manager for a block that may update ``params`` (batch-norm averages
-        do): if the block raises, every entry is put back as it was. Cheap: layers
-        replace arrays, they never write into them, so keeping the old references
-        keeps the old values."""
-        return _Unchanged(self.params)
-
-
-class _Unchanged:
-    """`NeuralNode.unchanged_on_error`, as a class: it runs at every forward pass, and a
-    generator-based context manager costs several times more."""
-
-    __slots__ = ("params", "saved")
-
-    def __init__(self, params: dict[str, np.ndarray]) -> None:
-        self.params, self.saved = params, dict(params)
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
-        if kind is not None:
-            self.params.clear()
-            self.params.update(self.saved)
+    def _checked_param(self, key: str, value: Any) -> np.ndarray:
+        """A copy of ``value`` fit to replace ``params[key]``, or the error that says why not."""
+        what, like = f"parameter {key!r}", self.params[key]
+        given = checks.finite(checks.numeric_array(value, what), what)
+        if given.shape != like.shape:
+            raise ValueError(f"{what} has shape {like.shape}, got {given.shape}")
+        if key.startswith(("avg_variance_", "batches_")) and (given < 0).any():
+            raise ValueError(f"{what} is a {'variance' if key.startswith('avg') else 'count'}: it cannot be negative")
+        if key.startswith("batches_") and (given != np.round(given)).any():
+            raise ValueError(f"{what} counts batches: it must hold a whole number")
+        return np.array(given, dtype=like.dtype)
 
 
 # ----- the layers: small callable objects that read their model's params at call time -----
@@ -266,10 +260,17 @@ class Linear:
         self.weight_key, self.bias_key = f"weight_{name}", (f"bias_{name}" if bias else None)
 
     def __call__(self, x: Any) -> Node:
-        x = _input(x, self.fan_in, self.what, self.model.dtype)
+        """The layer on a batch x, checked: (n, fan_in), numeric and finite."""
+        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype))
+
+    def forward(self, x: Node) -> Node:
+        """The layer on a Node already checked (by a model's entry point)."""
         params, bias_key = self.model.params, self.bias_key
         weight = Node(params[self.weight_key], self.weight_key)
-        return ops.linear(x, weight, None if bias_key is None else Node(params[bias_key], bias_key))
+        return linear(x, weight, None if bias_key is None else Node(params[bias_key], bias_key))
+
+
+linear = primitive(ops.linear)  # x @ w + b as one node
 
 
 class BatchNorm:
@@ -281,25 +282,64 @@ class BatchNorm:
         model: NeuralNode,
         name: str,
         fan_in: int,
-        momentum: float,
-        eps: float,
-        unbiased_average: bool,
-        activation: str | None,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+        activation: str | None = None,
     ) -> None:
         self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
         self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
-        self.keys = tuple(f"{kind}_{name}" for kind in ("gamma", "beta", "avg_mean", "avg_variance"))
-        # The variance array the last training batch wrote: see `trained`.
-        self._trained_variance: np.ndarray | None = None
+        self.gamma_key, self.beta_key = f"gamma_{name}", f"beta_{name}"
+        self.mean_key, self.variance_key, self.batches_key = (
+            f"avg_mean_{name}",
+            f"avg_variance_{name}",
+            f"batches_{name}",
+        )
+
+    def __call__(self, x: Any, train: bool | None = None) -> Node:
+        """The layer on a batch x, checked: (N, fan_in), numeric and finite."""
+        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype), train)
+
+    def forward(self, x: Node, train: bool | None = None) -> Node:
+        """The layer on a Node already checked (by a model's entry point)."""
+        gamma, beta = self.learned()
+        if self.model.training if train is None else train:
+            self.require_batch(x.shape[0])
+            mean, var = batch_statistics(x.value, self.what)  # for the moving averages
+            y = batch_norm_closed_form(x, gamma, beta, eps=self.eps)
+            self.update_averages(mean, var, x.shape[0])
+        else:
+            self.require_trained()
+            y = batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
+        return y if self.activation is None else getattr(y, self.activation)()
+
+    def learned(self) -> tuple[Node, Node]:
+        """gamma and beta, as parameter Nodes."""
+        params = self.model.params
+        return Node(params[self.gamma_key], self.gamma_key), Node(params[self.beta_key], self.beta_key)
+
+    def average_mean(self) -> np.ndarray:
+        return self.model.params[self.mean_key]
+
+    def average_variance(self) -> np.ndarray:
+        return self.model.params[self.variance_key]
+
+    def update_averages(self, mean: np.ndarray, var: np.ndarray, rows: int) -> None:
+        """Move the averages toward this batch's ``mean`` and ``var`` and count the batch:
+        every new array is computed first, then all are stored together."""
+        params, momentum = self.model.params, self.momentum
+        stored = var * (rows / (rows - 1)) if self.unbiased_average else var
+        dtype = params[self.mean_key].dtype  # a float64 batch must not turn float32 averages into float64
+        new_mean = ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False)
+        new_variance = ((1 - momentum) * params[self.variance_key] + momentum * stored).astype(dtype, copy=False)
+        batches = params[self.batches_key] + 1
+        params.update({self.mean_key: new_mean, self.variance_key: new_variance, self.batches_key: batches})
 
     @property
     def trained(self) -> bool:
-        """Whether the moving averages hold statistics: non-zero ones (trained, set or
-        loaded), or zeros that a training batch wrote (features constant in every batch).
-        Training replaces the arrays, never writes into them, so a failed step that puts
-        the old arrays back makes this false again if it was."""
-        variance = self.model.params[self.keys[3]]
-        return variance is self._trained_variance or bool(variance.any())
+        """Whether the moving averages hold statistics: the layer has counted a training
+        batch, or its averages were set (loaded) to something other than the initial zeros."""
+        return bool(self.model.params[self.batches_key].any() or self.average_variance().any())
 
     def require_trained(self) -> None:
         """Raise ``RuntimeError`` unless `trained`: eval mode with the initial zero averages
@@ -310,38 +350,14 @@ class BatchNorm:
                 "zeros. Train first (train=True), or load trained parameters."
             )
 
-    def __call__(self, x: Any, train: bool | None = None) -> Node:
-        return self._forward(x, train, reuse_input=False)
-
-    def _forward(self, x: Any, train: bool | None, reuse_input: bool) -> Node:
-        """The layer; ``reuse_input`` normalizes in x's own buffer, overwriting x's value.
-        Only for an input nobody reads again, not even its own vjp (tanh's reads its
-        output): `dp.models.MLP` passes its linear layers' fresh outputs."""
-        x = _input(x, self.fan_in, self.what, self.model.dtype)
-        model, what = self.model, self.what
-        params, (gamma_key, beta_key, mean_key, variance_key) = model.params, self.keys
-        gamma, beta = Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
-        if not (model.training if train is None else train):
-            self.require_trained()
-            finite(x.value, f"{what}: the input")
-            mean, variance = params[mean_key], params[variance_key]
-            return normalize_with(x, gamma, beta, mean, variance, self.eps, self.activation, reuse_input)
-        count = x.shape[0]
-        if count < 2:
+    def require_batch(self, rows: int) -> None:
+        """Raise ``ValueError`` for a training batch of fewer than 2 rows."""
+        if rows < 2:
             raise ValueError(
-                f"{what}: a training batch needs at least 2 rows, got {count}: with one value per "
+                f"{self.what}: a training batch needs at least 2 rows, got {rows}: with one value per "
                 "feature the batch variance is 0 and normalizing is meaningless. Use larger "
                 "batches, or train=False to use the moving averages."
             )
-        mean, centered, var = batch_statistics(x.value, what, reuse_input)
-        stored = var * (count / (count - 1)) if self.unbiased_average else var
-        momentum, dtype = self.momentum, params[variance_key].dtype
-        # astype: a float64 batch must not turn a float32 model's averages into float64
-        params[mean_key] = ((1 - momentum) * params[mean_key] + momentum * mean).astype(dtype, copy=False)
-        params[variance_key] = self._trained_variance = (
-            (1 - momentum) * params[variance_key] + momentum * stored
-        ).astype(dtype, copy=False)
-        return normalize_batch(x, gamma, beta, centered, var, self.eps, self.activation)
 
 
 def classes(probabilities: np.ndarray) -> np.ndarray:
@@ -350,19 +366,6 @@ def classes(probabilities: np.ndarray) -> np.ndarray:
     p = probabilities
     labels = (p > 0.5) if p.shape[1] == 1 else p.argmax(axis=1)
     return labels.astype(np.int64).reshape(-1, 1)
-
-
-def _per_feature(v: Any, x: Node, what: str) -> Any:
-    """A per-feature gamma or beta for x (N, F) as a (1, F) row (or a number) in x's dtype:
-    a float64 array must not upcast float32 x, and a 1-D array is a row here, never the
-    column `Node` would make of it."""
-    if isinstance(v, Node) or isinstance(v, numbers.Real):
-        return v
-    array = np.asarray(v, dtype=x.dtype)
-    features = x.shape[1]
-    if array.shape not in ((), (features,), (1, features)):
-        raise ValueError(f"{what} must have shape (1, {features}) or ({features},), got {array.shape}")
-    return array.reshape(1, -1) if array.ndim else array
 
 
 def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
@@ -375,112 +378,110 @@ def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     return value.astype(dtype, copy=False) if value.dtype.kind in "biuf" else value
 
 
-def _input(x: Any, fan_in: int, what: str, dtype: Any) -> Node:
-    """A layer's input as a Node of the model's dtype, with its shape checked."""
+def checked_input(x: Any, features: int, what: str, dtype: Any) -> Node:
+    """A layer's input as a Node of the model's ``dtype`` (by `Node`'s conventions, so a
+    1-D array is a column), after `dp.checks.input_batch`: (n, features), numeric, finite."""
     x = as_input(x, dtype)
-    x = x if isinstance(x, Node) else Node(x)
-    shape = x.value.shape
-    if len(shape) != 2 or shape[1] != fan_in:
-        raise ValueError(f"{what} expects a batch of shape (n, {fan_in}), with {fan_in} features per row; got {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"{what}: the batch is empty (0 rows)")
-    return x
+    node = x if isinstance(x, Node) else Node(x)
+    checks.input_batch(node.value, features, f"{what}: the input")
+    return node
 
 
-# ----- batch norm, as primitives with their closed-form backward passes -----
+# ----- batch norm: the statistics, then the same normalization three ways -----
 
 
-def batch_statistics(
-    x: np.ndarray, what: str = "batch norm", reuse_input: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-feature ``mean``, ``x - mean`` (in x's own buffer if ``reuse_input``) and
-    biased variance of a batch x (N, F).
+def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and biased variance of a batch x (N, F), each (1, F): the values
+    the moving averages take in. Raises `NonFiniteError` for values so large that
+    their sum or squares overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a clearer message
+        mean = x.mean(axis=0, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+    require_finite_statistics(mean, var, what)
+    return mean, var
 
-    Raises `NonFiniteError` if x has NaN or inf (or values so large that their sum
-    or squares overflow). The check is on the (1, F) sums, not on x: any NaN or
-    inf in a column makes its sum NaN or inf, and a check of x would cost a pass.
+
+def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> None:
+    """Raise `NonFiniteError` unless a batch's mean and variance are finite."""
+    if not (checks.all_finite(mean) and checks.all_finite(var)):
+        raise NonFiniteError(f"{what}: the batch has values too large to square (or to add up)")
+
+
+def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Training-mode batch norm as the paper writes it, in Node operations: for x (N, F)
+    and per-feature gamma, beta (1, F), every statistic over the batch (axis 0)::
+
+        mean = x.mean(0)                  # the mini-batch mean
+        var = ((x - mean) ** 2).mean(0)   # the mini-batch variance (biased: divided by N)
+        xhat = (x - mean) / sqrt(var + eps)
+        y = gamma * xhat + beta
+
+    Its gradient is autodiff's, through every one of these steps: mean and var are
+    functions of every row, so each output depends on every input of its feature.
     """
-    total = x.sum(axis=0, keepdims=True)
-    if not np.isfinite(total).all():
-        raise NonFiniteError(f"{what}: the batch has NaN or inf values (or values too large to add up)")
-    mean = total / x.shape[0]
-    centered = np.subtract(x, mean, out=x if reuse_input else None)
-    var = column_dot(centered, centered) / x.shape[0]
-    if not np.isfinite(var).all():
-        raise NonFiniteError(f"{what}: the batch has values too large to square")
-    return mean, centered, var
-
-
-def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a * b).sum(axis=0, keepdims=True)`` without the (N, F) temporary: faster at every size."""
-    return np.einsum("ij,ij->j", a, b)[None, :]
-
-
-def _scale_shift_activate(xhat, gamma, beta, activation):
-    """``y = activation(gamma * xhat + beta)``, in one new array, and the function that
-    takes the gradient of y back through the activation."""
-    y = xhat * gamma
-    y += beta
-    if activation is None:
-        return y, lambda g: g
-    _, in_place, vjp = ops.ACTIVATIONS[activation]
-    in_place(y)
-    return y, lambda g: vjp(g, y)
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    xhat = (x - mean) / (var + eps).sqrt()
+    return gamma * xhat + beta
 
 
 @primitive
-def normalize_batch(x, gamma, beta, centered, var, eps=1e-5, activation=None):
-    """Training-mode batch norm of x (N, F), given its `batch_statistics` ``centered``
-    (which this takes over and overwrites) and ``var``; then ``activation`` if given.
-    The backward pass is closed-form, with xhat = (x - mean) / sqrt(var + eps), g the
-    gradient of the batch-norm output and column sums over the batch::
+def batch_norm_closed_form(x, gamma, beta, eps=1e-5):  # noqa: ANN001, ANN202 - a primitive, as in dp.ops
+    """Training-mode batch norm as one primitive: the forward pass of `batch_norm_composed`,
+    and the paper's closed-form backward pass. With g the gradient of y, N rows, and
+    sums over the batch (axis 0), per feature::
 
-        dgamma = sum(g * xhat)     dbeta = sum(g)
-        dx = gamma / sqrt(var + eps) / N * (N * g - dbeta - xhat * dgamma)
+        dbeta  = sum(g)
+        dgamma = sum(g * xhat)
+        dxhat  = g * gamma
+        dx     = (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)) / (N * sqrt(var + eps))
+
+    the last line being the paper's three terms (through xhat, var and mean) added up.
     """
     n = x.shape[0]
-    inv = 1 / np.sqrt(var + eps)
-    xhat = np.multiply(centered, inv, out=centered)
-    y, through_activation = _scale_shift_activate(xhat, gamma, beta, activation)
+    mean = x.mean(axis=0, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = (x - mean) / std
+    y = gamma * xhat + beta
 
-    def column_sums(dy):
-        return column_dot(dy, xhat), dy.sum(axis=0, keepdims=True)
+    def vjp(g):  # one vjp for x, gamma and beta: they share the column sums
+        dbeta = g.sum(axis=0, keepdims=True)
+        dgamma = (g * xhat).sum(axis=0, keepdims=True)
+        dxhat = g * gamma
+        dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
+            n * std
+        )
+        return dx, dgamma, dbeta
 
-    sums = SharedWork(lambda g: column_sums(through_activation(g)))  # for gamma and beta, if x's vjp didn't run
-
-    def vjp_x(g):
-        dy = through_activation(g)
-        dgamma, dbeta = sums.put(g, column_sums(dy))
-        d = xhat * (dgamma / n)  # gamma * inv * (dy - dbeta / N - xhat * dgamma / N), in one temporary
-        d += dbeta / n
-        np.subtract(dy, d, out=d)
-        d *= gamma * inv
-        return d
-
-    return y, (vjp_x, lambda g: sums(g)[0], lambda g: sums(g)[1])
+    return y, vjp
 
 
-@primitive
-def normalize_with(x, gamma, beta, mean, var, eps=1e-5, activation=None, reuse_input=False):
-    """Eval-mode batch norm: normalize with fixed ``mean`` and ``var`` (the moving
-    averages), an affine map of x: ``dx = g * gamma / sqrt(var + eps)``; then
-    ``activation`` if given. With ``reuse_input``, xhat is computed in x's buffer."""
-    inv = 1 / np.sqrt(var + eps)
-    xhat = np.subtract(x, mean, out=x if reuse_input else None)
-    xhat *= inv
-    y, through_activation = _scale_shift_activate(xhat, gamma, beta, activation)
-    dy = SharedWork(through_activation)
-    return y, (
-        lambda g: dy(g) * (gamma * inv),
-        lambda g: column_dot(dy(g), xhat),
-        lambda g: dy(g).sum(axis=0, keepdims=True),
-    )
+def batch_norm_eval(x: Node, gamma: Any, beta: Any, mean: np.ndarray, var: np.ndarray, eps: float = 1e-5) -> Node:
+    """Eval-mode batch norm, with fixed statistics (the moving averages): an affine map
+    of each feature, ``gamma * (x - mean) / sqrt(var + eps) + beta``, in Node operations."""
+    return gamma * ((x - mean) * (1 / np.sqrt(var + eps))) + beta
 
 
 def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
-    """Training-mode batch norm as a plain function (no moving averages): x (N, F),
-    gamma and beta (1, F); each a Node or an array."""
+    """Training-mode batch norm as a plain function (no moving averages): x (N, F) with
+    N >= 2, gamma and beta per feature, each a Node, an array ((1, F), or (F,), taken as a
+    row) or a number. Arrays take x's dtype. The closed-form primitive computes it."""
     x = x if isinstance(x, Node) else Node(x)
-    gamma, beta = _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta")
-    _, centered, var = batch_statistics(x.value)
-    return normalize_batch(x, gamma, beta, centered, var, eps)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"batch norm needs a batch of shape (N, features) with N >= 2, got {x.shape}")
+    eps = BATCH_NORM_CONSTRAINTS["eps"](eps, "eps")
+    return batch_norm_closed_form(x, _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta"), eps=eps)
+
+
+def _per_feature(v: Any, x: Node, what: str) -> Any:
+    """A per-feature gamma or beta for x (N, F) as a (1, F) row (or a number) in x's dtype:
+    a float64 array must not upcast float32 x, and a 1-D array is a row here, never the
+    column `Node` would make of it."""
+    if isinstance(v, Node) or isinstance(v, (int, float)):
+        return v
+    array = np.asarray(v, dtype=x.dtype)
+    features = x.shape[1]
+    if array.shape not in ((), (features,), (1, features)):
+        raise ValueError(f"{what} must have shape (1, {features}) or ({features},), got {array.shape}")
+    return array.reshape(1, -1) if array.ndim else array

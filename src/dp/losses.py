@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from dp.checks import finite
+from dp import checks
 from dp.node import Node, primitive
-from dp.ops import log_softmax_array
+from dp.ops import stable_log_softmax
 
 REDUCTIONS = ("sum", "mean")
 
@@ -23,7 +23,7 @@ def binary_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: float = 
     [0, 1]. p is clipped to ``[clip, 1 - clip]`` so a confident mistake costs a
     large finite loss, not inf; where the clip bites, the gradient is 0. Prefer
     `binary_cross_entropy_with_logits`, which needs no clipping."""
-    return _binary_cross_entropy(p, _binary_labels(y, p), _scale(reduction, p), clip)
+    return _binary_cross_entropy(p, _binary_labels(y, p), scale(reduction, p.shape[0]), clip)
 
 
 @primitive
@@ -42,7 +42,7 @@ def categorical_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: flo
     """``-sum(log p[label])`` for probabilities p (n, k) whose rows sum to 1 (a softmax's
     output) and labels as in `softmax_cross_entropy`. p is clipped to ``[clip, 1]``
     (the gradient is 0 where the clip bites). Prefer `softmax_cross_entropy`, from logits."""
-    return _categorical_cross_entropy(p, _one_hot(y, p), _scale(reduction, p), clip)
+    return _categorical_cross_entropy(p, _one_hot(y, p), scale(reduction, p.shape[0]), clip)
 
 
 @primitive
@@ -56,7 +56,7 @@ def binary_cross_entropy_with_logits(z: Node, y: Any, reduction: str = "sum") ->
     """The binary cross-entropy of ``sigmoid(z)``, computed from the logits z (n, 1)
     without forming the probabilities: ``sum(max(z, 0) - y z + log(1 + exp(-|z|)))``,
     finite for any finite z. Its gradient is ``sigmoid(z) - y``."""
-    return _binary_cross_entropy_with_logits(z, _binary_labels(y, z), _scale(reduction, z))
+    return _binary_cross_entropy_with_logits(z, _binary_labels(y, z), scale(reduction, z.shape[0]))
 
 
 @primitive
@@ -73,70 +73,48 @@ def softmax_cross_entropy(z: Node, y: Any, reduction: str = "sum") -> Node:
     """``-sum(log softmax(z)[label])`` for logits z (n, k) and labels y: integers in
     [0, k) of shape (n,) or (n, 1), or one-hot rows (n, k). Its gradient is
     ``softmax(z) - onehot(y)``."""
-    return _softmax_cross_entropy(z, _one_hot(y, z), _scale(reduction, z))
+    return _softmax_cross_entropy(z, _one_hot(y, z), scale(reduction, z.shape[0]))
 
 
 @primitive
 def _softmax_cross_entropy(z, onehot, scale):
-    log_p = log_softmax_array(z, axis=1)
+    log_p = stable_log_softmax(z, axis=1)
     loss = -scale * np.einsum("ij,ij->", onehot, log_p).reshape(1, 1)
     return loss, (lambda g: (g * scale) * (np.exp(log_p) - onehot), None, None)
+
+
+def from_logits(z: Node, labels: np.ndarray, scale: float) -> Node:
+    """The cross-entropy from logits z for labels already checked by `dp.checks.labels`
+    (a column for one output, one-hot rows for more), in z's dtype, times ``scale``:
+    binary for one output column, softmax for more. For models that check their
+    labels at their own entry point (`dp.models.MLP`)."""
+    if z.shape[1] == 1:
+        return _binary_cross_entropy_with_logits(z, labels, scale)
+    return _softmax_cross_entropy(z, labels, scale)
 
 
 # ----- labels -----
 
 
-def check_labels(y: Any, rows: int, outputs: int) -> None:
-    """Raise what the loss of a model with ``outputs`` output columns would raise for
-    labels ``y`` of a batch of ``rows`` rows (binary labels for one output, class
-    indices or one-hot for more), without computing anything else."""
-    stand_in = Node(np.empty((rows, outputs)))
-    (_binary_labels if outputs == 1 else _one_hot)(y, stand_in)
-
-
-def _scale(reduction: str, z: Node) -> float:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
-    return 1.0 if reduction == "sum" else 1.0 / z.shape[0]
-
-
-def _label_array(y: Any, z: Node) -> np.ndarray:
-    y = y.value if isinstance(y, Node) else y
-    y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"labels must be numeric, not {y.dtype}")
-    if y.shape[:1] != z.shape[:1]:
-        raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar'} labels for a batch of {z.shape[0]} rows")
-    return y
+def scale(reduction: str, rows: int) -> float:
+    """The factor a loss summed over ``rows`` rows is multiplied by for ``reduction``:
+    1 for "sum", 1 / rows for "mean"."""
+    checks.OneOf(*REDUCTIONS)(reduction, "reduction")
+    return 1.0 if reduction == "sum" else 1.0 / rows
 
 
 def _binary_labels(y: Any, z: Node) -> np.ndarray:
-    y = _label_array(y, z)
     if z.ndim != 2 or z.shape[1] != 1:
         raise ValueError(f"binary cross-entropy needs one output column, shape (n, 1); got {z.shape}")
-    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
-        raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
-    if not (y.min() >= 0 and y.max() <= 1):  # also false for NaN: one check on the common path
-        finite(y, "the labels")
-        raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
-    return y.reshape(-1, 1).astype(z.dtype, copy=False)
+    return checks.labels(_array(y), z.shape[0], 1).astype(z.dtype, copy=False)
 
 
 def _one_hot(y: Any, z: Node) -> np.ndarray:
-    y = _label_array(y, z)
-    finite(y, "the labels")
     if z.ndim != 2:
         raise ValueError(f"softmax cross-entropy needs logits of shape (n, k), got {z.shape}")
-    n, k = z.shape
-    if y.shape == (n, k) and k > 1:
-        if (y < 0).any() or (np.abs(y.sum(axis=1) - 1) > 1e-6).any():
-            raise ValueError("one-hot labels must be non-negative rows that sum to 1")
-        return y.astype(z.dtype, copy=False)
-    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
-        raise ValueError(f"class labels must have shape (n,) or (n, 1), or one-hot ({n}, {k}); got {y.shape}")
-    labels = y.reshape(-1)
-    if (labels != np.round(labels)).any() or (labels < 0).any() or (labels >= k).any():
-        raise ValueError(f"class labels must be integers in [0, {k})")
-    onehot = np.zeros((n, k), dtype=z.dtype)
-    onehot[np.arange(n), labels.astype(np.intp)] = 1
-    return onehot
+    return checks.labels(_array(y), z.shape[0], z.shape[1]).astype(z.dtype, copy=False)
+
+
+def _array(y: Any) -> Any:
+    """Labels may come as a Node (its value is used: labels have no gradient)."""
+    return y.value if isinstance(y, Node) else y

@@ -8,11 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from dp import checks, ops
-from dp.checks import finite, is_whole
-from dp.layers import NeuralNode, as_input
-from dp.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
+from dp import checks, fused, losses
+from dp.checks import Flag, OneOf, Whole, checked
+from dp.layers import ACTIVATIONS, BATCH_NORM_CONSTRAINTS, BatchNorm, Linear, NeuralNode, as_input
 from dp.node import Node
+
+MLP_CONSTRAINTS = {
+    "batch_norm": Flag(),
+    "activation": OneOf(*ACTIVATIONS),
+    "seed": lambda seed, name: None if seed is None else Whole("[0, inf)")(seed, name),
+}
 
 
 class MLP(NeuralNode):
@@ -29,6 +34,10 @@ class MLP(NeuralNode):
     One output uses a sigmoid and binary cross-entropy; k > 1 outputs a softmax
     and softmax cross-entropy. ``seed`` fixes the initial weights; ``dtype`` is
     that of the parameters and of the computation (inputs are converted to it).
+    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's (`NeuralNode.batch_norm`).
+
+    The layers are those of `NeuralNode` (same parameters, same formulas); a hidden
+    layer with batch norm runs as one fused primitive (`dp.fused`) for speed.
 
     ``train=None`` in the methods below means "the model's mode" (training,
     until ``eval()``); ``predict`` and ``predict_proba`` always use eval mode.
@@ -46,30 +55,20 @@ class MLP(NeuralNode):
         unbiased_average: bool = False,
     ) -> None:
         sizes = tuple(sizes)
-        if not all(is_whole(s) for s in sizes):
+        if not all(checks.is_whole(s) for s in sizes):
             raise TypeError(f"sizes must be whole numbers, got {sizes}")  # int() would truncate 20.9
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
-        if activation not in ops.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ops.ACTIVATIONS)}, not {activation!r}")
+        flags = checked(MLP_CONSTRAINTS, batch_norm=batch_norm, activation=activation, seed=seed)
+        norm_options = checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
         super().__init__(seed, dtype)
-        self.config = dict(
-            sizes=sizes,
-            batch_norm=bool(batch_norm),
-            activation=activation,
-            dtype=self.dtype.name,
-            momentum=momentum,
-            eps=eps,
-            unbiased_average=unbiased_average,
-        )
-        self.activation = ops.ACTIVATIONS[activation][0]
-        self.hidden = []  # (linear, batch norm fused with the activation, or None) per hidden layer
+        self.config = dict(sizes=sizes, batch_norm=flags["batch_norm"], activation=activation, dtype=self.dtype.name)
+        self.config.update(norm_options)
+        self.hidden: list[tuple[Linear, BatchNorm | None]] = []  # per hidden layer: linear, batch norm or None
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
             linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm)
-            norm = (
-                self.batch_norm(fan_out, f"bn{i}", momentum, eps, unbiased_average, activation) if batch_norm else None
-            )
+            norm = self.batch_norm(fan_out, f"bn{i}", **norm_options) if batch_norm else None
             self.hidden.append((linear, norm))
         self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}")
 
@@ -77,29 +76,27 @@ class MLP(NeuralNode):
     def sizes(self) -> tuple[int, ...]:
         return self.config["sizes"]
 
+    @property
+    def has_batch_norm(self) -> bool:
+        return self.config["batch_norm"]
+
     def logits(self, x: Any, train: bool | None = None) -> Node:
         """The last linear layer's output, (n, outputs), for a batch x (n, inputs)."""
-        with self.unchanged_on_error():
-            h = self._batch(x)
-            for linear, norm in self.hidden:
-                h = linear(h)
-                # The linear output is ours alone: batch norm may normalize in its buffer.
-                h = norm._forward(h, train, reuse_input=True) if norm else self.activation(h)
-            return self.output(h)
+        return self._logits(self._input(x), train)
 
     def forward(self, x: Any, train: bool | None = None) -> Node:
         """Probabilities: a sigmoid column for one output, else a softmax over the outputs."""
         z = self.logits(x, train)
-        return ops.sigmoid(z) if z.shape[1] == 1 else ops.softmax(z, axis=1)
+        return z.sigmoid() if z.shape[1] == 1 else z.softmax(axis=1)
 
     def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
         """The cross-entropy of the batch (summed over rows by default), computed stably
-        from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot."""
-        with self.unchanged_on_error():  # bad labels must not leave this batch in the moving averages
-            z = self.logits(x, train)
-            if z.shape[1] == 1:
-                return binary_cross_entropy_with_logits(z, y, reduction)
-            return softmax_cross_entropy(z, y, reduction)
+        from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot.
+        Everything is checked before the forward pass, which may update moving averages."""
+        x = self._input(x)
+        labels = checks.labels(y, x.shape[0], self.sizes[-1])
+        scale = losses.scale(reduction, x.shape[0])
+        return losses.from_logits(self._logits(x, train), labels.astype(self.dtype, copy=False), scale)
 
     def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
         """As `NeuralNode.checked_data`, for this network: x of shape (n, inputs), and labels
@@ -111,23 +108,22 @@ class MLP(NeuralNode):
         checks.labels(y, len(x), self.sizes[-1])
         return x, y
 
-    def _batch(self, x: Any) -> Node:
-        """The input as a Node of the model's dtype (unless it is a Node that needs its own
-        gradient, which a cast would cut off), with its shape and values checked."""
+    def _input(self, x: Any) -> Node:
+        """The network's input as a Node of its dtype, checked as it was given (a 1-D
+        array is refused, not taken for a column)."""
         x = as_input(x, self.dtype)
-        value = x.value if isinstance(x, Node) else x
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"the input must be numeric, not {value.dtype}")
-        if value.ndim != 2 or value.shape[1] != self.sizes[0]:
-            raise ValueError(f"the input must have shape (n, {self.sizes[0]}); got {value.shape}")
-        if value.shape[0] == 0:
-            raise ValueError("the input is empty (0 rows)")
-        finite(value, "the input")
+        value = checks.input_batch(x.value if isinstance(x, Node) else x, self.sizes[0], "the input")
         return x if isinstance(x, Node) else Node(value)
 
-    @property
-    def has_batch_norm(self) -> bool:
-        return self.config["batch_norm"]
+    def _logits(self, h: Node, train: bool | None) -> Node:
+        """The layers, on an input already checked."""
+        activation = self.config["activation"]
+        for linear, norm in self.hidden:
+            if norm is None:
+                h = getattr(linear.forward(h), activation)()
+            else:
+                h = fused.hidden_layer(h, linear, norm, activation, train)
+        return self.output.forward(h)
 
 
 def fold_batch_norm(model: MLP) -> MLP:

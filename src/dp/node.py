@@ -1,32 +1,39 @@
-"""`Node`, the `primitive` decorator and the backward pass: the whole autodiff engine.
+"""`Node` and the backward pass: the whole reverse-mode engine.
 
-A `Node` holds a NumPy value. Operations on Nodes (see `dp.ops`) are *primitives*:
-a forward function on NumPy values that also returns, for each argument, its
-vector-Jacobian product (vjp): a function that maps the gradient of the output
-to the gradient of that argument. The new Node remembers the Nodes it was made
-from and their vjps, and nothing else.
+A `Node` holds a NumPy array, ``.value``. Every operation on Nodes (``w * x``,
+``x.tanh()``, ``x.sum()``) is a *primitive*: a forward function from `dp.ops` that
+computes the output value and, right beside it, a *vector-Jacobian product* (vjp):
+given ``g``, the gradient of some scalar objective with respect to the output, it
+returns the gradient with respect to each input. The new Node remembers its
+inputs and that vjp, and nothing else::
 
-`loss.grad(seed)` walks that graph once, in reverse topological order, without
-recursion: every node's gradient is complete (all its consumers have pushed
-into it) before it is pushed on to its own inputs, so a node used many times
-costs one visit, and a chain of any length works.
+    z = x * w        # z.value = x.value * w.value;  z's vjp: g -> (g * w, g * x)
+
+``loss.grad(1)`` then walks the graph backwards from ``loss`` (the reverse sweep):
+it visits every node after all the nodes that use it, so that the node's gradient
+is complete, and pushes it through the node's vjp to its inputs (the chain rule).
+Gradients reaching a node along several paths add up.
 
 Only nodes that lead to a *named* node take part: a named node is a parameter,
-and an operation whose inputs reach no parameter records no inputs at all, so
-data flowing through the graph costs nothing in the backward pass.
+and an operation none of whose inputs leads to one records no inputs at all, so
+data flowing through a network costs nothing in the backward pass.
+
+Read this module top to bottom: the Node and its operators, then `grad`, then
+`apply` (how an operation records itself), then the small helpers `grad` uses.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-Vjp = Callable[[np.ndarray], Any]
+from dp import ops
+
+Forward = Callable[..., tuple[Any, Any]]  # values -> (output value, vjps): see `apply`
 
 
 class Node:
@@ -41,9 +48,9 @@ class Node:
     A node with a name is a parameter: ``loss.grad(1)`` returns its gradient under
     that name. The name is fixed when the node is made.
 
-    Operators and methods (``+ - * / ** @``, ``sum``, ``tanh``, indexing, ...) are
-    the primitives of `dp.ops`; they follow NumPy's broadcasting and shapes, except
-    that reductions keep their axes by default.
+    Operators and methods follow NumPy's broadcasting and shapes, except that
+    reductions keep their axes by default. Numbers and arrays may stand on either
+    side of an operator (``1 - x``, ``array * x``).
 
     >>> w = Node([1.0, 2.0], name="w")      # a column, shape (2, 1)
     >>> loss = (w * w).sum()
@@ -51,26 +58,149 @@ class Node:
     [2.0, 4.0]
     """
 
-    __slots__ = ("value", "name", "edges", "needs_grad", "__weakref__")
+    __slots__ = ("value", "name", "op", "parents", "vjp", "needs_grad")
     __array_ufunc__ = None  # `ndarray * node` defers to Node.__rmul__ instead of looping over elements.
+    __iter__ = None  # Iterating a Node would silently build one node per row.
 
     def __init__(self, value: Any, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"a Node's name must be a str or None, not {type(name).__name__}")
-        self.value = as_value(value)
+        self.value: np.ndarray = as_value(value)
         self.name = name
-        self.edges: list[tuple[Node, Vjp]] = []  # (input, its vjp) for each input that needs a gradient
-        self.needs_grad = name is not None
+        self.op: str | None = None  # the primitive that made this node; None for a leaf
+        self.parents: list[tuple[int, Node]] = []  # (argument position, input) for each input that needs a gradient
+        self.vjp: Any = None  # the primitive's vjps (see `apply`)
+        self.needs_grad = name is not None  # a parameter, or made from one
 
-    shape = property(lambda self: self.value.shape, doc="The value's shape.")
-    ndim = property(lambda self: self.value.ndim, doc="The value's number of dimensions.")
-    dtype = property(lambda self: self.value.dtype, doc="The value's dtype.")
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.value.dtype
 
     def __repr__(self) -> str:
         name = f"name={self.name!r}, " if self.name is not None else ""
         return f"Node({name}shape={self.shape}, dtype={self.dtype})"
 
-    __iter__ = None  # Iterating a Node would silently build one node per row.
+    # ----- arithmetic: each operator applies one primitive of dp.ops -----
+
+    def __add__(self, other: Any) -> Node:
+        return binary(ops.add, self, other)
+
+    def __radd__(self, other: Any) -> Node:
+        return binary(ops.add, other, self)
+
+    def __sub__(self, other: Any) -> Node:
+        return binary(ops.subtract, self, other)
+
+    def __rsub__(self, other: Any) -> Node:
+        return binary(ops.subtract, other, self)
+
+    def __mul__(self, other: Any) -> Node:
+        return binary(ops.multiply, self, other)
+
+    def __rmul__(self, other: Any) -> Node:
+        return binary(ops.multiply, other, self)
+
+    def __truediv__(self, other: Any) -> Node:
+        return binary(ops.divide, self, other)
+
+    def __rtruediv__(self, other: Any) -> Node:
+        return binary(ops.divide, other, self)
+
+    def __pow__(self, other: Any) -> Node:
+        return binary(ops.power, self, other)
+
+    def __rpow__(self, other: Any) -> Node:
+        return binary(ops.power, other, self)
+
+    def __matmul__(self, other: Any) -> Node:
+        return binary(ops.matmul, self, other)
+
+    def __rmatmul__(self, other: Any) -> Node:
+        return binary(ops.matmul, other, self)
+
+    def dot(self, other: Any) -> Node:
+        """The matrix product ``self @ other``."""
+        return binary(ops.matmul, self, other)
+
+    def __neg__(self) -> Node:
+        return apply(ops.negative, self)
+
+    def __pos__(self) -> Node:
+        return self
+
+    # ----- elementwise functions -----
+
+    def exp(self) -> Node:
+        return apply(ops.exp, self)
+
+    def log(self) -> Node:
+        return apply(ops.log, self)
+
+    def sqrt(self) -> Node:
+        return apply(ops.sqrt, self)
+
+    def square(self) -> Node:
+        return apply(ops.square, self)
+
+    def abs(self) -> Node:
+        return apply(ops.abs, self)
+
+    def tanh(self) -> Node:
+        return apply(ops.tanh, self)
+
+    def sigmoid(self) -> Node:
+        return apply(ops.sigmoid, self)
+
+    def relu(self) -> Node:
+        return apply(ops.relu, self)
+
+    def softmax(self, axis: int = -1) -> Node:
+        return apply(ops.softmax, self, axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> Node:
+        return apply(ops.log_softmax, self, axis=axis)
+
+    # ----- reductions: they keep the reduced axes unless keepdims=False -----
+
+    def sum(self, axis: Any = None, keepdims: bool = True) -> Node:
+        return apply(ops.sum, self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = True) -> Node:
+        return apply(ops.mean, self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = True, ddof: int = 0) -> Node:
+        return apply(ops.var, self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def max(self, axis: Any = None, keepdims: bool = True) -> Node:
+        return apply(ops.max, self, axis=axis, keepdims=keepdims)
+
+    # ----- shape and indexing -----
+
+    @property
+    def T(self) -> Node:  # noqa: N802 - NumPy's name
+        """The transpose (axes reversed)."""
+        return apply(ops.transpose, self)
+
+    def transpose(self, *axes: Any) -> Node:
+        """Axes permuted as ``ndarray.transpose`` does: ``x.transpose(1, 0)`` or ``x.transpose((1, 0))``."""
+        return apply(ops.transpose, self, axes=(axes[0] if len(axes) == 1 else axes) or None)
+
+    def reshape(self, *shape: Any) -> Node:
+        """The value reshaped as ``ndarray.reshape`` does: ``x.reshape(2, 3)`` or ``x.reshape((2, 3))``."""
+        return apply(ops.reshape, self, shape=shape[0] if len(shape) == 1 else shape)
+
+    def __getitem__(self, index: Any) -> Node:
+        return apply(ops.getitem, self, index)
+
+    # ----- the backward pass -----
 
     def grad(self, seed: Any = 1.0) -> dict[str, np.ndarray]:
         """Gradients of this node with respect to every named node it depends on.
@@ -78,68 +208,171 @@ class Node:
         ``seed`` is the gradient of some scalar objective with respect to this
         node: a number (broadcast to this node's shape, so ``loss.grad(1)``) or an
         array of exactly this node's shape. Returns ``{name: gradient}``; each
-        gradient has the shape and dtype of its node's value, and nodes sharing a
-        name add up (tied weights). Unnamed nodes are not in the result.
+        gradient has the shape and dtype of its node's value, is an array of its
+        own (never shared with another name's or with the graph), and nodes
+        sharing a name add up (tied weights). Unnamed nodes are not in the result.
 
         Raises ``ValueError`` for a seed of another shape, ``TypeError`` for a seed
         that is not numeric.
         """
-        result: dict[str, np.ndarray] = {}
-        if not self.needs_grad:
-            _seed_array(seed, self.value)  # still refuse a bad seed
-            return result
-        consumers = _count_consumers(self)
-        grads: dict[Node, np.ndarray] = {self: _seed_array(seed, self.value)}
-        handed_out: set[int] = set()
-        ready = [self]
-        while ready:
-            node = ready.pop()
-            g = grads.pop(node)  # complete: every consumer has pushed into it
+        gradients: dict[str, np.ndarray] = {}
+        pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
+        for node in _reverse_topological_order(self):
+            g = pending.pop(node)  # complete: every node that uses this one has pushed into it
             if node.name is not None:
-                # Each name gets an array of its own: not a view, not one already handed out.
-                if g.base is not None or id(g) in handed_out or not g.flags.writeable:
-                    g = g.copy()
-                handed_out.add(id(g))
-                if node.name in result:
-                    result[node.name] = _add_tied(node.name, result[node.name], g)
-                else:
-                    result[node.name] = g
-            for parent, vjp in node.edges:
-                pg = vjp(g)
-                value = parent.value
-                if pg.__class__ is not np.ndarray or pg.shape != value.shape or pg.dtype is not value.dtype:
-                    pg = _fit(pg, value)
-                grads[parent] = grads[parent] + pg if parent in grads else pg
-                left = consumers[parent] - 1
-                consumers[parent] = left
-                if not left:
-                    ready.append(parent)
-        return result
+                _collect(gradients, node.name, g)
+            for parent, parent_grad in node.input_grads(g):  # the chain rule, through this node's vjp
+                parent_grad = _conform(parent_grad, parent.value)
+                pending[parent] = pending[parent] + parent_grad if parent in pending else parent_grad
+        return gradients
+
+    def input_grads(self, g: np.ndarray) -> list[tuple[Node, Any]]:
+        """The chain rule at this node: given ``g``, the gradient of the objective with
+        respect to this node, the gradient with respect to each input that needs one,
+        as ``(input, gradient)`` pairs."""
+        if callable(self.vjp):  # one vjp for all the arguments, returning a gradient for each
+            grads = self.vjp(g)
+            return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
+        return [(parent, self.vjp[i](g)) for i, parent in self.parents]  # one vjp per argument
 
 
-def _add_tied(name: str, total: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The sum of the gradients of two nodes sharing ``name`` (tied weights), which
-    must have one shape: broadcasting them together would fit neither node."""
-    if total.shape != g.shape:
-        raise ValueError(f"two nodes named {name!r} have different shapes, {total.shape} and {g.shape}")
-    return total + g
+# ----- operations: how a primitive records itself -----
 
 
-def _count_consumers(root: Node) -> dict[Node, int]:
-    """For each node below ``root``, how many edges of the graph point into it."""
-    consumers = {root: 0}
-    stack = [root]
+def apply(forward: Forward, *args: Any, **options: Any) -> Node:
+    """Run the primitive ``forward`` on ``args`` (Nodes and constants) and return its
+    output as a Node that remembers how to take a gradient back to its inputs.
+
+    ``forward`` receives NumPy values (a Node argument's ``.value``; other
+    arguments as given) and ``options``, and returns ``(value, vjp)``, where ``vjp``
+    is either
+
+    - a tuple with one function per positional argument: ``vjp[i](g)`` is the
+      gradient of argument i given the gradient ``g`` of the output (``None`` for
+      an argument that has none, such as labels); or
+    - one function for all of them: ``vjp(g)`` returns a tuple with one gradient
+      (or ``None``) per positional argument, so that a fused primitive computes
+      the work its gradients share once.
+
+    A gradient may come back in a broadcast shape, or as a number: the backward pass
+    sums it back or spreads it out to the argument's shape (`unbroadcast`). vjps are
+    only called when some argument leads to a parameter.
+    """
+    value, vjp = forward(*[a.value if isinstance(a, Node) else a for a in args], **options)
+    node = _new_node(Node)  # bypasses __init__: the value is an operation's output, already an array
+    node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
+    node.name = None
+    node.op = forward.__name__
+    node.parents = parents = [
+        (i, a)
+        for i, a in enumerate(args)
+        if isinstance(a, Node) and a.needs_grad and (callable(vjp) or vjp[i] is not None)
+    ]
+    node.vjp = vjp if parents else None  # a graph of data keeps no closures alive
+    node.needs_grad = bool(parents)
+    return node
+
+
+_new_node = object.__new__
+
+
+def primitive(forward: Forward) -> Callable[..., Node]:
+    """Make an operation on Nodes from ``forward(*values, **options) -> (value, vjp)``
+    (the contract is `apply`'s). The result takes Nodes and constants and returns a Node.
+
+    >>> @primitive
+    ... def cube(x):
+    ...     return x ** 3, (lambda g: g * 3 * x ** 2,)
+    """
+
+    @functools.wraps(forward)
+    def operation(*args: Any, **options: Any) -> Node:
+        return apply(forward, *args, **options)
+
+    operation.forward = forward  # type: ignore[attr-defined]
+    return operation
+
+
+def binary(forward: Forward, a: Any, b: Any) -> Node:
+    """Apply a binary primitive with a Node on at least one side, and a number or an
+    array (see `constant`) allowed on the other."""
+    if not isinstance(a, Node) and not isinstance(b, Node):
+        raise TypeError(
+            f"{forward.__name__} needs at least one Node, got {type(a).__name__} and {type(b).__name__} "
+            "(for two arrays, use NumPy)"
+        )
+    like = a.value if isinstance(a, Node) else b.value
+    left = a if isinstance(a, Node) else constant(a, like)
+    right = b if isinstance(b, Node) else constant(b, like)
+    try:
+        return apply(forward, left, right)
+    except ValueError as error:
+        raise _broadcast_error(forward, left, right, given=(a, b)) or error from None
+
+
+def _broadcast_error(forward: Forward, a: Any, b: Any, given: tuple[Any, Any]) -> ValueError | None:
+    """A clear error for operands whose shapes do not broadcast (None if they do); ``given``
+    are the operands as the caller gave them, before a 1-D array became a column."""
+    shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
+    if forward is ops.matmul or _broadcastable(*shapes):
+        return None
+    vector = any(np.ndim(x) == 1 for x in given if not isinstance(x, Node))
+    hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
+    return ValueError(
+        f"{forward.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
+        f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
+    )
+
+
+def _broadcastable(*shapes: tuple[int, ...]) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        return False
+    return True
+
+
+def dot(a: Any, b: Any) -> Node:
+    """Matrix product of two Nodes (or a Node and a constant): ``a @ b``."""
+    return binary(ops.matmul, a, b)
+
+
+def concatenate(nodes: Iterable[Any], axis: int = 0) -> Node:
+    """Join Nodes (and constants) along an existing axis, like `numpy.concatenate`."""
+    parts = list(nodes)
+    like = next((n.value for n in parts if isinstance(n, Node)), None)
+    if like is None:
+        return Node(np.concatenate([np.asarray(n, dtype=float) for n in parts], axis=axis))
+    return apply(ops.concatenate, *[n if isinstance(n, Node) else constant(n, like) for n in parts], axis=axis)
+
+
+# ----- what the backward pass needs -----
+
+
+def _reverse_topological_order(root: Node) -> list[Node]:
+    """``root`` and every node below it that needs a gradient, each before its inputs.
+
+    A depth-first walk with an explicit stack, not recursion, so a chain of any
+    length works: a node goes into ``order`` once all its inputs are in it (post-order),
+    and the reversed list puts every node before its inputs.
+    """
+    order: list[Node] = []
+    visited: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
-        for parent, _ in stack.pop().edges:
-            if parent in consumers:
-                consumers[parent] += 1
-            else:
-                consumers[parent] = 1
-                stack.append(parent)
-    return consumers
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+        elif node not in visited:
+            visited.add(node)
+            stack.append((node, True))  # comes back here after all its inputs
+            stack.extend((parent, False) for _, parent in node.parents if parent not in visited)
+    order.reverse()
+    return order
 
 
 def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
+    """``grad``'s seed as a new array of ``like``'s shape and dtype."""
     if isinstance(seed, Node):
         raise TypeError("grad's seed is a gradient, an array or a number, not a Node")
     if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
@@ -157,31 +390,47 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
     return array.astype(like.dtype)  # a copy: the caller's array is never handed back as a gradient
 
 
-def _fit(g: Any, value: np.ndarray) -> np.ndarray:
-    """Give a vjp's result the shape and dtype of the argument it is the gradient of."""
-    if not isinstance(g, np.ndarray) or g.shape != value.shape:
-        g = unbroadcast(np.asarray(g), value.shape)
+def _conform(g: Any, value: np.ndarray) -> np.ndarray:
+    """A vjp's answer as a gradient of ``value``: an ndarray of its shape (broadcast
+    axes summed back by `unbroadcast`, a smaller answer spread out) and dtype."""
+    if g.__class__ is not np.ndarray or g.shape != value.shape:
+        g = np.asarray(g)
+        if g.shape != value.shape:
+            g = np.broadcast_to(unbroadcast(g, value.shape), value.shape)
     if g.dtype != value.dtype:
         g = g.astype(value.dtype)
     return g
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum ``g`` back to ``shape``: the vjp of NumPy broadcasting ``shape`` up to ``g.shape``.
+    """Sum ``g`` down to ``shape``: the vjp of NumPy broadcasting an array of ``shape`` up
+    to ``g.shape``. Leading axes that broadcasting added are summed away, and so are
+    axes where ``shape`` has 1 and ``g`` more. This is the only place where dp undoes
+    broadcasting; axes where ``g`` is not larger are left as they are."""
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    offset = len(shape) - g.ndim  # g may have fewer axes than shape: align from the right
+    axes = tuple(i for i in range(g.ndim) if shape[offset + i] == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
 
-    This is the only place where dp undoes broadcasting. A ``g`` smaller than
-    ``shape`` (a reduction's gradient) is broadcast up instead.
-    """
-    if g.ndim > len(shape):
-        g = g.sum(axis=tuple(range(g.ndim - len(shape))))
-    elif g.ndim < len(shape):  # a vjp that answered with a number or a lower-rank array
-        g = g.reshape((1,) * (len(shape) - g.ndim) + g.shape)
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    if g.shape != shape:
-        g = np.broadcast_to(g, shape)
-    return g
+
+def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray) -> None:
+    """Add ``g`` to ``gradients[name]``, as an array of its own: never a view of another
+    array, read-only, or an array already handed out under another name (vjps may pass
+    one array to several inputs), so a caller may change each gradient freely."""
+    if name in gradients:
+        total = gradients[name]
+        if total.shape != g.shape:  # broadcasting them together would fit neither node
+            raise ValueError(f"two nodes named {name!r} have different shapes, {total.shape} and {g.shape}")
+        gradients[name] = total + g
+    elif g.base is not None or not g.flags.writeable or any(g is other for other in gradients.values()):
+        gradients[name] = g.copy()
+    else:
+        gradients[name] = g
+
+
+# ----- values -----
 
 
 def as_value(value: Any) -> np.ndarray:
@@ -218,59 +467,3 @@ def constant(value: Any, like: np.ndarray) -> Any:
         return float(value)
     array = as_value(value)
     return array if array.dtype == like.dtype else array.astype(like.dtype)
-
-
-def primitive(forward: Callable[..., tuple[np.ndarray, tuple]]) -> Callable[..., Node]:
-    """Make an operation on Nodes from ``forward(*values, **options) -> (value, vjps)``.
-
-    ``forward`` receives NumPy values (a Node argument's ``.value``; other
-    arguments as given) and returns the output value and a tuple with one vjp per
-    positional argument: ``vjp(g)`` is the gradient of that argument given the
-    gradient ``g`` of the output (``None`` where there is none, e.g. labels). A
-    vjp may return a broadcast shape; the backward pass sums it back with
-    `unbroadcast`. vjps are only called for arguments that lead to a parameter.
-
-    >>> @primitive
-    ... def cube(x):
-    ...     return x ** 3, (lambda g: g * 3 * x ** 2,)
-    """
-
-    @functools.wraps(forward)
-    def operation(*args: Any, **options: Any) -> Node:
-        value, vjps = forward(*[a.value if isinstance(a, Node) else a for a in args], **options)
-        node = new_node(Node)  # bypasses __init__: value is an operation's output, already an array
-        node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
-        node.name = None
-        node.edges = edges = [
-            (arg, vjp) for arg, vjp in zip(args, vjps) if isinstance(arg, Node) and arg.needs_grad and vjp is not None
-        ]
-        node.needs_grad = bool(edges)
-        return node
-
-    operation.forward = forward  # type: ignore[attr-defined]
-    return operation
-
-
-new_node = object.__new__
-
-
-class SharedWork:
-    """Work that several vjps of one fused primitive need (batch norm's column sums),
-    done once per gradient. ``shared(g)`` computes ``compute(g)`` unless a result for
-    this very ``g`` is already there (from an earlier call, or from ``put``). ``g`` is
-    held weakly: the backward pass keeps it alive while the node's vjps run, no longer."""
-
-    __slots__ = ("compute", "g", "result")
-
-    def __init__(self, compute: Callable[[np.ndarray], Any]) -> None:
-        self.compute, self.g, self.result = compute, None, None
-
-    def __call__(self, g: np.ndarray) -> Any:
-        if self.g is None or self.g() is not g:
-            self.put(g, self.compute(g))
-        return self.result
-
-    def put(self, g: np.ndarray, result: Any) -> Any:
-        """Remember ``result`` as the work for ``g`` (a vjp that computed it on the way)."""
-        self.g, self.result = weakref.ref(g), result
-        return result

@@ -36,8 +36,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dp.checks import is_whole
+from dp.layers import ACTIVATIONS
 from dp.models import MLP
-from dp.ops import ACTIVATIONS
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
 from dp.train import SCHEDULES, History, fit
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dp import checks
 from dp.checks import NonFiniteError, finite, is_whole
 from dp.data import breast_cancer
-from dp.losses import check_labels
 from dp.models import MLP
 from dp.optim import Optimizer, make_optimizer
 
@@ -78,7 +78,7 @@ def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
     if y.ndim == 0 or len(y) != len(x):
         raise ValueError(f"{len(y) if y.ndim else 'a scalar'} labels for a batch of {len(x)} rows")
     if isinstance(model, MLP):
-        check_labels(y, len(y), model.sizes[-1])
+        checks.labels(y, len(y), model.sizes[-1])
     return _fraction_correct(model, x, y)
 
 
@@ -195,7 +195,7 @@ def _checked_data(model: Any, x: Any, y: Any, part: str) -> tuple[np.ndarray, np
     if isinstance(model, MLP):
         if x.shape[1] != model.sizes[0]:
             raise ValueError(f"the {part} rows must have shape (n, {model.sizes[0]}); got {x.shape}")
-        check_labels(y, len(x), model.sizes[-1])
+        checks.labels(y, len(x), model.sizes[-1])
     else:
         finite(y, f"the {part} labels")
     return x, y.reshape(-1, 1) if y.ndim == 1 else y
@@ -205,14 +205,16 @@ def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> flo
     """One optimizer step on the batch (x, y); returns its summed loss. On NaN or inf it
     raises `NonFiniteError` and changes nothing: neither the parameters (moving
     averages included) nor the optimizer's state."""
-    # unchanged_on_error puts back the moving averages, which the forward pass updated
-    # before the loss turned out to be NaN.
-    with model.unchanged_on_error():
+    before = dict(model.params)  # the rollback point: arrays are replaced, never written into
+    try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
             loss = model.loss(x, y)
             finite(loss.value, "the loss")
             grads = loss.grad(1)
         optimizer.step(model.params, grads)  # all or nothing, NonFiniteError if the update would overflow
+    except BaseException:
+        model.params.update(before)
+        raise
     return float(loss.value[0, 0])
 
 

@@ -1,0 +1,156 @@
+"""The same math as `dp.layers`' batch norm, fewer arrays: the hidden layer of `dp.models.MLP`.
+
+A hidden layer of the reference network is linear (no bias), then batch norm,
+then an activation::
+
+    x = h @ w
+    y = activation(gamma * (x - mean) / sqrt(var + eps) + beta)
+
+`dp.layers` builds that from three nodes and keeps every intermediate array.
+Here it is one primitive, `linear_batch_norm` (and `linear_batch_norm_eval` for
+eval mode), with one vjp that returns the gradients of h, w, gamma and beta
+together, so the column sums they share are computed once. It saves arrays:
+
+- ``x = h @ w`` is this layer's own array, made in `linear_batch_norm` and seen by
+  nobody else, so it is centered and scaled in place (it becomes xhat);
+- the activation is applied in place to the output, and its derivative is taken
+  from that output (tanh' = 1 - y**2, sigmoid' = y (1 - y), relu' = [y > 0]), so
+  the batch-norm output before the activation is never kept.
+
+Nothing else differs: the tests check these against `dp.layers.batch_norm_composed`
+and the `dp.layers.BatchNorm` layer, values, gradients and moving averages, to 1e-12.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dp.layers import BatchNorm, Linear, require_finite_statistics
+from dp.node import Node, primitive
+from dp.ops import stable_sigmoid
+
+
+def _tanh(a: np.ndarray) -> None:
+    np.tanh(a, out=a)
+
+
+def _tanh_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = y * y  # g * (1 - y**2), in one temporary
+    np.subtract(1, d, out=d)
+    d *= g
+    return d
+
+
+def _sigmoid(a: np.ndarray) -> None:
+    a[...] = stable_sigmoid(a)
+
+
+def _sigmoid_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return g * y * (1 - y)
+
+
+def _relu(a: np.ndarray) -> None:
+    np.maximum(a, 0, out=a)
+
+
+def _relu_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return g * (y > 0)
+
+
+def _identity_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return g
+
+
+# name: (apply in place, the gradient of its input from g and its output y)
+ACTIVATIONS: dict[str | None, tuple[Callable[[np.ndarray], None], Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
+    "tanh": (_tanh, _tanh_backward),
+    "sigmoid": (_sigmoid, _sigmoid_backward),
+    "relu": (_relu, _relu_backward),
+    None: (lambda a: None, _identity_backward),
+}
+
+
+def hidden_layer(h: Node, linear: Linear, norm: BatchNorm, activation: str | None, train: bool | None) -> Node:
+    """``activation(norm(linear(h)))`` for a checked input h, with norm's mode rules
+    (``train=None``: the model's mode), its errors and its moving averages."""
+    params = linear.model.params
+    w = Node(params[linear.weight_key], linear.weight_key)
+    gamma, beta = norm.learned()
+    x = h.value @ w.value  # this call's own array: the primitives below normalize in it
+    options = {"eps": norm.eps, "activation": activation, "input_needs_grad": h.needs_grad}
+    if not (linear.model.training if train is None else train):
+        norm.require_trained()
+        return linear_batch_norm_eval(h, w, gamma, beta, x, norm.average_mean(), norm.average_variance(), **options)
+    norm.require_batch(x.shape[0])
+    mean, var = center(x, norm.what)
+    y = linear_batch_norm(h, w, gamma, beta, x, var, **options)
+    norm.update_averages(mean, var, x.shape[0])
+    return y
+
+
+def center(x: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract each feature's batch mean from x (N, F) in place; return the mean and the
+    biased variance, (1, F) each, as `dp.layers.batch_statistics` does."""
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a clearer message
+        mean = x.sum(axis=0, keepdims=True) / x.shape[0]
+        np.subtract(x, mean, out=x)
+        var = column_dot(x, x) / x.shape[0]
+    require_finite_statistics(mean, var, what)
+    return mean, var
+
+
+def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a * b).sum(axis=0, keepdims=True)`` without the (N, F) temporary."""
+    return np.einsum("ij,ij->j", a, b)[None, :]
+
+
+@primitive
+def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation=None, input_needs_grad=True):
+    """Training mode: ``activation(gamma * xhat + beta)`` where xhat = centered / sqrt(var + eps)
+    and ``centered`` is ``h @ w`` minus its batch mean (see `center`), which this takes
+    over. The backward pass is `dp.layers.batch_norm_closed_form`'s, with dy the gradient
+    through the activation, then the linear layer's: dh = dx @ w.T, dw = h.T @ dx."""
+    n = centered.shape[0]
+    inv = 1 / np.sqrt(var + eps)
+    xhat = np.multiply(centered, inv, out=centered)
+    y, backward = _scale_shift_activate(xhat, gamma, beta, activation)
+
+    def vjp(g):
+        dy = backward(g, y)
+        dgamma, dbeta = column_dot(dy, xhat), dy.sum(axis=0, keepdims=True)
+        dx = xhat * (dgamma / n)  # gamma * inv * (dy - dbeta / N - xhat * dgamma / N), in one temporary
+        dx += dbeta / n
+        np.subtract(dy, dx, out=dx)
+        dx *= gamma * inv
+        return (dx @ w.T if input_needs_grad else None), h.T @ dx, dgamma, dbeta, None, None
+
+    return y, vjp
+
+
+@primitive
+def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation=None, input_needs_grad=True):
+    """Eval mode: ``activation(gamma * (x - mean) / sqrt(var + eps) + beta)`` with x = h @ w
+    (which this takes over) and fixed ``mean`` and ``var``, an affine map of x."""
+    inv = 1 / np.sqrt(var + eps)
+    xhat = np.subtract(x, mean, out=x)
+    xhat *= inv
+    y, backward = _scale_shift_activate(xhat, gamma, beta, activation)
+
+    def vjp(g):
+        dy = backward(g, y)
+        dx = dy * (gamma * inv)
+        grad_h = dx @ w.T if input_needs_grad else None
+        return grad_h, h.T @ dx, column_dot(dy, xhat), dy.sum(axis=0, keepdims=True), None, None, None
+
+    return y, vjp
+
+
+def _scale_shift_activate(xhat, gamma, beta, activation):
+    """``y = activation(gamma * xhat + beta)`` in one new array, and the activation's backward."""
+    in_place, backward = ACTIVATIONS[activation]
+    y = xhat * gamma
+    y += beta
+    in_place(y)
+    return y, backward
