@@ -1,0 +1,152 @@
+"""Batch norm at its three levels, pinned to each other to 1e-12 in float64:
+
+(a) `dp.layers.batch_norm_composed`, the paper's lines in Node operations (autodiff's gradient);
+(b) `dp.layers.batch_norm_closed_form`, one primitive with the paper's closed-form backward pass,
+    used by the seed-style `BatchNorm` layer;
+(c) `dp.fused`, linear -> batch norm -> activation as one primitive, used by `dp.models.MLP`.
+
+Outputs, every gradient, the moving averages and eval mode; and the fused activations
+against the plain ones (a no-op activation or a wrong derivative must fail here).
+"""
+
+import numpy as np
+import pytest
+
+import dp
+from dp import Node, fused
+from dp.layers import batch_norm_closed_form, batch_norm_composed, batch_norm_eval
+
+TOL = 1e-12
+EPS = 1e-5
+ACTIVATIONS = ["tanh", "sigmoid", "relu"]
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
+
+
+def grads_of(out, seed):
+    return out.value, out.grad(seed)
+
+
+class Seedish(dp.NeuralNode):
+    """linear (no bias) -> batch norm -> activation -> linear, in the seed notebook's style (level b)."""
+
+    def __init__(self, sizes, activation, seed=0):
+        super().__init__(seed)
+        self.l1 = self.linear(sizes[0], sizes[1], "l1", bias=False)
+        self.bn1 = self.batch_norm(sizes[1], "bn1")
+        self.l2 = self.linear(sizes[1], sizes[2], "l2")
+        self.activation = activation
+
+    def logits(self, x, train=None):
+        return self.l2(getattr(self.bn1(self.l1(x), train), self.activation)())
+
+
+def data(rows=9, features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(1.0, 2.0, (rows, features)), rng.normal(size=(1, features)), rng.normal(size=(1, features))
+
+
+def test_composed_and_closed_form_agree_on_the_output_and_every_gradient():
+    x, gamma, beta = data()
+    seed = np.random.default_rng(1).normal(size=x.shape)
+    results = [
+        grads_of(f(Node(x, "x"), Node(gamma, "gamma"), Node(beta, "beta"), EPS), seed)
+        for f in (batch_norm_composed, batch_norm_closed_form)
+    ]
+    (composed, composed_grads), (closed, closed_grads) = results
+    close(composed, closed)
+    assert composed_grads.keys() == closed_grads.keys() == {"x", "gamma", "beta"}
+    for k in composed_grads:
+        close(composed_grads[k], closed_grads[k])
+
+
+def test_the_closed_form_passes_gradcheck():
+    x, gamma, beta = data(rows=4, features=3, seed=7)  # not gradcheck's seed 0: its direction would be x itself
+    assert dp.gradcheck(lambda x, g, b: batch_norm_closed_form(x, g, b, EPS), x, gamma, beta, tol=1e-7) < 1e-7
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_layer_agrees_with_the_seed_style_layer(activation, train):
+    """(c) against (b): values, gradients of h, w, gamma, beta, and the moving averages."""
+    rng = np.random.default_rng(2)
+    h = rng.normal(size=(8, 6))
+    seed = rng.normal(size=(8, 4))
+    nets = [Seedish((6, 4, 2), activation) for _ in range(2)]
+    for net in nets:  # a first batch, so that eval mode has averages
+        net.bn1(net.l1(rng.normal(size=(8, 6))))
+    nets[1].params = {k: v.copy() for k, v in nets[0].params.items()}
+    plain_net, fused_net = nets
+    plain = getattr(plain_net.bn1(plain_net.l1(Node(h, "h")), train), activation)()
+    fast = fused.hidden_layer(Node(h, "h"), fused_net.l1, fused_net.bn1, activation, train)
+    close(plain.value, fast.value)
+    plain_grads, fast_grads = plain.grad(seed), fast.grad(seed)
+    assert plain_grads.keys() == fast_grads.keys() == {"h", "weight_l1", "gamma_bn1", "beta_bn1"}
+    for k in plain_grads:
+        close(plain_grads[k], fast_grads[k])
+    for k in plain_net.params:
+        close(plain_net.params[k], fused_net.params[k])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_the_mlp_trains_exactly_as_the_seed_style_network(activation):
+    """(c) inside MLP against (b) inside a seed-style network with the same parameters:
+    three SGD steps, then eval mode."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(10, 5)), rng.integers(0, 2, (10, 1)).astype(float)
+    mlp = dp.MLP((5, 4, 1), activation=activation, seed=0)
+    seedish = Seedish((5, 4, 1), activation, seed=0)
+    seedish.set_param(mlp.params)
+    for _ in range(3):
+        for net, logits in ((mlp, mlp.logits(x)), (seedish, seedish.logits(x))):
+            loss = dp.losses.binary_cross_entropy_with_logits(logits, y)
+            dp.optim.SGD(lr=0.1).step(net.params, loss.grad(1))
+    for k in mlp.params:
+        close(mlp.params[k], seedish.params[k])
+    assert mlp.params["batches_bn1"][0, 0] == 3
+    close(mlp.logits(x, train=False).value, seedish.logits(x, train=False).value)
+
+
+def test_eval_mode_is_the_same_affine_map_at_every_level():
+    x, gamma, beta = data()
+    mean, var = np.full((1, 5), 0.5), np.full((1, 5), 2.0)
+    expected = gamma * (x - mean) / np.sqrt(var + EPS) + beta
+    close(batch_norm_eval(Node(x), gamma, beta, mean, var, EPS).value, expected)
+    w = np.eye(5)
+    out = fused.linear_batch_norm_eval(Node(x), Node(w), gamma, beta, x @ w, mean, var, eps=EPS)
+    close(out.value, expected)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_each_fused_activation_is_the_plain_one_in_value_and_gradient(activation):
+    a = np.random.default_rng(4).normal(size=(6, 3)) * 3
+    a[0, 0] = 0.5  # relu's derivative is taken where it is defined
+    g = np.random.default_rng(5).normal(size=a.shape)
+    plain = getattr(Node(a, "a"), activation)()
+    in_place, backward = fused.ACTIVATIONS[activation]
+    y = a.copy()
+    in_place(y)
+    close(y, plain.value)
+    close(backward(g, y), plain.grad(g)["a"])
+
+
+def test_counting_batches_makes_a_layer_trained_and_survives_a_checkpoint(tmp_path):
+    model = dp.MLP()
+    assert not model.hidden[0][1].trained
+    model.loss(np.ones((4, 30)), [0, 1, 0, 1])  # constant features: the batch variance is exactly 0
+    norm = model.hidden[0][1]
+    assert norm.trained and not model.params["avg_variance_bn1"].any()
+    assert model.params["batches_bn1"][0, 0] == 1
+    loaded = dp.checkpoint.load(dp.checkpoint.save(model, tmp_path / "m.npz"))
+    assert loaded.hidden[0][1].trained and loaded.params["batches_bn1"][0, 0] == 1
+
+
+def test_set_param_refuses_a_fractional_or_negative_batch_count():
+    model = dp.MLP()
+    with pytest.raises(ValueError, match="whole number"):
+        model.set_param({"batches_bn1": [[1.5]]})
+    with pytest.raises(ValueError, match="cannot be negative"):
+        model.set_param({"batches_bn1": [[-1.0]]})
+    assert model.params["batches_bn1"][0, 0] == 0
