@@ -121,7 +121,7 @@ def test_load_returns_only_the_model_when_an_optimizer_was_saved(model, tmp_path
 
 def test_the_file_holds_every_param_under_its_name_the_config_as_json_and_the_version(model, saved):
     stored = entries(saved)
-    assert int(stored["__dp_format__"]) == checkpoint.FORMAT_VERSION == 1
+    assert int(stored["__dp_format__"]) == checkpoint.FORMAT_VERSION == 2
     assert json.loads(str(stored["__dp_model__"])) == {**model.config, "sizes": list(model.sizes)}
     assert set(stored) == set(model.params) | {"__dp_format__", "__dp_model__"}
     for k, v in model.params.items():
@@ -298,9 +298,23 @@ def test_a_flipped_byte_is_refused_or_changes_nothing(fraction, mask):
 
 
 def test_an_unknown_format_version_is_refused(saved):
-    rewrite(saved, __dp_format__=np.array(2))
-    with pytest.raises(CheckpointError, match="format version 2 is not known.*reads version 1"):
+    rewrite(saved, __dp_format__=np.array(3))
+    with pytest.raises(CheckpointError, match="format version 3 is not known.*reads versions 1, 2"):
         load(saved)
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_a_format_1_file_without_batch_counts_still_loads(saved, trained):
+    """Format 1 had no batch counts: a stored moving variance that is not all zeros means trained."""
+    old = entries(saved)
+    variances = {k: (v if trained else np.zeros_like(v)) for k, v in old.items() if k.startswith("avg_variance_")}
+    rewrite(saved, __dp_format__=np.array(1), batches_bn1=None, batches_bn2=None, **variances)
+    model = load(saved)
+    assert [norm.trained for _, norm in model.hidden] == [trained, trained]
+    assert model.params["batches_bn1"][0, 0] == float(trained)
+    for k, v in old.items():
+        if not k.startswith(("__dp_", "batches_", "avg_variance_")):
+            assert np.array_equal(model.params[k], v), k
 
 
 def test_a_missing_architecture_is_refused(saved):

@@ -5,14 +5,14 @@
     model, adam = dp.checkpoint.load_with_optimizer("model.npz")
     dp.checkpoint.load_metadata("model.npz")          # {} unless save(..., metadata={...})
 
-File layout, format version 1. Every entry is a NumPy array and nothing is
-pickled (files are read with ``allow_pickle=False``), so loading a checkpoint
-never runs code from it:
+File layout, format version 2 (version 1, without the batch counts, is still read).
+Every entry is a NumPy array and nothing is pickled (files are read with
+``allow_pickle=False``), so loading a checkpoint never runs code from it:
 
-    __dp_format__                    int64 scalar, the format version (1)
+    __dp_format__                    int64 scalar, the format version (2)
     __dp_model__                     str scalar, JSON of ``model.config`` (the architecture)
     weight_l1, avg_mean_bn1, ...     every entry of ``model.params`` under its own name,
-                                     batch-norm moving averages included
+                                     batch-norm moving averages and batch counts included
     __dp_optimizer__                 str scalar, JSON {"name": ..., "config": {...}}   (with an optimizer)
     __dp_optimizer__/{param}/{slot}  each entry of ``optimizer.state_dict()``          (with an optimizer)
     __dp_metadata__                  str scalar, JSON of a dict of the caller's (optional;
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
 import os
 import tempfile
 from collections.abc import Mapping
@@ -46,7 +45,8 @@ import numpy as np
 from dp.models import MLP
 from dp.optim import Optimizer, make_optimizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
+READABLE_VERSIONS = (1, 2)
 RESERVED = "__dp_"  # prefix of the entries that are not parameters
 FORMAT_KEY = "__dp_format__"
 MODEL_KEY = "__dp_model__"
@@ -240,28 +240,12 @@ def _read(path: Path) -> dict[str, Any]:
 def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
     """The model, optimizer (or None) and metadata ({} if none) described by a
     checkpoint's entries, after every check."""
-    version = arrays.get(FORMAT_KEY)
-    if version is None:
-        raise CheckpointError(f"not a dp checkpoint: no format version ({FORMAT_KEY!r} entry)")
-    if not (isinstance(version, np.ndarray) and version.shape == () and version.dtype.kind in "iu"):
-        raise CheckpointError(f"not a dp checkpoint: the format version is not an integer ({version!r})")
-    if int(version) != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint format version {int(version)} is not known to this version of dp, "
-            f"which reads version {FORMAT_VERSION}"
-        )
-    prefix = OPTIMIZER_KEY + "/"
-    unknown = sorted(
-        k
-        for k in arrays
-        if k.startswith(RESERVED)
-        and k not in (FORMAT_KEY, MODEL_KEY, OPTIMIZER_KEY, METADATA_KEY)
-        and not k.startswith(prefix)
-    )
-    if unknown:
-        raise CheckpointError(f"the checkpoint has entries this version of dp does not know: {unknown}")
+    version = _format_version(arrays)
+    _refuse_unknown_entries(arrays)
     model = _model(arrays)
     params = {k: v for k, v in arrays.items() if not k.startswith(RESERVED)}
+    if version == 1:
+        params = _with_batch_counts(model, params)
     _check_params(model, params)
     try:
         model.set_param(params)  # and its checks of the values
@@ -271,8 +255,44 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str,
     return model, _optimizer(arrays, model), metadata
 
 
+def _format_version(arrays: Mapping[str, Any]) -> int:
+    """The checkpoint's format version, one that this dp reads."""
+    version = arrays.get(FORMAT_KEY)
+    if version is None:
+        raise CheckpointError(f"not a dp checkpoint: no format version ({FORMAT_KEY!r} entry)")
+    if not (isinstance(version, np.ndarray) and version.shape == () and version.dtype.kind in "iu"):
+        raise CheckpointError(f"not a dp checkpoint: the format version is not an integer ({version!r})")
+    if int(version) not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"checkpoint format version {int(version)} is not known to this version of dp, "
+            f"which reads versions {', '.join(map(str, READABLE_VERSIONS))}"
+        )
+    return int(version)
+
+
+def _refuse_unknown_entries(arrays: Mapping[str, Any]) -> None:
+    known = (FORMAT_KEY, MODEL_KEY, OPTIMIZER_KEY, METADATA_KEY)
+    unknown = sorted(
+        k for k in arrays if k.startswith(RESERVED) and k not in known and not k.startswith(OPTIMIZER_KEY + "/")
+    )
+    if unknown:
+        raise CheckpointError(f"the checkpoint has entries this version of dp does not know: {unknown}")
+
+
+def _with_batch_counts(model: MLP, params: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 did not count batch norm's training batches: a layer whose stored moving
+    variance is not all zeros has trained (count 1, the least that explains it), one
+    whose variance is all zeros has not (0), as format 1's readers judged it."""
+    counts = {}
+    for key in model.params:
+        if key.startswith("batches_") and key not in params:
+            variance = np.asarray(params.get("avg_variance_" + key[len("batches_") :], 0.0))
+            counts[key] = np.full((1, 1), float(variance.any()), dtype=model.dtype)
+    return {**params, **counts}
+
+
 def _model(arrays: Mapping[str, Any]) -> MLP:
-    """A fresh MLP of the architecture stored in the checkpoint."""
+    """A fresh MLP of the architecture stored in the checkpoint (MLP checks its settings)."""
     if MODEL_KEY not in arrays:
         raise CheckpointError(f"the checkpoint has no architecture ({MODEL_KEY!r} entry)")
     config = _json_entry(arrays, MODEL_KEY, "the architecture")
@@ -284,13 +304,6 @@ def _model(arrays: Mapping[str, Any]) -> MLP:
         raise CheckpointError(
             f"the checkpoint's architecture has the settings {sorted(config)}, an MLP has {sorted(model.config)}"
         )
-    for key in ("momentum", "eps"):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-            raise CheckpointError(f"the checkpoint's architecture has {key} = {value!r}, not a finite number")
-    for key in ("batch_norm", "unbiased_average"):
-        if not isinstance(config[key], bool):
-            raise CheckpointError(f"the checkpoint's architecture has {key} = {config[key]!r}, not true or false")
     return model
 
 
@@ -327,6 +340,17 @@ def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
     spec = _json_entry(arrays, OPTIMIZER_KEY, "the optimizer")
     if set(spec) != {"name", "config"} or not isinstance(spec["config"], dict):
         raise CheckpointError(f"the checkpoint's optimizer must be {{'name': ..., 'config': {{...}}}}, not {spec}")
+    try:
+        optimizer = make_optimizer(spec["name"], **spec["config"])
+        optimizer.load_state_dict(_optimizer_state(entries, model))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's optimizer is not valid: {error}") from error
+    return optimizer
+
+
+def _optimizer_state(entries: Mapping[str, Any], model: MLP) -> dict[str, dict[str, Any]]:
+    """``{param: {slot: value}}`` from the entries ``{param}/{slot}``, each for a parameter
+    of the model and, for an array slot, of its shape."""
     state: dict[str, dict[str, Any]] = {}
     for key, value in entries.items():
         name, _, slot = key.rpartition("/")  # slots never contain "/", parameter names might
@@ -339,12 +363,7 @@ def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
                 f"the parameter has {like.shape}"
             )
         state.setdefault(name, {})[slot] = value
-    try:
-        optimizer = make_optimizer(spec["name"], **spec["config"])
-        optimizer.load_state_dict(state)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint's optimizer is not valid: {error}") from error
-    return optimizer
+    return state
 
 
 def _json_entry(arrays: Mapping[str, Any], key: str, what: str) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,10 @@ class OneOf:
         return value
 
 
-def checked(constraints: dict[str, Any], **values: Any) -> dict[str, Any]:
+Constraint = Callable[[Any, str], Any]  # (value, its name) -> the checked value, or an error
+
+
+def checked(constraints: dict[str, Constraint], **values: Any) -> dict[str, Any]:
     """Each of ``values`` checked by the constraint of the same name in ``constraints``:
     ``{name: checked value}`` in the order given. Raises the first error met."""
     return {name: constraints[name](value, name) for name, value in values.items()}

@@ -38,7 +38,7 @@ from dp.node import Node, primitive
 ACTIVATIONS = ("tanh", "sigmoid", "relu")  # Node methods a layer may apply after batch norm
 STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
 
-BATCH_NORM_CONSTRAINTS = {
+BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
     "momentum": Real("(0, 1]"),
     "eps": Real("(0, inf)"),
     "unbiased_average": Flag(),

@@ -13,7 +13,7 @@ from dp.checks import Flag, OneOf, Whole, checked
 from dp.layers import ACTIVATIONS, BATCH_NORM_CONSTRAINTS, BatchNorm, Linear, NeuralNode, as_input
 from dp.node import Node
 
-MLP_CONSTRAINTS = {
+MLP_CONSTRAINTS: dict[str, checks.Constraint] = {
     "batch_norm": Flag(),
     "activation": OneOf(*ACTIVATIONS),
     "seed": lambda seed, name: None if seed is None else Whole("[0, inf)")(seed, name),
@@ -143,7 +143,8 @@ def fold_batch_norm(model: MLP) -> MLP:
         folded.set_param(model.params)
         return folded
     p, eps, new = model.params, model.config["eps"], {}
-    for i, (_, norm) in enumerate(model.hidden, start=1):
+    norms = [norm for _, norm in model.hidden if norm is not None]  # one per hidden layer, with batch norm
+    for i, norm in enumerate(norms, start=1):
         norm.require_trained()
         scale = p[f"gamma_bn{i}"] / np.sqrt(p[f"avg_variance_bn{i}"] + eps)
         new[f"weight_l{i}"] = p[f"weight_l{i}"] * scale

@@ -397,9 +397,8 @@ def _conform(g: Any, value: np.ndarray) -> np.ndarray:
         g = np.asarray(g)
         if g.shape != value.shape:
             g = np.broadcast_to(unbroadcast(g, value.shape), value.shape)
-    if g.dtype != value.dtype:
-        g = g.astype(value.dtype)
-    return g
+    gradient: np.ndarray = g if g.dtype == value.dtype else g.astype(value.dtype)
+    return gradient
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
