@@ -213,3 +213,26 @@ def test_sizes_must_be_whole_numbers_not_truncated(sizes):
 def test_numpy_integer_sizes_and_iterators_of_sizes_are_accepted():
     assert dp.MLP(np.array([30, 20, 1])).sizes == (30, 20, 1)
     assert dp.MLP(int(w) for w in "30 20 1".split()).sizes == (30, 20, 1)
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"eps": float("inf")}, ValueError, r"eps must be a finite number in \(0, inf\)"),
+        ({"eps": float("nan")}, ValueError, "eps must be a finite number"),
+        ({"momentum": True}, TypeError, "momentum must be a real number, not bool"),
+        ({"momentum": 0.0}, ValueError, r"momentum must be a finite number in \(0, 1\]"),
+        ({"batch_norm": 1}, TypeError, "batch_norm must be True or False"),
+        ({"unbiased_average": "yes"}, TypeError, "unbiased_average must be True or False"),
+        ({"activation": "softsign"}, ValueError, "activation must be one of"),
+        ({"seed": 1.5}, TypeError, "seed must be a whole number"),
+    ],
+)
+def test_every_setting_of_an_mlp_is_checked_when_it_is_made(options, error, message):
+    with pytest.raises(error, match=message):
+        dp.MLP(**options)
+
+
+def test_every_mlp_that_can_be_made_can_be_saved(tmp_path):
+    model = dp.MLP(eps=1e-3, momentum=1)
+    assert dp.checkpoint.load(dp.checkpoint.save(model, tmp_path / "m.npz")).config == model.config

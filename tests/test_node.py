@@ -213,3 +213,42 @@ def test_nodes_sharing_a_name_must_share_a_shape():
         (a * b).sum().grad(1)
     tied = Node(np.ones((2, 2)), "t")
     np.testing.assert_array_equal((tied * Node(np.full((2, 2), 3.0), "t")).sum().grad(1)["t"], np.full((2, 2), 4.0))
+
+
+def test_dot_of_two_arrays_says_it_needs_a_node():
+    with pytest.raises(TypeError, match="matmul needs at least one Node, got ndarray and ndarray"):
+        dp.dot(np.ones((2, 2)), np.ones((2, 2)))
+
+
+def test_a_primitive_may_return_one_vjp_for_all_its_arguments():
+    calls = []
+
+    @dp.primitive
+    def scaled_sum(a, b, scale):
+        def vjp(g):
+            calls.append(1)
+            return g * scale, g * scale, None
+
+        return (a + b) * scale, vjp
+
+    a, b = Node(np.ones((2, 1)), "a"), Node(np.full((2, 1), 2.0), "b")
+    grads = scaled_sum(a, b, 3.0).grad(np.array([[1.0], [2.0]]))
+    np.testing.assert_array_equal(grads["a"], [[3.0], [6.0]])
+    np.testing.assert_array_equal(grads["b"], [[3.0], [6.0]])
+    assert grads["a"] is not grads["b"] and len(calls) == 1  # one call for both, and arrays of their own
+
+
+def test_a_vjp_answering_with_a_number_is_spread_to_the_argument_shape():
+    @dp.primitive
+    def total(a):
+        return a.sum(keepdims=True), (lambda g: float(g[0, 0]),)
+
+    assert total(Node(np.ones((2, 3)), "a")).grad(2.0)["a"].tolist() == [[2.0] * 3] * 2
+
+
+def test_unbroadcast_only_sums_down():
+    from dp.node import unbroadcast
+
+    assert unbroadcast(np.ones((4, 2, 3)), (2, 1)).shape == (2, 1)
+    assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
+    assert unbroadcast(np.ones((1, 3)), (2, 3)).shape == (1, 3)  # never broadcast up
