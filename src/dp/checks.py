@@ -169,19 +169,20 @@ def labels(y: Any, rows: int, outputs: int) -> np.ndarray:
     """The labels of a batch of ``rows`` rows for a model with ``outputs`` output columns,
     as the losses take them: for one output, binary labels in [0, 1] as a float column
     (rows, 1); for k > 1, one-hot rows (rows, k), from class indices in [0, k) ((rows,)
-    or (rows, 1)) or from one-hot rows. A 1-D vector is never broadcast against a column."""
+    or (rows, 1)) or from one-hot rows. A 1-D vector is never broadcast against a column.
+    NaN and inf are `NonFiniteError`."""
     y = numeric_array(y, "the labels")
     if y.ndim == 0 or y.shape[0] != rows:
         raise ValueError(f"{y.shape[0] if y.ndim else 'a scalar: no'} labels for a batch of {rows} rows")
-    finite(y, "the labels")
-    return binary_labels(y) if outputs == 1 else one_hot_labels(y, outputs)
+    return binary_labels(y) if outputs == 1 else one_hot_labels(finite(y, "the labels"), outputs)
 
 
 def binary_labels(y: np.ndarray) -> np.ndarray:
     """Checked labels (see `labels`) for one output, as a float column."""
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise ValueError(f"binary labels must have shape (n,) or (n, 1), got {y.shape}")
-    if not (y.min() >= 0 and y.max() <= 1):
+    if not (y.min() >= 0 and y.max() <= 1):  # also false for NaN: one test on the common path
+        finite(y, "the labels")
         raise ValueError("binary labels must lie in [0, 1] (0 or 1 for hard labels)")
     return y.reshape(-1, 1).astype(np.float64, copy=False)
 

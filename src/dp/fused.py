@@ -60,7 +60,7 @@ def _relu_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _identity_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return g
+    return g.copy()  # a new array, as every backward here returns: the vjps write into it
 
 
 # name: (apply in place, the gradient of its input from g and its output y)
@@ -123,6 +123,7 @@ def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation=Non
         dx = xhat * (dgamma / n)  # gamma * inv * (dy - dbeta / N - xhat * dgamma / N), in one temporary
         dx += dbeta / n
         np.subtract(dy, dx, out=dx)
+        del dy  # one (N, F) array fewer while the linear layer's gradients are computed
         dx *= gamma * inv
         return (dx @ w.T if input_needs_grad else None), h.T @ dx, dgamma, dbeta, None, None
 
@@ -140,9 +141,10 @@ def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation
 
     def vjp(g):
         dy = backward(g, y)
-        dx = dy * (gamma * inv)
-        grad_h = dx @ w.T if input_needs_grad else None
-        return grad_h, h.T @ dx, column_dot(dy, xhat), dy.sum(axis=0, keepdims=True), None, None, None
+        dgamma, dbeta = column_dot(dy, xhat), dy.sum(axis=0, keepdims=True)
+        dy *= gamma * inv  # now dx: dy is this call's own array
+        grad_h = dy @ w.T if input_needs_grad else None
+        return grad_h, h.T @ dy, dgamma, dbeta, None, None, None
 
     return y, vjp
 
