@@ -47,6 +47,8 @@ from dp.optim import Optimizer, make_optimizer
 
 FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
 READABLE_VERSIONS = (1, 2)
+# MLP settings added after format 1: a file without them was made with their defaults.
+LATER_SETTINGS = {"init", "init_std"}
 RESERVED = "__dp_"  # prefix of the entries that are not parameters
 FORMAT_KEY = "__dp_format__"
 MODEL_KEY = "__dp_model__"
@@ -300,7 +302,7 @@ def _model(arrays: Mapping[str, Any]) -> MLP:
         model = MLP(**config)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"the checkpoint's architecture {config} is not a valid MLP: {error}") from error
-    if set(config) != set(model.config):
+    if not set(model.config) - LATER_SETTINGS <= set(config) <= set(model.config):
         raise CheckpointError(
             f"the checkpoint's architecture has the settings {sorted(config)}, an MLP has {sorted(model.config)}"
         )

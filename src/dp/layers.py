@@ -33,6 +33,7 @@ import numpy as np
 
 from dp import checks, losses, ops
 from dp.checks import Flag, NonFiniteError, OneOf, Real
+from dp.init import weights as init_weights
 from dp.node import Node, primitive
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu")  # Node methods a layer may apply after batch norm
@@ -81,18 +82,21 @@ class NeuralNode:
 
     # ----- layers -----
 
-    def linear(self, fan_in: int, fan_out: int, name: str, bias: bool = True) -> Linear:
+    def linear(
+        self, fan_in: int, fan_out: int, name: str, bias: bool = True, init: str = "glorot", std: float | None = None
+    ) -> Linear:
         """Register ``weight_{name}`` (fan_in, fan_out) and, if ``bias``, ``bias_{name}``
         (1, fan_out); return ``forward(x) = x @ weight + bias`` for x of shape (n, fan_in).
 
-        Weights start as Glorot-normal, N(0, 2 / (fan_in + fan_out)), biases at 0:
-        that keeps the variance of activations and of gradients roughly constant
-        through tanh layers (Glorot & Bengio, 2010), the reference network's
-        activation. Before batch norm, the scale matters little (batch norm
+        Weights are drawn by the rule ``init`` (`dp.init`: "glorot", "he", "normal" and
+        "uniform" with a given ``std``, ...), biases start at 0. The default, Glorot-normal,
+        N(0, 2 / (fan_in + fan_out)), keeps the variance of activations and of gradients
+        roughly constant through tanh layers (Glorot & Bengio, 2010), the reference
+        network's activation. Before batch norm, the scale matters little (batch norm
         undoes it), so one rule serves both.
         """
         fan_in, fan_out = (checks.Whole("[1, inf)")(n, what) for n, what in ((fan_in, "fan_in"), (fan_out, "fan_out")))
-        weight = self._generator().normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out))
+        weight = init_weights(init, self._generator(), fan_in, fan_out, std)
         self._register({f"weight_{name}": weight, **({f"bias_{name}": np.zeros((1, fan_out))} if bias else {})})
         return Linear(self, name, fan_in, bias)
 

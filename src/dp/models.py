@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dp import checks, fused, losses
+from dp import init as dp_init
 from dp.checks import Flag, OneOf, Whole, checked
 from dp.layers import ACTIVATIONS, BATCH_NORM_CONSTRAINTS, BatchNorm, Linear, NeuralNode, as_input
 from dp.node import Node
@@ -34,7 +35,9 @@ class MLP(NeuralNode):
     One output uses a sigmoid and binary cross-entropy; k > 1 outputs a softmax
     and softmax cross-entropy. ``seed`` fixes the initial weights; ``dtype`` is
     that of the parameters and of the computation (inputs are converted to it).
-    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's (`NeuralNode.batch_norm`).
+    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's (`NeuralNode.batch_norm`);
+    ``init`` (and ``init_std`` for "normal" and "uniform") draws every weight matrix
+    (`dp.init`; the default is Glorot-normal).
 
     The layers are those of `NeuralNode` (same parameters, same formulas); a hidden
     layer with batch norm runs as one fused primitive (`dp.fused`) for speed.
@@ -53,6 +56,8 @@ class MLP(NeuralNode):
         momentum: float = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
+        init: str = "glorot",
+        init_std: float | None = None,
     ) -> None:
         sizes = tuple(sizes)
         if not all(checks.is_whole(s) for s in sizes):
@@ -65,12 +70,14 @@ class MLP(NeuralNode):
         super().__init__(seed, dtype)
         self.config = dict(sizes=sizes, batch_norm=flags["batch_norm"], activation=activation, dtype=self.dtype.name)
         self.config.update(norm_options)
+        init, init_std = dp_init.check(init, init_std)
+        self.config.update(init=init, init_std=init_std)
         self.hidden: list[tuple[Linear, BatchNorm | None]] = []  # per hidden layer: linear, batch norm or None
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
-            linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm)
+            linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm, init=init, std=init_std)
             norm = self.batch_norm(fan_out, f"bn{i}", **norm_options) if batch_norm else None
             self.hidden.append((linear, norm))
-        self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}")
+        self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}", init=init, std=init_std)
 
     @property
     def sizes(self) -> tuple[int, ...]:
