@@ -10,8 +10,8 @@ Contract shared by every optimizer:
 - ``step`` updates exactly the keys present in ``grads``. Batch-norm moving
   averages never have a gradient, so they are never touched.
 - It *replaces* arrays (``params[k] = new``) and never writes into the old ones:
-  other code keeps references to old arrays (``NeuralNode.unchanged_on_error``,
-  a graph built before the step) and relies on them not changing.
+  other code keeps references to old arrays (`dp.train.train_step`'s rollback
+  point, a graph built before the step) and relies on them not changing.
 - It is all or nothing: every gradient is checked (known key, same shape as its
   parameter, finite) and every new value computed before anything is stored;
   on any error ``params`` and the optimizer's state are exactly as before.

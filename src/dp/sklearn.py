@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -211,7 +210,8 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         """`dp.train.fit` for ``epochs`` over all of X; the model is left in eval mode."""
         history = fit(
             model,
-            SimpleNamespace(x_train=X, y_train=labels),
+            X,
+            labels,
             optimizer,
             epochs=epochs,
             batch_size=min(self.batch_size, len(X)),
