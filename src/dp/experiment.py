@@ -155,22 +155,27 @@ def summarize(runs: Sequence[Run]) -> list[Cell]:
     """One `Cell` per learning rate and batch-norm setting, by increasing learning rate,
     with batch norm first."""
     keys = sorted({(run.lr, run.batch_norm) for run in runs}, key=lambda key: (key[0], not key[1]))
-    cells = []
-    for lr, batch_norm in keys:
-        mine = [run for run in runs if (run.lr, run.batch_norm) == (lr, batch_norm)]
-        cells.append(
-            Cell(
-                lr=lr,
-                batch_norm=batch_norm,
-                runs=len(mine),
-                diverged=sum(run.diverged for run in mine),
-                accuracies=tuple(run.test_accuracy for run in mine if not run.diverged),
-                steps_to_target=tuple(
-                    np.inf if run.steps_to_target is None or run.diverged else run.steps_to_target for run in mine
-                ),
-            )
-        )
-    return cells
+    return [
+        _cell(lr, batch_norm, [run for run in runs if (run.lr, run.batch_norm) == (lr, batch_norm)])
+        for lr, batch_norm in keys
+    ]
+
+
+def _cell(lr: float, batch_norm: bool, runs: Sequence[Run]) -> Cell:
+    """The `Cell` of ``runs``, all of learning rate ``lr`` and setting ``batch_norm``."""
+    return Cell(
+        lr=lr,
+        batch_norm=batch_norm,
+        runs=len(runs),
+        diverged=sum(run.diverged for run in runs),
+        accuracies=tuple(run.test_accuracy for run in runs if not run.diverged and run.test_accuracy is not None),
+        steps_to_target=tuple(_steps_or_inf(run) for run in runs),
+    )
+
+
+def _steps_or_inf(run: Run) -> float:
+    """The steps ``run`` took to the target; inf if it never got there (a diverged run never does)."""
+    return np.inf if run.steps_to_target is None or run.diverged else run.steps_to_target
 
 
 def markdown_table(cells: Sequence[Cell], target: float, steps: int) -> str:

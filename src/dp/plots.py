@@ -160,25 +160,40 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
     accuracy_axes, steps_axes = figure.subplots(1, 2, sharex=True)
     for batch_norm, color in ((True, BATCH_NORM_COLOR), (False, PLAIN_COLOR)):
         mine = sorted((c for c in cells if c.batch_norm == batch_norm), key=lambda c: c.lr)
-        name = "with batch norm" if batch_norm else "without batch norm"
-        lrs = [c.lr for c in mine]
-        accuracy_axes.plot(
-            lrs, [_percent_value(c.median_accuracy) for c in mine], "o-", color=color, label=f"{name}: median"
-        )
-        accuracy_axes.plot(
-            lrs, [_percent_value(c.worst_accuracy) for c in mine], "v--", color=color, label=f"{name}: worst"
-        )
-        steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in mine], "o-", color=color, label=name)
-        for cell in mine:
-            if cell.diverged:
-                accuracy_axes.annotate(
-                    f"{cell.diverged}/{cell.runs}\ndiverged",
-                    xy=(cell.lr, 0.03 if batch_norm else 0.15),
-                    xycoords=("data", "axes fraction"),
-                    ha="center",
-                    fontsize="x-small",
-                    color=color,
-                )
+        _draw_sweep_lines(accuracy_axes, steps_axes, mine, batch_norm, color)
+    _label_sweep_axes(accuracy_axes, steps_axes, sorted({cell.lr for cell in cells}), target)
+    figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
+    path = Path(path)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _draw_sweep_lines(accuracy_axes: Any, steps_axes: Any, cells: Sequence[Any], batch_norm: bool, color: str) -> None:
+    """The lines of one batch-norm setting's ``cells`` (sorted by learning rate): median and
+    worst accuracy, median steps, and how many runs diverged where any did."""
+    name = "with batch norm" if batch_norm else "without batch norm"
+    lrs = [c.lr for c in cells]
+    accuracy_axes.plot(
+        lrs, [_percent_value(c.median_accuracy) for c in cells], "o-", color=color, label=f"{name}: median"
+    )
+    accuracy_axes.plot(
+        lrs, [_percent_value(c.worst_accuracy) for c in cells], "v--", color=color, label=f"{name}: worst"
+    )
+    steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in cells], "o-", color=color, label=name)
+    for cell in cells:
+        if cell.diverged:
+            accuracy_axes.annotate(
+                f"{cell.diverged}/{cell.runs}\ndiverged",
+                xy=(cell.lr, 0.03 if batch_norm else 0.15),  # the two settings' notes one above the other
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize="x-small",
+                color=color,
+            )
+
+
+def _label_sweep_axes(accuracy_axes: Any, steps_axes: Any, lrs: Sequence[float], target: float) -> None:
+    """Titles, labels, scales, ticks at the learning rates ``lrs``, grids and legends."""
     accuracy_axes.set(ylabel="test accuracy (%)", title="Test accuracy (eval mode) of the runs that did not diverge")
     steps_axes.set(
         yscale="log",
@@ -187,17 +202,12 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
         "(missing: half the runs or more never got there)",
     )
     _plain_log_ticks(steps_axes.yaxis)
-    lrs = sorted({cell.lr for cell in cells})
     for axes in (accuracy_axes, steps_axes):
         axes.set(xscale="log", xlabel="learning rate (log scale)")
         axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
         axes.minorticks_off()
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
-    figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
-    path = Path(path)
-    figure.savefig(path, dpi=DPI)
-    return path
 
 
 def _plain_log_ticks(axis: Any) -> None:
