@@ -34,10 +34,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
 from dp import data
-from dp.cli import DEFAULTS
 from dp.cli import main as dp_command
 from dp.layers import classes
-from dp.train import TEST_SIZE, train_network
+from dp.reference import TEST_SIZE, Recipe, train_network
 
 ENSEMBLE_SIZE = 5
 
@@ -58,8 +57,7 @@ def dp_ensemble_accuracy(seed: int) -> float:
     split = data.breast_cancer(test_size=TEST_SIZE, seed=seed)
     probabilities = 0.0
     for member in range(ENSEMBLE_SIZE):
-        options = argparse.Namespace(**{**DEFAULTS, "seed": 1000 * seed + member})
-        model, _, _ = train_network(options, split, batch_norm=True, progress=False)
+        model, _, _ = train_network(split, True, Recipe(seed=1000 * seed + member), progress=False)
         probabilities = probabilities + model.predict_proba(split.x_test) / ENSEMBLE_SIZE
     return float(np.mean(classes(probabilities) == split.y_test))
 

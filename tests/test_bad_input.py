@@ -148,7 +148,7 @@ def test_the_loss_in_eval_mode_refuses_bad_labels(outputs, y, error, message):
 def test_an_unknown_reduction_is_refused_and_changes_nothing(train):
     model, optimizer = trained()
     step = training_step(model, optimizer, X, Y, train=train, reduction="max")
-    assert_refused(step, ValueError, r"reduction must be one of \('sum', 'mean'\)", model, optimizer)
+    assert_refused(step, ValueError, r"reduction must be one of 'sum', 'mean'; got 'max'", model, optimizer)
 
 
 @pytest.mark.parametrize("x, error, message", cases(BAD_X))
@@ -389,11 +389,6 @@ def test_saving_the_wrong_objects_or_to_a_missing_directory_is_refused(arguments
 # ----- the training loop -----
 
 
-class Data:
-    def __init__(self, x, y):
-        self.x_train, self.y_train = x, y
-
-
 TRAIN_X = np.random.default_rng(7).standard_normal((40, FEATURES))
 TRAIN_Y = (TRAIN_X[:, 0] > 0).astype(float)
 
@@ -404,29 +399,40 @@ def train_x_with(value):
     return x
 
 
-BAD_TRAINING = {  # name: (data, options for fit, exception, message)
-    "strings": (Data(TRAIN_X.astype(str), TRAIN_Y), {}, TypeError, "must be numeric"),
-    "too few features": (Data(TRAIN_X[:, :3], TRAIN_Y), {}, ValueError, r"shape \(n, 4\)"),
-    "no rows": (Data(TRAIN_X[:0], TRAIN_Y[:0]), {}, ValueError, "training rows must be a non-empty"),
-    "one row": (Data(TRAIN_X[:1], TRAIN_Y[:1]), {}, ValueError, "between 2 and the 1 training rows"),
-    "a batch of one": (Data(TRAIN_X, TRAIN_Y), {"batch_size": 1}, ValueError, "must be an integer between 2"),
-    "no epochs": (Data(TRAIN_X, TRAIN_Y), {"epochs": 0}, ValueError, "epochs must be an integer >= 1"),
-    "steps and epochs": (Data(TRAIN_X, TRAIN_Y), {"steps": 3}, ValueError, "either steps or epochs"),
-    "unknown schedule": (Data(TRAIN_X, TRAIN_Y), {"schedule": "linear"}, ValueError, "schedule must be one of"),
+BAD_TRAINING = {  # name: ((rows, labels), options for fit, exception, message)
+    "strings": ((TRAIN_X.astype(str), TRAIN_Y), {}, TypeError, "must be numeric"),
+    "too few features": ((TRAIN_X[:, :3], TRAIN_Y), {}, ValueError, r"shape \(n, 4\)"),
+    "no rows": ((TRAIN_X[:0], TRAIN_Y[:0]), {}, ValueError, r"the training rows is empty \(0 rows\)"),
+    "one row": (
+        (TRAIN_X[:1], TRAIN_Y[:1]),
+        {},
+        ValueError,
+        "batch_size must be at most the number of training rows, 1",
+    ),
+    "a batch of one": (
+        (TRAIN_X, TRAIN_Y),
+        {"batch_size": 1},
+        ValueError,
+        r"batch_size must be a whole number in \[2, inf\)",
+    ),
+    "no epochs": ((TRAIN_X, TRAIN_Y), {"epochs": 0}, ValueError, r"epochs must be a whole number in \[1, inf\)"),
+    "steps and epochs": ((TRAIN_X, TRAIN_Y), {"steps": 3}, ValueError, "either steps or epochs"),
+    "steps=True": ((TRAIN_X, TRAIN_Y), {"steps": True, "epochs": None}, TypeError, "steps must be a whole number"),
+    "unknown schedule": ((TRAIN_X, TRAIN_Y), {"schedule": "linear"}, ValueError, "schedule must be one of"),
 }
 BAD_TRAINING_ROWS = {
-    "nan in a late row": (Data(train_x_with(np.nan), TRAIN_Y), {}, NonFiniteError, "NaN or inf"),
-    "inf in a late row": (Data(train_x_with(np.inf), TRAIN_Y), {}, NonFiniteError, "NaN or inf"),
-    "label 2 in a late row": (Data(TRAIN_X, np.where(np.arange(40) == 37, 2.0, TRAIN_Y)), {}, ValueError, r"\[0, 1\]"),
-    "fewer labels than rows": (Data(TRAIN_X, TRAIN_Y[:30]), {}, ValueError, "labels"),
-    "more labels than rows": (Data(TRAIN_X[:30], TRAIN_Y), {}, ValueError, "labels"),
+    "nan in a late row": ((train_x_with(np.nan), TRAIN_Y), {}, NonFiniteError, "NaN or inf"),
+    "inf in a late row": ((train_x_with(np.inf), TRAIN_Y), {}, NonFiniteError, "NaN or inf"),
+    "label 2 in a late row": ((TRAIN_X, np.where(np.arange(40) == 37, 2.0, TRAIN_Y)), {}, ValueError, r"\[0, 1\]"),
+    "fewer labels than rows": ((TRAIN_X, TRAIN_Y[:30]), {}, ValueError, "labels"),
+    "more labels than rows": ((TRAIN_X[:30], TRAIN_Y), {}, ValueError, "labels"),
 }
 
 
 @pytest.mark.parametrize("data, options, error, message", cases(BAD_TRAINING) + cases(BAD_TRAINING_ROWS))
 def test_fit_refuses_bad_data_before_any_step(data, options, error, message):
     model, optimizer = trained()
-    train = lambda: fit(model, data, optimizer, **{"epochs": 2, "batch_size": 8, "progress": False, **options})
+    train = lambda: fit(model, *data, optimizer, **{"epochs": 2, "batch_size": 8, "progress": False, **options})
     assert not isinstance(
         assert_refused(train, error, message, model, optimizer), Diverged
     )  # bad data is not divergence

@@ -128,7 +128,7 @@ def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, 
 
 
 def test_a_folder_without_write_permission_is_refused_before_training(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("dp.cli.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
+    monkeypatch.setattr("dp.arguments.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
     for option, value in (("--save", tmp_path / "m.npz"), ("--plots", tmp_path / "figures" / "new")):
         with pytest.raises(SystemExit) as stopped:
             main(["train", option, str(value)])
@@ -141,7 +141,7 @@ def _saved_without_metadata(path, seed, **mlp_options):
     model = dp.MLP(seed=seed, **mlp_options)
     if mlp_options.get("sizes", (30,))[0] == 30:
         split = dp.data.breast_cancer(seed=seed)
-        dp.train.fit(model, split, dp.optim.Adam(lr=0.003), steps=20, batch_size=50, progress=False)
+        dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(lr=0.003), steps=20, progress=False)
     return dp.checkpoint.save(model, path)
 
 

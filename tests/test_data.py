@@ -236,21 +236,34 @@ def test_labels_may_be_a_column_or_strings():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        ({"test_size": 0.0}, r"test_size must be in \(0, 1\)"),
-        ({"test_size": 1.0}, r"test_size must be in \(0, 1\)"),
-        ({"test_size": float("nan")}, r"test_size must be in \(0, 1\)"),
-        ({"test_size": "0.2"}, r"test_size must be in \(0, 1\)"),
-        ({"test_size": True}, r"test_size must be in \(0, 1\)"),
-        ({"validation_size": 1.0}, r"validation_size must be in \[0, 1\)"),
-        ({"validation_size": -0.1}, r"validation_size must be in \[0, 1\)"),
-        ({"test_size": 0.6, "validation_size": 0.4}, "sum to 1; they must leave rows to train on"),
+        ({"test_size": 0.0}, ValueError, r"test_size must be a finite number in \(0, 1\)"),
+        ({"test_size": 1.0}, ValueError, r"test_size must be a finite number in \(0, 1\)"),
+        ({"test_size": float("nan")}, ValueError, r"test_size must be a finite number in \(0, 1\)"),
+        ({"test_size": "0.2"}, TypeError, "test_size must be a real number, not str"),
+        ({"test_size": True}, TypeError, "test_size must be a real number, not bool"),
+        ({"validation_size": 1.0}, ValueError, r"validation_size must be a finite number in \[0, 1\)"),
+        ({"validation_size": -0.1}, ValueError, r"validation_size must be a finite number in \[0, 1\)"),
+        ({"test_size": 0.6, "validation_size": 0.4}, ValueError, "sum to 1; they must leave rows to train on"),
     ],
 )
-def test_bad_fractions_are_refused_by_name(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_fractions_are_refused_by_name(kwargs, error, message):
+    with pytest.raises(error, match=message):
         breast_cancer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "fraction, error, message",
+    [
+        (0.0, ValueError, r"each fraction must be a finite number in \(0, 1\), got 0.0"),
+        (1.5, ValueError, r"each fraction must be a finite number in \(0, 1\)"),
+        ("0.2", TypeError, "each fraction must be a real number, not str"),
+    ],
+)
+def test_stratified_split_refuses_a_fraction_outside_0_1(fraction, error, message):
+    with pytest.raises(error, match=message):
+        stratified_split(np.tile([0, 1], 10), 0.2, fraction)
 
 
 def test_a_class_too_small_for_every_part_is_refused_naming_it():

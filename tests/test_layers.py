@@ -418,13 +418,11 @@ def test_a_seed_style_model_trains_with_fit_through_its_default_loss():
     net = SeedNet()
     rng = np.random.default_rng(17)
     x = rng.normal(size=(60, 30))
-    split = type("Split", (), {"x_train": x, "y_train": (x[:, :1] > 0).astype(float)})
-    history = dp.train.fit(net, split, dp.optim.Adam(lr=0.01), steps=40, batch_size=20, progress=False)
+    y = (x[:, :1] > 0).astype(float)
+    history = dp.train.fit(net, x, y, dp.optim.Adam(lr=0.01), steps=40, batch_size=20, progress=False)
     assert history.loss[-1] < history.loss[0]
     p = net.forward(x).value
-    np.testing.assert_allclose(
-        net.loss(x, split.y_train).value, dp.losses.binary_cross_entropy(dp.Node(p), split.y_train).value
-    )
+    np.testing.assert_allclose(net.loss(x, y).value, dp.losses.binary_cross_entropy(dp.Node(p), y).value)
 
 
 def test_a_failed_first_training_step_leaves_the_layer_untrained():

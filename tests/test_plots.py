@@ -1,16 +1,16 @@
 """Figures: the hidden-layer values they draw are the network's own, computing them does
-not disturb training, and every figure is written as a PNG, diverged runs included."""
-
-from argparse import Namespace
+not disturb training, every figure is written as a PNG, diverged runs included, and
+drawing trains nothing."""
 
 import numpy as np
 import pytest
 
+import dp.train
 from dp import data, plots
 from dp.experiment import Cell
 from dp.models import MLP
 from dp.optim import Adam
-from dp.train import fit
+from dp.train import History, fit
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -22,7 +22,7 @@ def split():
 
 def trained(split, steps=20, on_step=None):
     model = MLP(seed=0)
-    fit(model, split, Adam(lr=0.01), steps=steps, progress=False, on_step=on_step)
+    fit(model, split.x_train, split.y_train, Adam(lr=0.01), steps=steps, progress=False, on_step=on_step)
     return model
 
 
@@ -48,11 +48,51 @@ def test_computing_the_histograms_values_does_not_disturb_training(split):
         assert value.tobytes() == watched.params[name].tobytes(), name
 
 
-def test_training_figures_draw_a_diverged_run_up_to_where_it_stopped(tmp_path):
-    options = Namespace(steps=5, lr=1e200, batch_size=50, optimizer="sgd", schedule="constant", seed=0)
-    paths = plots.training_figures(tmp_path / "new" / "directory", options)  # batch norm diverges at step 2
+def history(steps, diverged=False):
+    """A made-up training history, evaluated at ``steps``."""
+    return History(
+        step=list(steps),
+        epoch=[s / 7 for s in steps],
+        loss=[0.7 / s for s in steps],
+        train_accuracy=[0.9] * len(steps),
+        val_accuracy=[0.92] * len(steps),
+        diverged=diverged,
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshots(split):
+    """The parameters of the network with batch norm after its first and its 20th step."""
+    return {1: trained(split, steps=1).params, 20: trained(split, steps=20).params}
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training from here on fails the test: figures draw what they are given."""
+    for name in ("fit", "train_step"):
+        monkeypatch.setattr(dp.train, name, lambda *a, **k: pytest.fail("a figure trained a network"))
+    monkeypatch.setattr(MLP, "loss", lambda *a, **k: pytest.fail("a figure computed a training loss"))
+
+
+def test_training_figures_draw_the_histories_and_snapshots_they_are_given(split, snapshots, tmp_path, no_training):
+    histories = {True: history(range(5, 25, 5)), False: history(range(5, 25, 5))}
+    paths = plots.training_figures(tmp_path / "new" / "dir", histories, snapshots, split.x_train, "given")
+    assert [p.name for p in paths] == ["training_curves.png", "batch_norm_histograms.png"]
+    assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in paths)
+
+
+def test_training_figures_draw_a_diverged_run_up_to_where_it_stopped(split, snapshots, tmp_path, no_training):
+    histories = {True: history([], diverged=True), False: history([5, 10])}  # batch norm diverged at step 2
+    paths = plots.training_figures(tmp_path, histories, {1: snapshots[1]}, split.x_train, "")
     assert [p.name for p in paths] == ["training_curves.png"]  # and no histograms of its huge values
     assert paths[0].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_loss_title_gives_the_steps_between_evaluations():
+    assert plots._loss_title({True: history([], diverged=True), False: history([5, 10])}) == (
+        "Training loss (mean over each 5 steps)"
+    )
+    assert plots._loss_title({True: history([]), False: history([])}) == "Training loss"
 
 
 def test_experiment_figure_is_written_with_diverged_and_unreached_cells(tmp_path):

@@ -196,3 +196,36 @@ def test_a_pickled_estimator_predicts_bit_identically_and_keeps_training():
     for estimator in (clf, copy):
         estimator.partial_fit(x, y)
     assert np.array_equal(copy.predict_proba(x), clf.predict_proba(x))  # the optimizer state came along
+
+
+# ----- hyperparameters -----
+
+
+@pytest.mark.parametrize(
+    "settings, sizes",
+    [
+        (dict(hidden_layer_sizes=7), (3, 7, 1)),  # one width
+        (dict(hidden_layer_sizes=np.array([6, 4])), (3, 6, 4, 1)),
+        (dict(hidden_layer_sizes=[np.int64(5)], optimizer="Adam"), (3, 5, 1)),  # optimizer names in any case
+    ],
+)
+def test_hyperparameters_take_the_forms_they_are_documented_in(settings, sizes):
+    x, y = blobs([0, 1])
+    clf = BatchNormMLPClassifier(max_iter=2, random_state=0, **settings).fit(x, y)
+    assert clf.model_.sizes == sizes
+
+
+def test_every_bad_hyperparameter_is_named_in_one_error():
+    clf = BatchNormMLPClassifier(max_iter=0, batch_norm=1, learning_rate="fast", activation="swish")
+    with pytest.raises(ValueError) as raised:
+        clf.fit(*blobs([0, 1]))
+    message = str(raised.value)
+    assert message.startswith("BatchNormMLPClassifier: ")
+    for part in (
+        "batch_norm must be True or False, not int",
+        "activation must be one of ",  # dp.ops.ACTIVATIONS
+        "got 'swish'",
+        "learning_rate must be a real number, not str",
+        r"max_iter must be a whole number in [1, inf), got 0",
+    ):
+        assert part in message

@@ -1,6 +1,7 @@
 """The training loop: the history it returns, steps and epochs, reproducibility, the
 learning-rate schedule, divergence, the progress bar, and argument checks."""
 
+import copy
 import dataclasses
 import math
 
@@ -25,10 +26,16 @@ def split_without_validation():
     return data.breast_cancer(seed=0)
 
 
+def fit_on(model, split, optimizer, **options):
+    """`fit` on ``split``'s training rows, its validation rows evaluated if it has some."""
+    validation = (split.x_val, split.y_val) if len(split.x_val) else None
+    return fit(model, split.x_train, split.y_train, optimizer, validation=validation, **options)
+
+
 def train(split, steps=20, seed=0, model_seed=0, **options):
     model = MLP(seed=model_seed)
     optimizer = options.pop("optimizer", None) or Adam(lr=0.003)
-    history = fit(model, split, optimizer, steps=steps, batch_size=50, seed=seed, progress=False, **options)
+    history = fit_on(model, split, optimizer, steps=steps, batch_size=50, seed=seed, progress=False, **options)
     return model, optimizer, history
 
 
@@ -73,7 +80,9 @@ def test_epochs_count_whole_batches_and_evaluate_once_an_epoch_by_default(split)
     model = MLP(seed=0)
     batches_per_epoch = len(split.y_train) // 50  # the last, smaller batch is dropped
     steps = []
-    history = fit(model, split, Adam(), epochs=2, batch_size=50, progress=False, on_step=lambda s, m: steps.append(s))
+    history = fit_on(
+        model, split, Adam(), epochs=2, batch_size=50, progress=False, on_step=lambda s, m: steps.append(s)
+    )
     assert steps == list(range(1, 2 * batches_per_epoch + 1))
     assert history.step == [batches_per_epoch, 2 * batches_per_epoch]
     assert history.epoch == [1.0, 2.0]
@@ -118,7 +127,7 @@ def test_another_seed_gives_another_batch_order(split):
 def test_the_cosine_schedule_decays_the_rate_and_restores_it(split):
     optimizer = Adam(lr=0.01)
     rates = []
-    fit(
+    fit_on(
         MLP(seed=0),
         split,
         optimizer,
@@ -135,7 +144,9 @@ def test_the_cosine_schedule_decays_the_rate_and_restores_it(split):
 def test_the_constant_schedule_keeps_the_rate(split):
     optimizer = SGD(lr=0.05)
     rates = []
-    fit(MLP(seed=0), split, optimizer, steps=5, progress=False, on_step=lambda step, model: rates.append(optimizer.lr))
+    fit_on(
+        MLP(seed=0), split, optimizer, steps=5, progress=False, on_step=lambda step, model: rates.append(optimizer.lr)
+    )
     assert rates == [0.05] * 5 and SCHEDULES["constant"](3, 5) == 1.0
 
 
@@ -143,7 +154,7 @@ def test_divergence_raises_with_the_history_and_keeps_the_last_finite_parameters
     model, optimizer = MLP(seed=0), SGD(lr=1e200)
     after_step = {}
     with pytest.raises(Diverged, match="training diverged at step 2") as caught:
-        fit(
+        fit_on(
             model,
             split,
             optimizer,
@@ -164,7 +175,7 @@ def test_an_update_that_would_overflow_is_refused_and_changes_nothing(split):
     with pytest.raises(
         Diverged, match="step 1: the update of .* would make the parameters or this optimizer's state NaN or inf"
     ):
-        fit(model, split, SGD(lr=1e308), steps=5, progress=False)
+        fit_on(model, split, SGD(lr=1e308), steps=5, progress=False)
     assert_same_params(model.params, initial)
 
 
@@ -182,51 +193,135 @@ def test_a_nan_loss_undoes_the_step_moving_averages_and_optimizer_state_included
 
     model.loss = loss_that_fails_on_the_third_step
     with pytest.raises(Diverged, match="step 3: the loss has NaN or inf"):
-        fit(model, split, optimizer, steps=5, progress=False, on_step=save)
+        fit_on(model, split, optimizer, steps=5, progress=False, on_step=save)
     assert_same_params(model.params, saved["params"])  # avg_mean_bn1 and friends too
     state = optimizer.state_dict()
     assert state.keys() == saved["state"].keys()
     assert all(state[k]["step"] == saved["state"][k]["step"] == 2 for k in state)
 
 
+class RefusesStep(Adam):
+    """Adam that refuses its ``refuse_at``-th step, as an optimizer refusing bad gradients would."""
+
+    def __init__(self, refuse_at, **options):
+        super().__init__(**options)
+        self.refuse_at, self.calls = refuse_at, 0
+
+    def step(self, params, grads):
+        self.calls += 1
+        if self.calls == self.refuse_at:
+            raise ValueError("this step is refused")
+        super().step(params, grads)
+
+
+def test_a_step_the_optimizer_refuses_changes_nothing_moving_averages_included(split):
+    model, optimizer, saved = MLP(seed=0), RefusesStep(refuse_at=3, lr=0.01), {}
+
+    def save(step, m):
+        saved.update(params=m.get_param(), state=optimizer.state_dict())
+
+    with pytest.raises(ValueError, match="this step is refused") as raised:
+        fit_on(model, split, optimizer, steps=5, progress=False, on_step=save)
+    assert not isinstance(raised.value, Diverged)  # not NaN or inf: raised as it is
+    assert_same_params(model.params, saved["params"])  # the forward pass of step 3 moved avg_mean_bn1 and friends
+    state = optimizer.state_dict()
+    assert all(state[k]["step"] == saved["state"][k]["step"] == 2 for k in state)
+
+
+def test_train_step_commits_all_or_restores_the_same_arrays(split):
+    model = MLP(seed=0)
+    params, before = model.params, dict(model.params)
+    with pytest.raises(ValueError, match="this step is refused"):
+        dp.train.train_step(model, RefusesStep(refuse_at=1), split.x_train[:50], split.y_train[:50])
+    assert model.params is params and model.params.keys() == before.keys()
+    assert all(model.params[k] is before[k] for k in before)  # the very arrays: nothing was written into them
+    expected = copy.deepcopy(model).loss(split.x_train[:50], split.y_train[:50]).value.item()
+    assert dp.train.train_step(model, Adam(), split.x_train[:50], split.y_train[:50]) == expected  # before the update
+    assert all(model.params[k] is not before[k] for k in before)  # every entry replaced, moving averages too
+
+
 def test_no_progress_bar_when_asked_or_when_standard_error_is_not_a_terminal(split, capsys):
     for progress in (False, None):  # under pytest, standard error is not a terminal
-        fit(MLP(seed=0), split, Adam(), steps=3, progress=progress)
+        fit_on(MLP(seed=0), split, Adam(), steps=3, progress=progress)
         assert capsys.readouterr().err == ""
 
 
 def test_the_progress_bar_goes_to_standard_error(split, capsys):
-    fit(MLP(seed=0), split, Adam(), steps=3, progress=True)
+    fit_on(MLP(seed=0), split, Adam(), steps=3, progress=True)
     captured = capsys.readouterr()
     assert "training" in captured.err and "step" in captured.err
     assert captured.out == ""
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "options, error, message",
     [
-        (dict(steps=5, epochs=1), "either steps or epochs"),
-        (dict(), "either steps or epochs"),
-        (dict(steps=0), "steps must be an integer >= 1"),
-        (dict(steps=2.5), "steps must be an integer >= 1"),
-        (dict(epochs=0), "epochs must be an integer >= 1"),
-        (dict(steps=5, eval_every=0), "eval_every must be an integer >= 1"),
-        (dict(steps=5, batch_size=1), "batch_size must be an integer between 2"),
-        (dict(steps=5, batch_size=10_000), "batch_size must be an integer between 2"),
-        (dict(steps=5, batch_size=2.5), "batch_size must be an integer between 2"),
-        (dict(steps=5, batch_size=True), "batch_size must be an integer between 2"),
-        (dict(steps=5, schedule="linear"), "schedule must be one of"),
+        (dict(steps=5, epochs=1), ValueError, "either steps or epochs"),
+        (dict(), ValueError, "either steps or epochs"),
+        (dict(steps=0), ValueError, r"steps must be a whole number in \[1, inf\), got 0"),
+        (dict(steps=2.5), TypeError, "steps must be a whole number, not float"),
+        (dict(steps=True), TypeError, "steps must be a whole number, not bool"),  # True once ran one step
+        (dict(epochs=0), ValueError, r"epochs must be a whole number in \[1, inf\)"),
+        (dict(epochs=True), TypeError, "epochs must be a whole number, not bool"),
+        (dict(steps=5, eval_every=0), ValueError, r"eval_every must be a whole number in \[1, inf\)"),
+        (dict(steps=5, eval_every=1.0), TypeError, "eval_every must be a whole number, not float"),
+        (dict(steps=5, batch_size=1), ValueError, r"batch_size must be a whole number in \[2, inf\), got 1"),
+        (dict(steps=5, batch_size=10_000), ValueError, "batch_size must be at most the number of training rows, 370"),
+        (dict(steps=5, batch_size=2.5), TypeError, "batch_size must be a whole number, not float"),
+        (dict(steps=5, batch_size=True), TypeError, "batch_size must be a whole number, not bool"),
+        (dict(steps=5, seed=-1), ValueError, r"seed must be a whole number in \[0, inf\)"),
+        (dict(steps=5, seed=0.5), TypeError, "seed must be a whole number, not float"),
+        (dict(steps=5, schedule="linear"), ValueError, "schedule must be one of 'constant', 'cosine'; got 'linear'"),
+        (dict(steps=5, progress="yes"), TypeError, "progress must be True or False, not str"),
+        (dict(steps=5, on_step=5), TypeError, "on_step must be a function, not int"),
     ],
 )
-def test_bad_arguments_are_refused(split, options, message):
-    with pytest.raises(ValueError, match=message):
-        fit(MLP(seed=0), split, Adam(), progress=False, **options)
+def test_bad_arguments_are_refused_by_name_before_any_step(split, options, error, message):
+    model, optimizer = MLP(seed=0), Adam()
+    before = model.get_param()
+    with pytest.raises(error, match=message):
+        fit_on(model, split, optimizer, **{"progress": False, **options})
+    assert_same_params(model.params, before)
+    assert optimizer.state_dict() == {}
+
+
+def test_steps_true_is_refused_not_taken_for_one_step(split):
+    model = MLP(seed=0)
+    before = model.get_param()
+    with pytest.raises(TypeError, match="steps must be a whole number, not bool"):
+        fit(model, split.x_train, split.y_train, Adam(), steps=True, progress=False)
+    assert_same_params(model.params, before)
+
+
+def test_numpy_integers_are_whole_numbers(split):
+    history = fit_on(MLP(seed=0), split, Adam(), steps=np.int64(4), eval_every=np.int32(2), progress=False)
+    assert history.step == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "validation, error, message",
+    [
+        (lambda s: s.x_val, TypeError, r"validation must be an \(x_val, y_val\) pair or None, not an ndarray"),
+        (lambda s: (s.x_val, s.y_val, s.y_val), TypeError, "validation must be an"),
+        (lambda s: (s.x_val[:, :3], s.y_val), ValueError, r"the validation rows must have shape \(n, 30\)"),
+        (lambda s: (s.x_val, s.y_val[:5]), ValueError, "5 labels for 86 validation rows"),
+        (lambda s: (s.x_val, 2 * s.y_val), ValueError, r"\[0, 1\]"),
+        (lambda s: (np.full_like(s.x_val, np.nan), s.y_val), dp.NonFiniteError, "validation rows has NaN or inf"),
+    ],
+)
+def test_bad_validation_data_is_refused_before_any_step(split, validation, error, message):
+    model = MLP(seed=0)
+    before = model.get_param()
+    with pytest.raises(error, match=message) as raised:
+        fit(model, split.x_train, split.y_train, Adam(), validation=validation(split), steps=3, progress=False)
+    assert not isinstance(raised.value, Diverged)
+    assert_same_params(model.params, before)
 
 
 def test_fit_leaves_the_model_in_the_mode_it_came_in():
     model = dp.MLP(sizes=(30, 4, 1)).eval()
     split = dp.data.breast_cancer(seed=1)
-    dp.train.fit(model, split, dp.optim.SGD(lr=0.01), steps=3, progress=False)
+    dp.train.fit(model, split.x_train, split.y_train, dp.optim.SGD(lr=0.01), steps=3, progress=False)
     assert not model.training
 
 
@@ -236,7 +331,7 @@ def test_accuracy_counts_matches_for_columns_vectors_and_one_hot(split_without_v
     expected = float((model.predict(x) == y).mean())
     assert dp.train.accuracy(model, x, y) == dp.train.accuracy(model, x, y.ravel()) == expected
     three = MLP((30, 4, 3), seed=0)
-    fit(three, split_without_validation, Adam(lr=0.01), steps=5, progress=False)
+    fit_on(three, split_without_validation, Adam(lr=0.01), steps=5, progress=False)
     classes = np.arange(len(x)) % 3
     assert dp.train.accuracy(three, x, classes) == dp.train.accuracy(three, x, np.eye(3)[classes])
 
@@ -244,10 +339,10 @@ def test_accuracy_counts_matches_for_columns_vectors_and_one_hot(split_without_v
 @pytest.mark.parametrize(
     "labels, error, message",
     [
-        (lambda y: y.reshape(1, -1), ValueError, "1 labels for a batch of 113 rows"),  # a row is not one-hot
-        (lambda y: y[:10], ValueError, "10 labels for a batch of 113 rows"),
+        (lambda y: y.reshape(1, -1), ValueError, "1 labels for 113 evaluation rows"),  # a row is not one-hot
+        (lambda y: y[:10], ValueError, "10 labels for 113 evaluation rows"),
         (lambda y: np.eye(2)[y.astype(int).ravel()], ValueError, r"binary labels must have shape \(n,\) or \(n, 1\)"),
-        (lambda y: np.array(["a"] * len(y)), TypeError, "labels must be numeric"),
+        (lambda y: np.array(["a"] * len(y)), TypeError, r"labels must be numeric \(bool, int or float\), not <U1"),
         (lambda y: y * 2, ValueError, r"\[0, 1\]"),
     ],
 )
@@ -273,8 +368,7 @@ def test_a_custom_model_trains_and_is_scored_with_its_own_labels_and_predict(spl
             return np.where(self.predict_proba(x) > 0, 1, -1)
 
     split = split_without_validation
-    data = dataclasses.make_dataclass("D", ["x_train", "y_train"])(split.x_train, 2 * split.y_train - 1)
-    history = fit(Hinge(), data, SGD(lr=0.01), epochs=3, batch_size=50, progress=False)
+    history = fit(Hinge(), split.x_train, 2 * split.y_train - 1, SGD(lr=0.01), epochs=3, batch_size=50, progress=False)
     assert len(history.train_accuracy) == 3 and min(history.train_accuracy) > 0.9
-    with pytest.raises(TypeError, match="labels must be numeric"):
+    with pytest.raises(TypeError, match=r"labels must be numeric \(bool, int or float\), not <U3"):
         dp.train.accuracy(Hinge(), split.x_test, np.array(["yes"] * len(split.x_test)))

@@ -14,7 +14,8 @@ Hyperparameters are declared in one place per class, as scikit-learn's
 The concepts:
 
 - a real number in an interval (`Real`), a whole number in an interval (`Whole`),
-  a truth value (`Flag`), one of a few names (`OneOf`): for hyperparameters;
+  a truth value (`Flag`), one of a few names (`OneOf`), a callback (`Function`),
+  each of them optional with `OrNone`, or one or more with `Several`: for hyperparameters;
 - `numeric_array`: what a Node, an input batch or a parameter may hold;
 - `finite` (and `all_finite`): no NaN or inf, else `NonFiniteError`;
 - `input_batch`: rows of features for a layer or a model, (n, features);
@@ -95,14 +96,47 @@ class Flag:
 
 
 class OneOf:
-    """One of a few names (strings)."""
+    """One of a few names (strings), returned as given; with ``ignore_case``, in any case
+    ("Adam" for "adam")."""
 
-    def __init__(self, *options: str) -> None:
-        self.options = options
+    def __init__(self, *options: str, ignore_case: bool = False) -> None:
+        self.options, self.ignore_case = options, ignore_case
 
     def __call__(self, value: Any, name: str) -> str:
-        if not (isinstance(value, str) and value in self.options):
-            raise ValueError(f"{name} must be one of {self.options}, not {value!r}")
+        key = value.lower() if self.ignore_case and isinstance(value, str) else value
+        if not (isinstance(value, str) and key in self.options):
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, self.options))}; got {value!r}")
+        return value
+
+
+class Several:
+    """One value or a sequence of values (a list, a tuple, a 1-D array), each accepted by
+    ``constraint``; checked, a tuple: ``Several(Whole("[1, inf)"))`` takes 20 or (20, 10)."""
+
+    def __init__(self, constraint: Any) -> None:
+        self.constraint = constraint
+
+    def __call__(self, value: Any, name: str) -> tuple[Any, ...]:
+        values = tuple(value) if np.ndim(value) == 1 else (value,)
+        return tuple(self.constraint(item, name) for item in values)
+
+
+class OrNone:
+    """None (the argument left out), or a value ``constraint`` accepts: ``OrNone(Whole("[1, inf)"))``."""
+
+    def __init__(self, constraint: Any) -> None:
+        self.constraint = constraint
+
+    def __call__(self, value: Any, name: str) -> Any:
+        return None if value is None else self.constraint(value, name)
+
+
+class Function:
+    """Something to call (a function, a method, a callable object)."""
+
+    def __call__(self, value: Any, name: str) -> Any:
+        if not callable(value):
+            raise TypeError(f"{name} must be a function, not {describe(value)}")
         return value
 
 

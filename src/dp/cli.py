@@ -14,20 +14,20 @@ batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import dp
-from dp.optim import OPTIMIZERS
-from dp.train import SCHEDULES, TEST_SIZE, train_network
+from dp.arguments import add_training_options, non_negative, output_file, output_folder, positive
+from dp.reference import TEST_SIZE, Recipe, train_network
 
-DEFAULTS = dict(steps=300, lr=0.003, batch_size=50, optimizer="adam", schedule="cosine", seed=0)
+DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train the reference network and report on the test rows")
-    _add_training_options(train)
+    add_training_options(train)
     train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
     train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
     train.add_argument(
@@ -68,93 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="print only the test accuracy")
     evaluate.set_defaults(run=_evaluate)
 
-    from dp import experiment  # its options live with it
+    from dp import experiment  # its options live with it; imported here, as only `dp experiment` needs joblib
 
-    experiment.add_command(commands, _add_training_options)
+    experiment.add_command(commands)
     return parser
-
-
-def _add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """Add the options every training command shares: --steps --batch-size --optimizer
-    --schedule --seed, with `DEFAULTS` unless ``defaults`` says otherwise."""
-    d = {**DEFAULTS, **defaults}
-    parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
-    parser.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="rows per step (%(default)s)")
-    parser.add_argument(
-        "--optimizer",
-        default=d["optimizer"],
-        choices=sorted({kind.name for kind in OPTIMIZERS.values()}),  # without the classic aliases
-        help="optimizer (%(default)s)",
-    )
-    parser.add_argument(
-        "--schedule",
-        default=d["schedule"],
-        choices=sorted(SCHEDULES),
-        help="learning-rate schedule (%(default)s)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=non_negative(int),
-        default=d["seed"],
-        help="data split, initial weights, batch order (%(default)s)",
-    )
-
-
-def positive(kind: type) -> Callable[[str], Any]:
-    """An argparse ``type``: the text as a ``kind`` (int or float) > 0, else a usage error."""
-    return _at_least(kind, 0, strictly=True)
-
-
-def non_negative(kind: type) -> Callable[[str], Any]:
-    """An argparse ``type``: the text as a ``kind`` (int or float) >= 0, else a usage error."""
-    return _at_least(kind, 0, strictly=False)
-
-
-def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        if value < low or (strictly and value == low):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strictly else '>='} {low}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
-    return parse
-
-
-def output_file(text: str) -> str:
-    """An argparse ``type`` for a file to write: its folder must exist and be writable,
-    checked before any work, so that a typo does not cost a whole training run."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; give a file name")
-    _require_writable_folder(os.path.dirname(os.path.abspath(text)), text)
-    return text
-
-
-def output_folder(text: str) -> str:
-    """An argparse ``type`` for a folder to write into (created if missing): the nearest
-    existing folder on its path must be writable, checked before any work."""
-    existing = os.path.abspath(text)
-    while not os.path.lexists(existing):  # os.path answers False where Path.exists raises
-        existing = os.path.dirname(existing)
-    _require_writable_folder(existing, text)
-    return text
-
-
-def _require_writable_folder(folder: str, text: str) -> None:
-    if not os.path.isdir(folder):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is not an existing folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: no permission to write in {folder}")
 
 
 def _train(args: argparse.Namespace) -> int:
     from dp import checkpoint, data
 
+    recipe = Recipe(**{option.name: getattr(args, option.name) for option in fields(Recipe)})
     split = data.breast_cancer(test_size=TEST_SIZE, seed=args.seed)
     model, optimizer, history = train_network(
-        args, split, batch_norm=not args.no_batch_norm, progress=False if args.quiet else None
+        split, not args.no_batch_norm, recipe, progress=False if args.quiet else None
     )
     if not args.quiet:
         norm = "batch norm" if model.has_batch_norm else "no batch norm"
@@ -171,12 +97,26 @@ def _train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"saved to {path}")
     if args.plots:
-        from dp import plots
-
-        for path in plots.training_figures(args.plots, args):
+        for path in _training_figures(args.plots, recipe):
             if not args.quiet:
                 print(f"wrote {path}")
     return 0
+
+
+def _training_figures(directory: str, recipe: Recipe) -> list[Path]:
+    """The figures of `dp train --plots`: the reference network trained with and without
+    batch norm as ``recipe`` says, on the split of its seed with a validation part
+    (`dp.reference.batch_norm_comparison`), drawn by `dp.plots.training_figures`."""
+    from dp import plots, reference
+
+    split = reference.split_with_validation(recipe.seed)
+    histories, snapshots = reference.batch_norm_comparison(split, recipe)
+    settings = (
+        f"{recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), {recipe.steps} steps of "
+        f"{recipe.batch_size} rows, seed {recipe.seed}; {len(split.y_train)} training rows, "
+        f"{len(split.y_val)} validation rows"
+    )
+    return plots.training_figures(directory, histories, snapshots, split.x_train, settings)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -213,17 +153,19 @@ def _split_seed(path: str, recorded: int | None, given: int | None) -> int:
     --save` records it), or else ``--seed``. Any other split would put rows the model
     trained on among the test rows and flatter it, so both missing, or two different
     seeds, are errors."""
-    if recorded is None and given is None:
+    if recorded is not None:
+        if given is not None and given != recorded:
+            raise ValueError(
+                f"{path} was trained on the split of seed {recorded}: the test rows of seed {given} "
+                "include rows it trained on"
+            )
+        return recorded
+    if given is None:
         raise ValueError(
             f"{path} does not record the split it was trained on (saved without metadata); give "
             "--seed S, the seed of its training split, so that it is scored on rows it never saw"
         )
-    if recorded is not None and given is not None and recorded != given:
-        raise ValueError(
-            f"{path} was trained on the split of seed {recorded}: the test rows of seed {given} "
-            "include rows it trained on"
-        )
-    return recorded if recorded is not None else given
+    return given
 
 
 def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:

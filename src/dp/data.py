@@ -19,7 +19,6 @@ scikit-learn; a test checks the result against ``sklearn.datasets.load_breast_ca
 from __future__ import annotations
 
 import importlib.util
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.checks import finite
+from dp.checks import Real, finite
 
 # As in sklearn.datasets.load_breast_cancer (hard-coded there too, not in the CSV file).
 FEATURE_NAMES: tuple[str, ...] = tuple(
@@ -85,8 +84,8 @@ def breast_cancer(test_size: float = 0.2, validation_size: float = 0.0, seed: in
 
     ``test_size`` and ``validation_size`` are fractions of the whole data set
     (``validation_size=0`` for no validation part). Raises ``ImportError`` when
-    scikit-learn (which ships the data) is not installed, ``ValueError`` for bad
-    fractions.
+    scikit-learn (which ships the data) is not installed, ``ValueError`` for
+    fractions out of range, ``TypeError`` for fractions that are not numbers.
     """
     x, y = breast_cancer_arrays()
     return make_split(x, y, test_size, validation_size, seed, FEATURE_NAMES, TARGET_NAMES)
@@ -144,7 +143,8 @@ def make_split(
     ``feature_names`` (empty, or one per column) and ``target_names`` are stored as given.
 
     Raises ``ValueError`` for x that is not 2-D with finite values, y of another
-    length, names that don't match the columns, or fractions `stratified_split` refuses.
+    length, names that don't match the columns, or fractions `stratified_split` refuses
+    (``TypeError`` for a fraction that is not a number).
     """
     x = np.array(x, dtype=np.float64)  # a copy: the split owns its arrays
     labels = _labels(y)
@@ -153,10 +153,8 @@ def make_split(
     finite(x, "x")
     if feature_names and len(feature_names) != x.shape[1]:
         raise ValueError(f"{len(feature_names)} feature names for {x.shape[1]} columns")
-    if not _is_fraction(test_size):
-        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
-    if not _is_fraction(validation_size, allow_zero=True):
-        raise ValueError(f"validation_size must be in [0, 1) (0 for no validation part), got {validation_size!r}")
+    test_size = Real("(0, 1)")(test_size, "test_size")
+    validation_size = Real("[0, 1)")(validation_size, "validation_size")  # 0: no validation part
     fractions = (test_size, validation_size) if validation_size else (test_size,)
     rows_train, rows_test, *rest = stratified_split(labels, *fractions, seed=seed)
     rows_val = rest[0] if rest else np.empty(0, dtype=np.intp)
@@ -195,30 +193,41 @@ def stratified_split(y: Any, *fractions: float, seed: int = 0) -> tuple[np.ndarr
 
     Raises ``ValueError`` for no fractions, a fraction outside (0, 1), fractions that
     sum to 1 or more, labels that are not one per row or contain NaN, or a class too
-    small to give each part at least one row.
+    small to give each part at least one row; ``TypeError`` for a fraction that is not
+    a number.
     """
     labels = _labels(y)
-    if not fractions:
-        raise ValueError("give at least one fraction, e.g. stratified_split(y, 0.2) for a 20% test part")
-    for f in fractions:
-        if not _is_fraction(f):
-            raise ValueError(f"each fraction must be a number in (0, 1), got {f!r}")
-    if sum(fractions) >= 1:
-        raise ValueError(f"the fractions {list(fractions)} sum to {sum(fractions):g}; they must leave rows to train on")
+    _check_fractions(fractions)
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        counts = [round(f * rows.size) for f in fractions]
-        if min(counts) < 1 or sum(counts) >= rows.size:
-            raise ValueError(
-                f"class {label.item()!r} has {rows.size} rows: too few to give the remainder and each part "
-                f"(fractions {list(fractions)}, rounded to {counts} rows) at least one row"
-            )
-        *chunks, remainder = np.split(rows, np.cumsum(counts))  # one chunk per fraction, then the rest
-        for part, chunk in zip(parts, [remainder, *chunks]):
+        for part, chunk in zip(parts, _cut(rows, fractions, label)):
             part.append(chunk)
     return tuple(rng.permutation(np.concatenate(part)) for part in parts)
+
+
+def _check_fractions(fractions: Sequence[float]) -> None:
+    """`stratified_split`'s fractions: at least one, each in (0, 1), summing to less than 1."""
+    if not fractions:
+        raise ValueError("give at least one fraction, e.g. stratified_split(y, 0.2) for a 20% test part")
+    for f in fractions:
+        Real("(0, 1)")(f, "each fraction")
+    if sum(fractions) >= 1:
+        raise ValueError(f"the fractions {list(fractions)} sum to {sum(fractions):g}; they must leave rows to train on")
+
+
+def _cut(rows: np.ndarray, fractions: Sequence[float], label: Any) -> list[np.ndarray]:
+    """The rows of one class (already shuffled) cut into the remainder, then
+    ``round(f * len(rows))`` rows for each fraction ``f``; ``ValueError`` if a part would be empty."""
+    counts = [round(f * rows.size) for f in fractions]
+    if min(counts) < 1 or sum(counts) >= rows.size:
+        raise ValueError(
+            f"class {label.item()!r} has {rows.size} rows: too few to give the remainder and each part "
+            f"(fractions {list(fractions)}, rounded to {counts} rows) at least one row"
+        )
+    *chunks, remainder = np.split(rows, np.cumsum(counts))  # one chunk per fraction, then the rest
+    return [remainder, *chunks]
 
 
 def standardize(train: Any, *others: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
@@ -263,9 +272,3 @@ def _labels(y: Any) -> np.ndarray:
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise ValueError("labels contain NaN")
     return labels
-
-
-def _is_fraction(value: Any, allow_zero: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    return (0 <= value < 1) if allow_zero else (0 < value < 1)

@@ -52,12 +52,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from types import SimpleNamespace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dp.arguments import add_training_options, output_file, positive
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 10
@@ -95,13 +96,13 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
     that meets them is returned as diverged."""
     from dp.checks import NonFiniteError, finite
     from dp.layers import classes
-    from dp.train import split_with_validation, train_network
+    from dp.reference import Recipe, split_with_validation, train_network
 
     split = split_with_validation(seed)
-    options = SimpleNamespace(**asdict(settings), lr=lr, seed=seed)
+    recipe = Recipe(settings.steps, lr, settings.batch_size, settings.optimizer, settings.schedule, seed)
     diverged = Run(lr, batch_norm, seed, test_accuracy=None, steps_to_target=None, diverged=True)
     try:
-        model, _, history = train_network(options, split, batch_norm, eval_every=settings.eval_every, progress=False)
+        model, _, history = train_network(split, batch_norm, recipe, eval_every=settings.eval_every, progress=False)
         with np.errstate(over="ignore", invalid="ignore"):  # NaN and inf are checked next
             probabilities = model.predict_proba(split.x_test)
         finite(probabilities, "the test predictions")
@@ -114,7 +115,7 @@ def run_one(settings: Settings, lr: float, batch_norm: bool, seed: int) -> Run:
 def sweep(settings: Settings, lrs: Sequence[float], seeds: Sequence[int], jobs: int = -1) -> list[Run]:
     """Every run of the sweep (each learning rate, with and without batch norm, each seed),
     through ``joblib.Parallel(n_jobs=jobs)`` under the current joblib backend."""
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # type: ignore[import-untyped]
 
     runs = [(lr, batch_norm, seed) for lr in lrs for batch_norm in (True, False) for seed in seeds]
     return Parallel(n_jobs=jobs)(delayed(run_one)(settings, *run) for run in runs)
@@ -154,22 +155,27 @@ def summarize(runs: Sequence[Run]) -> list[Cell]:
     """One `Cell` per learning rate and batch-norm setting, by increasing learning rate,
     with batch norm first."""
     keys = sorted({(run.lr, run.batch_norm) for run in runs}, key=lambda key: (key[0], not key[1]))
-    cells = []
-    for lr, batch_norm in keys:
-        mine = [run for run in runs if (run.lr, run.batch_norm) == (lr, batch_norm)]
-        cells.append(
-            Cell(
-                lr=lr,
-                batch_norm=batch_norm,
-                runs=len(mine),
-                diverged=sum(run.diverged for run in mine),
-                accuracies=tuple(run.test_accuracy for run in mine if not run.diverged),
-                steps_to_target=tuple(
-                    np.inf if run.steps_to_target is None or run.diverged else run.steps_to_target for run in mine
-                ),
-            )
-        )
-    return cells
+    return [
+        _cell(lr, batch_norm, [run for run in runs if (run.lr, run.batch_norm) == (lr, batch_norm)])
+        for lr, batch_norm in keys
+    ]
+
+
+def _cell(lr: float, batch_norm: bool, runs: Sequence[Run]) -> Cell:
+    """The `Cell` of ``runs``, all of learning rate ``lr`` and setting ``batch_norm``."""
+    return Cell(
+        lr=lr,
+        batch_norm=batch_norm,
+        runs=len(runs),
+        diverged=sum(run.diverged for run in runs),
+        accuracies=tuple(run.test_accuracy for run in runs if not run.diverged and run.test_accuracy is not None),
+        steps_to_target=tuple(_steps_or_inf(run) for run in runs),
+    )
+
+
+def _steps_or_inf(run: Run) -> float:
+    """The steps ``run`` took to the target; inf if it never got there (a diverged run never does)."""
+    return np.inf if run.steps_to_target is None or run.diverged else run.steps_to_target
 
 
 def markdown_table(cells: Sequence[Cell], target: float, steps: int) -> str:
@@ -197,10 +203,8 @@ def _percent_text(fraction: float | None) -> str:
 # ----- the command -----
 
 
-def add_command(commands: Any, add_training_options: Callable[..., None]) -> None:
+def add_command(commands: Any) -> None:
     """Register `dp experiment` on the `dp` command's subparsers."""
-    from dp.cli import output_file, positive  # here, not at the top: dp.cli imports this module
-
     parser = commands.add_parser(
         "experiment",
         help="sweep learning rates with and without batch norm",

@@ -10,8 +10,8 @@ Contract shared by every optimizer:
 - ``step`` updates exactly the keys present in ``grads``. Batch-norm moving
   averages never have a gradient, so they are never touched.
 - It *replaces* arrays (``params[k] = new``) and never writes into the old ones:
-  other code keeps references to old arrays (``NeuralNode.unchanged_on_error``,
-  a graph built before the step) and relies on them not changing.
+  other code keeps references to old arrays (`dp.train.train_step`'s rollback
+  point, a graph built before the step) and relies on them not changing.
 - It is all or nothing: every gradient is checked (known key, same shape as its
   parameter, finite) and every new value computed before anything is stored;
   on any error ``params`` and the optimizer's state are exactly as before.
@@ -27,14 +27,13 @@ a synonym of ``lr``.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from dp.checks import NonFiniteError, all_finite
+from dp.checks import NonFiniteError, Real, all_finite, checked, describe
 
 State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
 
@@ -42,25 +41,27 @@ State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, f
 class Optimizer:
     """Base class: the learning rate, per-key state, the checked all-or-nothing `step`.
 
-    A subclass sets ``name``, ``default_lr`` and ``slots`` (the names of its
-    per-key state) and defines ``_update``; it validates its own hyperparameters.
+    A subclass sets ``name``, ``default_lr``, ``slots`` (the names of its per-key
+    state) and ``constraints`` (its hyperparameters, lr first, as `dp.checks`
+    constraints, which its ``__init__`` checks them by) and defines ``_update``.
     """
 
     name: ClassVar[str] = ""
     default_lr: ClassVar[float] = 0.01
     slots: ClassVar[tuple[str, ...]] = ()
+    constraints: ClassVar[dict[str, Any]] = {"lr": Real("(0, inf)")}
 
     def __init__(self, lr: float | None = None, *, alpha: float | None = None) -> None:
         if lr is not None and alpha is not None:
             raise TypeError("give the learning rate as lr or as alpha (its classic dp name), not both")
         chosen = lr if lr is not None else alpha if alpha is not None else self.default_lr
-        self.lr = _hyperparameter("lr", chosen, "> 0", lambda v: v > 0)
+        self.lr: float = checked(self.constraints, lr=chosen)["lr"]
         self.state: dict[str, State] = {}
 
     @property
     def config(self) -> dict[str, float]:
         """The constructor arguments: ``type(self)(**self.config)`` is a fresh copy."""
-        return {"lr": self.lr}
+        return {name: getattr(self, name) for name in self.constraints}
 
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -107,29 +108,29 @@ class Optimizer:
         unknown = sorted(set(grads) - set(params))
         if unknown:
             raise KeyError(f"gradients for unknown parameters {unknown}; the parameters are {sorted(params)}")
-        checked, not_finite = {}, []
-        for k, g in grads.items():
-            p = params[k]
-            if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
-                raise TypeError(f"parameter {k!r} must be a floating-point ndarray, not {_describe(p)}")
-            g = np.asarray(g)
-            if g.dtype.kind not in "biuf":
-                raise TypeError(f"the gradient of {k!r} must be numeric, not {g.dtype}")
-            if g.shape != p.shape:
-                raise ValueError(f"the gradient of {k!r} has shape {g.shape}, but the parameter has shape {p.shape}")
-            for slot, value in self.state.get(k, {}).items():
-                if isinstance(value, np.ndarray) and value.shape != p.shape:
-                    raise ValueError(
-                        f"this optimizer's {slot!r} for {k!r} has shape {value.shape}, but the parameter has "
-                        f"shape {p.shape}: the state was loaded for other parameters"
-                    )
-            g = g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
-            if not all_finite(g):
-                not_finite.append(k)
-            checked[k] = g
+        gradients = {k: self._gradient(k, params[k], g) for k, g in grads.items()}
+        not_finite = sorted(k for k, g in gradients.items() if not all_finite(g))
         if not_finite:
-            raise NonFiniteError(f"the gradients of {sorted(not_finite)} have NaN or inf values; nothing was updated")
-        return checked
+            raise NonFiniteError(f"the gradients of {not_finite} have NaN or inf values; nothing was updated")
+        return gradients
+
+    def _gradient(self, k: str, p: Any, g: Any) -> np.ndarray:
+        """The gradient ``g`` of parameter ``k`` as an array of the dtype of its value ``p``,
+        after the checks of `step` but finiteness."""
+        if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
+            raise TypeError(f"parameter {k!r} must be a floating-point ndarray, not {describe(p)}")
+        g = np.asarray(g)
+        if g.dtype.kind not in "biuf":
+            raise TypeError(f"the gradient of {k!r} must be numeric, not {g.dtype}")
+        if g.shape != p.shape:
+            raise ValueError(f"the gradient of {k!r} has shape {g.shape}, but the parameter has shape {p.shape}")
+        for slot, value in self.state.get(k, {}).items():
+            if isinstance(value, np.ndarray) and value.shape != p.shape:
+                raise ValueError(
+                    f"this optimizer's {slot!r} for {k!r} has shape {value.shape}, but the parameter has "
+                    f"shape {p.shape}: the state was loaded for other parameters"
+                )
+        return g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
 
     # ----- state -----
 
@@ -186,14 +187,11 @@ class Momentum(Optimizer):
 
     name = "momentum"
     slots = ("velocity",)
+    constraints = {**Optimizer.constraints, "beta": Real("[0, 1)")}
 
     def __init__(self, lr: float | None = None, beta: float = 0.9, *, alpha: float | None = None) -> None:
         super().__init__(lr, alpha=alpha)
-        self.beta = _beta("beta", beta)
-
-    @property
-    def config(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta": self.beta}
+        self.beta: float = checked(self.constraints, beta=beta)["beta"]
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         # A copy on the first step: g may be the caller's array, and the state must not alias it.
@@ -215,17 +213,13 @@ class RMSProp(Optimizer):
     name = "rmsprop"
     default_lr = 0.001
     slots = ("square_average",)
+    constraints = {**Optimizer.constraints, "beta": Real("[0, 1)"), "epsilon": Real("(0, inf)")}
 
     def __init__(
         self, lr: float | None = None, beta: float = 0.9, epsilon: float = 1e-8, *, alpha: float | None = None
     ) -> None:
         super().__init__(lr, alpha=alpha)
-        self.beta = _beta("beta", beta)
-        self.epsilon = _epsilon(epsilon)
-
-    @property
-    def config(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta": self.beta, "epsilon": self.epsilon}
+        self.beta, self.epsilon = checked(self.constraints, beta=beta, epsilon=epsilon).values()
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         s = (1 - self.beta) * (g * g)
@@ -251,6 +245,12 @@ class Adam(Optimizer):
     name = "adam"
     default_lr = 0.001
     slots = ("m", "v", "step")
+    constraints = {
+        **Optimizer.constraints,
+        "beta1": Real("[0, 1)"),
+        "beta2": Real("[0, 1)"),
+        "epsilon": Real("(0, inf)"),
+    }
 
     def __init__(
         self,
@@ -262,13 +262,8 @@ class Adam(Optimizer):
         alpha: float | None = None,
     ) -> None:
         super().__init__(lr, alpha=alpha)
-        self.beta1 = _beta("beta1", beta1)
-        self.beta2 = _beta("beta2", beta2)
-        self.epsilon = _epsilon(epsilon)
-
-    @property
-    def config(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+        checked_values = checked(self.constraints, beta1=beta1, beta2=beta2, epsilon=epsilon)
+        self.beta1, self.beta2, self.epsilon = checked_values.values()
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         m = (1 - self.beta1) * g
@@ -318,23 +313,6 @@ def make_optimizer(name: str, **hyperparameters: float) -> Optimizer:
 # ----- checks -----
 
 
-def _hyperparameter(name: str, value: Any, requirement: str, ok: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, not {_describe(value)}")
-    value = float(value)
-    if not (math.isfinite(value) and ok(value)):
-        raise ValueError(f"{name} must be {requirement}, got {value!r}")
-    return value
-
-
-def _beta(name: str, value: Any) -> float:
-    return _hyperparameter(name, value, "in [0, 1)", lambda v: 0 <= v < 1)
-
-
-def _epsilon(value: Any) -> float:
-    return _hyperparameter("epsilon", value, "> 0", lambda v: v > 0)
-
-
 def _state_value(key: str, slot: str, value: Any) -> np.ndarray | int:
     """A checked copy of one slot of a loaded state."""
     if slot == "step":
@@ -356,9 +334,3 @@ def _copy_state(state: State) -> State:
 def _all_finite(*values: Any) -> bool:
     """Whether every array among ``values`` is free of NaN and inf (other values pass)."""
     return all(all_finite(v) for v in values if isinstance(v, np.ndarray))
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an ndarray of dtype {value.dtype}"
-    return type(value).__name__

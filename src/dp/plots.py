@@ -4,6 +4,8 @@
                                   and histograms of a hidden layer before and after batch norm
     dp experiment --plot PATH     experiment_figure: the learning-rate sweep
 
+This module draws what it is given (training histories, parameters, sweep results)
+and trains nothing: the runs are `dp.reference`'s and `dp.experiment`'s.
 Figures are `matplotlib.figure.Figure` objects saved directly, never through
 pyplot: no global state, no window, no backend to choose, so this works on a
 machine without a display. matplotlib is imported only here, and this module
@@ -12,64 +14,51 @@ only when a figure is asked for: `dp train` without ``--plots`` stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 DPI = 120
-EVAL_EVERY = 5  # steps between evaluations: smooth curves at a small cost
 SHOWN_UNITS = 4  # hidden units whose distributions are drawn (of 10): enough to see a pattern, few enough to read
 BATCH_NORM_COLOR, PLAIN_COLOR = "tab:blue", "tab:orange"
 
 
-def training_figures(directory: str | Path, options: Any) -> list[Path]:
-    """Train the reference network with and without batch norm as ``options`` say (the
-    parsed `dp train` options: steps, lr, batch_size, optimizer, schedule, seed), on the
-    breast-cancer split of ``options.seed`` with a validation part, and write two PNGs
-    to ``directory`` (created if needed):
+def training_figures(
+    directory: str | Path,
+    histories: Mapping[bool, Any],
+    snapshots: Mapping[int, Mapping[str, np.ndarray]],
+    x: np.ndarray,
+    settings: str,
+) -> list[Path]:
+    """Write two PNGs to ``directory`` (created if needed) about the reference network
+    trained with and without batch norm (`dp.reference.batch_norm_comparison` returns
+    what they need):
 
     - ``training_curves.png``: training loss and validation accuracy against the
-      step, with and without batch norm;
+      step, from ``histories`` (`dp.train.History`, ``{True: with batch norm, False:
+      without}``);
     - ``batch_norm_histograms.png``: the distribution of the second hidden layer's
       units before batch norm (the linear layer's output) and after it (the input
-      of tanh), after the first step and after the last, for the network with
-      batch norm.
+      of tanh) on the rows ``x``, for each of ``snapshots`` (``{step: params}`` of
+      the network with batch norm; the first and the last step, say).
 
-    Returns the paths written. A run that diverges is drawn up to where it stopped;
-    the histograms are not drawn when the network with batch norm diverges.
-    Raises ``ImportError`` without matplotlib, ``OSError`` when writing fails.
+    ``settings`` describes the runs, under each title. Returns the paths written. A
+    run that diverged is drawn up to where it stopped; the histograms are not drawn
+    when the network with batch norm diverged. Raises ``ImportError`` without
+    matplotlib, ``OSError`` when writing fails.
     """
     from matplotlib.figure import Figure
 
-    from dp.train import split_with_validation
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    split = split_with_validation(options.seed)
-    snapshots: dict[int, dict[str, np.ndarray]] = {}
-
-    def keep_first_and_last(step: int, model: Any) -> None:
-        if step in (1, options.steps):
-            snapshots[step] = dict(model.params)  # the arrays are replaced, never changed: no copy needed
-
-    histories = {
-        True: _history(options, split, batch_norm=True, on_step=keep_first_and_last),
-        False: _history(options, split, batch_norm=False),
-    }
-    settings = (
-        f"{options.optimizer} lr {options.lr:g} ({options.schedule}), {options.steps} steps of "
-        f"{options.batch_size} rows, seed {options.seed}; {len(split.y_train)} training rows, "
-        f"{len(split.y_val)} validation rows"
-    )
-
     curves = Figure(figsize=(11, 4.4), layout="constrained")
     _draw_curves(curves, histories, settings)
     figures = {"training_curves.png": curves}
     if not histories[True].diverged:  # a diverging network's huge values would make no sense as histograms
         figures["batch_norm_histograms.png"] = hidden = Figure(figsize=(11, 7.8), layout="constrained")
-        _draw_histograms(hidden, split.x_train, snapshots, settings)
+        _draw_histograms(hidden, x, snapshots, settings)
     paths = []
     for name, figure in figures.items():
         paths.append(directory / name)
@@ -77,17 +66,7 @@ def training_figures(directory: str | Path, options: Any) -> list[Path]:
     return paths
 
 
-def _history(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> Any:
-    """The training history of one network; a diverged run's history up to where it stopped."""
-    from dp.train import Diverged, train_network
-
-    try:
-        return train_network(options, split, batch_norm, eval_every=EVAL_EVERY, progress=False, **fit_options)[2]
-    except Diverged as error:
-        return error.history
-
-
-def _draw_curves(figure: Any, histories: dict[bool, Any], settings: str) -> None:
+def _draw_curves(figure: Any, histories: Mapping[bool, Any], settings: str) -> None:
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     for batch_norm, history in histories.items():
         label = ("with" if batch_norm else "without") + " batch norm" + (" (diverged)" if history.diverged else "")
@@ -100,7 +79,7 @@ def _draw_curves(figure: Any, histories: dict[bool, Any], settings: str) -> None
         yscale="log",
         xlabel="optimizer step",
         ylabel="training loss per row (log scale)",
-        title=f"Training loss (mean over each {EVAL_EVERY} steps)",
+        title=_loss_title(histories),
     )
     _plain_log_ticks(loss_axes.yaxis)
     accuracy_axes.set(
@@ -112,7 +91,16 @@ def _draw_curves(figure: Any, histories: dict[bool, Any], settings: str) -> None
     figure.suptitle(f"Reference network with and without batch norm\n{settings}")
 
 
-def _draw_histograms(figure: Any, x: np.ndarray, snapshots: dict[int, dict[str, np.ndarray]], settings: str) -> None:
+def _loss_title(histories: Mapping[bool, Any]) -> str:
+    """The loss panel's title, with the steps between evaluations (each loss is their mean):
+    the first evaluated step of a history that has one."""
+    interval = next((history.step[0] for history in histories.values() if history.step), None)
+    return "Training loss" if interval is None else f"Training loss (mean over each {interval} steps)"
+
+
+def _draw_histograms(
+    figure: Any, x: np.ndarray, snapshots: Mapping[int, Mapping[str, np.ndarray]], settings: str
+) -> None:
     """A 2x2 grid: rows before / after batch norm, columns after the first / last step
     (one column if they are the same). Each panel overlays the first `SHOWN_UNITS`
     units of the second hidden layer, computed on all training rows."""
@@ -142,7 +130,7 @@ def _draw_histograms(figure: Any, x: np.ndarray, snapshots: dict[int, dict[str, 
     )
 
 
-def _second_layer(x: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _second_layer(x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The second hidden layer's values before and after batch norm, for the rows x.
 
     The second layer, not the first: the inputs are standardized on the training
@@ -172,25 +160,40 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
     accuracy_axes, steps_axes = figure.subplots(1, 2, sharex=True)
     for batch_norm, color in ((True, BATCH_NORM_COLOR), (False, PLAIN_COLOR)):
         mine = sorted((c for c in cells if c.batch_norm == batch_norm), key=lambda c: c.lr)
-        name = "with batch norm" if batch_norm else "without batch norm"
-        lrs = [c.lr for c in mine]
-        accuracy_axes.plot(
-            lrs, [_percent_value(c.median_accuracy) for c in mine], "o-", color=color, label=f"{name}: median"
-        )
-        accuracy_axes.plot(
-            lrs, [_percent_value(c.worst_accuracy) for c in mine], "v--", color=color, label=f"{name}: worst"
-        )
-        steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in mine], "o-", color=color, label=name)
-        for cell in mine:
-            if cell.diverged:
-                accuracy_axes.annotate(
-                    f"{cell.diverged}/{cell.runs}\ndiverged",
-                    xy=(cell.lr, 0.03 if batch_norm else 0.15),
-                    xycoords=("data", "axes fraction"),
-                    ha="center",
-                    fontsize="x-small",
-                    color=color,
-                )
+        _draw_sweep_lines(accuracy_axes, steps_axes, mine, batch_norm, color)
+    _label_sweep_axes(accuracy_axes, steps_axes, sorted({cell.lr for cell in cells}), target)
+    figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
+    path = Path(path)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _draw_sweep_lines(accuracy_axes: Any, steps_axes: Any, cells: Sequence[Any], batch_norm: bool, color: str) -> None:
+    """The lines of one batch-norm setting's ``cells`` (sorted by learning rate): median and
+    worst accuracy, median steps, and how many runs diverged where any did."""
+    name = "with batch norm" if batch_norm else "without batch norm"
+    lrs = [c.lr for c in cells]
+    accuracy_axes.plot(
+        lrs, [_percent_value(c.median_accuracy) for c in cells], "o-", color=color, label=f"{name}: median"
+    )
+    accuracy_axes.plot(
+        lrs, [_percent_value(c.worst_accuracy) for c in cells], "v--", color=color, label=f"{name}: worst"
+    )
+    steps_axes.plot(lrs, [_or_nan(c.median_steps) for c in cells], "o-", color=color, label=name)
+    for cell in cells:
+        if cell.diverged:
+            accuracy_axes.annotate(
+                f"{cell.diverged}/{cell.runs}\ndiverged",
+                xy=(cell.lr, 0.03 if batch_norm else 0.15),  # the two settings' notes one above the other
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize="x-small",
+                color=color,
+            )
+
+
+def _label_sweep_axes(accuracy_axes: Any, steps_axes: Any, lrs: Sequence[float], target: float) -> None:
+    """Titles, labels, scales, ticks at the learning rates ``lrs``, grids and legends."""
     accuracy_axes.set(ylabel="test accuracy (%)", title="Test accuracy (eval mode) of the runs that did not diverge")
     steps_axes.set(
         yscale="log",
@@ -199,17 +202,12 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
         "(missing: half the runs or more never got there)",
     )
     _plain_log_ticks(steps_axes.yaxis)
-    lrs = sorted({cell.lr for cell in cells})
     for axes in (accuracy_axes, steps_axes):
         axes.set(xscale="log", xlabel="learning rate (log scale)")
         axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
         axes.minorticks_off()
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
-    figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
-    path = Path(path)
-    figure.savefig(path, dpi=DPI)
-    return path
 
 
 def _plain_log_ticks(axis: Any) -> None:

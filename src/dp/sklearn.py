@@ -23,19 +23,17 @@ Importing this module imports scikit-learn (the ``train`` extra), which is why
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import BaseEstimator, ClassifierMixin, clone  # type: ignore[import-untyped]
+from sklearn.preprocessing import LabelEncoder  # type: ignore[import-untyped]
+from sklearn.utils import check_random_state  # type: ignore[import-untyped]
+from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
+from sklearn.utils.validation import check_is_fitted, validate_data  # type: ignore[import-untyped]
 
-from dp.checks import is_whole
+from dp.checks import Flag, OneOf, Real, Several, Whole
 from dp.layers import ACTIVATIONS
 from dp.models import MLP
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -94,6 +92,21 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         Epochs run: ``max_iter`` after ``fit``, plus one per ``partial_fit``.
     """
 
+    # Checked by `fit` and `partial_fit`, as dp.checks constraints. (Not scikit-learn's own
+    # ``_parameter_constraints``, which holds constraints of scikit-learn's kind.)
+    _hyperparameter_constraints: ClassVar[dict[str, Any]] = {
+        "hidden_layer_sizes": Several(Whole("[1, inf)")),
+        "batch_norm": Flag(),
+        "activation": OneOf(*ACTIVATIONS),
+        "optimizer": OneOf(*OPTIMIZERS, ignore_case=True),
+        "learning_rate": Real("(0, inf)"),
+        "max_iter": Whole("[1, inf)"),
+        "batch_size": Whole("[2, inf)"),  # a batch of one row cannot be batch-normalized
+        "schedule": OneOf(*SCHEDULES),
+        "batch_norm_momentum": Real("(0, 1]"),
+        "batch_norm_eps": Real("(0, inf)"),
+    }
+
     def __init__(
         self,
         hidden_layer_sizes: Sequence[int] | int = (20, 10),
@@ -133,7 +146,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         class; `dp.train.Diverged` if training produces NaN or inf. On any error
         the estimator is left exactly as it was (a fitted one stays fitted).
         """
-        hidden = self._checked_hyperparameters()
+        hyperparameters = self._checked_hyperparameters()
         X, y, seen = self._validated(X, y, reset=True)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
@@ -141,9 +154,10 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs samples of at least 2 classes, but the data contains only "
                 f"one class: {encoder.classes_.tolist()}"
             )
-        model, optimizer, order_seed = self._new_network(hidden, X.shape[1], len(encoder.classes_))
-        history = self._train(model, optimizer, X, encoder.transform(y), self.max_iter, self.schedule, order_seed)
-        self._set_fitted(seen, encoder.classes_, model, optimizer, order_seed, history.loss, self.max_iter)
+        model, optimizer, order_seed = self._new_network(hyperparameters, X.shape[1], len(encoder.classes_))
+        epochs = hyperparameters["max_iter"]
+        history = self._train(model, optimizer, X, encoder.transform(y), epochs, hyperparameters, order_seed)
+        self._set_fitted(seen, encoder.classes_, model, optimizer, order_seed, history.loss, epochs)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> BatchNormMLPClassifier:
@@ -157,31 +171,41 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         the optimizer state and every attribute are exactly as before.
         """
         first = not hasattr(self, "classes_")
-        hidden = self._checked_hyperparameters()
-        if first and classes is None:
-            raise ValueError("classes must be given at the first call to partial_fit: every label that will be seen")
-        encoder = LabelEncoder().fit(classes if first else self.classes_)
-        if first and len(encoder.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got classes={encoder.classes_}")
-        if not (first or classes is None or np.array_equal(np.unique(classes), self.classes_)):
-            raise ValueError(f"classes={np.unique(classes)} differs from classes_={self.classes_} of the first call")
+        hyperparameters = {**self._checked_hyperparameters(), "schedule": "constant"}
+        encoder = self._encoder(classes, first)
         X, y, seen = self._validated(X, y, reset=first)
         labels = encoder.transform(y)  # ValueError naming labels not in the classes
         if first:
-            model, optimizer, order_seed = self._new_network(hidden, X.shape[1], len(encoder.classes_))
+            model, optimizer, order_seed = self._new_network(hyperparameters, X.shape[1], len(encoder.classes_))
             curve, epochs = [], 0
         else:
             model, optimizer, order_seed = self.model_, self.optimizer_, self._order_seed
             curve, epochs = self.loss_curve_, self.n_iter_
         saved = model.get_param(), optimizer.state_dict()
         try:
-            history = self._train(model, optimizer, X, labels, 1, "constant", order_seed + epochs)
-        except BaseException:
+            history = self._train(model, optimizer, X, labels, 1, hyperparameters, order_seed + epochs)
+        except BaseException:  # fit undoes a failed step; the steps before it in this epoch are undone here
             model.set_param(saved[0])
             optimizer.load_state_dict(saved[1])
             raise
         self._set_fitted(seen, encoder.classes_, model, optimizer, order_seed, [*curve, *history.loss], epochs + 1)
         return self
+
+    def _encoder(self, classes: Any, first: bool) -> LabelEncoder:
+        """The label encoder of ``partial_fit``: of ``classes`` at the first call (which needs
+        them, at least two), of ``classes_`` at the next (where ``classes`` may be left out)."""
+        if not first:
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"classes={np.unique(classes)} differs from classes_={self.classes_} of the first call"
+                )
+            return LabelEncoder().fit(self.classes_)
+        if classes is None:
+            raise ValueError("classes must be given at the first call to partial_fit: every label that will be seen")
+        encoder = LabelEncoder().fit(classes)
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got classes={encoder.classes_}")
+        return encoder
 
     def _validated(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """X as float64 and y, validated by scikit-learn, and the attributes that validation
@@ -192,31 +216,42 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y, {k: v for k, v in vars(checked).items() if k in _VALIDATION_ATTRIBUTES}
 
-    def _new_network(self, hidden: tuple[int, ...], n_features: int, n_classes: int) -> tuple[MLP, Optimizer, int]:
+    def _new_network(
+        self, hyperparameters: dict[str, Any], n_features: int, n_classes: int
+    ) -> tuple[MLP, Optimizer, int]:
         """A new network and optimizer, and the seed of the row order, all from ``random_state``."""
         init_seed, order_seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=2)
         model = MLP(
-            sizes=(n_features, *hidden, 1 if n_classes == 2 else n_classes),
-            batch_norm=self.batch_norm,
-            activation=self.activation,
+            sizes=(n_features, *hyperparameters["hidden_layer_sizes"], 1 if n_classes == 2 else n_classes),
+            batch_norm=hyperparameters["batch_norm"],
+            activation=hyperparameters["activation"],
             seed=int(init_seed),
-            momentum=self.batch_norm_momentum,
-            eps=self.batch_norm_eps,
+            momentum=hyperparameters["batch_norm_momentum"],
+            eps=hyperparameters["batch_norm_eps"],
         )
-        return model, make_optimizer(self.optimizer, lr=self.learning_rate), int(order_seed)
+        optimizer = make_optimizer(hyperparameters["optimizer"], lr=hyperparameters["learning_rate"])
+        return model, optimizer, int(order_seed)
 
     def _train(
-        self, model: MLP, optimizer: Optimizer, X: np.ndarray, labels: np.ndarray, epochs: int, schedule: str, seed: int
+        self,
+        model: MLP,
+        optimizer: Optimizer,
+        X: np.ndarray,
+        labels: np.ndarray,
+        epochs: int,
+        hyperparameters: dict[str, Any],
+        seed: int,
     ) -> History:
         """`dp.train.fit` for ``epochs`` over all of X; the model is left in eval mode."""
         history = fit(
             model,
-            SimpleNamespace(x_train=X, y_train=labels),
+            X,
+            labels,
             optimizer,
             epochs=epochs,
-            batch_size=min(self.batch_size, len(X)),
+            batch_size=min(hyperparameters["batch_size"], len(X)),
             seed=seed,
-            schedule=schedule,
+            schedule=hyperparameters["schedule"],
             progress=bool(self.verbose),
         )
         model.eval()
@@ -225,45 +260,24 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
     def _set_fitted(self, seen, classes, model, optimizer, order_seed, loss_curve, n_iter) -> None:
         """Store the result of a successful fit, replacing every earlier fitted attribute."""
         for name in _VALIDATION_ATTRIBUTES:
-            vars(self).pop(name, None)  # data without column names must not keep the old names
-        vars(self).update(seen)
+            self.__dict__.pop(name, None)  # data without column names must not keep the old names
+        self.__dict__.update(seen)
         self.classes_, self.model_, self.optimizer_, self._order_seed = classes, model, optimizer, order_seed
         self.loss_curve_, self.n_iter_ = loss_curve, n_iter
 
-    def _checked_hyperparameters(self) -> tuple[int, ...]:
-        """The hidden layer sizes, after checking every hyperparameter (scikit-learn
-        estimators check them in ``fit``, never in ``__init__``); ``ValueError``
-        listing every bad one."""
-        sizes = self.hidden_layer_sizes
-        hidden = tuple(sizes) if np.ndim(sizes) == 1 else (sizes,)  # a list, tuple or array; or one width
-        problems = []
-
-        def need(ok: bool, name: str, requirement: str) -> None:
-            if not ok:
-                problems.append(f"{name} must be {requirement}, got {getattr(self, name)!r}")
-
-        need(all(is_whole(h) and h >= 1 for h in hidden), "hidden_layer_sizes", "positive ints")
-        need(
-            isinstance(self.activation, str) and self.activation in ACTIVATIONS,
-            "activation",
-            f"one of {sorted(ACTIVATIONS)}",
-        )
-        need(
-            isinstance(self.optimizer, str) and self.optimizer.lower() in OPTIMIZERS,
-            "optimizer",
-            f"one of {sorted(OPTIMIZERS)}",
-        )
-        need(isinstance(self.schedule, str) and self.schedule in SCHEDULES, "schedule", f"one of {sorted(SCHEDULES)}")
-        need(is_whole(self.max_iter) and self.max_iter >= 1, "max_iter", "an int >= 1")
-        need(is_whole(self.batch_size) and self.batch_size >= 2, "batch_size", "an int >= 2")
-        need(_is_real(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
-        need(
-            _is_real(self.batch_norm_momentum) and 0 < self.batch_norm_momentum <= 1, "batch_norm_momentum", "in (0, 1]"
-        )
-        need(_is_real(self.batch_norm_eps) and self.batch_norm_eps > 0, "batch_norm_eps", "a number > 0")
+    def _checked_hyperparameters(self) -> dict[str, Any]:
+        """Every hyperparameter of `_hyperparameter_constraints`, checked (scikit-learn
+        estimators check them in ``fit``, never in ``__init__``): ``{name: checked value}``,
+        ``hidden_layer_sizes`` as a tuple. ``ValueError`` listing every bad one."""
+        checked, problems = {}, []
+        for name, constraint in self._hyperparameter_constraints.items():
+            try:
+                checked[name] = constraint(getattr(self, name), name)
+            except (TypeError, ValueError) as error:
+                problems.append(str(error))
         if problems:
             raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
-        return hidden
+        return checked
 
     # ----- prediction -----
 
@@ -292,7 +306,3 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
 
 
 _VALIDATION_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))

@@ -1,35 +1,45 @@
 """The training loop: mini-batches, the optimizer step, evaluation, history and progress.
 
-    history = dp.train.fit(model, split, dp.optim.Adam(lr=0.003), steps=150, batch_size=50, seed=0)
+    history = dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(lr=0.003),
+                           validation=(split.x_val, split.y_val), steps=150, batch_size=50, seed=0)
 
-Each step is the loop of the `dp` package docstring: ``grads = model.loss(xb, yb).grad(1)``, then
-``optimizer.step(model.params, grads)``. Every ``eval_every`` steps (by default
-once an epoch) the model is evaluated in eval mode on the training and the
-validation rows.
+Each step is the loop of the `dp` package docstring (`train_step`):
+``grads = model.loss(xb, yb).grad(1)``, then ``optimizer.step(model.params, grads)``,
+all or nothing. Every ``eval_every`` steps (by default once an epoch) the model is
+evaluated in eval mode on the training and the validation rows.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dp import checks
-from dp.checks import NonFiniteError, finite, is_whole
-from dp.data import breast_cancer
-from dp.models import MLP
-from dp.optim import Optimizer, make_optimizer
+from dp.checks import Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
+from dp.layers import NeuralNode
+from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "constant": lambda step, steps: 1.0,
     # Half a cosine from the full rate down to 0: large steps early, fine ones at the end.
     "cosine": lambda step, steps: 0.5 * (1.0 + math.cos(math.pi * step / steps)),
+}
+
+# fit's arguments besides the model, the data and the optimizer, as `dp.checks` checks them.
+FIT_CONSTRAINTS = {
+    "steps": OrNone(Whole("[1, inf)")),
+    "epochs": OrNone(Whole("[1, inf)")),
+    "batch_size": Whole("[2, inf)"),  # a batch of one row cannot be batch-normalized
+    "seed": Whole("[0, inf)"),
+    "eval_every": OrNone(Whole("[1, inf)")),
+    "schedule": OneOf(*SCHEDULES),
+    "progress": OrNone(Flag()),
+    "on_step": OrNone(Function()),
 }
 
 
@@ -66,33 +76,30 @@ class Diverged(NonFiniteError):
         self.history = history
 
 
-def accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(model: NeuralNode, x: Any, y: Any) -> float:
     """The fraction of rows whose eval-mode prediction (``model.predict``) equals the
-    label (a class column or vector, or one-hot rows). The labels are checked first,
-    so that a mistake does not pass for a low accuracy: one number per row, and for an
-    `MLP`, labels its loss would take (0/1 for one output, class indices or one-hot
-    rows for more). Other models may use labels of their own (-1/+1, say)."""
-    y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"labels must be numeric, not {y.dtype}")
-    if y.ndim == 0 or len(y) != len(x):
-        raise ValueError(f"{len(y) if y.ndim else 'a scalar'} labels for a batch of {len(x)} rows")
-    if isinstance(model, MLP):
-        checks.labels(y, len(y), model.sizes[-1])
+    label (a class column or vector, or one-hot rows). The model checks the rows and
+    labels first (``model.checked_data``, as `fit` does), so that a mistake does not
+    pass for a low accuracy: one label per row, and labels its loss would take (for an
+    `MLP`, 0/1 for one output, class indices or one-hot rows for more). Other models
+    may use labels of their own (-1/+1, say)."""
+    x, y = model.checked_data(x, y, "evaluation")
     return _fraction_correct(model, x, y)
 
 
-def _fraction_correct(model: Any, x: Any, y: np.ndarray) -> float:
-    """`accuracy` without its checks, for labels already checked (as `fit`'s are)."""
+def _fraction_correct(model: NeuralNode, x: np.ndarray, y: np.ndarray) -> float:
+    """`accuracy` without its checks, for rows and labels already checked (as `fit`'s are)."""
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
     return float((model.predict(x) == labels.reshape(-1, 1)).mean())
 
 
 def fit(
-    model: MLP,
-    data: Any,
+    model: NeuralNode,
+    x: Any,
+    y: Any,
     optimizer: Optimizer,
     *,
+    validation: Sequence[Any] | None = None,
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int = 50,
@@ -100,9 +107,10 @@ def fit(
     eval_every: int | None = None,
     schedule: str = "constant",
     progress: bool | None = None,
-    on_step: Callable[[int, MLP], None] | None = None,
+    on_step: Callable[[int, NeuralNode], None] | None = None,
 ) -> History:
-    """Train ``model`` on ``data.x_train, data.y_train`` with mini-batch ``optimizer`` steps.
+    """Train ``model`` on the rows ``x`` (n, features) and labels ``y`` with mini-batch
+    ``optimizer`` steps (`train_step`).
 
     Give ``steps`` (optimizer steps) or ``epochs`` (passes over the training rows).
     Each epoch visits the rows in a new order drawn from ``seed``; a last batch
@@ -110,69 +118,48 @@ def fit(
     batch-normalized). ``schedule`` scales the learning rate over the run:
     "constant" or "cosine" (from the optimizer's ``lr`` down to 0); the
     optimizer's ``lr`` is restored at the end, and so is the model's train/eval
-    mode (it trains in training mode). ``data.x_val, data.y_val``, if
-    non-empty, are evaluated too. ``on_step(step, model)`` is called after every
-    step. ``progress`` shows a progress bar (tqdm); by default only when standard
-    error is a terminal.
+    mode (it trains in training mode). ``validation``, an ``(x_val, y_val)`` pair,
+    is evaluated too. ``on_step(step, model)`` is called after every step.
+    ``progress`` shows a progress bar (tqdm); by default only when standard error
+    is a terminal.
 
     The same model, data, optimizer settings and seed give bit-identical results.
     Returns the `History`, one entry per evaluation: every ``eval_every`` steps (by
     default once an epoch) and after the last step.
 
+    Before the first step the model checks the data (``model.checked_data``: what
+    a training step would refuse is refused at once, and never mistaken for
+    divergence) and every argument is checked against `FIT_CONSTRAINTS`:
+    ``TypeError`` for the wrong kind (``steps=True``, ``batch_size=2.5``),
+    ``ValueError`` for a value out of range (``steps``, ``epochs`` and
+    ``eval_every`` are whole numbers >= 1; ``batch_size`` at least 2 and at most
+    the training rows), for both or neither of ``steps`` and ``epochs``, or for an
+    unknown ``schedule``.
+
     Raises `Diverged` (a `NonFiniteError`) when the loss, the gradients or the
     updated parameters would be NaN or inf (the failing step changes nothing: the
     model and the optimizer stay as the previous step left them), or when
-    evaluating the model meets NaN or inf;
-    ``ValueError`` for bad arguments (``steps``, ``epochs`` and ``eval_every`` are
-    integers >= 1; ``batch_size`` is at least 2 and at most the training rows).
+    evaluating the model meets NaN or inf. Any other error in a step (an optimizer
+    that refuses it, say) also leaves the model as the previous step left it.
     """
-    x, y = _checked_data(model, data.x_train, data.y_train, "training")
-    x_val, y_val = getattr(data, "x_val", None), getattr(data, "y_val", None)
-    has_val = x_val is not None and len(x_val) > 0
-    if has_val:
-        x_val, y_val = _checked_data(model, x_val, y_val, "validation")
-    n = len(x)
-    if not (is_whole(batch_size) and 2 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer between 2 and the {n} training rows, got {batch_size!r}")
-    batches_per_epoch = n // batch_size
-    if (steps is None) == (epochs is None):
-        raise ValueError("give either steps or epochs")
-    for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
-        if value is not None and not (isinstance(value, numbers.Integral) and value >= 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    total = steps if steps is not None else epochs * batches_per_epoch
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, not {schedule!r}")
-    every = eval_every or batches_per_epoch
-
-    rng = np.random.default_rng(seed)
-    history, base_lr, factor = History(), optimizer.lr, SCHEDULES[schedule]
-    validation = (x_val, y_val) if has_val else None
-    losses: list[float] = []
-    bar = _progress_bar(total, progress)
-    start = time.perf_counter()
-    was_training = model.training
+    options = checked(
+        FIT_CONSTRAINTS,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=eval_every,
+        schedule=schedule,
+        progress=progress,
+        on_step=on_step,
+    )
+    plan = _Plan.make(model, x, y, validation, **options)
+    history = History()
+    bar = _progress_bar(plan.steps, options["progress"])
+    was_training, base_lr, start = model.training, optimizer.lr, time.perf_counter()
     model.train()
     try:
-        for step in range(total):
-            if step % batches_per_epoch == 0:
-                order = rng.permutation(n)
-            rows = order[(step % batches_per_epoch) * batch_size :][:batch_size]
-            optimizer.lr = base_lr * factor(step, total)
-            evaluate = (step + 1) % every == 0 or step + 1 == total
-            try:
-                losses.append(_step(model, optimizer, x[rows], y[rows]) / batch_size)
-                if evaluate:
-                    _evaluate(model, history, step + 1, batches_per_epoch, losses, x, y, validation)
-            except NonFiniteError as error:
-                history.diverged = True
-                raise Diverged(f"training diverged at step {step + 1}: {error}", history) from error
-            if on_step is not None:
-                on_step(step + 1, model)
-            if evaluate:
-                losses = []
-                bar.set_postfix(_postfix(history), refresh=False)
-            bar.update(1)
+        _run(model, optimizer, plan, history, bar, options["on_step"])
     finally:
         model.train(was_training)  # back in the mode it came in, even after an error
         optimizer.lr = base_lr
@@ -181,50 +168,137 @@ def fit(
     return history
 
 
-def _checked_data(model: Any, x: Any, y: Any, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """x and y as arrays, y as a column, after the checks every batch would make, so that
-    bad data fails before the first step (and is not mistaken for divergence)."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
-        raise TypeError(f"the {part} rows and labels must be numeric, not {x.dtype} and {y.dtype}")
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"the {part} rows must be a non-empty 2-D array (rows, features), got shape {x.shape}")
-    if len(y) != len(x):
-        raise ValueError(f"{len(y)} labels for {len(x)} {part} rows")
-    finite(x, f"the {part} rows")
-    if isinstance(model, MLP):
-        if x.shape[1] != model.sizes[0]:
-            raise ValueError(f"the {part} rows must have shape (n, {model.sizes[0]}); got {x.shape}")
-        checks.labels(y, len(x), model.sizes[-1])
-    else:
-        finite(y, f"the {part} labels")
-    return x, y.reshape(-1, 1) if y.ndim == 1 else y
+def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
+    """One optimizer step on the batch (x, y), all or nothing; returns its summed loss::
 
+        loss = model.loss(x, y)                 # the forward pass updates the moving averages
+        grads = loss.grad(1)
+        optimizer.step(model.params, grads)     # all or nothing, and last
 
-def _step(model: MLP, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
-    """One optimizer step on the batch (x, y); returns its summed loss. On NaN or inf it
-    raises `NonFiniteError` and changes nothing: neither the parameters (moving
-    averages included) nor the optimizer's state."""
-    before = dict(model.params)  # the rollback point: arrays are replaced, never written into
+    Compute, then commit, with one rollback point: if anything fails (NaN or inf
+    in the loss, the gradients or the update, as `NonFiniteError`; labels the loss
+    refuses; an optimizer that refuses the step), every entry of ``model.params``
+    is put back as it was, moving averages included, and the error is raised. The
+    optimizer's state needs no rollback: `Optimizer.step` changes it only when it
+    succeeds, and nothing can fail after it.
+    """
+    before = dict(model.params)  # cheap: arrays in params are replaced, never written into
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
             loss = model.loss(x, y)
             finite(loss.value, "the loss")
             grads = loss.grad(1)
-        optimizer.step(model.params, grads)  # all or nothing, NonFiniteError if the update would overflow
+        optimizer.step(model.params, grads)
     except BaseException:
+        model.params.clear()  # the same dict, which the layers read
         model.params.update(before)
         raise
     return float(loss.value[0, 0])
 
 
-def _evaluate(model, history, step, batches_per_epoch, losses, x, y, validation) -> None:
+@dataclass(frozen=True)
+class _Plan:
+    """What `fit` does, from its checked arguments: the data, the batches, the steps,
+    the evaluations and the learning-rate schedule."""
+
+    x: np.ndarray
+    y: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None
+    batch_size: int
+    batches_per_epoch: int
+    steps: int
+    eval_every: int
+    seed: int
+    schedule: Callable[[int, int], float]
+
+    @classmethod
+    def make(
+        cls,
+        model: NeuralNode,
+        x: Any,
+        y: Any,
+        validation: Sequence[Any] | None,
+        *,
+        steps: int | None,
+        epochs: int | None,
+        batch_size: int,
+        seed: int,
+        eval_every: int | None,
+        schedule: str,
+        **_: Any,  # progress and on_step: not part of the plan
+    ) -> _Plan:
+        """The plan of `fit` for checked arguments, after checking the data (see `fit`)."""
+        x, y = model.checked_data(x, y, "training")
+        checked_validation = _checked_validation(model, validation)
+        if batch_size > len(x):
+            raise ValueError(f"batch_size must be at most the number of training rows, {len(x)}; got {batch_size}")
+        batches_per_epoch = len(x) // batch_size
+        total = _total_steps(steps, epochs, batches_per_epoch)
+        every = eval_every or batches_per_epoch
+        return cls(x, y, checked_validation, batch_size, batches_per_epoch, total, every, seed, SCHEDULES[schedule])
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """The rows of each step's batch: each epoch a new order of all rows drawn from
+        ``seed``, cut into batches; the last rows that do not fill a batch are dropped."""
+        rng = np.random.default_rng(self.seed)
+        order = np.arange(0)
+        for step in range(self.steps):
+            position = step % self.batches_per_epoch
+            if position == 0:
+                order = rng.permutation(len(self.x))
+            yield order[position * self.batch_size :][: self.batch_size]
+
+    def evaluates_after(self, step: int) -> bool:
+        """Whether `fit` evaluates after ``step`` (counted from 1): every ``eval_every``, and after the last."""
+        return step % self.eval_every == 0 or step == self.steps
+
+
+def _total_steps(steps: int | None, epochs: int | None, batches_per_epoch: int) -> int:
+    """The optimizer steps of a run given as ``steps`` or as ``epochs``, exactly one of them."""
+    if epochs is None and steps is not None:
+        return steps
+    if steps is None and epochs is not None:
+        return epochs * batches_per_epoch
+    raise ValueError("give either steps or epochs")
+
+
+def _checked_validation(model: NeuralNode, validation: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation rows and labels, checked by the model as training data is, or None."""
+    if validation is None:
+        return None
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise TypeError(f"validation must be an (x_val, y_val) pair or None, not {describe(validation)}")
+    return model.checked_data(validation[0], validation[1], "validation")
+
+
+def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History, bar: Any, on_step: Any) -> None:
+    """The steps of ``plan``, evaluations recorded in ``history``; `Diverged` on NaN or inf."""
+    base_lr, losses = optimizer.lr, []
+    for step, rows in enumerate(plan.batches(), start=1):
+        optimizer.lr = base_lr * plan.schedule(step - 1, plan.steps)
+        evaluate = plan.evaluates_after(step)
+        try:
+            losses.append(train_step(model, optimizer, plan.x[rows], plan.y[rows]) / plan.batch_size)
+            if evaluate:
+                _evaluate(model, plan, history, step, losses)
+        except NonFiniteError as error:
+            history.diverged = True
+            raise Diverged(f"training diverged at step {step}: {error}", history) from error
+        if on_step is not None:
+            on_step(step, model)
+        if evaluate:
+            losses = []
+            bar.set_postfix(_postfix(history), refresh=False)
+        bar.update(1)
+
+
+def _evaluate(model: NeuralNode, plan: _Plan, history: History, step: int, losses: list[float]) -> None:
     """Append one evaluation to ``history``, all fields or (on an error) none."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging model may overflow
-        train_accuracy = _fraction_correct(model, x, y)  # the data passed _checked_data before training
-        val_accuracy = [_fraction_correct(model, *validation)] if validation is not None else []
+        train_accuracy = _fraction_correct(model, plan.x, plan.y)
+        val_accuracy = [_fraction_correct(model, *plan.validation)] if plan.validation is not None else []
     history.step.append(step)
-    history.epoch.append(step / batches_per_epoch)
+    history.epoch.append(step / plan.batches_per_epoch)
     history.loss.append(float(np.mean(losses)))
     history.train_accuracy.append(train_accuracy)
     history.val_accuracy.extend(val_accuracy)
@@ -250,39 +324,6 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
         progress = sys.stderr.isatty()
     if not progress:
         return _NoBar()
-    from tqdm import tqdm  # imported only when shown: it costs start-up time
+    from tqdm import tqdm  # type: ignore[import-untyped]  # imported only when shown: it costs start-up time
 
     return tqdm(total=total, desc="training", unit="step", leave=False, dynamic_ncols=True)
-
-
-# ----- the reference runs that `dp train`, its plots and `dp experiment` share -----
-
-TEST_SIZE = 0.2  # dp train's held-out test part
-
-
-def train_network(options: Any, split: Any, batch_norm: bool, **fit_options: Any) -> tuple[Any, Any, Any]:
-    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
-    ``split`` as the training options say (``options.steps``, ``lr``, ``batch_size``,
-    ``optimizer``, ``schedule``, ``seed``, e.g. parsed `dp train` arguments), with
-    ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
-    Raises what `fit` raises, `dp.train.Diverged` included."""
-    model = MLP(batch_norm=batch_norm, seed=options.seed)
-    optimizer = make_optimizer(options.optimizer, lr=options.lr)
-    history = fit(
-        model,
-        split,
-        optimizer,
-        steps=options.steps,
-        batch_size=options.batch_size,
-        seed=options.seed,
-        schedule=options.schedule,
-        **fit_options,
-    )
-    return model, optimizer, history
-
-
-def split_with_validation(seed: int) -> Any:
-    """The breast-cancer split of ``seed`` with a validation part, for the commands that
-    watch validation accuracy while training (`dp experiment`, `dp train --plots`):
-    20 % test rows as `dp train`, 15 % validation rows, the rest (65 %) training."""
-    return breast_cancer(test_size=TEST_SIZE, validation_size=0.15, seed=seed)

@@ -1,0 +1,101 @@
+"""The reference runs: the breast-cancer network trained the way `dp train` trains it.
+
+`dp train`, its figures (``--plots``), `dp experiment` and ``benchmarks/accuracy.py``
+train the same network on the same splits; this is where they agree on how::
+
+    split = dp.data.breast_cancer(test_size=TEST_SIZE, seed=0)    # dp train's split
+    model, optimizer, history = train_network(split, True, Recipe(seed=0))
+
+A `Recipe` is the training settings of one run; its defaults are `dp train`'s, chosen
+on splits other than the ones it reports on (docs/training.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dp.data import Split, breast_cancer
+from dp.models import MLP
+from dp.optim import Optimizer, make_optimizer
+from dp.train import Diverged, History, fit
+
+TEST_SIZE = 0.2  # dp train's held-out test part
+VALIDATION_SIZE = 0.15  # the validation part of the runs that watch validation accuracy
+FIGURE_EVAL_EVERY = 5  # steps between evaluations for the training figures: smooth curves at a small cost
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings of one training run of the reference network: ``steps`` optimizer
+    steps of ``batch_size`` rows, the optimizer called ``optimizer`` (`dp.optim.make_optimizer`)
+    at learning rate ``lr`` under ``schedule``, and ``seed`` for the initial weights and
+    the order of the batches. The defaults are `dp train`'s."""
+
+    steps: int = 300
+    lr: float = 0.003
+    batch_size: int = 50
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    seed: int = 0
+
+
+def train_network(split: Split, batch_norm: bool, recipe: Recipe, **fit_options: Any) -> tuple[MLP, Optimizer, History]:
+    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
+    ``split``'s training rows as ``recipe`` says, its validation rows (if any) evaluated,
+    with ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
+    Raises what `fit` raises, `dp.train.Diverged` included."""
+    model = MLP(batch_norm=batch_norm, seed=recipe.seed)
+    optimizer = make_optimizer(recipe.optimizer, lr=recipe.lr)
+    history = fit(
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer,
+        validation=(split.x_val, split.y_val) if len(split.x_val) else None,
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        schedule=recipe.schedule,
+        **fit_options,
+    )
+    return model, optimizer, history
+
+
+def split_with_validation(seed: int) -> Split:
+    """The breast-cancer split of ``seed`` with a validation part, for the runs that
+    watch validation accuracy while training (`dp experiment`, `dp train --plots`):
+    20 % test rows as `dp train`, 15 % validation rows, the rest (65 %) training."""
+    return breast_cancer(test_size=TEST_SIZE, validation_size=VALIDATION_SIZE, seed=seed)
+
+
+def batch_norm_comparison(split: Split, recipe: Recipe) -> tuple[dict[bool, History], dict[int, Params]]:
+    """What the figures of `dp train --plots` draw: the reference network trained on
+    ``split`` as ``recipe`` says, with and without batch norm, evaluated every
+    `FIGURE_EVAL_EVERY` steps. Returns the histories, ``{True: with batch norm, False:
+    without}`` (a run that diverged up to where it stopped), and the parameters of the
+    network with batch norm after its first step and after its last, ``{step: params}``
+    (only the steps it finished)."""
+    snapshots: dict[int, Params] = {}
+
+    def keep_first_and_last(step: int, model: Any) -> None:
+        if step in (1, recipe.steps):
+            snapshots[step] = dict(model.params)  # the arrays are replaced, never changed: no copy needed
+
+    histories = {
+        True: _history(split, True, recipe, on_step=keep_first_and_last),
+        False: _history(split, False, recipe),
+    }
+    return histories, snapshots
+
+
+def _history(split: Split, batch_norm: bool, recipe: Recipe, **fit_options: Any) -> History:
+    """The training history of one network; a diverged run's history up to where it stopped."""
+    try:
+        return train_network(split, batch_norm, recipe, eval_every=FIGURE_EVAL_EVERY, progress=False, **fit_options)[2]
+    except Diverged as error:
+        return error.history
