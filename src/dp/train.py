@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.checks import Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
+from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
 from dp.layers import NeuralNode
 from dp.optim import Optimizer
 
@@ -31,7 +31,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 }
 
 # fit's arguments besides the model, the data and the optimizer, as `dp.checks` checks them.
-FIT_CONSTRAINTS = {
+FIT_CONSTRAINTS: dict[str, Constraint] = {
     "steps": OrNone(Whole("[1, inf)")),
     "epochs": OrNone(Whole("[1, inf)")),
     "batch_size": Whole("[2, inf)"),  # a batch of one row cannot be batch-normalized
