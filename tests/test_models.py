@@ -276,3 +276,15 @@ def test_every_weight_of_an_mlp_follows_its_init(init, std):
 def test_bad_inits_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         dp.MLP(**options)
+
+
+def test_a_forward_pass_that_fails_in_a_later_layer_changes_no_average():
+    model = dp.MLP(seed=0, activation="relu")
+    params = model.get_param()
+    params["gamma_bn1"] = params["gamma_bn1"] * 1e200  # bn2 will meet values too large to square
+    model.set_param(params)
+    before = model.get_param()
+    with pytest.raises(dp.NonFiniteError, match="bn2"):
+        model.loss(X[:10], Y[:10])
+    for k, v in before.items():
+        assert np.array_equal(model.params[k], v), k

@@ -252,3 +252,42 @@ def test_unbroadcast_only_sums_down():
     assert unbroadcast(np.ones((4, 2, 3)), (2, 1)).shape == (2, 1)
     assert unbroadcast(np.ones((2, 3)), (2, 3)).shape == (2, 3)
     assert unbroadcast(np.ones((1, 3)), (2, 3)).shape == (1, 3)  # never broadcast up
+
+
+def test_a_vjp_for_all_arguments_must_return_a_tuple():
+    @dp.primitive
+    def double(x):
+        return 2 * x, lambda g: 2 * g  # meant (lambda g: 2 * g,): a one-function vjp must return a tuple
+
+    with pytest.raises(TypeError, match="the vjp of double must return a tuple with one gradient"):
+        (double(Node(np.ones((3, 2)), "x")) * 1.0).sum().grad(1)
+
+
+def test_a_primitive_must_give_one_vjp_per_argument():
+    @dp.primitive
+    def pair(a, b):
+        return a + b, (lambda g: g,)
+
+    with pytest.raises(TypeError, match="pair returned 1 vjps for 2 arguments"):
+        pair(Node(1.0, "a"), Node(2.0, "b"))
+
+
+def test_a_none_gradient_from_a_vjp_for_all_arguments_stops_there():
+    @dp.primitive
+    def masked(x, mask):
+        return x * mask, lambda g: (g * mask, None)
+
+    w, t = Node(np.ones((2, 2)), "w"), Node(np.full((2, 2), 0.5), "t")
+    grads = masked(w, t * 2).sum().grad(1)
+    assert set(grads) == {"w"} and np.array_equal(grads["w"], np.ones((2, 2)))
+
+
+def test_a_vjp_answer_with_fewer_axes_than_its_input_is_refused_not_misaligned():
+    @dp.primitive
+    def double(x):
+        return 2 * x, (lambda g: (2 * g).ravel(),)  # (3,) for a (3, 1) column: NumPy would align it as a row
+
+    with pytest.raises(
+        ValueError, match=r"the vjp of double answered with shape \(3,\) for an input of shape \(3, 1\)"
+    ):
+        double(Node([1.0, 2.0, 3.0], "x")).sum().grad(1)

@@ -11,8 +11,9 @@ Here it is one primitive, `linear_batch_norm` (and `linear_batch_norm_eval` for
 eval mode), with one vjp that returns the gradients of h, w, gamma and beta
 together, so the column sums they share are computed once. It saves arrays:
 
-- ``x = h @ w`` is this layer's own array, made in `linear_batch_norm` and seen by
-  nobody else, so it is centered and scaled in place (it becomes xhat);
+- ``x = h @ w`` is this layer's own array, made by `hidden_layer` and seen by nobody
+  else, so it is centered (`center`) and scaled (in `linear_batch_norm`) in place: it
+  becomes xhat;
 - the activation is applied in place to the output, and its derivative is taken
   from that output (tanh' = 1 - y**2, sigmoid' = y (1 - y), relu' = [y > 0]), so
   the batch-norm output before the activation is never kept.
@@ -24,6 +25,7 @@ and the `dp.layers.BatchNorm` layer, values, gradients and moving averages, to 1
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +66,9 @@ def _identity_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # name: (apply in place, the gradient of its input from g and its output y)
-ACTIVATIONS: dict[str | None, tuple[Callable[[np.ndarray], None], Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
+IN_PLACE_ACTIVATIONS: dict[
+    str | None, tuple[Callable[[np.ndarray], None], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+] = {
     "tanh": (_tanh, _tanh_backward),
     "sigmoid": (_sigmoid, _sigmoid_backward),
     "relu": (_relu, _relu_backward),
@@ -72,9 +76,13 @@ ACTIVATIONS: dict[str | None, tuple[Callable[[np.ndarray], None], Callable[[np.n
 }
 
 
-def hidden_layer(h: Node, linear: Linear, norm: BatchNorm, activation: str | None, train: bool | None) -> Node:
+def hidden_layer(
+    h: Node, linear: Linear, norm: BatchNorm, activation: str | None, train: bool | None, pending: dict[str, Any]
+) -> Node:
     """``activation(norm(linear(h)))`` for a checked input h, with norm's mode rules
-    (``train=None``: the model's mode), its errors and its moving averages."""
+    (``train=None``: the model's mode) and errors. In training, the layer's new moving
+    averages and batch count go into ``pending`` (`BatchNorm.averaged`), for the model to
+    store once its whole forward pass has succeeded."""
     params = linear.model.params
     w = Node(params[linear.weight_key], linear.weight_key)
     gamma, beta = norm.learned()
@@ -86,7 +94,7 @@ def hidden_layer(h: Node, linear: Linear, norm: BatchNorm, activation: str | Non
     norm.require_batch(x.shape[0])
     mean, var = center(x, norm.what)
     y = linear_batch_norm(h, w, gamma, beta, x, var, **options)
-    norm.update_averages(mean, var, x.shape[0])
+    pending.update(norm.averaged(mean, var, x.shape[0]))
     return y
 
 
@@ -109,9 +117,11 @@ def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @primitive
 def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation=None, input_needs_grad=True):
     """Training mode: ``activation(gamma * xhat + beta)`` where xhat = centered / sqrt(var + eps)
-    and ``centered`` is ``h @ w`` minus its batch mean (see `center`), which this takes
-    over. The backward pass is `dp.layers.batch_norm_closed_form`'s, with dy the gradient
-    through the activation, then the linear layer's: dh = dx @ w.T, dw = h.T @ dx."""
+    and ``centered`` must be ``h @ w`` minus its batch mean, made by `hidden_layer` with
+    `center` (this takes it over); h and w themselves serve the backward pass only, which
+    is `dp.layers.batch_norm_closed_form`'s, with dy the gradient through the activation,
+    then the linear layer's: dh = dx @ w.T, dw = h.T @ dx. ``input_needs_grad=False``
+    skips dh when h leads to no parameter (the data: the first layer's largest product)."""
     n = centered.shape[0]
     inv = 1 / np.sqrt(var + eps)
     xhat = np.multiply(centered, inv, out=centered)
@@ -151,7 +161,7 @@ def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation
 
 def _scale_shift_activate(xhat, gamma, beta, activation):
     """``y = activation(gamma * xhat + beta)`` in one new array, and the activation's backward."""
-    in_place, backward = ACTIVATIONS[activation]
+    in_place, backward = IN_PLACE_ACTIVATIONS[activation]
     y = xhat * gamma
     y += beta
     in_place(y)

@@ -17,8 +17,9 @@ function of x, gamma and beta:
 
 - `batch_norm_composed`: the paper's four lines in Node operations; autodiff
   derives the backward pass. This is what a student writes.
-- `batch_norm`: one primitive whose backward pass is the paper's closed-form
-  formula, written out as the formula. The `BatchNorm` layer uses it.
+- `batch_norm_closed_form`: one primitive whose backward pass is the paper's
+  closed-form formula, written out as the formula. The `BatchNorm` layer uses it,
+  and `batch_norm` is the same with its arguments checked, for direct calls.
 
 A third version, for speed, fuses the linear layer before it and the activation
 after it and reuses buffers: `dp.fused`, used by `dp.models.MLP`. The tests pin
@@ -143,10 +144,14 @@ class NeuralNode:
         evaluation before any training batch (the averages are still zeros, and
         dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
         """
-        fan_in = checks.Whole("[1, inf)")(fan_in, "fan_in")
-        options = checks.checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+        what = f"batch norm {name!r}:"
+        fan_in = checks.Whole("[1, inf)")(fan_in, f"{what} fan_in")
+        options = {
+            key: BATCH_NORM_CONSTRAINTS[key](value, f"{what} {key}")
+            for key, value in (("momentum", momentum), ("eps", eps), ("unbiased_average", unbiased_average))
+        }
         if activation is not None:
-            BATCH_NORM_CONSTRAINTS["activation"](activation, "activation")
+            BATCH_NORM_CONSTRAINTS["activation"](activation, f"{what} activation")
         row = np.zeros((1, fan_in))
         learned = {f"gamma_{name}": row + 1, f"beta_{name}": row}
         self._register({**learned, f"avg_mean_{name}": row, f"avg_variance_{name}": row, f"batches_{name}": row[:, :1]})
@@ -336,14 +341,22 @@ class BatchNorm:
 
     def update_averages(self, mean: np.ndarray, var: np.ndarray, rows: int) -> None:
         """Move the averages toward this batch's ``mean`` and ``var`` and count the batch:
-        every new array is computed first, then all are stored together."""
+        every new array is computed first (`averaged`), then all are stored together."""
+        self.model.params.update(self.averaged(mean, var, rows))
+
+    def averaged(self, mean: np.ndarray, var: np.ndarray, rows: int) -> dict[str, np.ndarray]:
+        """The new moving averages and batch count after a batch of ``rows`` rows with these
+        statistics, as new arrays, without storing them: ``{key: array}`` for ``params``."""
         params, momentum = self.model.params, self.momentum
         stored = var * (rows / (rows - 1)) if self.unbiased_average else var
         dtype = params[self.mean_key].dtype  # a float64 batch must not turn float32 averages into float64
-        new_mean = ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False)
-        new_variance = ((1 - momentum) * params[self.variance_key] + momentum * stored).astype(dtype, copy=False)
-        batches = params[self.batches_key] + 1
-        params.update({self.mean_key: new_mean, self.variance_key: new_variance, self.batches_key: batches})
+        return {
+            self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
+            self.variance_key: ((1 - momentum) * params[self.variance_key] + momentum * stored).astype(
+                dtype, copy=False
+            ),
+            self.batches_key: params[self.batches_key] + 1,
+        }
 
     @property
     def trained(self) -> bool:

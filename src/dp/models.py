@@ -162,14 +162,17 @@ class MLP(NeuralNode):
         return x if isinstance(x, Node) else Node(value)
 
     def _logits(self, h: Node, train: bool | None) -> Node:
-        """The layers, on an input already checked."""
-        activation = self.config["activation"]
+        """The layers, on an input already checked. Compute, then commit: the batch-norm
+        layers' new moving averages are stored only once the whole pass has succeeded."""
+        activation, pending = self.config["activation"], {}
         for linear, norm in self.hidden:
             if norm is None:
                 h = getattr(linear.forward(h), activation)()
             else:
-                h = fused.hidden_layer(h, linear, norm, activation, train)
-        return self.output.forward(h)
+                h = fused.hidden_layer(h, linear, norm, activation, train, pending)
+        logits = self.output.forward(h)
+        self.params.update(pending)
+        return logits
 
 
 def fold_batch_norm(model: MLP) -> MLP:

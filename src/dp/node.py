@@ -46,7 +46,7 @@ class Node:
     ``TypeError``. The array is not copied, and dp never writes into it.
 
     A node with a name is a parameter: ``loss.grad(1)`` returns its gradient under
-    that name. The name is fixed when the node is made.
+    that name. Give the name when the node is made (the graph does not expect it to change).
 
     Operators and methods follow NumPy's broadcasting and shapes, except that
     reductions keep their axes by default. Numbers and arrays may stand on either
@@ -218,11 +218,13 @@ class Node:
         gradients: dict[str, np.ndarray] = {}
         pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
         for node in _reverse_topological_order(self):
-            g = pending.pop(node)  # complete: every node that uses this one has pushed into it
+            g = pending.pop(node, None)  # complete: every node that uses this one has pushed into it
+            if g is None:
+                continue  # its users' vjps gave it no gradient (None): nothing flows through it
             if node.name is not None:
                 _collect(gradients, node.name, g)
             for parent, parent_grad in node.input_grads(g):  # the chain rule, through this node's vjp
-                parent_grad = _conform(parent_grad, parent.value)
+                parent_grad = _conform(parent_grad, parent.value, node.op)
                 pending[parent] = pending[parent] + parent_grad if parent in pending else parent_grad
         return gradients
 
@@ -232,6 +234,11 @@ class Node:
         as ``(input, gradient)`` pairs."""
         if callable(self.vjp):  # one vjp for all the arguments, returning a gradient for each
             grads = self.vjp(g)
+            if not (isinstance(grads, (tuple, list)) and len(grads) > self.parents[-1][0]):
+                raise TypeError(
+                    f"the vjp of {self.op} must return a tuple with one gradient (or None) per argument, "
+                    f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
+                )
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
         return [(parent, self.vjp[i](g)) for i, parent in self.parents]  # one vjp per argument
 
@@ -259,7 +266,9 @@ def apply(forward: Forward, *args: Any, **options: Any) -> Node:
     only called when some argument leads to a parameter.
     """
     value, vjp = forward(*[a.value if isinstance(a, Node) else a for a in args], **options)
-    node = _new_node(Node)  # bypasses __init__: the value is an operation's output, already an array
+    if not callable(vjp) and len(vjp) < len(args):
+        raise TypeError(f"{forward.__name__} returned {len(vjp)} vjps for {len(args)} arguments: give one per argument")
+    node = object.__new__(Node)  # bypasses __init__: the value is an operation's output, already an array
     node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
     node.name = None
     node.op = forward.__name__
@@ -271,9 +280,6 @@ def apply(forward: Forward, *args: Any, **options: Any) -> Node:
     node.vjp = vjp if parents else None  # a graph of data keeps no closures alive
     node.needs_grad = bool(parents)
     return node
-
-
-_new_node = object.__new__
 
 
 def primitive(forward: Forward) -> Callable[..., Node]:
@@ -390,15 +396,29 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
     return array.astype(like.dtype)  # a copy: the caller's array is never handed back as a gradient
 
 
-def _conform(g: Any, value: np.ndarray) -> np.ndarray:
-    """A vjp's answer as a gradient of ``value``: an ndarray of its shape (broadcast
-    axes summed back by `unbroadcast`, a smaller answer spread out) and dtype."""
+def _conform(g: Any, value: np.ndarray, op: str | None) -> np.ndarray:
+    """A vjp's answer as a gradient of ``value``: an ndarray of its shape (broadcast axes
+    summed back by `unbroadcast`, a smaller answer spread out) and dtype. ``op`` names the
+    primitive whose vjp answered, for the error an answer of a shape that does not fit gets."""
     if g.__class__ is not np.ndarray or g.shape != value.shape:
         g = np.asarray(g)
         if g.shape != value.shape:
-            g = np.broadcast_to(unbroadcast(g, value.shape), value.shape)
+            g = _reshaped(g, value.shape, op)
     gradient: np.ndarray = g if g.dtype == value.dtype else g.astype(value.dtype)
     return gradient
+
+
+def _reshaped(g: np.ndarray, shape: tuple[int, ...], op: str | None) -> np.ndarray:
+    """``g`` summed down or spread out to ``shape`` by NumPy's broadcasting rules. A number
+    spreads anywhere; an answer with fewer axes than ``shape`` is refused, because dp makes
+    a 1-D array a column while NumPy would align it as a row."""
+    problem = g.ndim < len(shape) and g.size != 1
+    if not problem:
+        g = unbroadcast(g, shape)
+        problem = not _broadcastable(g.shape, shape) or np.broadcast_shapes(g.shape, shape) != shape
+    if problem:
+        raise ValueError(f"the vjp of {op} answered with shape {g.shape} for an input of shape {shape}")
+    return np.broadcast_to(g, shape)
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -8,7 +8,8 @@ vjp may answer in the output's broadcast shape: the backward pass sums it back
 (`dp.node.unbroadcast`, the one place where broadcasting is undone).
 
 `dp.node.Node` gives each entry its operator or method (``a + b`` is `add`,
-``x.tanh()`` is `tanh`), and `dp.node.apply` runs one on Nodes.
+``x.tanh()`` is `tanh`), and `dp.node.apply` runs one on Nodes. These functions take
+arrays: on Nodes, use the operators and methods (``a + b``, ``x.tanh()``).
 
 Everything else dp computes is composed of these (mean and variance inside batch
 norm, say), except a few fused primitives that pay for themselves: `linear` here,
