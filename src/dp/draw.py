@@ -36,6 +36,7 @@ The SVG is written as text (NumPy only); the PNG draws the same layout with matp
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
@@ -140,11 +141,15 @@ class Drawing:
     """
 
     def __init__(self, boxes: list[Box], arrows: list[Arrow], notes: list[str], groups: tuple[str, ...]) -> None:
-        self.boxes, self.arrows, self.notes, self.groups = boxes, arrows, notes, groups
+        self.boxes, self.arrows, self.groups = boxes, arrows, groups
         right = max(box.x + box.width / 2 for box in boxes)
         bottom = max(box.y + box.height / 2 for box in boxes)
-        self.width = max(right, max(len(n) for n in notes) * CHAR * SMALL_FONT / FONT if notes else 0) + MARGIN
-        self.height = bottom + GAP_Y / 2 + len(notes) * LINE + MARGIN / 2
+        small_char = CHAR * SMALL_FONT / FONT
+        columns = max(int((right - MARGIN) / small_char), 56)  # notes wrap to the graph's width
+        self.notes = [line for note in notes for line in textwrap.wrap(note, columns)]
+        notes_width = MARGIN + max((len(n) for n in self.notes), default=0) * small_char
+        self.width = math.ceil(max(right, notes_width) + MARGIN)  # whole pixels, so a PNG is exactly scale times
+        self.height = math.ceil(bottom + GAP_Y / 2 + len(self.notes) * LINE + MARGIN / 2)
 
     def __repr__(self) -> str:
         groups = f", groups {', '.join(self.groups)}" if self.groups else ""
@@ -202,7 +207,7 @@ def draw(
     gradients = _gradients(node, order, grads)
     layer = _layer_naming(group)
     layers = _assign_layers(order, layer) if layer else dict.fromkeys(order)
-    found = tuple(dict.fromkeys(g for g in reversed(layers.values()) if g is not None))
+    found = _in_order(layers, order)
     collapsed = set(found) - _expanded(expand, found, grouped=layer is not None)
     boxes, links = _boxes(order, gradients, layers, collapsed)
     _check_size(len(boxes), len(order), limit, grouped=layer is not None)
@@ -239,6 +244,14 @@ def _all_gradients(root: Node, order: list[Node]) -> dict[Node, np.ndarray]:
             parent_grad = _conform(parent_grad, parent.value)
             pending[parent] = pending[parent] + parent_grad if parent in pending else parent_grad
     return gradients
+
+
+def _in_order(layers: dict[Node, str | None], order: list[Node]) -> tuple[str, ...]:
+    """The layers in the order of the computation: of their first operation, then any
+    that hold only parameters."""
+    forward = order[::-1]
+    first = [layers[n] for n in forward if n.op is not None] + [layers[n] for n in forward]
+    return tuple(name for name in dict.fromkeys(first) if name is not None)
 
 
 def _layer_naming(group: bool | Callable[[str], str | None]) -> Callable[[str], str | None] | None:
@@ -286,7 +299,7 @@ def _check_size(boxes: int, nodes: int, limit: int, grouped: bool) -> None:
 def _notes(order: list[Node], grads: bool | Mapping[str, Any]) -> list[str]:
     notes = []
     if any(n.op is not None for n in order):
-        notes.append("Not drawn: inputs that lead to no parameter (data, constants); dp does not record them.")
+        notes.append("Not drawn: data and constants (dp records only the inputs that lead to a parameter).")
     if grads is True:
         notes.append("grad: the gradient of the bottom node (of the sum of its entries) with respect to each node.")
     return notes
