@@ -13,6 +13,7 @@ _IMPORTED_AT = _time.perf_counter()
 
 from dp import checkpoint, checks, data, fused, layers, losses, models, ops, optim, train
 from dp.checks import NonFiniteError
+from dp.draw import Drawing, draw  # NumPy only: matplotlib is imported when a PNG is saved
 from dp.finite_differences import GradcheckError, gradcheck
 from dp.layers import NeuralNode
 from dp.models import MLP, fold_batch_norm
@@ -20,6 +21,7 @@ from dp.node import Node, concatenate, dot, primitive
 
 __all__ = [
     "MLP",
+    "Drawing",
     "GradcheckError",
     "NeuralNode",
     "Node",
@@ -29,6 +31,7 @@ __all__ = [
     "concatenate",
     "data",
     "dot",
+    "draw",
     "fold_batch_norm",
     "fused",
     "gradcheck",

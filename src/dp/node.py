@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -216,17 +216,25 @@ class Node:
         that is not numeric.
         """
         gradients: dict[str, np.ndarray] = {}
+        for node, g in self.backward(seed):
+            if node.name is not None:
+                _collect(gradients, node.name, g)
+        return gradients
+
+    def backward(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
+        """The reverse sweep: every node below this one that leads to a parameter, with the
+        gradient of the objective with respect to it (``seed`` as in `grad`), each node
+        before its inputs. A node's gradient is complete when it is reached, because every
+        node that uses it came before and pushed its share through the chain rule."""
         pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
         for node in _reverse_topological_order(self):
             g = pending.pop(node, None)  # complete: every node that uses this one has pushed into it
             if g is None:
                 continue  # its users' vjps gave it no gradient (None): nothing flows through it
-            if node.name is not None:
-                _collect(gradients, node.name, g)
+            yield node, g
             for parent, parent_grad in node.input_grads(g):  # the chain rule, through this node's vjp
                 parent_grad = _conform(parent_grad, parent.value, node.op)
                 pending[parent] = pending[parent] + parent_grad if parent in pending else parent_grad
-        return gradients
 
     def input_grads(self, g: np.ndarray) -> list[tuple[Node, Any]]:
         """The chain rule at this node: given ``g``, the gradient of the objective with
