@@ -164,7 +164,7 @@ class MLP(NeuralNode):
     def _logits(self, h: Node, train: bool | None) -> Node:
         """The layers, on an input already checked. Compute, then commit: the batch-norm
         layers' new moving averages are stored only once the whole pass has succeeded."""
-        activation, pending = self.config["activation"], {}
+        activation, pending = self.config["activation"], dict[str, np.ndarray]()
         for linear, norm in self.hidden:
             if norm is None:
                 h = getattr(linear.forward(h), activation)()

@@ -274,20 +274,27 @@ def apply(forward: Forward, *args: Any, **options: Any) -> Node:
     only called when some argument leads to a parameter.
     """
     value, vjp = forward(*[a.value if isinstance(a, Node) else a for a in args], **options)
-    if not callable(vjp) and len(vjp) < len(args):
-        raise TypeError(f"{forward.__name__} returned {len(vjp)} vjps for {len(args)} arguments: give one per argument")
     node = object.__new__(Node)  # bypasses __init__: the value is an operation's output, already an array
     node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
     node.name = None
     node.op = forward.__name__
-    node.parents = parents = [
-        (i, a)
-        for i, a in enumerate(args)
-        if isinstance(a, Node) and a.needs_grad and (callable(vjp) or vjp[i] is not None)
-    ]
+    node.parents = parents = _inputs_to_differentiate(args, vjp, forward.__name__)
     node.vjp = vjp if parents else None  # a graph of data keeps no closures alive
     node.needs_grad = bool(parents)
     return node
+
+
+def _inputs_to_differentiate(args: tuple[Any, ...], vjp: Any, op: str) -> list[tuple[int, Node]]:
+    """(position, argument) for each argument that is a Node leading to a parameter and
+    has a vjp: the inputs the backward pass will send a gradient to."""
+    per_argument = not callable(vjp)
+    if per_argument and len(vjp) < len(args):
+        raise TypeError(f"{op} returned {len(vjp)} vjps for {len(args)} arguments: give one per argument")
+    return [
+        (i, a)
+        for i, a in enumerate(args)
+        if isinstance(a, Node) and a.needs_grad and not (per_argument and vjp[i] is None)
+    ]
 
 
 def primitive(forward: Forward) -> Callable[..., Node]:

@@ -153,7 +153,8 @@ class _Watcher:
     layer's sigmoid, on fixed test rows, at each evaluated step (see the module docstring)."""
 
     def __init__(self, model: Any, rows: np.ndarray, active: bool) -> None:
-        self.model, self.rows, self.active, self.values = model, rows, active, []
+        self.model, self.rows, self.active = model, rows, active
+        self.values: list[tuple[float, ...]] = []
         last = len(model.hidden)
         self.layer = f"bn{last}" if model.has_batch_norm else f"l{last}"
 
@@ -203,7 +204,7 @@ def _inputs(data: str) -> int:
 def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:
     """Every run, through joblib (the backend of the caller's ``joblib.parallel_config``,
     local processes by default), in order, with one progress bar."""
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # type: ignore[import-untyped]
 
     bar = _bar(len(runs), progress)
     collected = []

@@ -263,23 +263,17 @@ def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[b
 
 
 def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
-    """Final test accuracy against the learning rate (log scale), with and without batch norm:
-    the median over seeds as a line, the worst and best run as a band; runs stuck at
-    chance or diverged are counted under their point."""
+    """Final test accuracy against the learning rate (log scale), with and without batch norm,
+    from `dp.paper.Result`s: the median over seeds as a line, the worst and best run as a
+    band; runs stuck at chance (or diverged) are counted under their point."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4.6), layout="constrained")
     axes = figure.subplots()
     lrs = sorted({r.run.lr for r in results})
     for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
-        finals = [[100 * r.final for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm] for lr in lrs]
-        axes.plot(lrs, [np.median(f) for f in finals], "o-", color=color, label=_setting(batch_norm))
-        axes.fill_between(lrs, [min(f) for f in finals], [max(f) for f in finals], color=color, alpha=0.2)
-        for lr in lrs:
-            stuck = sum(r.stuck for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm)
-            if stuck:
-                axes.annotate(f"{stuck} stuck", xy=(lr, 3 if batch_norm else 10), ha="center", fontsize="x-small",
-                              color=color)  # fmt: skip
+        cells = [[r for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm] for lr in lrs]
+        _draw_sweep(axes, lrs, cells, color, _setting(batch_norm), text_height=3 if batch_norm else 10)
     axes.set(xscale="log", ylim=(0, 100), xlabel="learning rate (log scale)", ylabel="final test accuracy (%)")
     axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
     axes.minorticks_off()
@@ -287,6 +281,19 @@ def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
     axes.legend()
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def _draw_sweep(
+    axes: Any, lrs: list[float], cells: list[list[Any]], color: str, label: str, text_height: float
+) -> None:
+    """One setting's line (median), band (worst to best) and counts of stuck runs."""
+    finals = [[100 * r.final for r in cell] for cell in cells]
+    axes.plot(lrs, [np.median(f) for f in finals], "o-", color=color, label=label)
+    axes.fill_between(lrs, [min(f) for f in finals], [max(f) for f in finals], color=color, alpha=0.2)
+    for lr, cell in zip(lrs, cells):
+        stuck = sum(r.stuck for r in cell)
+        if stuck:
+            axes.annotate(f"{stuck} stuck", xy=(lr, text_height), ha="center", fontsize="x-small", color=color)
 
 
 def _setting(batch_norm: bool) -> str:
