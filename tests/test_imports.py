@@ -13,6 +13,7 @@ import dp
 SOURCE = Path(dp.__file__).resolve().parent
 MODULES = sorted(path.stem for path in SOURCE.glob("*.py"))
 
+
 def imported_modules(name):
     """The src/dp modules that module ``name`` imports (``"__init__"`` for the package itself)."""
     tree = ast.parse((SOURCE / f"{name}.py").read_text(), filename=f"{name}.py")
