@@ -177,7 +177,8 @@ def test_rms_prop_divides_by_the_corrected_root_mean_square_with_epsilon_inside(
 
 def test_rms_prop_bias_correction_does_not_compound():
     """With a constant gradient the corrected average is g**2 at every step, so every step
-    is the same; the original's in-place correction grew it to ~50 g**2, then ~1,700 g**2."""
+    is the same; the original's in-place correction grew it to 50 g**2, 1,700 g**2, ...,
+    3e11 g**2 after ten steps."""
     optimizer = RMS_Prop(Net(), hyperparam={"alpha": 0.1})
     params, steps = {"p": np.zeros((1, 1))}, []
     for _ in range(4):

@@ -299,9 +299,10 @@ class RMS_Prop(Optimizer):
         p <- p - alpha * g / sqrt(shat + epsilon)   (epsilon inside the square root)
 
     The original divided ``s`` itself by ``1 - beta2**t`` and kept the result, so every step
-    divided the stored average again: with a constant gradient g it held about 50 g**2 after
-    two steps and 1,700 g**2 after three instead of g**2, shrinking the early steps up to
-    about 40x. Here the corrected value is used for the step only (Kingma & Ba's correction).
+    divided the stored average again and the corrections multiplied: with a constant
+    gradient g it held 50 g**2 after two steps, 1,700 g**2 after three and 3e11 g**2 after
+    ten, where it should hold g**2; the steps shrank 7x, 40x, 560,000x, and training all but
+    stopped. Here the corrected value is used for the step only (Kingma & Ba's correction).
 
     hyperparam: ``alpha`` > 0, default 0.001; ``beta2`` in [0, 1), default 0.99;
     ``epsilon`` > 0, default 10e-8 (that is 1e-7, written as in the original).
