@@ -2,6 +2,8 @@
 (a Model subclass, the optimizer workflow, each optimizer) on scikit-learn's digits; the
 classic update rules against steps computed by hand; and clear errors for bad input."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -305,3 +307,15 @@ def test_one_hot_encoding_makes_int_rows_and_refuses_labels_outside_the_classes(
     np.testing.assert_array_equal(Helper.one_hot_encoding(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
     with pytest.raises(ValueError, match=r"integers in \[0, 3\)"):
         Helper.one_hot_encoding(np.array([3]), 3)
+
+
+def test_the_example_of_docs_classic_runs_as_written(digits, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "classic.md").read_text()
+    x_train, one_hot, *_ = digits
+    names = {"x_train": x_train, "y_train": one_hot.argmax(axis=1)}
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        exec(block, names)
+    assert names["model"].get_param().keys() == {"h_weight", "h_bias", "out_weight", "out_bias"}
+    assert capsys.readouterr().out.startswith("iteration\tloss\n1\t")
