@@ -118,7 +118,9 @@ def softplus(a):
 
 def check_coefficient(value, name):
     """Refuse a coefficient of an activation that is not a finite real number >= 0 (NumPy would
-    broadcast an array, or a string would fail deep inside)."""
+    broadcast an array, or a string would fail deep inside). Checked here, at the primitive,
+    because the table imports nothing from dp (`dp.checks` included) and Node methods call it
+    directly."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
     if not (np.isfinite(value) and value >= 0):
