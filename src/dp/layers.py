@@ -1,4 +1,4 @@
-"""`NeuralNode`, the base class of models, and its layers: linear and batch norm.
+"""`NeuralNode`, the base class of models, and its layers: linear, batch norm, layer norm, dropout.
 
 A model's whole state is one dict, ``self.params`` (name -> ndarray). A layer
 factory registers its entries there and returns the layer, a small callable
@@ -24,6 +24,11 @@ function of x, gamma and beta:
 A third version, for speed, fuses the linear layer before it and the activation
 after it and reuses buffers: `dp.fused`, used by `dp.models.MLP`. The tests pin
 all three to each other.
+
+Layer norm (`layer_norm_composed`) is batch norm's four lines with the axis turned:
+statistics per row instead of per feature, hence no moving averages and no modes.
+Dropout (`dropout`) multiplies by a random mask in training and does nothing in
+evaluation.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from dp import checks, losses, ops
-from dp.checks import Flag, NonFiniteError, OneOf, Real
+from dp.checks import Flag, NonFiniteError, OneOf, OrNone, Real, Whole
 from dp.init import weights as init_weights
-from dp.node import Node, primitive
+from dp.node import Node, apply, primitive
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu")  # Node methods a layer may apply after batch norm
 STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
@@ -45,6 +50,13 @@ BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
     "eps": Real("(0, inf)"),
     "unbiased_average": Flag(),
     "activation": OneOf(*ACTIVATIONS),
+}
+
+LAYER_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)")}
+DROPOUT_CONSTRAINTS: dict[str, checks.Constraint] = {
+    "p": Real("[0, 1)"),
+    "train": Flag(),
+    "seed": OrNone(Whole("[0, inf)")),
 }
 
 
@@ -156,6 +168,40 @@ class NeuralNode:
         learned = {f"gamma_{name}": row + 1, f"beta_{name}": row}
         self._register({**learned, f"avg_mean_{name}": row, f"avg_variance_{name}": row, f"batches_{name}": row[:, :1]})
         return BatchNorm(self, name, fan_in, activation=activation, **options)
+
+    def layer_norm(self, fan_in: int, name: str, eps: float = 1e-5) -> LayerNorm:
+        """Register layer norm over ``fan_in`` features; return ``forward(x)``.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros), (1, fan_in), as in
+        batch norm. For x of shape (N, fan_in), per *row* (see `layer_norm_composed`)::
+
+            mean = x.mean(1)        var = ((x - mean) ** 2).mean(1)     # biased
+            y = gamma * (x - mean) / sqrt(var + eps) + beta
+
+        No state and no modes: each row is normalized by its own statistics, so the
+        layer computes the same function in training and evaluation, never updates
+        anything, and works on a single row. It takes no ``train`` argument.
+
+        Errors: ``ValueError`` for an input that is not (N, fan_in), numeric and finite.
+        """
+        fan_in = checks.Whole("[1, inf)")(fan_in, "fan_in")
+        eps = checks.checked(LAYER_NORM_CONSTRAINTS, eps=eps)["eps"]
+        row = np.zeros((1, fan_in))
+        self._register({f"gamma_{name}": row + 1, f"beta_{name}": row})
+        return LayerNorm(self, name, fan_in, eps)
+
+    def dropout(self, p: float = 0.5, seed: int | None = None) -> Dropout:
+        """Return inverted dropout with drop probability ``p`` in [0, 1): ``forward(x, train=None)``.
+
+        Training (``train=True``, or ``None`` while the model is in training mode): each
+        element is kept with probability 1 - p and divided by 1 - p, so every output has
+        the expected value of its input; evaluation returns x unchanged (see `dropout`).
+        Masks come from the model's random generator (``NeuralNode(seed=...)``), or from
+        a generator of the layer's own made from ``seed``. Nothing is registered in
+        ``params``: dropout has no parameters and no state.
+        """
+        options = checks.checked(DROPOUT_CONSTRAINTS, p=p, seed=seed)
+        return Dropout(self, options["p"], options["seed"])
 
     def _register(self, entries: dict[str, np.ndarray]) -> None:
         clash = sorted(set(entries) & set(self.params))
@@ -383,6 +429,39 @@ class BatchNorm:
             )
 
 
+class LayerNorm:
+    """Layer norm over fan_in features, ``forward(x)``: see `NeuralNode.layer_norm`."""
+
+    def __init__(self, model: NeuralNode, name: str, fan_in: int, eps: float = 1e-5) -> None:
+        self.model, self.fan_in, self.eps, self.what = model, fan_in, eps, f"layer norm {name!r}"
+        self.gamma_key, self.beta_key = f"gamma_{name}", f"beta_{name}"
+
+    def __call__(self, x: Any) -> Node:
+        """The layer on a batch x, checked: (N, fan_in), numeric and finite."""
+        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype))
+
+    def forward(self, x: Node) -> Node:
+        """The layer on a Node already checked (by a model's entry point)."""
+        params = self.model.params
+        gamma, beta = Node(params[self.gamma_key], self.gamma_key), Node(params[self.beta_key], self.beta_key)
+        return layer_norm_composed(x, gamma, beta, self.eps)
+
+
+class Dropout:
+    """Inverted dropout, ``forward(x, train=None)``: see `NeuralNode.dropout`."""
+
+    def __init__(self, model: NeuralNode, p: float, seed: int | None = None) -> None:
+        self.model, self.p = model, p
+        self.rng = None if seed is None else np.random.default_rng(seed)  # None: the model's generator
+
+    def __call__(self, x: Any, train: bool | None = None) -> Node:
+        """Dropout of x (a Node or a numeric array, any shape) in training, x itself in evaluation."""
+        x = as_input(x, self.model.dtype)
+        training = self.model.training if train is None else train
+        rng = self.rng if self.rng is not None else self.model._generator()
+        return dropout(x, self.p, train=training, rng=rng)
+
+
 def classes(probabilities: np.ndarray) -> np.ndarray:
     """The classes `NeuralNode.predict` gives for its ``predict_proba`` output, an (n, 1)
     int column: probability > 0.5 for one output, else the most probable output's index."""
@@ -508,3 +587,68 @@ def _per_feature(v: Any, x: Node, what: str) -> Any:
     if array.shape not in ((), (features,), (1, features)):
         raise ValueError(f"{what} must have shape (1, {features}) or ({features},), got {array.shape}")
     return array.reshape(1, -1) if array.ndim else array
+
+
+# ----- layer norm: batch norm's statistics taken per row -----
+
+
+def layer_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Layer norm (Ba, Kiros & Hinton, 2016) in Node operations: `batch_norm_composed` with
+    the axis turned. For x (N, F) and per-feature gamma, beta (1, F), every statistic over
+    the features of one row (axis 1)::
+
+        mean = x.mean(1)                  # one mean per row
+        var = ((x - mean) ** 2).mean(1)   # one variance per row (biased: divided by F)
+        xhat = (x - mean) / sqrt(var + eps)
+        y = gamma * xhat + beta           # gamma and beta are still per feature
+
+    The contrast with batch norm is the lesson. Batch norm takes its statistics over the
+    batch, so an output depends on the other rows, training needs a batch of at least two,
+    and evaluation needs moving averages (state, and a train/eval switch). Layer norm takes
+    them over one row's features: each row is normalized by itself, so training and
+    evaluation are the same function, a single row works, and nothing is kept between
+    batches. Its gradient is autodiff's through these four lines. With F = 1 every row
+    normalizes to beta (x - mean is 0), and x gets no gradient.
+    """
+    mean = x.mean(axis=1)
+    var = ((x - mean) ** 2).mean(axis=1)
+    xhat = (x - mean) / (var + eps).sqrt()
+    return gamma * xhat + beta
+
+
+def layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Layer norm as a plain function: x (N, F) with N >= 1, gamma and beta per feature, each
+    a Node, an array ((1, F), or (F,), taken as a row) or a number. Arrays take x's dtype."""
+    x = x if isinstance(x, Node) else Node(x)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"layer norm needs rows of features, shape (N, features) with N >= 1, got {x.shape}")
+    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
+    return layer_norm_composed(x, _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta"), eps=eps)
+
+
+# ----- dropout -----
+
+
+def dropout(x: Any, p: float, train: bool = True, rng: np.random.Generator | int | None = None) -> Node:
+    """Inverted dropout (Srivastava et al., 2014) of x, a Node or a numeric array of any shape.
+
+    In training (``train=True``) each element is kept with probability 1 - p and scaled by
+    1 / (1 - p), otherwise set to 0: ``y = x * mask`` with ``mask = (u >= p) / (1 - p)`` for
+    uniform u. The scaling keeps every output's expected value equal to its input, so
+    evaluation (``train=False``) returns x itself, unscaled. The mask is drawn once, in the
+    forward pass, and is a constant of the multiplication: the backward pass multiplies by
+    the same mask (dropped elements get no gradient, kept ones 1 / (1 - p)).
+
+    ``p`` is in [0, 1) (p = 1 would drop everything and divide by 0); ``rng`` is a NumPy
+    ``Generator``, a seed (an int >= 0) or None for fresh entropy. The mask has x's dtype.
+    Raises ``TypeError`` or ``ValueError`` naming a bad ``p``, ``train`` or seed.
+    """
+    options = checks.checked(DROPOUT_CONSTRAINTS, p=p, train=train)
+    node = x if isinstance(x, Node) else Node(x)
+    if not options["train"] or options["p"] == 0:
+        return node
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(DROPOUT_CONSTRAINTS["seed"](rng, "rng (a seed)"))
+    keep = rng.random(node.shape) >= options["p"]
+    mask = (keep / (1 - options["p"])).astype(node.dtype)
+    return apply(ops.multiply, node, mask)  # the mask is a constant: no gradient of its own

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import numbers
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -162,6 +162,18 @@ class Node:
     def relu(self) -> Node:
         return apply(ops.relu, self)
 
+    def leaky_relu(self, slope: float = 0.01) -> Node:
+        """``x`` where x > 0, ``slope * x`` elsewhere; ``slope`` a finite number >= 0."""
+        return apply(ops.leaky_relu, self, slope=slope)
+
+    def elu(self, alpha: float = 1.0) -> Node:
+        """``x`` where x > 0, ``alpha * (exp(x) - 1)`` elsewhere; ``alpha`` a finite number >= 0."""
+        return apply(ops.elu, self, alpha=alpha)
+
+    def softplus(self) -> Node:
+        """``log(1 + exp(x))``, computed without overflow."""
+        return apply(ops.softplus, self)
+
     def softmax(self, axis: int = -1) -> Node:
         return apply(ops.softmax, self, axis=axis)
 
@@ -182,12 +194,19 @@ class Node:
     def max(self, axis: Any = None, keepdims: bool = True) -> Node:
         return apply(ops.max, self, axis=axis, keepdims=keepdims)
 
+    def logsumexp(self, axis: Any = None, keepdims: bool = True) -> Node:
+        """``log(sum(exp(x)))`` over ``axis`` (all axes for None), without overflow for large x."""
+        return apply(ops.logsumexp, self, axis=axis, keepdims=keepdims)
+
     # ----- shape and indexing -----
 
     @property
-    def T(self) -> Node:  # noqa: N802 - NumPy's name
-        """The transpose (axes reversed)."""
-        return apply(ops.transpose, self)
+    def T(self) -> Transposed:  # noqa: N802 - NumPy's name
+        """The transpose (axes reversed), as NumPy's ``a.T``. In the original dp, ``T`` was a
+        method, so it may also be called: ``x.T()`` is ``x.T`` (see `Transposed`)."""
+        node = apply(ops.transpose, self)
+        node.__class__ = Transposed  # the same slots, one method more
+        return cast(Transposed, node)
 
     def transpose(self, *axes: Any) -> Node:
         """Axes permuted as ``ndarray.transpose`` does: ``x.transpose(1, 0)`` or ``x.transpose((1, 0))``."""
@@ -199,6 +218,10 @@ class Node:
 
     def __getitem__(self, index: Any) -> Node:
         return apply(ops.getitem, self, index)
+
+    def concatenate(self, other: Any, axis: int = 0) -> Node:
+        """This node and ``other`` joined along ``axis``: `concatenate` ``([self, other], axis)``."""
+        return concatenate([self, other], axis=axis)
 
     # ----- the backward pass -----
 
@@ -249,6 +272,20 @@ class Node:
                 )
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
         return [(parent, self.vjp[i](g)) for i, parent in self.parents]  # one vjp per argument
+
+
+class Transposed(Node):
+    """What ``x.T`` returns: the transpose, a Node like any other, that can also be called.
+
+    NumPy's ``T`` is a property (``x.T``) and the original dp's was a method (``x.T()``).
+    Both spellings appear in teaching material, so both work: calling a transposed node
+    returns that same node, so ``x.T()`` is ``x.T`` and nothing is transposed twice.
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> Transposed:
+        return self
 
 
 # ----- operations: how a primitive records itself -----

@@ -99,6 +99,35 @@ def relu(a):
     return y, (lambda g: g * (y > 0),)
 
 
+def leaky_relu(a, slope=0.01):
+    """ReLU with a small slope for negative inputs, so a unit below 0 still gets a gradient."""
+    check_coefficient(slope, "leaky_relu: slope")
+    return np.where(a > 0, a, a * slope), (lambda g: np.where(a > 0, g, g * slope),)
+
+
+def elu(a, alpha=1.0):
+    """a for a > 0, alpha * (exp(a) - 1) below: smooth at 0 for alpha = 1, and saturating at -alpha."""
+    check_coefficient(alpha, "elu: alpha")
+    below = alpha * np.expm1(np.minimum(a, 0))  # exp of a large positive a is never computed: no overflow
+    return np.where(a > 0, a, below), (lambda g: np.where(a > 0, g, g * (below + alpha)),)  # alpha exp(a)
+
+
+def softplus(a):
+    """log(1 + exp(a)), a smooth ReLU; its derivative is the sigmoid."""
+    return np.logaddexp(0, a), (lambda g: g * stable_sigmoid(a),)  # logaddexp never overflows
+
+
+def check_coefficient(value, name):
+    """Refuse a coefficient of an activation that is not a finite real number >= 0 (NumPy would
+    broadcast an array, or a string would fail deep inside). Checked here, at the primitive,
+    because the table imports nothing from dp (`dp.checks` included) and Node methods call it
+    directly."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def stable_sigmoid(a):
     """1 / (1 + exp(-a)) without overflow: exp of -|a| never overflows, and each branch
     keeps full relative precision."""
@@ -106,7 +135,7 @@ def stable_sigmoid(a):
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
-# ----- Along an axis: softmax -----
+# ----- Along an axis: softmax and logsumexp -----
 
 
 def softmax(a, axis=-1):
@@ -117,6 +146,21 @@ def softmax(a, axis=-1):
 def log_softmax(a, axis=-1):
     y = stable_log_softmax(a, axis)
     return y, (lambda g: g - np.exp(y) * g.sum(axis=axis, keepdims=True),)
+
+
+def logsumexp(a, axis=None, keepdims=True):
+    """log(sum(exp(a))) over ``axis`` (all axes for None), stable for large inputs: with m the
+    largest value, it is m + log(sum(exp(a - m))), where no exponent exceeds 0. Its gradient
+    is the softmax of ``a`` over the same axes."""
+    m = a.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # all -inf (log of 0): shift by 0, since -inf - -inf is nan
+    shifted = np.exp(a - m)
+    total = shifted.sum(axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the right answer there
+        y = np.log(total) + m
+    out = y if keepdims else np.squeeze(y, axis=axis)
+    # The softmax from the shifted exponentials, not exp(a - y): y is rounded at its own magnitude.
+    return out, (lambda g: _restore_axes(g, axis, keepdims) * (shifted / total),)
 
 
 def stable_log_softmax(a, axis):

@@ -21,8 +21,20 @@ Contract shared by every optimizer:
   ``load_state_dict()`` copy it out and in, and ``config`` holds the constructor
   arguments, so ``make_optimizer(opt.name, **opt.config)`` rebuilds the optimizer.
 
-The classic dp names work too: ``SGD_Momentum``, ``RMS_Prop``, and ``alpha`` as
-a synonym of ``lr``.
+Weight decay, for every optimizer, in the two forms PyTorch has (``weight_decay=``):
+
+- L2 (the default, ``decoupled=False``): ``weight_decay * p`` is added to the gradient
+  before the rule sees it, as the gradient of ``weight_decay / 2 * sum(p**2)`` added to
+  the loss. PyTorch's ``SGD``, ``RMSprop`` and ``Adam(weight_decay=...)``. In RMSProp
+  and Adam the decay is then divided by the running root mean square like the gradient,
+  so parameters with large gradients are decayed less.
+- Decoupled (``decoupled=True``): the rule sees the plain gradient, and
+  ``lr * weight_decay * p`` is subtracted from its result (Loshchilov & Hutter, 2019).
+  ``Adam(weight_decay=w, decoupled=True)`` is PyTorch's ``AdamW(weight_decay=w)``. For
+  SGD the two forms are the same update.
+
+``alpha`` is accepted as another name of ``lr`` (the papers' and the original dp's). The
+original dp's optimizers, with their own constructor and update rules, are `dp.classic`'s.
 """
 
 from __future__ import annotations
@@ -33,9 +45,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dp.checks import NonFiniteError, Real, all_finite, checked, describe
+from dp.checks import Flag, NonFiniteError, Real, all_finite, checked, describe
 
 State = dict[str, Any]  # one parameter's state: slot name -> ndarray (or int, for Adam's step count)
+
+WEIGHT_DECAY_CONSTRAINTS: dict[str, Any] = {"weight_decay": Real("[0, inf)"), "decoupled": Flag()}
 
 
 class Optimizer:
@@ -44,6 +58,10 @@ class Optimizer:
     A subclass sets ``name``, ``default_lr``, ``slots`` (the names of its per-key
     state) and ``constraints`` (its hyperparameters, lr first, as `dp.checks`
     constraints, which its ``__init__`` checks them by) and defines ``_update``.
+
+    ``weight_decay`` >= 0 (default 0, none) and ``decoupled`` (default False: L2 added
+    to the gradient; True: decoupled, AdamW-style) are every optimizer's: see the module
+    docstring.
     """
 
     name: ClassVar[str] = ""
@@ -51,17 +69,32 @@ class Optimizer:
     slots: ClassVar[tuple[str, ...]] = ()
     constraints: ClassVar[dict[str, Any]] = {"lr": Real("(0, inf)")}
 
-    def __init__(self, lr: float | None = None, *, alpha: float | None = None) -> None:
+    def __init__(
+        self,
+        lr: float | None = None,
+        *,
+        alpha: float | None = None,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
         if lr is not None and alpha is not None:
-            raise TypeError("give the learning rate as lr or as alpha (its classic dp name), not both")
+            raise TypeError("give the learning rate as lr or as alpha (its other name), not both")
         chosen = lr if lr is not None else alpha if alpha is not None else self.default_lr
         self.lr: float = checked(self.constraints, lr=chosen)["lr"]
+        decay = checked(WEIGHT_DECAY_CONSTRAINTS, weight_decay=weight_decay, decoupled=decoupled)
+        self.weight_decay: float = decay["weight_decay"]
+        self.decoupled: bool = decay["decoupled"]
         self.state: dict[str, State] = {}
 
     @property
     def config(self) -> dict[str, float]:
-        """The constructor arguments: ``type(self)(**self.config)`` is a fresh copy."""
-        return {name: getattr(self, name) for name in self.constraints}
+        """The constructor arguments: ``type(self)(**self.config)`` is a fresh copy. The
+        weight-decay settings appear only when there is weight decay, so an optimizer without
+        it has the config it had before weight decay existed (and old checkpoints match)."""
+        config = {name: getattr(self, name) for name in self.constraints}
+        if self.weight_decay:
+            config.update(weight_decay=self.weight_decay, decoupled=self.decoupled)
+        return config
 
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -86,7 +119,7 @@ class Optimizer:
         # Compute everything first and store at the end: an error halfway (even
         # a floating-point one) must not leave some keys updated and others not.
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the results, below
-            results = {k: self._update(params[k], g, self.state.get(k)) for k, g in checked.items()}
+            results = {k: self._decayed_update(params[k], g, self.state.get(k)) for k, g in checked.items()}
         # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
         overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
         if overflowed:
@@ -102,6 +135,16 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         """The new value of one parameter and its new state; must not modify ``p``, ``g`` or ``state``."""
         raise NotImplementedError
+
+    def _decayed_update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        """`_update` with this optimizer's weight decay: L2 changes the gradient the rule sees,
+        decoupled decay changes the rule's result (see the module docstring)."""
+        if not self.weight_decay:
+            return self._update(p, g, state)
+        if not self.decoupled:
+            return self._update(p, g + self.weight_decay * p, state)
+        new, new_state = self._update(p, g, state)
+        return (new - (self.lr * self.weight_decay) * p).astype(p.dtype, copy=False), new_state
 
     def _checked(self, params: Mapping[str, np.ndarray], grads: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The gradients as arrays of their parameters' dtypes, after every check of `step`."""
@@ -164,7 +207,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Plain gradient descent: ``p <- p - lr * g``. No state.
 
-    ``lr`` (alias ``alpha``) > 0, default 0.01.
+    ``lr`` (alias ``alpha``) > 0, default 0.01; ``weight_decay``, ``decoupled``: see the
+    module docstring (the two forms give the same update here).
     """
 
     name = "sgd"
@@ -182,15 +226,26 @@ class Momentum(Optimizer):
     The learning rate multiplies the velocity, not the gradient inside it (the
     other common convention, ``v <- beta v + lr g; p <- p - v``, matches this one
     only while lr is constant). ``lr`` (alias ``alpha``) > 0, default 0.01;
-    ``beta`` in [0, 1), default 0.9. State: ``velocity`` per key.
+    ``beta`` in [0, 1), default 0.9; ``weight_decay``, ``decoupled``: see the module
+    docstring. State: ``velocity`` per key.
+
+    The original dp's ``SGD_Momentum`` is another rule, an average (`dp.classic`).
     """
 
     name = "momentum"
     slots = ("velocity",)
     constraints = {**Optimizer.constraints, "beta": Real("[0, 1)")}
 
-    def __init__(self, lr: float | None = None, beta: float = 0.9, *, alpha: float | None = None) -> None:
-        super().__init__(lr, alpha=alpha)
+    def __init__(
+        self,
+        lr: float | None = None,
+        beta: float = 0.9,
+        *,
+        alpha: float | None = None,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        super().__init__(lr, alpha=alpha, weight_decay=weight_decay, decoupled=decoupled)
         self.beta: float = checked(self.constraints, beta=beta)["beta"]
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
@@ -207,7 +262,9 @@ class RMSProp(Optimizer):
 
     epsilon is added outside the square root, as in PyTorch. ``lr`` (alias
     ``alpha``) > 0, default 0.001; ``beta`` in [0, 1), default 0.9; ``epsilon`` > 0,
-    default 1e-8. State: ``square_average`` per key.
+    default 1e-8; ``weight_decay``, ``decoupled``: see the module docstring. State:
+    ``square_average`` per key. (The original dp's ``RMS_Prop`` puts epsilon inside the
+    square root, with beta2 = 0.99: `dp.classic`.)
     """
 
     name = "rmsprop"
@@ -216,9 +273,16 @@ class RMSProp(Optimizer):
     constraints = {**Optimizer.constraints, "beta": Real("[0, 1)"), "epsilon": Real("(0, inf)")}
 
     def __init__(
-        self, lr: float | None = None, beta: float = 0.9, epsilon: float = 1e-8, *, alpha: float | None = None
+        self,
+        lr: float | None = None,
+        beta: float = 0.9,
+        epsilon: float = 1e-8,
+        *,
+        alpha: float | None = None,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
     ) -> None:
-        super().__init__(lr, alpha=alpha)
+        super().__init__(lr, alpha=alpha, weight_decay=weight_decay, decoupled=decoupled)
         self.beta, self.epsilon = checked(self.constraints, beta=beta, epsilon=epsilon).values()
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
@@ -237,7 +301,8 @@ class Adam(Optimizer):
         p <- p - lr * mhat / (sqrt(vhat) + epsilon)
 
     ``lr`` (alias ``alpha``) > 0, default 0.001; ``beta1`` and ``beta2`` in [0, 1),
-    defaults 0.9 and 0.999; ``epsilon`` > 0, default 1e-8. State per key: ``m``,
+    defaults 0.9 and 0.999; ``epsilon`` > 0, default 1e-8; ``weight_decay`` and
+    ``decoupled``: see the module docstring (``decoupled=True`` is AdamW). State per key: ``m``,
     ``v`` and ``step`` (t). Counting t per key, not globally, keeps the bias
     correction right for a parameter that only starts receiving gradients later.
     """
@@ -260,8 +325,10 @@ class Adam(Optimizer):
         epsilon: float = 1e-8,
         *,
         alpha: float | None = None,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
     ) -> None:
-        super().__init__(lr, alpha=alpha)
+        super().__init__(lr, alpha=alpha, weight_decay=weight_decay, decoupled=decoupled)
         checked_values = checked(self.constraints, beta1=beta1, beta2=beta2, epsilon=epsilon)
         self.beta1, self.beta2, self.epsilon = checked_values.values()
 
@@ -279,23 +346,13 @@ class Adam(Optimizer):
         return new.astype(p.dtype, copy=False), {"m": m, "v": v, "step": t}
 
 
-# The classic dp names.
-SGD_Momentum = Momentum
-RMS_Prop = RMSProp
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "rmsprop": RMSProp,
-    "adam": Adam,
-    "sgd_momentum": Momentum,
-    "rms_prop": RMSProp,
-}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
+CLASSIC_NAMES = ("sgd_momentum", "rms_prop")  # not dp.optim's: other rules, in dp.classic
 
 
-def make_optimizer(name: str, **hyperparameters: float) -> Optimizer:
+def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
     """The optimizer called ``name`` (case-insensitive: "sgd", "momentum", "rmsprop",
-    "adam", or the classic "SGD_Momentum", "RMS_Prop"), built with ``hyperparameters``.
+    "adam"), built with ``hyperparameters``.
 
     Raises ``ValueError`` listing the valid names for an unknown name; the class
     raises ``TypeError`` for a hyperparameter it does not take and ``ValueError``
@@ -306,7 +363,9 @@ def make_optimizer(name: str, **hyperparameters: float) -> Optimizer:
     """
     cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+        classic = name.lower() in CLASSIC_NAMES if isinstance(name, str) else False
+        hint = " (the original dp's optimizers, with their own constructor, are dp.classic's)" if classic else ""
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}{hint}")
     return cls(**hyperparameters)
 
 
