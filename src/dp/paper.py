@@ -171,8 +171,22 @@ class _Watcher:
 # ----- the sweep -----
 
 
-def plan(budget: Budget, data: str, weight_std: float, lrs: Sequence[float], first_seed: int) -> list[Run]:
-    """Every run of the three experiments."""
+EXPERIMENTS = ("figure1", "learning_rates", "deep")
+
+
+def plan(
+    budget: Budget,
+    data: str,
+    weight_std: float,
+    lrs: Sequence[float],
+    first_seed: int,
+    experiments: Sequence[str] = EXPERIMENTS,
+) -> list[Run]:
+    """Every run of the chosen experiments (all three by default)."""
+    return [run for run in _all_runs(budget, data, weight_std, lrs, first_seed) if run.experiment in experiments]
+
+
+def _all_runs(budget: Budget, data: str, weight_std: float, lrs: Sequence[float], first_seed: int) -> list[Run]:
     seeds = range(first_seed, first_seed + budget.seeds)
     sizes = (_inputs(data), *PAPER_SIZES[1:])
     deep = (_inputs(data), *[DEEP_WIDTH] * DEEP_LAYERS, 10)
@@ -288,6 +302,12 @@ def add_command(commands: Any) -> None:
         "--weight-std", type=positive(float), default=0.01, help="initial weights N(0, std^2) (%(default)s)"
     )
     parser.add_argument("--lrs", type=learning_rates, default=DEFAULT_LRS, help="the learning rates of the sweep")
+    parser.add_argument(
+        "--experiments",
+        type=_experiments,
+        default=EXPERIMENTS,
+        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (all)",
+    )
     parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
     parser.add_argument(
         "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
@@ -306,6 +326,16 @@ def learning_rates(text: str) -> tuple[float, ...]:
     return lrs
 
 
+def _experiments(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in EXPERIMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}"
+        )
+    return names
+
+
 def _jobs(text: str) -> int:
     jobs = int(text)
     if jobs == 0 or jobs < -1:
@@ -317,7 +347,7 @@ def _paper(args: argparse.Namespace) -> int:
     budget = QUICK if args.quick else FULL
     if args.seeds:
         budget = dataclasses.replace(budget, seeds=args.seeds)
-    runs = plan(budget, args.data, args.weight_std, args.lrs, args.seed)
+    runs = plan(budget, args.data, args.weight_std, args.lrs, args.seed, args.experiments)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(_header(args, budget, len(runs)), flush=True)
@@ -349,6 +379,8 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
     )  # fmt: skip
     for name, title, table, figure in sections:
         mine = by(results, name)
+        if not mine:
+            continue
         text = f"## {title}\n\n{header}\n\n{table(mine)}\n"
         (out / f"{name}.md").write_text(text)
         figure(out / f"{name}.png", mine, title)
