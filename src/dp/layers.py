@@ -128,7 +128,7 @@ class NeuralNode:
         State, never in ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}``
         (zeros, (1, fan_in)) and ``batches_{name}``, the number of training batches seen
         (as PyTorch's ``num_batches_tracked``), a (1, 1) array in the model's dtype like
-        every entry (whole numbers are exact in it up to 2**24 in float32, 2**53 in float64).
+        every entry (whole numbers are exact in it up to 2**11 in float16, 2**24 in float32, 2**53 in float64).
 
         Training (``train=True``, or ``None`` while the model is in training mode),
         for a batch x of shape (N, fan_in), per feature::

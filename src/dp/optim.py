@@ -118,7 +118,7 @@ class Optimizer:
         checked = self._checked(params, grads)
         # Compute everything first and store at the end: an error halfway (even
         # a floating-point one) must not leave some keys updated and others not.
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the results, below
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked on the results, below
             results = {k: self._decayed_update(params[k], g, self.state.get(k)) for k, g in checked.items()}
         # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
         overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
