@@ -233,3 +233,21 @@ def test_import_and_train_load_no_plotting_parallel_or_sklearn_modules():
     accuracy, modules = result.stdout.strip().splitlines()
     assert QUIET_LINE.fullmatch(accuracy)
     assert modules == "[]"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ImportError('the data comes with scikit-learn; from a clone of dp, install it with: pip install ".[train]"'),
+        ImportError("No module named 'tqdm'"),
+    ],
+)
+def test_a_missing_package_is_one_line_that_says_once_how_to_install_it(monkeypatch, capsys, error):
+    def missing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(dp.data, "breast_cancer", missing)
+    assert main(["train", "--quiet"]) == 1
+    message = capsys.readouterr().err
+    assert message.count('pip install ".[train]"') == 1 and message.count("\n") == 1
+    assert "dp[train]" not in message

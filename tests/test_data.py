@@ -60,7 +60,7 @@ def test_loading_never_imports_scikit_learn():
 def test_without_scikit_learn_the_error_says_how_to_install_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
-    with pytest.raises(ImportError, match=r'pip install "dp\[train\]"'):
+    with pytest.raises(ImportError, match=r'from a clone of dp, install it with: pip install "\.\[train\]"'):
         breast_cancer()
 
 

@@ -245,7 +245,7 @@ def test_png_is_a_valid_image_of_the_drawings_size(tmp_path):
 def test_png_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
     for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(ImportError, match=r"dp\[train\]"):
+    with pytest.raises(ImportError, match=r'pip install "\.\[train\]"'):
         dp.draw(small_graph()).save(tmp_path / "graph.png")
     dp.draw(small_graph()).save(tmp_path / "graph.svg")  # SVG needs nothing
 

@@ -154,6 +154,12 @@ def is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def install_hint(extra: str) -> str:
+    """How to install one of dp's extras, from a clone of dp (the package index's "dp" is
+    another project; dp's distribution is dp-autodiff): the one wording every error uses."""
+    return f'from a clone of dp, install it with: pip install ".[{extra}]"'
+
+
 def describe(value: Any) -> str:
     """A value's kind, for an error message: "str", "an ndarray of dtype int64"."""
     if isinstance(value, np.ndarray):

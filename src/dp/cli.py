@@ -26,6 +26,7 @@ import numpy as np
 
 import dp
 from dp.arguments import add_training_options, non_negative, output_file, output_folder, positive
+from dp.checks import install_hint
 from dp.reference import TEST_SIZE, Recipe, train_network
 
 DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
@@ -37,8 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except ImportError as error:
-        print(f"dp: {error}. The dp command needs the train extra: pip install 'dp[train]'", file=sys.stderr)
+    except ImportError as error:  # dp's own ImportErrors say how to install what is missing; Python's do not
+        hint = "" if "pip install" in str(error) else f"; the dp command needs its train extra, {install_hint('train')}"
+        print(f"dp: {error}{hint}", file=sys.stderr)
     except (ValueError, OSError) as error:  # CheckpointError and Diverged are ValueErrors
         print(f"dp: error: {error}", file=sys.stderr)
     return 1

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.checks import Real, finite
+from dp.checks import Real, finite, install_hint
 
 # As in sklearn.datasets.load_breast_cancer (hard-coded there too, not in the CSV file).
 FEATURE_NAMES: tuple[str, ...] = tuple(
@@ -120,8 +120,7 @@ def _bundled_csv() -> Path:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            "the breast-cancer data set comes with scikit-learn, which is not installed; "
-            'install it with: pip install "dp[train]"'
+            f"the breast-cancer data set comes with scikit-learn, which is not installed; {install_hint('train')}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "breast_cancer.csv"
     if not path.is_file():
@@ -174,8 +173,7 @@ def _package_file(package: str, relative: str, extra: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            f"this data set comes with the package {package}, which is not installed; from a clone "
-            f'of dp, install it with: pip install ".[{extra}]"'
+            f"this data set comes with the package {package}, which is not installed; {install_hint(extra)}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():

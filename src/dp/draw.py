@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from dp.checks import install_hint
 from dp.node import Node, _reverse_topological_order
 
 LIMIT = 60  # boxes; beyond that a drawing stops being readable, so group it by layer
@@ -796,7 +797,7 @@ def _png(drawing: Drawing, path: Path, scale: float) -> None:
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
-            "saving a drawing as PNG needs matplotlib: pip install 'dp[train]' (or save as .svg, which needs nothing)"
+            f"saving a drawing as PNG needs matplotlib, {install_hint('train')} (or save as .svg, which needs nothing)"
         ) from error
     figure = Figure(figsize=(drawing.width / 72, drawing.height / 72), dpi=72 * scale)
     FigureCanvasAgg(figure)

@@ -27,7 +27,7 @@ thread, or any joblib backend, e.g. a Dask cluster::
     from joblib import parallel_config
     from dp.cli import main
 
-    client = Client("tcp://scheduler:8786")      # dp[paper] installed on the workers
+    client = Client("tcp://scheduler:8786")      # dp with its paper extra installed on the workers
     with parallel_config(backend="dask"):
         main(["paper", "--out", "paper"])
 
