@@ -244,7 +244,7 @@ def test_a_file_cut_near_its_end_or_empty_is_refused(saved, cut):
 def test_random_bytes_are_refused(tmp_path):
     path = tmp_path / "noise.npz"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(CheckpointError, match="not a readable dp checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a dp checkpoint, or it is truncated or corrupt"):
         load(path)
 
 

@@ -74,7 +74,7 @@ def test_evaluating_a_corrupt_file_fails_with_a_clear_message(capsys, tmp_path):
     path.write_bytes(b"PK\x03\x04 not really a zip file")
     status, out, err = run(capsys, "evaluate", str(path))
     assert status == 1 and out == ""
-    assert err.startswith("dp: error: ") and "not a readable dp checkpoint" in err
+    assert err.startswith("dp: error: ") and "is not a dp checkpoint, or it is truncated or corrupt" in err
 
 
 def test_evaluating_a_missing_file_fails_with_a_clear_message(capsys, tmp_path):
@@ -101,7 +101,10 @@ def test_a_diverging_run_fails_with_a_clear_message(capsys):
         ["experiment", "--lrs", "0.1,fast"],
         ["experiment", "--lrs", "0.1,-1"],
         ["experiment", "--seeds", "0"],
-        ["experiment", "--target", "1.5"],
+        ["experiment", "--target", "150"],  # neither a fraction nor a percentage
+        ["experiment", "--target", "0"],
+        ["experiment", "--jobs", "0"],  # refused before the header is printed, not by joblib after
+        ["train", "--batch-size", "1"],  # a batch of one row cannot be batch-normalized
         ["train", "--seed", "-1"],
         ["train", "--save", "/"],  # a folder, not a file
         ["train", "--lr", "nan"],
@@ -251,3 +254,71 @@ def test_a_missing_package_is_one_line_that_says_once_how_to_install_it(monkeypa
     message = capsys.readouterr().err
     assert message.count('pip install ".[train]"') == 1 and message.count("\n") == 1
     assert "dp[train]" not in message
+
+
+def test_the_batch_size_error_names_the_flag_not_the_python_argument(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert "argument --batch-size: must be >= 2, got 1" in err and "batch_size" not in err
+
+
+def test_the_target_may_be_a_percentage_as_the_table_prints_it():
+    from dp.experiment import _fraction
+
+    assert _fraction("95") == pytest.approx(0.95) and _fraction("0.95") == 0.95
+
+
+def test_dp_version(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"dp {dp.__version__}"
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dp.data, "breast_cancer", interrupted)
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err == "dp: interrupted\n"
+
+
+def test_ctrl_c_in_a_real_process_leaves_no_checkpoint(tmp_path):
+    import signal
+    import time
+
+    target = tmp_path / "model.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dp", "train", "--steps", "200000", "--quiet", "--save", str(target)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # well into training
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err == "dp: interrupted\n"
+    assert list(tmp_path.iterdir()) == []  # no checkpoint and no temporary file
+
+
+def test_a_text_file_is_not_a_checkpoint_and_no_pickle_is_suggested(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    assert main(["evaluate", str(path), "--seed", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "is not a dp checkpoint" in err and "pickle" not in err and err.count("\n") == 1
+
+
+def test_evaluate_names_the_whole_network_as_train_does(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    assert main(["train", "--steps", "3", "--quiet", "--save", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(path)]) == 0
+    assert "network 30-20-10-1, batch norm, tanh" in capsys.readouterr().out
+
+
+def test_an_untrained_checkpoint_names_its_layers_in_good_grammar(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    dp.checkpoint.save(dp.MLP(), path, metadata={"data": {"name": "breast_cancer", "test_size": 0.2, "seed": 0}})
+    assert main(["evaluate", str(path)]) == 1
+    assert "batch norm 'bn1' and batch norm 'bn2' have no moving averages yet" in capsys.readouterr().err

@@ -349,3 +349,13 @@ def test_float32_stays_float32_through_every_operation_and_its_gradient(f):
 def test_a_vector_that_cannot_broadcast_as_a_column_gets_a_hint():
     with pytest.raises(ValueError, match=r"1-D array is a column in dp: reshape it to \(1, n\)"):
         Node(np.ones((5, 3))) * np.arange(3.0)
+
+
+def test_var_with_no_degrees_of_freedom_is_nan_with_a_warning_and_nan_gradients():
+    """As NumPy's forward (NaN) and PyTorch's backward (NaN gradients), never a ZeroDivisionError."""
+    x = Node(np.array([[1.0, 2.0, 3.0]]), "x")  # one row: var over axis 0 with ddof=1 has no degrees of freedom
+    with pytest.warns(RuntimeWarning, match="no degrees of freedom"):
+        out = x.var(axis=0, ddof=1)
+    assert np.isnan(out.value).all()
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(out.sum().grad(1)["x"]).all()

@@ -24,7 +24,9 @@ def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> No
     --schedule --seed, with `dp.reference.Recipe`'s defaults unless ``defaults`` says otherwise."""
     d = {**asdict(Recipe()), **defaults}
     parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
-    parser.add_argument("--batch-size", type=positive(int), default=d["batch_size"], help="rows per step (%(default)s)")
+    parser.add_argument(
+        "--batch-size", type=at_least(int, 2), default=d["batch_size"], help="rows per step, 2 or more (%(default)s)"
+    )
     parser.add_argument(
         "--optimizer",
         default=d["optimizer"],
@@ -43,6 +45,19 @@ def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> No
         default=d["seed"],
         help="data split, initial weights, batch order (%(default)s)",
     )
+
+
+def at_least(kind: type, low: float) -> Callable[[str], Any]:
+    """An argparse ``type``: the text as a ``kind`` (int or float) >= ``low``, else a usage error."""
+    return _at_least(kind, low, strictly=False)
+
+
+def jobs(text: str) -> int:
+    """An argparse ``type`` for joblib's ``n_jobs``: -1 (all cores) or a number of workers >= 1."""
+    count = int(text)
+    if count == 0 or count < -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a number of workers >= 1, got {text}")
+    return count
 
 
 def positive(kind: type) -> Callable[[str], Any]:

@@ -34,10 +34,14 @@ DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optim
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `dp` command with ``argv`` (default: the process's arguments); return
-    the exit status: 0 on success, 1 on an error reported to standard error."""
+    the exit status: 0 on success, 1 on an error reported to standard error in one line,
+    130 when interrupted (Ctrl-C); argparse exits with 2 on a usage error."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: files are written atomically, so nothing is left half-written
+        print("dp: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a process ended by SIGINT
     except ImportError as error:  # dp's own ImportErrors say how to install what is missing; Python's do not
         hint = "" if "pip install" in str(error) else f"; the dp command needs its train extra, {install_hint('train')}"
         print(f"dp: {error}{hint}", file=sys.stderr)
@@ -48,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dp", description="Train and evaluate dp's batch-norm networks.")
+    parser.add_argument("--version", action="version", version=f"dp {dp.__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train the reference network and report on the test rows")
@@ -87,8 +92,7 @@ def _train(args: argparse.Namespace) -> int:
         split, not args.no_batch_norm, recipe, progress=False if args.quiet else None
     )
     if not args.quiet:
-        norm = "batch norm" if model.has_batch_norm else "no batch norm"
-        print(f"dp train: network {_architecture(model)}, {norm}, tanh")
+        print(f"dp train: network {_describe(model)}")
         print(
             f"  {type(optimizer).__name__} lr {args.lr} ({args.schedule}), {args.steps} steps of "
             f"{args.batch_size} rows, seed {args.seed}"
@@ -137,11 +141,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     untrained = [norm.what for _, norm in model.hidden if norm is not None and not norm.trained]
     if untrained:
-        raise ValueError(f"{args.path} was saved before training: {', '.join(untrained)} has no moving averages yet")
+        verb = "has" if len(untrained) == 1 else "have"
+        raise ValueError(
+            f"{args.path} was saved before training: {' and '.join(untrained)} {verb} no moving averages yet"
+        )
     seed = _split_seed(args.path, split_of.get("seed"), args.seed)
     split = data.breast_cancer(test_size=split_of.get("test_size", TEST_SIZE), seed=seed)
     if not args.quiet:
-        print(f"dp evaluate: {args.path}: network {_architecture(model)}")
+        print(f"dp evaluate: {args.path}: network {_describe(model)}")
         print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
     _report(model, split, args.quiet)
     return 0
@@ -150,6 +157,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _architecture(model: Any) -> str:
     """The layer widths, as in "30-20-10-1"."""
     return "-".join(map(str, model.sizes))
+
+
+def _describe(model: Any) -> str:
+    """The network as the reports name it: "30-20-10-1, batch norm, tanh"."""
+    norm = "batch norm" if model.has_batch_norm else "no batch norm"
+    return f"{_architecture(model)}, {norm}, {model.config['activation']}"
 
 
 def _split_seed(path: str, recorded: int | None, given: int | None) -> int:

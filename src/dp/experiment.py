@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.arguments import add_training_options, output_file, positive
+from dp.arguments import add_training_options, jobs, output_file, positive
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 10
@@ -226,11 +226,16 @@ def add_command(commands: Any) -> None:
         default=DEFAULT_SEEDS,
         help="runs per learning rate and setting, seeds SEED, SEED+1, ... (%(default)s)",
     )
-    parser.add_argument("--target", type=_fraction, default=0.95, help="the validation accuracy to reach (%(default)s)")
+    parser.add_argument(
+        "--target",
+        type=_fraction,
+        default=0.95,
+        help="the validation accuracy to reach, a fraction or a percentage: 0.95 or 95 (%(default)s)",
+    )
     # Every step by default: steps to the target are often under 10, and evaluating every
     # 5 steps would round them all up to 5 or 10.
     parser.add_argument("--eval-every", type=positive(int), default=1, help="steps between evaluations (%(default)s)")
-    parser.add_argument("--jobs", type=int, default=-1, help="parallel workers, joblib's n_jobs (-1: all)")
+    parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all)")
     parser.add_argument(
         "--plot", metavar="PATH", type=output_file, default="experiment.png", help="the figure to write (%(default)s)"
     )
@@ -271,7 +276,10 @@ def _learning_rates(text: str) -> tuple[float, ...]:
 
 
 def _fraction(text: str) -> float:
+    """An accuracy as a fraction in (0, 1], given as one (0.95) or as a percentage (95),
+    as the table prints it: a number above 1 is taken for a percentage."""
     value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
+    fraction = value / 100 if 1 < value <= 100 else value
+    if not (np.isfinite(fraction) and 0 < fraction <= 1):
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1] or a percentage in (1, 100], got {text}")
+    return fraction

@@ -16,6 +16,8 @@ norm, say), except a few fused primitives that pay for themselves: `linear` here
 batch norm in `dp.layers` and `dp.fused`, the losses in `dp.losses`.
 """
 
+import warnings
+
 import numpy as np
 
 # ----- Binary elementwise, with NumPy broadcasting -----
@@ -187,8 +189,13 @@ def var(a, axis=None, keepdims=True, ddof=0):
     average = a.mean(axis=axis, keepdims=True)
     n = _group_size(a, average)
     centered = a - average
-    y = (centered * centered).sum(axis=axis, keepdims=keepdims) / (n - ddof)
-    return y, (lambda g: _restore_axes(g, axis, keepdims) * (2 / (n - ddof)) * centered,)
+    # With n - ddof <= 0 there is no variance: NaN, as NumPy's var gives (with its
+    # RuntimeWarning), and NaN gradients, as PyTorch's, rather than a ZeroDivisionError.
+    scale = 1 / (n - ddof) if n > ddof else np.nan
+    if n <= ddof:
+        warnings.warn(f"var: {n} values and ddof={ddof} leave no degrees of freedom: NaN", RuntimeWarning, stacklevel=2)
+    y = (centered * centered).sum(axis=axis, keepdims=keepdims) * scale
+    return y, (lambda g: _restore_axes(g, axis, keepdims) * (2 * scale) * centered,)
 
 
 def max(a, axis=None, keepdims=True):  # noqa: A001 - NumPy's name

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.arguments import output_folder, positive
+from dp.arguments import jobs, output_folder, positive
 
 PAPER_SIZES = (784, 100, 100, 100, 10)
 BATCH = 60
@@ -308,7 +308,7 @@ def add_command(commands: Any) -> None:
         default=EXPERIMENTS,
         help="comma-separated, from " + ",".join(EXPERIMENTS) + " (all)",
     )
-    parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
+    parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
     parser.add_argument(
         "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
     )
@@ -334,13 +334,6 @@ def _experiments(text: str) -> tuple[str, ...]:
             f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}"
         )
     return names
-
-
-def _jobs(text: str) -> int:
-    jobs = int(text)
-    if jobs == 0 or jobs < -1:
-        raise argparse.ArgumentTypeError(f"must be -1 (all cores) or a number of workers >= 1, got {text}")
-    return jobs
 
 
 def _paper(args: argparse.Namespace) -> int:
