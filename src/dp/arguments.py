@@ -52,6 +52,17 @@ def at_least(kind: type, low: float) -> Callable[[str], Any]:
     return _at_least(kind, low, strictly=False)
 
 
+def learning_rates(text: str) -> tuple[float, ...]:
+    """An argparse ``type``: comma-separated learning rates, each finite and > 0."""
+    try:
+        lrs = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        raise argparse.ArgumentTypeError(f"learning rates must be finite and > 0, got {text!r}")
+    return lrs
+
+
 def jobs(text: str) -> int:
     """An argparse ``type`` for joblib's ``n_jobs``: -1 (all cores) or a number of workers >= 1."""
     count = int(text)

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.arguments import add_training_options, jobs, output_file, positive
+from dp.arguments import add_training_options, jobs, learning_rates, output_file, positive
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 10
@@ -216,7 +216,7 @@ def add_command(commands: Any) -> None:
     add_training_options(parser, optimizer="sgd", schedule="constant")
     parser.add_argument(
         "--lrs",
-        type=_learning_rates,
+        type=learning_rates,
         default=DEFAULT_LRS,
         help="comma-separated learning rates (" + ",".join(f"{lr:g}" for lr in DEFAULT_LRS) + ")",
     )
@@ -263,16 +263,6 @@ def _experiment(args: argparse.Namespace) -> int:
     path = plots.experiment_figure(args.plot, cells, args.target, description)
     print(f"\n{len(cells) * args.seeds} runs in {time.perf_counter() - start:.1f} s; wrote {path}")
     return 0
-
-
-def _learning_rates(text: str) -> tuple[float, ...]:
-    try:
-        lrs = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not all(np.isfinite(lr) and lr > 0 for lr in lrs):
-        raise argparse.ArgumentTypeError(f"learning rates must be finite and > 0, got {text!r}")
-    return lrs
 
 
 def _fraction(text: str) -> float:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.arguments import jobs, output_folder, positive
+from dp.arguments import jobs, learning_rates, output_folder, positive
 
 PAPER_SIZES = (784, 100, 100, 100, 10)
 BATCH = 60
@@ -313,17 +313,6 @@ def add_command(commands: Any) -> None:
         "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
     )
     parser.set_defaults(run=_paper)
-
-
-def learning_rates(text: str) -> tuple[float, ...]:
-    """An argparse type: comma-separated learning rates, each finite and > 0."""
-    try:
-        lrs = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not all(np.isfinite(lr) and lr > 0 for lr in lrs):
-        raise argparse.ArgumentTypeError(f"learning rates must be finite and > 0, got {text!r}")
-    return lrs
 
 
 def _experiments(text: str) -> tuple[str, ...]:
