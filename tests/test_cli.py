@@ -195,6 +195,17 @@ def test_plots_writes_the_figures(capsys, tmp_path):
         assert f"wrote {path}" in out
 
 
+def test_the_figures_say_they_were_trained_on_another_split_than_the_reported_model():
+    from dp import cli, reference
+
+    settings = cli._figure_settings(reference.Recipe(), reference.split_with_validation(0))
+    assert settings.split("\n") == [
+        "adam lr 0.003 (cosine), 300 steps of 50 rows, seed 0",
+        "networks of their own, trained on 370 rows of seed 0's split with 86 held out for validation "
+        "(the model dp train reports trains on all 456)",
+    ]
+
+
 def test_experiment_prints_a_table_and_writes_the_figure(capsys, tmp_path):
     figure = tmp_path / "sweep.png"
     argv = ["experiment", "--lrs", "0.01,0.1", "--seeds", "2", "--steps", "20", "--jobs", "1", "--plot", str(figure)]

@@ -45,8 +45,12 @@ def code_of(nb: nbformat.NotebookNode) -> str:
     return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
 
 
-def execute(nb: nbformat.NotebookNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run ``nb`` in place, in a fresh kernel working in a new directory under ``tmp_path``.
+def execute(
+    nb: nbformat.NotebookNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allow_errors: bool = False
+) -> None:
+    """Run ``nb`` in place, in a fresh kernel working in a new directory under ``tmp_path``:
+    up to the first error (raising `CellExecutionError`), or with ``allow_errors`` every
+    cell, each error recorded in its cell's outputs.
 
     The kernel is this very Python (a "python3" kernel spec of our own, found first on
     JUPYTER_PATH), and it inherits this process's environment: putting the directory
@@ -63,7 +67,11 @@ def execute(nb: nbformat.NotebookNode, tmp_path: Path, monkeypatch: pytest.Monke
     workdir = tmp_path / "work"
     workdir.mkdir()
     client = nbclient.NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(workdir)}},
     )
     client.execute()
 
@@ -72,6 +80,43 @@ def cells_with_errors(nb: nbformat.NotebookNode) -> list[int]:
     return [
         i for i, cell in enumerate(nb.cells) if any(output.output_type == "error" for output in cell.get("outputs", []))
     ]
+
+
+def solution(task: int) -> str:
+    """The solutions' code for ``task`` (1 to `TASKS`)."""
+    solutions = read(SOLUTIONS)
+    return solutions.cells[tagged(solutions, "solution")[task - 1]].source
+
+
+def mistaken(task: int, right: str, wrong: str) -> str:
+    """The solution of ``task`` with its code ``right`` replaced by ``wrong``: a student's mistake."""
+    code = solution(task)
+    assert right in code, f"the solution of Task {task} no longer has {right!r}"
+    return code.replace(right, wrong)
+
+
+def run_exercises(
+    answers: dict[int, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_task: int = TASKS
+) -> nbformat.NotebookNode:
+    """The exercises with ``answers`` ({task: code}) in place of those tasks' stubs (the other
+    stubs stay), run up to the check of ``through_task`` with errors allowed."""
+    nb = read(EXERCISES)
+    for task, code in answers.items():
+        nb.cells[tagged(nb, "stub")[task - 1]].source = code
+    nb.cells = nb.cells[: tagged(nb, "check")[through_task - 1] + 1]
+    execute(nb, tmp_path, monkeypatch, allow_errors=True)
+    return nb
+
+
+def check_error(nb: nbformat.NotebookNode, task: int) -> str | None:
+    """The error the check of ``task`` raised, "ename: evalue", or None if it raised none."""
+    cell = nb.cells[tagged(nb, "check")[task - 1]]
+    errors = [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
+    return errors[0] if errors else None
+
+
+def solved(*tasks: int) -> dict[int, str]:
+    return {task: solution(task) for task in tasks}
 
 
 def test_solutions_run_from_top_to_bottom(tmp_path, monkeypatch):
@@ -108,6 +153,63 @@ def test_exercises_with_the_solutions_filled_in_run_to_the_end(tmp_path, monkeyp
         exercises.cells[stub].source = solutions.cells[answer].source
     execute(exercises, tmp_path, monkeypatch)
     assert cells_with_errors(exercises) == []
+
+
+# A student's typical mistakes, each put into the exercises with the tasks before it solved:
+# the task's check must fail with a message that says what to do, not a bare Python error.
+
+
+WITH_NUMPY = "(v - v.mean(axis=0)) / np.sqrt(v.var(axis=0) + eps)"
+
+
+@pytest.mark.parametrize(
+    ("returned", "says"),
+    [(f"dp.Node({WITH_NUMPY})", "so that grad can reach b"), (WITH_NUMPY, "should return a dp.Node, not ndarray")],
+    ids=["wrapped in a Node", "an array"],
+)
+def test_task_1_check_says_to_use_node_operations_when_normalize_computes_with_numpy(
+    returned, says, tmp_path, monkeypatch
+):
+    with_numpy = f"def normalize(z, eps=1e-5):\n    v = z.value\n    return {returned}\n"
+    nb = run_exercises({1: with_numpy}, tmp_path, monkeypatch, through_task=1)
+    error = check_error(nb, 1)
+    assert error is not None and error.startswith("AssertionError: ")
+    assert "use dp.Node operations" in error and says in error
+
+
+def test_task_3_check_says_params_holds_arrays_when_the_averages_are_stored_as_nodes(tmp_path, monkeypatch):
+    nodes_in_params = mistaken(3, "momentum * mean.value", "momentum * mean")
+    nb = run_exercises({**solved(1, 2), 3: nodes_in_params}, tmp_path, monkeypatch, through_task=3)
+    assert [check_error(nb, task) for task in (1, 2)] == [None, None]
+    error = check_error(nb, 3)
+    assert error is not None and error.startswith("AssertionError: ")
+    assert "params holds NumPy arrays, not Nodes" in error and "avg_mean_bn1" in error
+
+
+def test_task_4_check_says_to_solve_task_3_first_when_its_stub_is_left(tmp_path, monkeypatch):
+    nb = run_exercises(solved(1, 2, 4), tmp_path, monkeypatch)
+    assert check_error(nb, 3) == "NotImplementedError: Task 3: write Net.batch_norm"
+    error = check_error(nb, 4)
+    assert error is not None and error.startswith("AssertionError: ")
+    assert "solve Task 3 first" in error
+
+
+def test_task_4_check_says_the_averages_never_moved_when_training_in_eval_mode(tmp_path, monkeypatch):
+    in_eval_mode = mistaken(4, "net.forward(x[rows])", "net.forward(x[rows], train=False)")
+    nb = run_exercises({**solved(1, 2, 3), 4: in_eval_mode}, tmp_path, monkeypatch)
+    assert [check_error(nb, task) for task in (1, 2, 3)] == [None, None, None]
+    error = check_error(nb, 4)
+    assert error is not None and error.startswith("AssertionError: ")
+    assert "moving averages never moved" in error and "training mode" in error
+
+
+def test_task_4_check_says_to_drop_the_incomplete_last_batch(tmp_path, monkeypatch):
+    keeping_it = mistaken(4, "range(0, batches * batch_size, batch_size)", "range(0, len(x), batch_size)")
+    nb = run_exercises({**solved(1, 2, 3), 4: keeping_it}, tmp_path, monkeypatch)
+    assert [check_error(nb, task) for task in (1, 2, 3)] == [None, None, None]
+    error = check_error(nb, 4)
+    assert error is not None and error.startswith("AssertionError: ")
+    assert "batches of [6, 50] rows" in error and "drop the last, incomplete" in error
 
 
 def test_both_notebooks_have_the_same_checks_each_after_its_task():

@@ -88,6 +88,88 @@ def test_training_figures_draw_a_diverged_run_up_to_where_it_stopped(split, snap
     assert paths[0].read_bytes().startswith(PNG_SIGNATURE)
 
 
+def texts(figure):
+    """Every non-empty text drawn in ``figure`` (titles, labels, legends, annotations), subfigures included."""
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in figure.findobj(Text) if t.get_text()]
+
+
+def suptitles(figure):
+    """The titles of ``figure`` and of its subfigures, outermost first, with their font sizes."""
+    found = []
+    while figure is not None:
+        if figure._suptitle is not None:
+            found.append((figure._suptitle.get_text(), figure._suptitle.get_fontsize()))
+        figure = figure.subfigs[0] if figure.subfigs else None
+    return found
+
+
+SETTINGS = "adam lr 0.01, 20 steps\nnetworks of their own, trained on another split"
+
+
+def test_the_curves_figure_has_a_one_line_title_and_the_settings_under_it_in_smaller_text():
+    figure = plots.curves_figure({True: history(range(5, 25, 5)), False: history(range(5, 25, 5))}, SETTINGS)
+    (title, title_size), (subtitle, subtitle_size) = suptitles(figure)
+    assert "\n" not in title and "batch norm" in title
+    assert subtitle == SETTINGS and subtitle_size < title_size
+    drawn = texts(figure)
+    for expected in ("with batch norm", "without batch norm", "Validation accuracy (eval mode)"):
+        assert expected in drawn
+
+
+def panels(figure):
+    """The histogram panels of ``figure``, {(step, stage, unit): axes}, stage "before" or "after" batch norm."""
+    found = {}
+    for part in figure.subfigs[0].subfigs:
+        words = part._suptitle.get_text().split()
+        step = 1 if words[2] == "first" else int(words[2].rstrip(","))
+        grid = np.array(part.axes).reshape(2, plots.SHOWN_UNITS)
+        for row, stage in enumerate(("before", "after")):
+            for unit, axes in enumerate(grid[row]):
+                found[step, stage, unit] = axes
+    return found
+
+
+def test_the_histograms_show_each_units_beta_and_gamma_after_batch_norm_and_its_mean_and_sd_before(split, snapshots):
+    figure = plots.histograms_figure(split.x_train, snapshots, SETTINGS)
+    found = panels(figure)
+    assert set(found) == {(s, stage, u) for s in (1, 20) for stage in ("before", "after") for u in range(4)}
+    for step, params in snapshots.items():
+        before, _ = plots._second_layer(split.x_train, params)
+        for unit in range(plots.SHOWN_UNITS):
+            mean, sd = before[:, unit].mean(), before[:, unit].std()
+            beta, gamma = params["beta_bn2"][0, unit], params["gamma_bn2"][0, unit]
+            for stage, center, spread, numbers in (
+                ("before", mean, sd, f"mean {plots._signed(mean)}\nsd {sd:.2f}"),
+                ("after", beta, abs(gamma), f"β {plots._signed(beta)}\nγ {gamma:.2f}"),
+            ):
+                axes = found[step, stage, unit]
+                assert numbers in [t.get_text() for t in axes.texts]
+                line, bar = axes.lines[0], axes.collections[0].get_segments()[0]  # axvline; the errorbar's bar
+                np.testing.assert_allclose(line.get_xdata(), [center, center])
+                np.testing.assert_allclose(bar[:, 0], [center - spread, center + spread])
+                colors = {tuple(patch.get_facecolor()) for patch in axes.patches}
+                assert len(colors) == 1, "one histogram a panel: nothing drawn over another"
+
+
+def test_the_histograms_have_a_one_line_title_plain_words_and_the_settings_in_smaller_text(split, snapshots):
+    figure = plots.histograms_figure(split.x_train, snapshots, SETTINGS)
+    (title, title_size), (subtitle, subtitle_size), (first_step, _) = suptitles(figure)
+    assert title == "After batch norm, each unit has mean β and standard deviation |γ|"
+    assert subtitle.endswith(SETTINGS) and subtitle_size < title_size
+    assert first_step == "After the first step"
+    drawn = texts(figure)
+    assert "After step 20, the last" in drawn and "unit 1" in drawn and "before batch norm" in drawn
+    internal = ("h1", "W2", "l2", "bn2", "x̂")
+    assert not [text for text in drawn if any(name in text for name in internal)]
+
+
+def test_the_histograms_of_a_single_snapshot_have_one_part(split, snapshots):
+    figure = plots.histograms_figure(split.x_train, {1: snapshots[1]}, SETTINGS)
+    assert len(figure.subfigs[0].subfigs) == 1 and len(panels(figure)) == 2 * plots.SHOWN_UNITS
+
+
 def test_the_loss_title_gives_the_steps_between_evaluations():
     assert plots._loss_title({True: history([], diverged=True), False: history([5, 10])}) == (
         "Training loss (mean over each 5 steps)"

@@ -27,6 +27,7 @@ import numpy as np
 import dp
 from dp.arguments import add_training_options, non_negative, output_file, output_folder, positive
 from dp.checks import install_hint
+from dp.data import Split
 from dp.reference import TEST_SIZE, Recipe, train_network
 
 DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
@@ -119,12 +120,19 @@ def _training_figures(directory: str, recipe: Recipe) -> list[Path]:
 
     split = reference.split_with_validation(recipe.seed)
     histories, snapshots = reference.batch_norm_comparison(split, recipe)
-    settings = (
-        f"{recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), {recipe.steps} steps of "
-        f"{recipe.batch_size} rows, seed {recipe.seed}; {len(split.y_train)} training rows, "
-        f"{len(split.y_val)} validation rows"
+    return plots.training_figures(directory, histories, snapshots, split.x_train, _figure_settings(recipe, split))
+
+
+def _figure_settings(recipe: Recipe, split: Split) -> str:
+    """The two lines under the titles of `dp train --plots`' figures: the training settings,
+    and the split, which is not the one of the model `dp train` reports: the figures'
+    networks set rows aside for validation."""
+    run = f"{recipe.optimizer} lr {recipe.lr:g} ({recipe.schedule}), {recipe.steps} steps of {recipe.batch_size} rows"
+    rows, held_out = len(split.y_train), len(split.y_val)
+    return (
+        f"{run}, seed {recipe.seed}\nnetworks of their own, trained on {rows} rows of seed {recipe.seed}'s split "
+        f"with {held_out} held out for validation (the model dp train reports trains on all {rows + held_out})"
     )
-    return plots.training_figures(directory, histories, snapshots, split.x_train, settings)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ import numpy as np
 DPI = 120
 SHOWN_UNITS = 4  # hidden units whose distributions are drawn (of 10): enough to see a pattern, few enough to read
 BATCH_NORM_COLOR, PLAIN_COLOR = "tab:blue", "tab:orange"
+BEFORE_COLOR = "tab:gray"  # the histograms of the values before batch norm; after it, BATCH_NORM_COLOR
+BINS = 30
 
 
 def training_figures(
@@ -34,40 +36,31 @@ def training_figures(
 ) -> list[Path]:
     """Write two PNGs to ``directory`` (created if needed) about the reference network
     trained with and without batch norm (`dp.reference.batch_norm_comparison` returns
-    what they need):
+    what they need): ``training_curves.png`` (`curves_figure`) and, unless the network
+    with batch norm diverged, ``batch_norm_histograms.png`` (`histograms_figure`).
 
-    - ``training_curves.png``: training loss and validation accuracy against the
-      step, from ``histories`` (`dp.train.History`, ``{True: with batch norm, False:
-      without}``);
-    - ``batch_norm_histograms.png``: the distribution of the second hidden layer's
-      units before batch norm (the linear layer's output) and after it (the input
-      of tanh) on the rows ``x``, for each of ``snapshots`` (``{step: params}`` of
-      the network with batch norm; the first and the last step, say).
-
-    ``settings`` describes the runs, under each title. Returns the paths written. A
-    run that diverged is drawn up to where it stopped; the histograms are not drawn
-    when the network with batch norm diverged. Raises ``ImportError`` without
-    matplotlib, ``OSError`` when writing fails.
+    ``settings`` describes the runs, in smaller text under each title (one line or
+    more). Returns the paths written. Raises ``ImportError`` without matplotlib,
+    ``OSError`` when writing fails.
     """
-    from matplotlib.figure import Figure
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    curves = Figure(figsize=(11, 4.4), layout="constrained")
-    _draw_curves(curves, histories, settings)
-    figures = {"training_curves.png": curves}
+    figures = {"training_curves.png": curves_figure(histories, settings)}
     if not histories[True].diverged:  # a diverging network's huge values would make no sense as histograms
-        figures["batch_norm_histograms.png"] = hidden = Figure(figsize=(11, 7.8), layout="constrained")
-        _draw_histograms(hidden, x, snapshots, settings)
-    paths = []
-    for name, figure in figures.items():
-        paths.append(directory / name)
-        figure.savefig(paths[-1], dpi=DPI)
-    return paths
+        figures["batch_norm_histograms.png"] = histograms_figure(x, snapshots, settings)
+    return [_save(figure, directory / name) for name, figure in figures.items()]
 
 
-def _draw_curves(figure: Any, histories: Mapping[bool, Any], settings: str) -> None:
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
+def curves_figure(histories: Mapping[bool, Any], settings: str) -> Any:
+    """The figure (a `matplotlib.figure.Figure`) of training loss and validation accuracy
+    against the step, from ``histories`` (`dp.train.History`, ``{True: with batch norm,
+    False: without}``); a run that diverged is drawn up to where it stopped. Its title
+    has ``settings`` under it, in smaller text."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.8), layout="constrained")
+    body = _titled(figure, "The reference network trained with and without batch norm", settings)
+    loss_axes, accuracy_axes = body.subplots(1, 2)
     for batch_norm, history in histories.items():
         label = ("with" if batch_norm else "without") + " batch norm" + (" (diverged)" if history.diverged else "")
         style = dict(color=BATCH_NORM_COLOR if batch_norm else PLAIN_COLOR, label=label, linewidth=1.6)
@@ -88,7 +81,16 @@ def _draw_curves(figure: Any, histories: Mapping[bool, Any], settings: str) -> N
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.suptitle(f"Reference network with and without batch norm\n{settings}")
+    return figure
+
+
+def _titled(figure: Any, title: str, settings: str) -> Any:
+    """Give ``figure`` the one-line ``title`` and, under it in smaller text, ``settings``;
+    return the part of the figure below them (a `matplotlib.figure.SubFigure`) to draw in."""
+    figure.suptitle(title, fontsize="x-large")
+    body = figure.subfigures(1, 1)
+    body.suptitle(settings, fontsize="medium", color="0.3")
+    return body
 
 
 def _loss_title(histories: Mapping[bool, Any]) -> str:
@@ -98,36 +100,89 @@ def _loss_title(histories: Mapping[bool, Any]) -> str:
     return "Training loss" if interval is None else f"Training loss (mean over each {interval} steps)"
 
 
-def _draw_histograms(
-    figure: Any, x: np.ndarray, snapshots: Mapping[int, Mapping[str, np.ndarray]], settings: str
+def histograms_figure(x: np.ndarray, snapshots: Mapping[int, Mapping[str, np.ndarray]], settings: str) -> Any:
+    """The figure (a `matplotlib.figure.Figure`) of what batch norm does to the first
+    `SHOWN_UNITS` units of the second hidden layer, on the rows ``x``, for each of
+    ``snapshots`` (``{step: params}`` of the network with batch norm; the first and the
+    last step, say), one part per step. Each unit gets a panel before batch norm (the
+    linear layer's output, in gray, its mean and standard deviation marked) and one
+    after (the input of tanh, in blue, with the unit's β marked by a line and ±|γ|
+    around it by a bar), so that the picture shows the claim of the title: after batch
+    norm each unit has mean β and standard deviation |γ|. ``settings`` goes under the
+    title, in smaller text.
+    """
+    from matplotlib.figure import Figure
+
+    steps = sorted(snapshots)
+    figure = Figure(figsize=(11, 1.2 + 3.6 * len(steps)), layout="constrained")
+    shown = f"The second hidden layer's units 1 to {SHOWN_UNITS} (of 10), on all training rows"
+    body = _titled(figure, "After batch norm, each unit has mean β and standard deviation |γ|", f"{shown}\n{settings}")
+    values = {step: _second_layer(x, snapshots[step]) for step in steps}
+    every_value = np.concatenate([v for pair in values.values() for v in pair])  # all steps, before and after
+    edges = [np.histogram_bin_edges(every_value[:, unit], bins=BINS) for unit in range(SHOWN_UNITS)]  # one scale a unit
+    for part, step in zip(body.subfigures(len(steps), 1, squeeze=False)[:, 0], steps):
+        part.suptitle("After the first step" if step == 1 else f"After step {step}, the last", fontweight="bold")
+        _draw_step(part, *values[step], snapshots[step], edges)
+    body.legend(handles=_legend_handles(), loc="outside lower center", ncols=2, frameon=False)
+    return figure
+
+
+def _draw_step(
+    part: Any, before: np.ndarray, after: np.ndarray, params: Mapping[str, np.ndarray], edges: Sequence[np.ndarray]
 ) -> None:
-    """A 2x2 grid: rows before / after batch norm, columns after the first / last step
-    (one column if they are the same). Each panel overlays the first `SHOWN_UNITS`
-    units of the second hidden layer, computed on all training rows."""
-    grid = figure.subplots(2, len(snapshots), sharex="row", sharey="row", squeeze=False)
-    for column, (step, params) in enumerate(sorted(snapshots.items())):
-        when = "after the first step" if step == 1 else f"after step {step} (the last)"
-        before, after = _second_layer(x, params)
-        for row, (values, what) in enumerate(
-            (
-                (before, "before batch norm: h1 W2, the output of linear layer l2"),
-                (after, "after batch norm bn2: γ x̂ + β, the input of tanh"),
-            )
-        ):
-            axes = grid[row, column]
-            for unit in range(SHOWN_UNITS):
-                unit_values, color = values[:, unit], f"C{unit}"
-                label = f"unit {unit + 1}: mean {unit_values.mean():+.2f}, sd {unit_values.std():.2f}"
-                axes.hist(unit_values, bins=30, histtype="stepfilled", alpha=0.35, color=color, label=label)
-                axes.hist(unit_values, bins=30, histtype="step", color=color, linewidth=1.2)
-            axes.set(title=f"{what}\n{when}", xlabel="value", ylabel="training rows")
-            axes.legend(fontsize="small", loc="upper left")
-            axes.grid(alpha=0.3)
-    figure.suptitle(
-        f"Second hidden layer, units 1-{SHOWN_UNITS} of 10, on all training rows: before batch norm the "
-        "distributions drift as the weights learn;\nafter it each unit has mean β and standard deviation γ "
-        f"(learned, starting at 0 and 1)\n{settings}"
+    """One step's panels in ``part``: a row before batch norm and a row after it, a column per unit."""
+    grid = part.subplots(2, SHOWN_UNITS)
+    gamma, beta = params["gamma_bn2"][0], params["beta_bn2"][0]
+    for unit in range(SHOWN_UNITS):
+        top, bottom = grid[0, unit], grid[1, unit]
+        column = before[:, unit]
+        _draw_unit(top, column, edges[unit], BEFORE_COLOR, (column.mean(), column.std(), "--"))
+        top.set_title(f"unit {unit + 1}")
+        _draw_unit(bottom, after[:, unit], edges[unit], BATCH_NORM_COLOR, (beta[unit], abs(gamma[unit]), "-"))
+        _corner_text(top, f"mean {_signed(column.mean())}\nsd {column.std():.2f}")
+        _corner_text(bottom, f"β {_signed(beta[unit])}\nγ {gamma[unit]:.2f}")
+    grid[0, 0].set_ylabel("before batch norm")
+    grid[1, 0].set_ylabel("after batch norm")
+
+
+def _corner_text(axes: Any, text: str) -> None:
+    """``text`` in the top left corner of ``axes``, above the histogram (which `_draw_unit`
+    keeps below 2/3 of the height)."""
+    axes.text(0.03, 0.95, text, transform=axes.transAxes, va="top", ha="left", fontsize="small")
+
+
+def _signed(value: float) -> str:
+    """``value`` with its sign and two decimals, never "-0.00"."""
+    return f"{np.round(value, 2) + 0.0:+.2f}"
+
+
+def _draw_unit(axes: Any, values: np.ndarray, edges: np.ndarray, color: str, mark: tuple[float, float, str]) -> None:
+    """One unit's histogram on ``axes``, with ``mark`` = (center, spread, line style) drawn
+    over it: a vertical line at the center, a bar from center - spread to center + spread."""
+    counts, _, _ = axes.hist(values, bins=edges, color=color, alpha=0.55, edgecolor=color)
+    center, spread, linestyle = mark
+    axes.axvline(center, color="black", linestyle=linestyle, linewidth=1.4)
+    height = 1.12 * counts.max()  # just above the tallest bar
+    axes.errorbar(center, height, xerr=spread, color="black", linestyle="none", capsize=4, linewidth=1.4)
+    axes.set(
+        xlim=(min(edges[0], center - spread), max(edges[-1], center + spread)),  # the bar may reach past the values
+        ylim=(0, 1.6 * counts.max()),  # room above the histogram for the bar and the numbers
+        yticks=[],  # the counts of rows matter less than the shape, which needs no scale
     )
+    axes.grid(axis="x", alpha=0.3)
+
+
+def _legend_handles() -> list[Any]:
+    """What the histograms' colors and marks mean, for the figure's legend."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(color=BEFORE_COLOR, alpha=0.55, label="before batch norm: the linear layer's output"),
+        Line2D([], [], color="black", linestyle="--", marker="|", label="its mean ± standard deviation"),
+        Patch(color=BATCH_NORM_COLOR, alpha=0.55, label="after batch norm: the input of tanh"),
+        Line2D([], [], color="black", linestyle="-", marker="|", label="β ± |γ| (the unit's learned parameters)"),
+    ]
 
 
 def _second_layer(x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
