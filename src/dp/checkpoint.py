@@ -233,12 +233,11 @@ def _read(path: Path) -> dict[str, Any]:
             # np.load and zipfile report damage in many ways (BadZipFile on a bad CRC or a
             # missing directory, ValueError or EOFError on a short read, UnicodeDecodeError,
             # MemoryError for a header claiming a huge array, ...): to the caller, all mean
-            # "this file is not a readable checkpoint". NumPy's own words are left out: for
-            # a file that is not an .npz, they suggest loading it with pickle, which a
-            # checkpoint never needs and an unknown file must never get.
-            raise CheckpointError(
-                f"{path} is not a dp checkpoint, or it is truncated or corrupt ({type(error).__name__})"
-            ) from error
+            # "this file is not a readable checkpoint". For a file that is not an .npz, NumPy's
+            # own words suggest loading it with pickle, which a checkpoint never needs and an
+            # unknown file must never get: those are left out.
+            detail = type(error).__name__ if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+            raise CheckpointError(f"{path} is not a dp checkpoint, or it is truncated or corrupt ({detail})") from error
 
 
 def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
