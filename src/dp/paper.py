@@ -330,6 +330,7 @@ def _paper(args: argparse.Namespace) -> int:
     if args.seeds:
         budget = dataclasses.replace(budget, seeds=args.seeds)
     runs = plan(budget, args.data, args.weight_std, args.lrs, args.seed, args.experiments)
+    _require_data(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(_header(args, budget, len(runs)), flush=True)
@@ -339,6 +340,15 @@ def _paper(args: argparse.Namespace) -> int:
         print(line)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
     return 0
+
+
+def _require_data(data: str) -> None:
+    """Load the data set once before any work, so that a missing package (an ``ImportError``
+    naming the extra to install, `dp.data.mnist`) stops the command before it makes the output
+    folder and starts the runs, where it would surface late, once per run, from a worker."""
+    from dp import data as datasets
+
+    getattr(datasets, data)()
 
 
 def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
