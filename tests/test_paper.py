@@ -268,3 +268,24 @@ def test_without_mlxtend_the_command_names_the_extra_to_install_before_any_work(
     assert "mlxtend, which is not installed" in captured.err and 'pip install ".[paper]"' in captured.err
     assert "train extra" not in captured.err, "one hint, the right one"
     assert not out.exists()
+
+
+# ----- beyond one machine -----
+
+
+def test_a_sweep_on_a_dask_cluster_gets_exactly_the_local_results(runs, results):
+    # The runs go through joblib's dask backend to worker processes, as they would to a
+    # cluster's machines (see the dp.paper docstring): each is a Run of plain values,
+    # pickled there, and its Result pickled back, in the order of the runs.
+    distributed = pytest.importorskip("dask.distributed")  # the test extra installs it
+    from joblib import parallel_config
+
+    # Two workers: on a cluster of one thread, joblib's n_jobs=-1 means 1, and joblib then
+    # runs everything in the calling process, never asking the cluster. Processes, each with
+    # one thread, as on real machines: threadpoolctl's BLAS limit holds for a whole process.
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, distributed.Client(cluster) as client, parallel_config(backend="dask"):
+        with distributed.get_task_stream(client) as tasks:
+            remote = sweep(runs, jobs=-1, progress=False)
+    assert tasks.data, "the runs went to the cluster's workers"
+    assert [measured(r) for r in remote] == [measured(r) for r in results]  # accuracies and percentiles, exactly

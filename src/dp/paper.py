@@ -21,7 +21,9 @@ and 1,000 to test (`dp.data.mnist`), or scikit-learn's 8x8 digits (``--data digi
 
 Every run is independent and described by a `Run` of plain values, so the sweep goes
 through ``joblib.Parallel``: local processes by default (``--jobs``), each with one BLAS
-thread, or any joblib backend, e.g. a Dask cluster::
+thread, or any joblib backend, e.g. a Dask cluster whose workers are processes of one
+thread each (``dask worker tcp://scheduler:8786 --nworkers 8 --nthreads 1``: the
+one-BLAS-thread limit holds for a whole process, not for one of its threads)::
 
     from dask.distributed import Client
     from joblib import parallel_config
@@ -29,10 +31,13 @@ thread, or any joblib backend, e.g. a Dask cluster::
 
     client = Client("tcp://scheduler:8786")      # dp with its paper extra installed on the workers
     with parallel_config(backend="dask"):
-        main(["paper", "--out", "paper"])
+        main(["paper", "--out", "paper"])        # --jobs -1: every thread of the cluster
 
-or Ray (``from ray.util.joblib import register_ray; register_ray()``, then
-``parallel_config(backend="ray")``).
+or Ray (``ray.init(address="auto")`` on a machine of the cluster, then ``from
+ray.util.joblib import register_ray; register_ray()`` and ``parallel_config(backend="ray")``).
+On workers with the same NumPy and BLAS, the results are a local run's, bit for bit
+(tests/test_paper.py checks it on a local Dask cluster). A cluster of a single worker thread gains nothing:
+joblib runs ``n_jobs=1`` in the calling process.
 """
 
 from __future__ import annotations
