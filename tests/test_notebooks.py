@@ -4,6 +4,10 @@ up to the first task a student must write, and no further.
 Cells are tagged (cell metadata ``tags``): ``stub`` for a task's cell that raises
 ``NotImplementedError`` in the exercises, ``solution`` for its solved counterpart in the
 solutions, ``check`` for the cell that checks a task, the same in both notebooks.
+
+``batch_norm_in_practice.ipynb`` is one notebook with the same tags: each task's ``stub``
+is followed by its ``solution`` (folded) and then its ``check``. Run whole, it must finish
+in under a minute; without its solution cells, it stops at the first check.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import nbclient
@@ -26,6 +31,9 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXERCISES = NOTEBOOKS / "batch_norm_exercises.ipynb"
 SOLUTIONS = NOTEBOOKS / "batch_norm_solutions.ipynb"
 TASKS = 4
+PRACTICE = NOTEBOOKS / "batch_norm_in_practice.ipynb"
+PRACTICE_TASKS = 3
+ALL_NOTEBOOKS = [EXERCISES, SOLUTIONS, PRACTICE]
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -227,7 +235,7 @@ def test_both_notebooks_have_the_same_checks_each_after_its_task():
     assert "NotImplementedError" not in code_of(solutions)
 
 
-@pytest.mark.parametrize("path", [EXERCISES, SOLUTIONS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
     nb = read(path)
     nbformat.validate(nb)
@@ -238,7 +246,7 @@ def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
             assert cell.execution_count is None, "commit notebooks without execution counts"
 
 
-@pytest.mark.parametrize("path", [EXERCISES, SOLUTIONS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_use_only_dps_public_api(path):
     source = code_of(read(path))
     imported = re.findall(r"^\s*(?:import|from)\s+(dp[\w.]*)", source, flags=re.MULTILINE)
@@ -253,6 +261,61 @@ def test_notebooks_use_only_dps_public_api(path):
         assert parts[0] != "node", f"{reference}: dp.node is internal; use dp.Node"
         assert not any(part.startswith("_") for part in parts), f"{reference} is private"
         resolve(reference)
+
+
+def test_practice_runs_from_top_to_bottom_in_under_a_minute(tmp_path, monkeypatch):
+    nb = read(PRACTICE)
+    start = time.perf_counter()
+    execute(nb, tmp_path, monkeypatch)
+    seconds = time.perf_counter() - start
+    assert cells_with_errors(nb) == []
+    outputs = "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+    for task in range(1, PRACTICE_TASKS + 1):
+        assert f"Task {task} passed" in outputs
+    images = [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3, "the digits, Figure 1(a) and Figure 1(b, c); the check's test figure is not shown"
+    assert seconds < 60, f"the notebook took {seconds:.0f} s; students and CI expect under a minute"
+
+
+def test_practice_without_its_solutions_stops_at_the_first_check(tmp_path, monkeypatch):
+    nb = read(PRACTICE)
+    solutions = set(tagged(nb, "solution"))
+    nb.cells = [cell for i, cell in enumerate(nb.cells) if i not in solutions]
+    with pytest.raises(CellExecutionError) as raised:
+        execute(nb, tmp_path, monkeypatch)
+    assert raised.value.ename == "NotImplementedError"
+    assert "Task 1" in raised.value.evalue
+    first_check = tagged(nb, "check")[0]
+    assert cells_with_errors(nb) == [first_check]
+    ran = [i for i in code_cells(nb) if nb.cells[i].execution_count is not None]
+    assert ran == [i for i in code_cells(nb) if i <= first_check], "every cell up to the first check ran, none after"
+
+
+def test_practice_gives_each_task_a_stub_a_folded_solution_then_a_check():
+    nb = read(PRACTICE)
+    stubs, solutions, checks = tagged(nb, "stub"), tagged(nb, "solution"), tagged(nb, "check")
+    assert len(stubs) == len(solutions) == len(checks) == PRACTICE_TASKS
+    code = code_cells(nb)
+    for task, (stub, solution, check) in enumerate(zip(stubs, solutions, checks), start=1):
+        assert code[code.index(stub) + 1] == solution and code[code.index(solution) + 1] == check
+        assert "# TODO" in nb.cells[stub].source
+        assert f'raise NotImplementedError("Task {task}: ' in nb.cells[stub].source
+        assert nb.cells[solution].source.startswith(f"# Solution to Task {task} ")
+        assert nb.cells[solution].metadata.get("jupyter", {}).get("source_hidden") is True, "fold the solutions"
+        assert "NotImplementedError" not in nb.cells[solution].source
+        assert nb.cells[check].source.startswith(f"# Check for Task {task}\n")
+        # The solution defines what the stub defines, under the same name.
+        defined = re.findall(r"^def (\w+)", nb.cells[stub].source, flags=re.MULTILINE)
+        assert defined and defined == re.findall(r"^def (\w+)", nb.cells[solution].source, flags=re.MULTILINE)
+
+
+def test_practice_asks_questions_and_folds_its_answers():
+    sources = [cell.source for cell in read(PRACTICE).cells if cell.cell_type == "markdown"]
+    questions = [i for i, source in enumerate(sources) if source.startswith("**Question ")]
+    assert len(questions) >= 3
+    for i in questions:
+        assert sources[i + 1] == "*Your answer:*"
+        assert sources[i + 2].startswith("<details><summary>Our answer")
 
 
 def resolve(reference: str) -> object:
