@@ -253,11 +253,24 @@ def by(results: Iterable[Result], experiment: str) -> list[Result]:
 
 def figure1_table(results: Sequence[Result]) -> str:
     """One row per evaluated step: the median test accuracy over seeds, without and with batch norm."""
-    curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
+    steps, plain, normed = _both_curves(results)
     lines = ["| step | without batch norm | with batch norm |", "|--:|--:|--:|"]
-    for step, plain, normed in zip(curves[False][0], curves[False][1], curves[True][1]):
-        lines.append(f"| {step:,} | {100 * plain:.1f} | {100 * normed:.1f} |")
+    lines += [f"| {step:,} | {100 * a:.1f} | {100 * b:.1f} |" for step, a, b in zip(steps, plain, normed)]
     return "\n".join(lines)
+
+
+def _both_curves(results: Sequence[Result]) -> tuple[list[int], list[float], list[float]]:
+    """The evaluated steps and the median curves without and with batch norm, the shorter
+    one (every run of a setting stopped early) carried on at its last value."""
+    (plain_steps, plain), (normed_steps, normed) = (
+        median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)
+    )
+    steps = max(plain_steps, normed_steps, key=len)
+
+    def carried_on(curve: list[float]) -> list[float]:
+        return curve + (curve[-1:] or [0.0]) * (len(steps) - len(curve))
+
+    return steps, carried_on(plain), carried_on(normed)
 
 
 def median_curve(results: Sequence[Result]) -> tuple[list[int], list[float]]:
