@@ -76,7 +76,7 @@ class Budget:
 
 FULL = Budget(figure_steps=50_000, sweep_steps=10_000, deep_steps=10_000, seeds=3)
 QUICK = Budget(figure_steps=2_000, sweep_steps=1_000, deep_steps=1_000, seeds=2, evaluations=20)
-DEFAULT_LRS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 12.5)
+DEFAULT_LRS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 12.5, 25.0, 50.0, 125.0)  # 0.01x to 25x the plain best, 5
 DEEP_LRS = (0.1, 0.5, 2.5)
 
 

@@ -328,7 +328,7 @@ def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
     lrs = sorted({r.run.lr for r in results})
     for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
         cells = [[r for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm] for lr in lrs]
-        _draw_sweep(axes, lrs, cells, color, _setting(batch_norm), text_height=3 if batch_norm else 10)
+        _draw_sweep(axes, lrs, cells, color, _setting(batch_norm), text_height=3 if batch_norm else 16)
     axes.set(xscale="log", ylim=(0, 100), xlabel="learning rate (log scale)", ylabel="final test accuracy (%)")
     axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
     axes.minorticks_off()
