@@ -16,6 +16,7 @@ from dp.node import Node, primitive
 from dp.ops import stable_log_softmax
 
 REDUCTIONS = ("sum", "mean")
+REDUCTION = checks.OneOf(*REDUCTIONS)
 
 
 def binary_cross_entropy(p: Node, y: Any, reduction: str = "sum", clip: float = 1e-12) -> Node:
@@ -99,7 +100,7 @@ def from_logits(z: Node, labels: np.ndarray, scale: float) -> Node:
 def scale(reduction: str, rows: int) -> float:
     """The factor a loss summed over ``rows`` rows is multiplied by for ``reduction``:
     1 for "sum", 1 / rows for "mean"."""
-    checks.OneOf(*REDUCTIONS)(reduction, "reduction")
+    REDUCTION(reduction, "reduction")
     return 1.0 if reduction == "sum" else 1.0 / rows
 
 

@@ -239,9 +239,10 @@ class Node:
         that is not numeric.
         """
         gradients: dict[str, np.ndarray] = {}
+        handed_out: set[int] = set()  # ids of the arrays in gradients
         for node, g in self.backward(seed):
             if node.name is not None:
-                _collect(gradients, node.name, g)
+                _collect(gradients, node.name, g, handed_out)
         return gradients
 
     def backward(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
@@ -255,6 +256,8 @@ class Node:
             if g is None:
                 continue  # its users' vjps gave it no gradient (None): nothing flows through it
             yield node, g
+            if not node.parents:
+                continue  # a leaf: nothing to push into
             for parent, parent_grad in node.input_grads(g):  # the chain rule, through this node's vjp
                 parent_grad = _conform(parent_grad, parent.value, node.op)
                 pending[parent] = pending[parent] + parent_grad if parent in pending else parent_grad
@@ -271,7 +274,7 @@ class Node:
                     f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
                 )
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
-        return [(parent, self.vjp[i](g)) for i, parent in self.parents]  # one vjp per argument
+        return [(parent, self.vjp[i](g)) for i, parent in self.parents if self.vjp[i] is not None]  # one per argument
 
 
 class Transposed(Node):
@@ -315,23 +318,12 @@ def apply(forward: Forward, *args: Any, **options: Any) -> Node:
     node.value = value if value.__class__ is np.ndarray else np.asarray(value)  # NumPy may give scalars
     node.name = None
     node.op = forward.__name__
-    node.parents = parents = _inputs_to_differentiate(args, vjp, forward.__name__)
+    node.parents = parents = [(i, a) for i, a in enumerate(args) if isinstance(a, Node) and a.needs_grad]
+    if not callable(vjp) and len(vjp) < len(args):
+        raise TypeError(f"{node.op} returned {len(vjp)} vjps for {len(args)} arguments: give one per argument")
     node.vjp = vjp if parents else None  # a graph of data keeps no closures alive
     node.needs_grad = bool(parents)
     return node
-
-
-def _inputs_to_differentiate(args: tuple[Any, ...], vjp: Any, op: str) -> list[tuple[int, Node]]:
-    """(position, argument) for each argument that is a Node leading to a parameter and
-    has a vjp: the inputs the backward pass will send a gradient to."""
-    per_argument = not callable(vjp)
-    if per_argument and len(vjp) < len(args):
-        raise TypeError(f"{op} returned {len(vjp)} vjps for {len(args)} arguments: give one per argument")
-    return [
-        (i, a)
-        for i, a in enumerate(args)
-        if isinstance(a, Node) and a.needs_grad and not (per_argument and vjp[i] is None)
-    ]
 
 
 def primitive(forward: Forward) -> Callable[..., Node]:
@@ -408,11 +400,11 @@ def concatenate(nodes: Iterable[Any], axis: int = 0) -> Node:
 
 
 def _reverse_topological_order(root: Node) -> list[Node]:
-    """``root`` and every node below it that needs a gradient, each before its inputs.
+    """``root`` and every node below it that leads to a parameter, each before its inputs.
 
-    A depth-first walk with an explicit stack, not recursion, so a chain of any
-    length works: a node goes into ``order`` once all its inputs are in it (post-order),
-    and the reversed list puts every node before its inputs.
+    A depth-first walk with an explicit stack, not recursion, so a chain of any length
+    works: a node goes into ``order`` once all its inputs are in it (post-order), and the
+    reversed list puts every node before its inputs.
     """
     order: list[Node] = []
     visited: set[Node] = set()
@@ -424,7 +416,12 @@ def _reverse_topological_order(root: Node) -> list[Node]:
         elif node not in visited:
             visited.add(node)
             stack.append((node, True))  # comes back here after all its inputs
-            stack.extend((parent, False) for _, parent in node.parents if parent not in visited)
+            for _, parent in node.parents:
+                if parent.parents:
+                    stack.append((parent, False))
+                elif parent not in visited:  # a leaf (a parameter) has no inputs: it goes in at once
+                    visited.add(parent)
+                    order.append(parent)
     order.reverse()
     return order
 
@@ -486,19 +483,20 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray) -> None:
+def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray, handed_out: set[int]) -> None:
     """Add ``g`` to ``gradients[name]``, as an array of its own: never a view of another
     array, read-only, or an array already handed out under another name (vjps may pass
-    one array to several inputs), so a caller may change each gradient freely."""
+    one array to several inputs; ``handed_out`` holds the ids of those in ``gradients``),
+    so a caller may change each gradient freely."""
     if name in gradients:
         total = gradients[name]
         if total.shape != g.shape:  # broadcasting them together would fit neither node
             raise ValueError(f"two nodes named {name!r} have different shapes, {total.shape} and {g.shape}")
-        gradients[name] = total + g
-    elif g.base is not None or not g.flags.writeable or any(g is other for other in gradients.values()):
-        gradients[name] = g.copy()
-    else:
-        gradients[name] = g
+        g = total + g
+    elif g.base is not None or not g.flags.writeable or id(g) in handed_out:
+        g = g.copy()
+    gradients[name] = g
+    handed_out.add(id(g))
 
 
 # ----- values -----
