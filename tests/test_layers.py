@@ -350,6 +350,30 @@ class TestParamAccess:
             net.set_param({"weight_l1": np.zeros((30, 20)), "avg_variance_bn1": -np.ones((1, 20))})
         assert_bitwise_equal(net.params, saved)
 
+    def test_set_param_keeps_each_entrys_dtype_in_a_float32_model(self):
+        net = dp.NeuralNode(dtype=np.float32)
+        net.linear(2, 3, "l1")
+        net.batch_norm(3, "bn1")
+        net.set_param({"weight_l1": np.ones((2, 3)), "avg_variance_bn1": np.ones((1, 3)), "batches_bn1": [[4]]})
+        assert {v.dtype for v in net.params.values()} == {np.dtype(np.float32)}
+        np.testing.assert_array_equal(net.params["batches_bn1"], [[4.0]])
+
+    def test_set_param_accepts_zero_counts_and_variances_but_not_fractional_counts(self):
+        net = SeedNet()
+        net.set_param({"avg_variance_bn1": np.zeros((1, 20)), "batches_bn1": np.zeros((1, 1))})
+        with pytest.raises(ValueError, match="whole number"):
+            net.set_param({"batches_bn1": np.full((1, 1), 2.5)})
+        with pytest.raises(ValueError, match="count: it cannot be negative"):
+            net.set_param({"batches_bn1": -np.ones((1, 1))})
+
+
+def test_predict_calls_a_probability_of_exactly_one_half_class_0():
+    from dp.layers import classes
+
+    np.testing.assert_array_equal(classes(np.array([[0.5], [0.5000001], [0.4999999]])), [[0], [1], [0]])
+    assert classes(np.array([[0.5]])).dtype == np.int64
+    np.testing.assert_array_equal(classes(np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])), [[1], [0]])
+
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, "U3"])
 def test_a_model_dtype_must_be_floating_point(dtype):

@@ -291,3 +291,38 @@ def test_a_vjp_answer_with_fewer_axes_than_its_input_is_refused_not_misaligned()
         ValueError, match=r"the vjp of double answered with shape \(3,\) for an input of shape \(3, 1\)"
     ):
         double(Node([1.0, 2.0, 3.0], "x")).sum().grad(1)
+
+
+def test_unary_plus_is_the_node_itself():
+    w = Node(np.ones((2, 2)), "w")
+    assert +w is w
+
+
+def test_repr_names_a_parameter_and_gives_shape_and_dtype():
+    assert repr(Node(np.ones((2, 2), np.float32), "w")) == "Node(name='w', shape=(2, 2), dtype=float32)"
+    assert repr(Node(1.0)) == "Node(shape=(1, 1), dtype=float64)"
+
+
+class TestSeeds:
+    @pytest.mark.parametrize("seed", [2, np.float64(2), np.int64(2), np.array(2.0), np.full((2, 2), 2), 2.0])
+    def test_every_seed_gives_gradients_in_the_dtype_of_the_parameter(self, seed):
+        w = Node(np.ones((2, 2), np.float32), "w")
+        g = (w * 3).grad(seed)["w"]
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, np.full((2, 2), 6.0))
+
+    def test_a_bool_seed_is_refused(self):
+        with pytest.raises(TypeError, match="not bool"):
+            (Node(1.0, "w") * 2).grad(True)
+
+    @pytest.mark.parametrize(("seed", "error"), [(np.ones(3), ValueError), ("1", TypeError), (Node(1.0), TypeError)])
+    def test_a_bad_seed_is_refused_even_on_a_graph_without_parameters(self, seed, error):
+        with pytest.raises(error):
+            (Node(np.ones((2, 2))) * 2).grad(seed)
+
+    def test_backward_yields_each_node_with_its_gradient_root_first(self):
+        w = Node(np.full((1, 2), 3.0), "w")
+        doubled = w * 2
+        pairs = list((doubled * doubled).backward(1.0))
+        assert [node for node, _ in pairs][1:] == [doubled, w]
+        np.testing.assert_array_equal(pairs[-1][1], np.full((1, 2), 24.0))  # d(2w)²/dw = 8w

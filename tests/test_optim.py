@@ -474,3 +474,21 @@ def test_weight_decay_is_in_the_config_only_when_there_is_some():
 def test_bad_weight_decay_settings_are_refused_by_name(cls, options, error, message):
     with pytest.raises(error, match=message):
         cls(**options)
+
+
+@pytest.mark.parametrize("decay", [{}, {"weight_decay": 0.01}, {"weight_decay": 0.01, "decoupled": True}])
+@pytest.mark.parametrize("name", ALL)
+def test_numpy_scalar_hyperparameters_keep_float32_and_give_the_same_steps(name, decay):
+    cls = optim.OPTIMIZERS[name]
+    given = {k: np.float64(v) for k, v in {**ALL[name]().config, **decay}.items() if k != "decoupled"}
+    plain, numpy_scalars = cls(**ALL[name]().config, **decay), cls(**given, decoupled=decay.get("decoupled", False))
+    results = []
+    for optimizer in (plain, numpy_scalars):
+        params = {"w": np.array([[1.0, -2.0]], np.float32)}
+        for g in (G1, G2):
+            optimizer.step(params, {"w": g.astype(np.float32)})
+        states = optimizer.state_dict().get("w", {})
+        assert params["w"].dtype == np.float32
+        assert all(v.dtype == np.float32 for v in states.values() if isinstance(v, np.ndarray))
+        results.append(params["w"])
+    np.testing.assert_array_equal(*results)
