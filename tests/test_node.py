@@ -326,3 +326,61 @@ class TestSeeds:
         pairs = list((doubled * doubled).backward(1.0))
         assert [node for node, _ in pairs][1:] == [doubled, w]
         np.testing.assert_array_equal(pairs[-1][1], np.full((1, 2), 24.0))  # d(2w)²/dw = 8w
+
+
+def test_a_vjp_for_all_arguments_must_answer_for_the_last_argument_too():
+    @dp.primitive
+    def pair(a, b):
+        return a * b, lambda g: (g * b,)  # no gradient for b
+
+    with pytest.raises(TypeError, match="the vjp of pair must return a tuple with one gradient"):
+        pair(Node(np.ones((2, 2)), "a"), Node(np.ones((2, 2)), "b")).grad(1)
+
+
+def test_grad_and_backward_start_from_a_seed_of_one_by_default():
+    w = Node(np.array([[1.0, -2.0]]), "w")
+    loss = (w * w).sum()
+    np.testing.assert_array_equal(loss.grad()["w"], [[2.0, -4.0]])
+    np.testing.assert_array_equal(next(iter(loss.backward()))[1], [[1.0]])
+
+
+def test_concatenate_as_a_method_joins_rows_by_default():
+    a, b = Node(np.ones((2, 3)), "a"), Node(np.zeros((1, 3)), "b")
+    joined = a.concatenate(b)
+    assert joined.shape == (3, 3)
+    grads = joined.grad(np.arange(9.0).reshape(3, 3))
+    np.testing.assert_array_equal(grads["b"], [[6.0, 7.0, 8.0]])
+
+
+def test_a_vjp_answer_of_a_shape_that_does_not_broadcast_is_refused_by_name():
+    @dp.primitive
+    def bad(x):
+        return 2 * x, (lambda g: np.ones((2, 2)),)
+
+    with pytest.raises(ValueError, match=r"the vjp of bad answered with shape \(2, 2\) for an input of shape \(2, 3\)"):
+        bad(Node(np.ones((2, 3)), "x")).grad(1)
+
+
+def test_a_primitive_returning_a_numpy_scalar_gives_an_array_value():
+    @dp.primitive
+    def total(a):
+        return a.sum(), (lambda g: g,)  # ndarray.sum() is a NumPy scalar, not an array
+
+    out = total(Node(np.ones((2, 2)), "a"))
+    assert out.value.__class__ is np.ndarray and out.value.shape == ()
+    np.testing.assert_array_equal(out.grad(3.0)["a"], np.full((2, 2), 3.0))
+
+
+def test_concatenate_joins_rows_by_default_and_gives_a_node_even_for_constants_only():
+    joined = dp.concatenate([Node(np.ones((1, 2)), "a"), np.zeros((2, 2))])
+    assert joined.shape == (3, 2)
+    constants = dp.concatenate([np.ones((1, 2)), np.zeros((1, 2))])
+    assert isinstance(constants, Node) and constants.dtype == np.float64
+    np.testing.assert_array_equal(constants.value, [[1.0, 1.0], [0.0, 0.0]])
+
+
+def test_a_matrix_product_of_shapes_that_do_not_fit_says_so_not_broadcast():
+    with pytest.raises(
+        ValueError, match=r"dot: shapes \(2, 3\) and \(4, 5\) don't fit: the left operand has 3 columns"
+    ):
+        Node(np.ones((2, 3))) @ Node(np.ones((4, 5)))
