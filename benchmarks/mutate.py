@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib.util
 import json
 import os
 import random
@@ -44,7 +45,11 @@ MODULES = {
     "optim": ["test_optim.py", "test_classic.py"],
 }
 # (module, line, column, mutation) -> why the mutant cannot be told apart from the original by any test
-EQUIVALENT: dict[tuple[str, int, int, str], str] = {}
+EQUIVALENT: dict[tuple[str, int, int, str], str] = {
+    ("node", 389, 8, "`return False` -> `return None`"): "_broadcastable is only used as a truth value",
+    ("node", 511, 69, "`>=` -> `>`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
+    ("node", 511, 83, "`2` -> `3`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
+}
 
 
 class Mutator(ast.NodeTransformer):
@@ -64,25 +69,23 @@ class Mutator(ast.NodeTransformer):
     def __init__(self, target: int | None = None) -> None:
         self.target, self.count, self.found = target, 0, []
 
-    def offer(self, node: ast.AST, description: str, make):  # noqa: ANN001, ANN201
+    def offer(self, node: ast.AST, description: str, make):
         """Number one possible mutation of ``node``; return ``make()`` if it is the target."""
         index, self.count = self.count, self.count + 1
         self.found.append((node.lineno, node.col_offset, description))
         return make() if index == self.target else None
 
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:  # noqa: N802 - ast's naming
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         return self._operator(self.generic_visit(node), "op")
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:  # noqa: N802
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         node = self.generic_visit(node)
         removed = self.offer(node, f"remove `{ast.unparse(node)}`", lambda: ast.Pass())
         return removed or self._operator(node, "op")
 
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:  # noqa: N802
-        node = self.generic_visit(node)
-        return self._operator(node, "op")
+    visit_BoolOp = visit_BinOp
 
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:  # noqa: N802
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
         node = self.generic_visit(node)
         for i, op in enumerate(node.ops):
             new = self.SWAP[type(op)]
@@ -93,14 +96,14 @@ class Mutator(ast.NodeTransformer):
                 return made
         return node
 
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:  # noqa: N802
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         node = self.generic_visit(node)
         if isinstance(node.op, (ast.Not, ast.USub)) and not isinstance(node.operand, ast.Constant):
             return self.offer(node, f"`{ast.unparse(node)}` -> `{ast.unparse(node.operand)}`",
                               lambda: node.operand) or node  # fmt: skip
         return node
 
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:  # noqa: N802
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
         value = node.value
         if isinstance(value, bool):
             new = not value
@@ -110,54 +113,49 @@ class Mutator(ast.NodeTransformer):
             return node
         return self.offer(node, f"`{value!r}` -> `{new!r}`", lambda: ast.Constant(new)) or node
 
-    def visit_If(self, node: ast.If) -> ast.AST:  # noqa: N802
+    def visit_If(self, node: ast.If | ast.IfExp) -> ast.AST:  # `if` statements and `a if c else b`
         node = self.generic_visit(node)
-        return self._negated(node)
+        return self.offer(node, f"`if {_short(node.test)}` -> `if not (...)`",
+                          lambda: _replaced(node, "test", ast.UnaryOp(ast.Not(), node.test))) or node  # fmt: skip
 
-    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:  # noqa: N802
-        return self._negated(self.generic_visit(node))
+    visit_IfExp = visit_If
 
-    def visit_Expr(self, node: ast.Expr) -> ast.AST:  # noqa: N802
+    def visit_Expr(self, node: ast.Expr) -> ast.AST:
         if isinstance(node.value, ast.Constant):  # a docstring or `...`
             return node
         node = self.generic_visit(node)
         return self.offer(node, f"remove `{_short(node)}`", lambda: ast.Pass()) or node
 
-    def visit_Return(self, node: ast.Return) -> ast.AST:  # noqa: N802
+    def visit_Return(self, node: ast.Return) -> ast.AST:
         node = self.generic_visit(node)
         if node.value is None or (isinstance(node.value, ast.Constant) and node.value.value is None):
             return node
         return self.offer(node, f"`return {_short(node.value)}` -> `return None`", lambda: ast.Return(None)) or node
 
-    # Not mutated: annotations, f-strings (messages) and keyword-only defaults' annotations.
-    def visit_arg(self, node: ast.arg) -> ast.AST:  # noqa: N802
+    # Not mutated: annotations (strings at run time here) and f-strings (messages).
+    def visit_arg(self, node: ast.arg) -> ast.AST:
         return node
 
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:  # noqa: N802
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
         if node.value is not None:
             node.value = self.visit(node.value)
         return node
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:  # noqa: N802
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         for field in ("decorator_list", "args", "body"):  # not `returns`, an annotation
             setattr(node, field, self.visit(getattr(node, field)) if field == "args" else
                     [self.visit(n) for n in getattr(node, field)])  # fmt: skip
         return node
 
-    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:  # noqa: N802
-        return node
+    visit_JoinedStr = visit_arg
 
-    def _operator(self, node, field):  # noqa: ANN001, ANN202
+    def _operator(self, node, field):
         old = type(getattr(node, field))
         if old not in self.SWAP:
             return node
         new = self.SWAP[old]
         return self.offer(node, f"`{self.SYMBOL[old]}` -> `{self.SYMBOL[new]}`",
                           lambda: _replaced(node, field, new())) or node  # fmt: skip
-
-    def _negated(self, node):  # noqa: ANN001, ANN202
-        return self.offer(node, f"`if {_short(node.test)}` -> `if not (...)`",
-                          lambda: _replaced(node, "test", ast.UnaryOp(ast.Not(), node.test))) or node  # fmt: skip
 
 
 def _replaced(node: ast.AST, field: str, value: ast.AST) -> ast.AST:
@@ -214,15 +212,13 @@ class MutantFinder:
         self.name, self.source = f"dp.{module}", Path(path).read_text()
         self.origin = str(ROOT / "src" / "dp" / f"{module}.py")
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
-        import importlib.util
-
+    def find_spec(self, fullname, path=None, target=None):
         return importlib.util.spec_from_loader(fullname, self, origin=self.origin) if fullname == self.name else None
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201
+    def create_module(self, spec):
         return None
 
-    def exec_module(self, module) -> None:  # noqa: ANN001
+    def exec_module(self, module) -> None:
         module.__file__ = self.origin
         exec(compile(self.source, self.origin, "exec"), module.__dict__)
 
@@ -235,12 +231,31 @@ def run_one(module: str, path: str, pytest_args: list[str]) -> int:
     return pytest.main(pytest_args)
 
 
-def score(results: list[dict]) -> dict:
-    counted = [r for r in results if not r.get("equivalent")]
-    detected = sum(r["outcome"] != "survived" for r in counted)
-    return {"mutants": len(results), "equivalent": len(results) - len(counted), "killed": detected,
-            "survived": len(counted) - detected, "timeout": sum(r["outcome"] == "timeout" for r in counted),
-            "score": round(100 * detected / len(counted), 1) if counted else None}  # fmt: skip
+def run_module(module: str, chosen: list[tuple[int, tuple[int, int, str]]]) -> list[dict]:
+    """Run the ``chosen`` mutants of ``module`` (index, (line, column, description)), one at a time."""
+    baseline, seconds = run_tests(module, mutant_source(module, None), timeout=600)
+    if baseline != "survived":
+        sys.exit(f"{module}: the tests fail without any mutation ({baseline}); fix that first")
+    results = []
+    for n, (index, (line, column, what)) in enumerate(chosen, 1):
+        outcome, took = run_tests(module, mutant_source(module, index), timeout=max(3 * seconds, 20))
+        reason = EQUIVALENT.get((module, line, column, what))
+        results.append({"file": f"src/dp/{module}.py", "line": line, "column": column, "mutation": what,
+                        "outcome": outcome, "equivalent": reason})  # fmt: skip
+        print(f"[{module} {n}/{len(chosen)}] {outcome:8} {took:5.1f}s  {module}.py:{line}:{column}: {what}", flush=True)
+    return results
+
+
+def score(results: list[dict], carried: int = 0) -> dict:
+    """A module's score: killed (timeouts included) over all mutants but the equivalent ones.
+    ``carried``: mutants killed in an earlier run and not run again."""
+    counted = [r for r in results if not r["equivalent"]]
+    killed = carried + sum(r["outcome"] != "survived" for r in counted)
+    survivors = [r for r in results if r["outcome"] == "survived"]
+    return {"mutants": carried + len(results), "equivalent": len(results) - len(counted), "killed": killed,
+            "timeout": sum(r["outcome"] == "timeout" for r in counted),
+            "score": round(100 * killed / (carried + len(counted)), 1) if carried + len(counted) else None,
+            "survivors": survivors}  # fmt: skip
 
 
 def main() -> None:
@@ -254,38 +269,29 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--out", type=Path, default=ROOT / "mutation-report.json")
     args = parser.parse_args()
-    previous = json.loads(args.only_survivors.read_text()) if args.only_survivors else None
+    previous = json.loads(args.only_survivors.read_text())["modules"] if args.only_survivors else None
     report, started = {"modules": {}}, time.perf_counter()
     for module in args.modules:
-        found = list(enumerate(mutants(module)))
-        if previous is not None:
-            old = previous["modules"].get(module, {}).get("survivors", [])
-            earlier = {(s["line"], s["column"], s["mutation"]) for s in old}
-            found = [(i, m) for i, m in found if m in earlier]
-        if args.sample and args.sample < len(found):
-            found = sorted(random.Random(args.seed).sample(found, args.sample))
+        chosen, carried = list(enumerate(mutants(module))), 0
+        if previous is not None:  # the earlier run's killed mutants are carried over as killed
+            earlier = {(s["line"], s["column"], s["mutation"]) for s in previous[module]["survivors"]}
+            chosen = [(i, m) for i, m in chosen if m in earlier]
+            if len(chosen) != len(earlier):
+                sys.exit(f"{module}.py changed since {args.only_survivors}: run all its mutants")
+            carried = previous[module]["mutants"] - len(chosen)
+        if args.sample and args.sample < len(chosen):
+            chosen = sorted(random.Random(args.seed).sample(chosen, args.sample))
         if args.list:
-            print("\n".join(f"{module}.py:{line}:{column}: {what}" for _, (line, column, what) in found))
+            print("\n".join(f"{module}.py:{line}:{column}: {what}" for _, (line, column, what) in chosen))
             continue
-        baseline, seconds = run_tests(module, mutant_source(module, None), timeout=600)
-        if baseline != "survived":
-            sys.exit(f"{module}: the tests fail without any mutation ({baseline}); fix that first")
-        results = []
-        for n, (index, (line, column, what)) in enumerate(found, 1):
-            outcome, took = run_tests(module, mutant_source(module, index), timeout=max(3 * seconds, 20))
-            reason = EQUIVALENT.get((module, line, column, what))
-            results.append({"line": line, "column": column, "mutation": what, "outcome": outcome, "equivalent": reason})
-            print(
-                f"[{module} {n}/{len(found)}] {outcome:8} {took:5.1f}s  {module}.py:{line}:{column}: {what}", flush=True
-            )
-        survivors = [r for r in results if r["outcome"] == "survived"]
-        report["modules"][module] = {**score(results), "survivors": survivors}
-        print(f"{module}: {report['modules'][module]['score']} % of {len(results)} mutants", flush=True)
-    report["seconds"] = round(time.perf_counter() - started)
-    if not args.list:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        for module, r in report["modules"].items():
-            print(f"{module:7} {r['score']} %  ({r['killed']} killed of {r['mutants'] - r['equivalent']})")
+        report["modules"][module] = score(run_module(module, chosen), carried)
+        report["seconds"] = round(time.perf_counter() - started)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")  # after each module: a partial run still reports
+    for module, r in report["modules"].items():
+        survived = r["mutants"] - r["equivalent"] - r["killed"]
+        print(f"{module:7} {r['score']} %: {r['killed']} killed, {survived} survived, {r['equivalent']} equivalent")
+    if report["modules"]:
+        print(f"{report['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -384,3 +384,48 @@ def test_a_matrix_product_of_shapes_that_do_not_fit_says_so_not_broadcast():
         ValueError, match=r"dot: shapes \(2, 3\) and \(4, 5\) don't fit: the left operand has 3 columns"
     ):
         Node(np.ones((2, 3))) @ Node(np.ones((4, 5)))
+
+
+class TestGradientsAreArraysOfTheirOwn:
+    def test_one_array_passed_to_two_names_is_copied_for_the_second(self):
+        a, b = Node(np.ones((2, 2)), "a"), Node(np.ones((2, 2)), "b")
+        grads = (a + b).grad(np.full((2, 2), 3.0))  # add's vjp hands the same array to both
+        assert not np.shares_memory(grads["a"], grads["b"])
+        grads["a"] *= 0
+        np.testing.assert_array_equal(grads["b"], np.full((2, 2), 3.0))
+
+    def test_two_views_of_one_array_are_copied(self):
+        w, v = Node(np.ones((3, 2)), "w"), Node(np.ones((3, 2)), "v")
+        grads = (w.T + v.T).grad(np.arange(6.0).reshape(2, 3))  # each gets a transposed view of the seed
+        assert not np.shares_memory(grads["w"], grads["v"])
+        assert grads["w"].base is None and grads["v"].base is None
+        np.testing.assert_array_equal(grads["w"], np.arange(6.0).reshape(2, 3).T)
+
+    def test_a_read_only_answer_of_a_vjp_is_copied_so_that_it_can_be_changed(self):
+        @dp.primitive
+        def frozen(x):
+            def vjp(g):
+                out = g * 2
+                out.flags.writeable = False
+                return out
+
+            return 2 * x, (vjp,)
+
+        grads = frozen(Node(np.ones((2, 2)), "x")).grad(1)
+        grads["x"] += 1  # would raise for a read-only array
+        np.testing.assert_array_equal(grads["x"], np.full((2, 2), 3.0))
+
+
+def test_a_parameter_broadcast_over_an_empty_batch_gets_a_zero_gradient():
+    b = Node(np.ones((1, 3)), "b")
+    grads = (Node(np.ones((0, 3))) + b).grad(1)
+    np.testing.assert_array_equal(grads["b"], np.zeros((1, 3)))
+
+
+def test_a_number_never_changes_the_shape_of_a_0_d_or_1_d_node():
+    x = Node(np.array([[1.0, 2.0, 3.0]]), "x")
+    row = x.reshape(3)
+    assert (row * 2).shape == (3,) and (2 - row).shape == (3,)
+    total = x.sum(keepdims=False)
+    assert (total + 1).shape == () and (total + np.float64(1)).shape == ()
+    np.testing.assert_array_equal((row * 2).grad(1)["x"], np.full((1, 3), 2.0))
