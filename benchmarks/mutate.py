@@ -49,6 +49,11 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("node", 389, 8, "`return False` -> `return None`"): "_broadcastable is only used as a truth value",
     ("node", 511, 69, "`>=` -> `>`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
     ("node", 511, 83, "`2` -> `3`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
+    ("ops", 54, 71, "`1` -> `0`"): "the exponent used where b == 0, whose result np.where throws away (a**0 is finite)",
+    ("ops", 107, 20, "`>` -> `>=`"): "leaky_relu's value at 0: both branches give 0",
+    ("ops", 113, 43, "`0` -> `1`"): "elu's negative branch, used only where a <= 0, where min(a, 1) = min(a, 0)",
+    ("ops", 114, 20, "`>` -> `>=`"): "elu's value at 0: both branches give 0",
+    ("ops", 137, 20, "`>=` -> `>`"): "the sigmoid at 0: both branches give 1/2",
 }
 
 

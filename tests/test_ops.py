@@ -431,3 +431,21 @@ def test_the_gradient_of_x_to_an_array_of_exponents_0_or_1(exponent):
 def test_relu_passes_the_gradient_only_where_the_input_is_positive():
     grads = Node(np.array([[-1.0, 0.0, 2.0]]), "x").relu().grad(np.array([[5.0, 5.0, 5.0]]))
     np.testing.assert_array_equal(grads["x"], [[0.0, 0.0, 5.0]])
+
+
+def test_the_table_entries_have_the_documented_defaults():
+    a = np.array([[-2.0, 3.0]])
+    np.testing.assert_array_equal(ops.leaky_relu(a)[0], [[-0.02, 3.0]])
+    np.testing.assert_allclose(ops.elu(a)[0], [[np.expm1(-2.0), 3.0]])
+    rows = np.array([[1.0, 2.0], [3.0, 5.0]])
+    np.testing.assert_allclose(ops.softmax(rows)[0].sum(axis=1), [1.0, 1.0])
+    np.testing.assert_allclose(np.exp(ops.log_softmax(rows)[0]).sum(axis=1), [1.0, 1.0])
+    for reduction in (ops.sum, ops.mean, ops.var, ops.max, ops.logsumexp):
+        assert reduction(rows)[0].shape == (1, 1)
+
+
+def test_at_zero_leaky_relu_and_elu_take_the_slope_of_the_negative_side():
+    x = np.array([[0.0, -1.0, 1.0]])
+    np.testing.assert_allclose(Node(x, "x").leaky_relu(0.1).grad(1)["x"], [[0.1, 0.1, 1.0]])
+    np.testing.assert_allclose(Node(x, "x").elu(0.5).grad(1)["x"], [[0.5, 0.5 * np.exp(-1.0), 1.0]])
+    np.testing.assert_array_equal(Node(x, "x").relu().grad(1)["x"], [[0.0, 0.0, 1.0]])
