@@ -54,6 +54,9 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("ops", 113, 43, "`0` -> `1`"): "elu's negative branch, used only where a <= 0, where min(a, 1) = min(a, 0)",
     ("ops", 114, 20, "`>` -> `>=`"): "elu's value at 0: both branches give 0",
     ("ops", 137, 20, "`>=` -> `>`"): "the sigmoid at 0: both branches give 1/2",
+    ("ops", 158, 36, "`0` -> `1`"): "logsumexp's shift for a slice of -inf only: -inf either way",
+    ("layers", 361, 74, "`>` -> `>=`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
+    ("layers", 361, 87, "`1` -> `0`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
 }
 
 

@@ -477,3 +477,72 @@ def test_a_float64_batch_keeps_a_float32_layers_averages_float32():
     bn = net.batch_norm(3, "bn")
     bn(np.random.default_rng(19).normal(size=(6, 3)))  # float64 data
     assert net.params["avg_mean_bn"].dtype == net.params["avg_variance_bn"].dtype == np.float32
+
+
+def test_a_batch_norm_layer_refuses_an_unknown_activation_by_name():
+    with pytest.raises(ValueError, match="batch norm 'bn1': activation"):
+        dp.NeuralNode().batch_norm(3, "bn1", activation="softmax")
+
+
+def test_a_dropout_layer_drops_half_by_default():
+    layer = dp.NeuralNode(seed=0).dropout()
+    assert layer.p == 0.5
+    out = layer(np.ones((1000, 4)), train=True).value
+    assert set(np.unique(out)) == {0.0, 2.0} and abs((out == 0).mean() - 0.5) < 0.05
+
+
+class ThreeClasses(dp.NeuralNode):
+    def __init__(self):
+        super().__init__(seed=0)
+        self.l1 = self.linear(4, 3, "l1")
+
+    def forward(self, x, train=None):
+        return self.l1(x).softmax(axis=1)
+
+
+def test_the_default_loss_of_a_model_with_several_outputs_is_the_categorical_cross_entropy():
+    model, x, y = ThreeClasses(), np.random.default_rng(0).normal(size=(5, 4)), np.array([0, 2, 1, 1, 0])
+    expected = dp.losses.categorical_cross_entropy(model.forward(x), y)
+    np.testing.assert_allclose(model.loss(x, y).value, expected.value)
+    np.testing.assert_allclose(model.loss(x, y, reduction="mean").value, expected.value / 5)
+    np.testing.assert_array_equal(model.predict(x), model.forward(x).value.argmax(axis=1).reshape(-1, 1))
+
+
+class TestCheckedData:
+    def test_a_label_vector_becomes_a_column_and_other_labels_are_kept(self):
+        x = np.ones((3, 2))
+        _, column = dp.NeuralNode().checked_data(x, [0, 1, 1])
+        assert column.shape == (3, 1)
+        _, onehot = dp.NeuralNode().checked_data(x, np.eye(3))
+        assert onehot.shape == (3, 3)
+        rows, _ = dp.NeuralNode().checked_data(x, [0, 1, 1])
+        np.testing.assert_array_equal(rows, x)
+
+    @pytest.mark.parametrize(
+        ("y", "message"), [(1.0, "a scalar: no labels for 3 training rows"), ([0, 1], "2 labels for 3 training rows")]
+    )
+    def test_labels_that_are_not_one_per_row_are_refused(self, y, message):
+        with pytest.raises(ValueError, match=message):
+            dp.NeuralNode().checked_data(np.ones((3, 2)), y)
+
+    def test_rows_must_be_a_matrix(self):
+        with pytest.raises(ValueError, match=r"validation rows must be a 2-D array"):
+            dp.NeuralNode().checked_data(np.ones(3), [0, 1, 1], what="validation")
+
+
+def test_the_batch_norm_layer_class_has_the_factorys_defaults():
+    from dp.layers import BatchNorm
+
+    model = dp.NeuralNode()
+    made, direct = model.batch_norm(3, "bn1"), BatchNorm(model, "bn1", 3)
+    for option in ("momentum", "eps", "unbiased_average", "activation"):
+        assert getattr(direct, option) == getattr(made, option)
+    assert (direct.momentum, direct.eps, direct.unbiased_average) == (0.1, 1e-5, False)
+
+
+def test_batch_norm_over_one_feature_moves_its_averages():
+    model = dp.NeuralNode()
+    norm = model.batch_norm(1, "bn1")
+    norm(np.array([[1.0], [3.0]]), train=True)
+    np.testing.assert_allclose(model.params["avg_mean_bn1"], [[0.2]])
+    np.testing.assert_allclose(model.params["avg_variance_bn1"], [[0.1]])

@@ -440,8 +440,9 @@ def test_the_table_entries_have_the_documented_defaults():
     rows = np.array([[1.0, 2.0], [3.0, 5.0]])
     np.testing.assert_allclose(ops.softmax(rows)[0].sum(axis=1), [1.0, 1.0])
     np.testing.assert_allclose(np.exp(ops.log_softmax(rows)[0]).sum(axis=1), [1.0, 1.0])
-    for reduction in (ops.sum, ops.mean, ops.var, ops.max, ops.logsumexp):
-        assert reduction(rows)[0].shape == (1, 1)
+    expected = [rows.sum(), rows.mean(), rows.var(), rows.max(), np.log(np.exp(rows).sum())]
+    for reduction, value in zip((ops.sum, ops.mean, ops.var, ops.max, ops.logsumexp), expected):
+        np.testing.assert_allclose(reduction(rows)[0], [[value]])  # over all axes, kept, ddof=0
 
 
 def test_at_zero_leaky_relu_and_elu_take_the_slope_of_the_negative_side():
