@@ -57,6 +57,9 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("ops", 158, 36, "`0` -> `1`"): "logsumexp's shift for a slice of -inf only: -inf either way",
     ("layers", 361, 74, "`>` -> `>=`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
     ("layers", 361, 87, "`1` -> `0`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
+    ("layers", 400, 105, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+    ("layers", 402, 28, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+    ("layers", 500, 39, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
 }
 
 

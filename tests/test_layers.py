@@ -546,3 +546,30 @@ def test_batch_norm_over_one_feature_moves_its_averages():
     norm(np.array([[1.0], [3.0]]), train=True)
     np.testing.assert_allclose(model.params["avg_mean_bn1"], [[0.2]])
     np.testing.assert_allclose(model.params["avg_variance_bn1"], [[0.1]])
+
+
+def test_the_layer_norm_class_has_the_factorys_eps():
+    from dp.layers import LayerNorm
+
+    model = dp.NeuralNode()
+    assert LayerNorm(model, "ln1", 3).eps == model.layer_norm(3, "ln1").eps == 1e-5
+
+
+def test_a_training_batch_of_two_rows_is_enough():
+    model = dp.NeuralNode()
+    out = model.batch_norm(2, "bn1")(np.array([[1.0, 0.0], [3.0, 4.0]]), train=True)
+    np.testing.assert_allclose(out.value, [[-1.0, -1.0], [1.0, 1.0]], rtol=1e-5)
+
+
+def test_a_named_float64_input_to_a_float32_layer_keeps_its_gradient():
+    model = dp.NeuralNode(dtype=np.float32)
+    layer = model.linear(2, 1, "l1")
+    x = Node(np.ones((3, 2)), "x")
+    assert "x" in layer(x).sum().grad(1)
+    unnamed = Node(np.ones((3, 2), np.float32))
+    assert dp.layers.as_input(unnamed, np.float32) is unnamed
+
+
+def test_dropout_in_evaluation_returns_an_array_input_itself():
+    x = np.ones((4, 3))
+    assert dp.NeuralNode(seed=0).dropout(0.5)(x, train=False).value is x
