@@ -60,6 +60,9 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("layers", 400, 105, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
     ("layers", 402, 28, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
     ("layers", 500, 39, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
+    ("layers", 501, 54, "`True` -> `False`"): "a variance of shape (F,) broadcasts into the (1, F) average",
+    ("layers", 544, 35, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
+    ("layers", 545, 50, "`True` -> `False`"): "a variance of shape (F,) broadcasts against (N, F) as (1, F) does",
 }
 
 

@@ -573,3 +573,22 @@ def test_a_named_float64_input_to_a_float32_layer_keeps_its_gradient():
 def test_dropout_in_evaluation_returns_an_array_input_itself():
     x = np.ones((4, 3))
     assert dp.NeuralNode(seed=0).dropout(0.5)(x, train=False).value is x
+
+
+def test_a_batch_too_large_to_square_is_refused_before_the_averages_move():
+    net = SeedNet()
+    saved = snapshot(net.params)
+    with pytest.raises(dp.NonFiniteError, match="batch norm 'bn1': the batch has values too large to square"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            net.bn1(np.random.default_rng(1).normal(size=(4, 20)) * 1e200, train=True)
+    assert_bitwise_equal(net.params, saved)
+
+
+@pytest.mark.parametrize("level", ["batch_norm_composed", "batch_norm_closed_form"])
+def test_batch_norm_functions_use_eps_1e_5_by_default(level):
+    from dp import layers
+
+    x = Node(np.array([[0.0, 1.0], [0.002, 1.004]]), "x")  # variances of 1e-6 and 4e-6: eps matters
+    f = getattr(layers, level)
+    np.testing.assert_array_equal(f(x, 1.0, 0.0).value, f(x, 1.0, 0.0, 1e-5).value)
+    assert abs(f(x, 1.0, 0.0).value[1, 0] - 0.301511) < 1e-6  # 1e-3 / sqrt(1e-6 + 1e-5)
