@@ -63,6 +63,7 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("layers", 501, 54, "`True` -> `False`"): "a variance of shape (F,) broadcasts into the (1, F) average",
     ("layers", 544, 35, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
     ("layers", 545, 50, "`True` -> `False`"): "a variance of shape (F,) broadcasts against (N, F) as (1, F) does",
+    ("layers", 554, 104, "`True` -> `False`"): "a column sum of shape (F,) broadcasts against (N, F) as (1, F) does",
 }
 
 

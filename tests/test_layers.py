@@ -592,3 +592,15 @@ def test_batch_norm_functions_use_eps_1e_5_by_default(level):
     f = getattr(layers, level)
     np.testing.assert_array_equal(f(x, 1.0, 0.0).value, f(x, 1.0, 0.0, 1e-5).value)
     assert abs(f(x, 1.0, 0.0).value[1, 0] - 0.301511) < 1e-6  # 1e-3 / sqrt(1e-6 + 1e-5)
+
+
+def test_the_batch_norm_function_takes_two_rows_of_one_feature_and_refuses_one_row_or_three_axes():
+    np.testing.assert_allclose(batch_norm(np.array([[1.0], [3.0]]), 1.0, 0.0).value, [[-1.0], [1.0]], rtol=1e-5)
+    for x in (np.ones((1, 3)), np.ones((2, 3, 1))):
+        with pytest.raises(ValueError, match=r"a batch of shape \(N, features\) with N >= 2"):
+            batch_norm(x, 1.0, 0.0)
+
+
+def test_eval_mode_batch_norm_uses_eps_1e_5_by_default():
+    x, mean, var = np.array([[1.0]]), np.zeros((1, 1)), np.full((1, 1), 1e-6)
+    np.testing.assert_allclose(batch_norm_eval(Node(x), 1.0, 0.0, mean, var).value, [[1 / np.sqrt(1.1e-5)]])
