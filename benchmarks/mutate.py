@@ -64,6 +64,8 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("layers", 544, 35, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
     ("layers", 545, 50, "`True` -> `False`"): "a variance of shape (F,) broadcasts against (N, F) as (1, F) does",
     ("layers", 554, 104, "`True` -> `False`"): "a column sum of shape (F,) broadcasts against (N, F) as (1, F) does",
+    ("layers", 652, 11, "`>=` -> `>`"): "differs only where a uniform draw equals p exactly (probability 2**-53)",
+    ("losses", 66, 16, "`1` -> `0`"): "multiplying the loss by a scale of 1 changes nothing",
 }
 
 

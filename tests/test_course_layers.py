@@ -266,3 +266,8 @@ def test_layer_norm_uses_eps_1e_5_by_default():
     np.testing.assert_allclose(
         layer_norm_composed(x, 1.0, 0.0).value, [[-1, 1]] / np.sqrt(11.0), rtol=1e-6
     )  # 1e-3 / sqrt(1e-6 + 1e-5)
+
+
+def test_layer_norm_refuses_an_empty_batch():
+    with pytest.raises(ValueError, match="with N >= 1"):
+        layer_norm(np.ones((0, 3)), 1.0, 0.0)
