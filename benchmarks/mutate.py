@@ -66,6 +66,9 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("layers", 554, 104, "`True` -> `False`"): "a column sum of shape (F,) broadcasts against (N, F) as (1, F) does",
     ("layers", 652, 11, "`>=` -> `>`"): "differs only where a uniform draw equals p exactly (probability 2**-53)",
     ("losses", 66, 16, "`1` -> `0`"): "multiplying the loss by a scale of 1 changes nothing",
+    ("losses", 69, 52, "`>=` -> `>`"): "the sigmoid at z = 0: both branches give 1 / (1 + 1)",
+    ("losses", 109, 72, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
+    ("losses", 115, 81, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
 }
 
 

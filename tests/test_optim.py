@@ -492,3 +492,10 @@ def test_numpy_scalar_hyperparameters_keep_float32_and_give_the_same_steps(name,
         assert all(v.dtype == np.float32 for v in states.values() if isinstance(v, np.ndarray))
         results.append(params["w"])
     np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("cls", [SGD, Momentum, RMSProp, Adam])
+def test_weight_decay_is_l2_unless_decoupled_is_asked_for(cls):
+    optimizer = cls(weight_decay=0.01)
+    assert optimizer.decoupled is False and optimizer.config["decoupled"] is False
+    assert cls().weight_decay == 0.0
