@@ -55,8 +55,18 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("ops", 114, 20, "`>` -> `>=`"): "elu's value at 0: both branches give 0",
     ("ops", 137, 20, "`>=` -> `>`"): "the sigmoid at 0: both branches give 1/2",
     ("ops", 158, 36, "`0` -> `1`"): "logsumexp's shift for a slice of -inf only: -inf either way",
-    ("layers", 361, 74, "`>` -> `>=`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
-    ("layers", 361, 87, "`1` -> `0`"): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
+    (
+        "layers",
+        361,
+        74,
+        "`>` -> `>=`",
+    ): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
+    (
+        "layers",
+        361,
+        87,
+        "`1` -> `0`",
+    ): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
     ("layers", 400, 105, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
     ("layers", 402, 28, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
     ("layers", 500, 39, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
@@ -69,6 +79,16 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("losses", 69, 52, "`>=` -> `>`"): "the sigmoid at z = 0: both branches give 1 / (1 + 1)",
     ("losses", 109, 72, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
     ("losses", 115, 81, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
+    ("optim", 147, 78, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+    (
+        "optim",
+        176,
+        38,
+        "`False` -> `True`",
+    ): "astype(copy=True) of the gradient: the rules never write into it or keep it",
+    ("optim", 254, 54, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+    ("optim", 292, 84, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+    ("optim", 346, 40, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
 }
 
 

@@ -499,3 +499,10 @@ def test_weight_decay_is_l2_unless_decoupled_is_asked_for(cls):
     optimizer = cls(weight_decay=0.01)
     assert optimizer.decoupled is False and optimizer.config["decoupled"] is False
     assert cls().weight_decay == 0.0
+
+
+@pytest.mark.parametrize("name", [3, None, "adagrad"])
+def test_an_unknown_optimizer_that_is_no_classic_name_gets_no_hint_about_dp_classic(name):
+    with pytest.raises(ValueError, match="unknown optimizer") as error:
+        make_optimizer(name)
+    assert "dp.classic" not in str(error.value)
