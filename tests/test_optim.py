@@ -506,3 +506,16 @@ def test_an_unknown_optimizer_that_is_no_classic_name_gets_no_hint_about_dp_clas
     with pytest.raises(ValueError, match="unknown optimizer") as error:
         make_optimizer(name)
     assert "dp.classic" not in str(error.value)
+
+
+@pytest.mark.parametrize("step", [1, np.int64(3), np.array(3), np.array(1, dtype=np.uint8)])
+def test_a_step_count_of_1_or_more_loads_also_as_a_numpy_integer_or_0_d_array(step):
+    adam = Adam()
+    adam.load_state_dict({"w": {"m": np.zeros((1, 2)), "v": np.zeros((1, 2)), "step": step}})
+    loaded = adam.state_dict()["w"]["step"]
+    assert type(loaded) is int and loaded == int(step)
+
+
+def test_a_step_count_in_an_array_with_axes_is_refused():
+    with pytest.raises(ValueError, match="int >= 1"):
+        Adam().load_state_dict({"w": {"m": np.zeros((1, 2)), "v": np.zeros((1, 2)), "step": np.array([3])}})
