@@ -442,7 +442,9 @@ def test_the_table_entries_have_the_documented_defaults():
     np.testing.assert_allclose(np.exp(ops.log_softmax(rows)[0]).sum(axis=1), [1.0, 1.0])
     expected = [rows.sum(), rows.mean(), rows.var(), rows.max(), np.log(np.exp(rows).sum())]
     for reduction, value in zip((ops.sum, ops.mean, ops.var, ops.max, ops.logsumexp), expected):
-        np.testing.assert_allclose(reduction(rows)[0], [[value]])  # over all axes, kept, ddof=0
+        out = reduction(rows)[0]
+        assert out.shape == (1, 1)  # the axes are kept
+        np.testing.assert_allclose(out, [[value]])  # over all axes, ddof=0
 
 
 def test_at_zero_leaky_relu_and_elu_take_the_slope_of_the_negative_side():
