@@ -317,8 +317,8 @@ def main() -> None:
         chosen, carried = list(enumerate(mutants(module))), 0
         if previous is not None:  # the earlier run's killed mutants are carried over as killed
             earlier = {(s["line"], s["column"], s["mutation"]) for s in previous[module]["survivors"]}
-            chosen = [(i, m) for i, m in chosen if m in earlier]
-            if len(chosen) != len(earlier):
+            chosen = [(i, m) for i, m in chosen if m in earlier]  # both of `a * b * c`'s `*` if one survived
+            if {m for _, m in chosen} != earlier:
                 sys.exit(f"{module}.py changed since {args.only_survivors}: run all its mutants")
             carried = previous[module]["mutants"] - len(chosen)
         if args.sample and args.sample < len(chosen):
