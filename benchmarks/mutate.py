@@ -44,53 +44,43 @@ MODULES = {
     "losses": ["test_losses.py", "test_models.py"],
     "optim": ["test_optim.py", "test_classic.py"],
 }
-# (module, line, column, mutation) -> why the mutant cannot be told apart from the original by any test
-EQUIVALENT: dict[tuple[str, int, int, str], str] = {
-    ("node", 389, 8, "`return False` -> `return None`"): "_broadcastable is only used as a truth value",
-    ("node", 511, 69, "`>=` -> `>`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
-    ("node", 511, 83, "`2` -> `3`"): "as_value's fast path: the general path returns a 2-D float array as it is too",
-    ("node", 482, 7, "`>` -> `>=`"): "unbroadcast: g.sum(axis=()) for no extra axes is a copy of g",
-    ("ops", 54, 71, "`1` -> `0`"): "the exponent used where b == 0, whose result np.where throws away (a**0 is finite)",
-    ("ops", 107, 20, "`>` -> `>=`"): "leaky_relu's value at 0: both branches give 0",
-    ("ops", 113, 43, "`0` -> `1`"): "elu's negative branch, used only where a <= 0, where min(a, 1) = min(a, 0)",
-    ("ops", 114, 20, "`>` -> `>=`"): "elu's value at 0: both branches give 0",
-    ("ops", 137, 20, "`>=` -> `>`"): "the sigmoid at 0: both branches give 1/2",
-    ("ops", 158, 36, "`0` -> `1`"): "logsumexp's shift for a slice of -inf only: -inf either way",
-    (
-        "layers",
-        361,
-        74,
-        "`>` -> `>=`",
-    ): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
-    (
-        "layers",
-        361,
-        87,
-        "`1` -> `0`",
-    ): "statistics of a 1-row batch are never stored: normalize refuses the batch first",
-    ("layers", 400, 105, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
-    ("layers", 402, 28, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
-    ("layers", 500, 39, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
-    ("layers", 501, 54, "`True` -> `False`"): "a variance of shape (F,) broadcasts into the (1, F) average",
-    ("layers", 544, 35, "`True` -> `False`"): "a mean of shape (F,) broadcasts against (N, F) as (1, F) does",
-    ("layers", 545, 50, "`True` -> `False`"): "a variance of shape (F,) broadcasts against (N, F) as (1, F) does",
-    ("layers", 554, 53, "`True` -> `False`"): "a column sum of shape (F,) broadcasts against (N, F) as (1, F) does",
-    ("layers", 554, 104, "`True` -> `False`"): "a column sum of shape (F,) broadcasts against (N, F) as (1, F) does",
-    ("layers", 652, 11, "`>=` -> `>`"): "differs only where a uniform draw equals p exactly (probability 2**-53)",
-    ("losses", 66, 16, "`1` -> `0`"): "multiplying the loss by a scale of 1 changes nothing",
-    ("losses", 69, 52, "`>=` -> `>`"): "the sigmoid at z = 0: both branches give 1 / (1 + 1)",
-    ("losses", 109, 72, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
-    ("losses", 115, 81, "`False` -> `True`"): "astype(copy=True) of the labels: a copy no one sees",
-    ("optim", 147, 78, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
-    (
-        "optim",
-        176,
-        38,
-        "`False` -> `True`",
-    ): "astype(copy=True) of the gradient: the rules never write into it or keep it",
-    ("optim", 254, 54, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
-    ("optim", 292, 84, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
-    ("optim", 346, 40, "`False` -> `True`"): "astype(copy=True) of an array made on that line: a copy no one sees",
+# Mutants that no test can tell from the original, each with the reason: module:line:column | mutation | why.
+EQUIVALENT_TABLE = """
+node:389:8 | `return False` -> `return None` | _broadcastable's answer is only used as a truth value
+node:482:7 | `>` -> `>=` | unbroadcast: g.sum(axis=()) for no extra axes is a copy of g
+node:511:69 | `>=` -> `>` | as_value's fast path: the general path returns a 2-D float array as it is too
+node:511:83 | `2` -> `3` | as_value's fast path: the general path returns a 2-D float array as it is too
+ops:54:71 | `1` -> `0` | the exponent where b == 0, whose result np.where throws away (a**0 is finite too)
+ops:107:20 | `>` -> `>=` | leaky_relu's value at 0: both branches give 0
+ops:113:43 | `0` -> `1` | elu's negative branch is used only where a <= 0, where min(a, 1) = min(a, 0)
+ops:114:20 | `>` -> `>=` | elu's value at 0: both branches give 0
+ops:137:20 | `>=` -> `>` | the sigmoid at 0: both branches give 1/2
+ops:158:36 | `0` -> `1` | logsumexp's shift for a slice of -inf only: -inf either way
+layers:361:74 | `>` -> `>=` | statistics of a 1-row batch are never stored: normalize refuses the batch first
+layers:361:87 | `1` -> `0` | statistics of a 1-row batch are never stored: normalize refuses the batch first
+layers:400:105 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+layers:402:28 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+layers:500:39 | `True` -> `False` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
+layers:501:54 | `True` -> `False` | a variance of shape (F,) broadcasts into the (1, F) average
+layers:544:35 | `True` -> `False` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
+layers:545:50 | `True` -> `False` | a variance of shape (F,) broadcasts against (N, F) as (1, F) does
+layers:554:53 | `True` -> `False` | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+layers:554:104 | `True` -> `False` | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+layers:652:11 | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
+losses:66:16 | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
+losses:69:52 | `>=` -> `>` | the sigmoid at z = 0: both branches give 1 / (1 + 1)
+losses:109:72 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
+losses:115:81 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
+optim:147:78 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:176:38 | `False` -> `True` | astype(copy=True) of the gradient: the rules never write into it or keep it
+optim:254:54 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:292:84 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:346:40 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+"""
+EQUIVALENT = {
+    (module, int(line), int(column), mutation): why
+    for where, mutation, why in (row.split(" | ") for row in EQUIVALENT_TABLE.strip().splitlines())
+    for module, line, column in [where.split(":")]
 }
 
 
@@ -230,20 +220,27 @@ def source_of(module: str) -> str:
 
 def run_tests(module: str, source: str, timeout: float) -> tuple[str, float]:
     """Run ``module``'s tests against ``source`` in a fresh process: ("killed" | "survived" | "timeout", seconds)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as file:
-        file.write(source)
     tests = [str(ROOT / "tests" / t) for t in MODULES[module]]
-    command = [sys.executable, __file__, "_run", module, file.name, *tests, "-x", "-q", "-p", "no:cacheprovider"]
+    options = ["-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0"]  # the same examples every run
     threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    environment = {**os.environ, **threads, "PYTHONPATH": str(ROOT / "src")}  # this checkout's dp, one core
     start = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, timeout=timeout)
-        outcome = "survived" if done.returncode == 0 else "killed"
-    except subprocess.TimeoutExpired:
-        outcome = "timeout"
-    finally:
-        os.unlink(file.name)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / f"{module}.py"
+        path.write_text(source)
+        # This checkout's dp; one core; a hypothesis database of its own, so one mutant's failing examples
+        # are not replayed against the next (nor saved in the checkout).
+        environment = {
+            **os.environ,
+            **threads,
+            "PYTHONPATH": str(ROOT / "src"),
+            "HYPOTHESIS_STORAGE_DIRECTORY": scratch,
+        }
+        command = [sys.executable, __file__, "_run", module, str(path), *tests, *options]
+        try:
+            done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, timeout=timeout)
+            outcome = "survived" if done.returncode == 0 else "killed"
+        except subprocess.TimeoutExpired:
+            outcome = "timeout"
     return outcome, time.perf_counter() - start
 
 
