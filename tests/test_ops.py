@@ -452,3 +452,10 @@ def test_at_zero_leaky_relu_and_elu_take_the_slope_of_the_negative_side():
     np.testing.assert_allclose(Node(x, "x").leaky_relu(0.1).grad(1)["x"], [[0.1, 0.1, 1.0]])
     np.testing.assert_allclose(Node(x, "x").elu(0.5).grad(1)["x"], [[0.5, 0.5 * np.exp(-1.0), 1.0]])
     np.testing.assert_array_equal(Node(x, "x").relu().grad(1)["x"], [[0.0, 0.0, 1.0]])
+
+
+def test_linear_refuses_shapes_that_do_not_fit_by_name():
+    with pytest.raises(ValueError, match=r"dot: shapes \(2, 3\) and \(4, 5\) don't fit"):
+        linear(Node(np.ones((2, 3))), Node(np.ones((4, 5))))
+    with pytest.raises(ValueError, match="both operands need 2 or more dimensions"):
+        linear(Node(np.ones((2, 3))), np.ones(3))  # NumPy would give a vector
