@@ -10,14 +10,15 @@ condition negated, an expression statement or ``+=`` removed, ``return x`` made
 The source files are never touched: each mutant runs in a fresh Python process (this
 script, called with ``_run``) whose import hook (`MutantFinder`) hands pytest the mutated
 module instead of the real one, and pytest runs only the test modules that cover it,
-stopping at the first failure. A mutant is *killed* (a test failed), *survived* (all
-passed) or *timeout* (counted as killed). Mutants that change nothing observable are
-listed by hand in `EQUIVALENT`, with a reason, and left out of the score.
+stopping at the first failure, with hypothesis's seed fixed (a run is reproducible). A
+mutant is *killed* (a test failed), *survived* (all passed) or *timeout* (counted as
+killed). Mutants that change nothing observable are listed by hand in `EQUIVALENT_TABLE`,
+with a reason, and left out of the score.
 
 The report (``--out``, default mutation-report.json) holds each module's score and
 every survivor (file:line, the mutation). It takes about an hour on one core for all
 modules; ``--sample`` runs a random subset, ``--only-survivors`` re-runs a previous
-report's survivors (tests are only ever added, so killed mutants stay killed).
+report's survivors and counts the rest as killed (tests are only ever added).
 """
 
 from __future__ import annotations
