@@ -251,3 +251,23 @@ def test_dropout_keeps_float32():
 def test_bad_dropout_input_is_refused_clearly(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_layer_norm_scales_by_gamma_and_shifts_by_beta_per_feature():
+    x = RNG.normal(size=(3, 3))  # as many rows as features: a column gamma would scale rows instead
+    xhat = layer_norm(x, 1.0, 0.0).value
+    gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(layer_norm(x, gamma, beta).value, xhat * gamma + beta, rtol=1e-12)
+    np.testing.assert_allclose(layer_norm(x, gamma.reshape(1, 3), beta).value, xhat * gamma + beta, rtol=1e-12)
+
+
+def test_layer_norm_uses_eps_1e_5_by_default():
+    x = Node(np.array([[0.0, 0.002]]))  # a row variance of 1e-6: eps matters
+    np.testing.assert_allclose(
+        layer_norm_composed(x, 1.0, 0.0).value, [[-1, 1]] / np.sqrt(11.0), rtol=1e-6
+    )  # 1e-3 / sqrt(1e-6 + 1e-5)
+
+
+def test_layer_norm_refuses_an_empty_batch():
+    with pytest.raises(ValueError, match="with N >= 1"):
+        layer_norm(np.ones((0, 3)), 1.0, 0.0)

@@ -350,6 +350,30 @@ class TestParamAccess:
             net.set_param({"weight_l1": np.zeros((30, 20)), "avg_variance_bn1": -np.ones((1, 20))})
         assert_bitwise_equal(net.params, saved)
 
+    def test_set_param_keeps_each_entrys_dtype_in_a_float32_model(self):
+        net = dp.NeuralNode(dtype=np.float32)
+        net.linear(2, 3, "l1")
+        net.batch_norm(3, "bn1")
+        net.set_param({"weight_l1": np.ones((2, 3)), "avg_variance_bn1": np.ones((1, 3)), "batches_bn1": [[4]]})
+        assert {v.dtype for v in net.params.values()} == {np.dtype(np.float32)}
+        np.testing.assert_array_equal(net.params["batches_bn1"], [[4.0]])
+
+    def test_set_param_accepts_zero_counts_and_variances_but_not_fractional_counts(self):
+        net = SeedNet()
+        net.set_param({"avg_variance_bn1": np.zeros((1, 20)), "batches_bn1": np.zeros((1, 1))})
+        with pytest.raises(ValueError, match="whole number"):
+            net.set_param({"batches_bn1": np.full((1, 1), 2.5)})
+        with pytest.raises(ValueError, match="count: it cannot be negative"):
+            net.set_param({"batches_bn1": -np.ones((1, 1))})
+
+
+def test_predict_calls_a_probability_of_exactly_one_half_class_0():
+    from dp.layers import classes
+
+    np.testing.assert_array_equal(classes(np.array([[0.5], [0.5000001], [0.4999999]])), [[0], [1], [0]])
+    assert classes(np.array([[0.5]])).dtype == np.int64
+    np.testing.assert_array_equal(classes(np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])), [[1], [0]])
+
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, "U3"])
 def test_a_model_dtype_must_be_floating_point(dtype):
@@ -453,3 +477,130 @@ def test_a_float64_batch_keeps_a_float32_layers_averages_float32():
     bn = net.batch_norm(3, "bn")
     bn(np.random.default_rng(19).normal(size=(6, 3)))  # float64 data
     assert net.params["avg_mean_bn"].dtype == net.params["avg_variance_bn"].dtype == np.float32
+
+
+def test_a_batch_norm_layer_refuses_an_unknown_activation_by_name():
+    with pytest.raises(ValueError, match="batch norm 'bn1': activation"):
+        dp.NeuralNode().batch_norm(3, "bn1", activation="softmax")
+
+
+def test_a_dropout_layer_drops_half_by_default():
+    layer = dp.NeuralNode(seed=0).dropout()
+    assert layer.p == 0.5
+    out = layer(np.ones((1000, 4)), train=True).value
+    assert set(np.unique(out)) == {0.0, 2.0} and abs((out == 0).mean() - 0.5) < 0.05
+
+
+class ThreeClasses(dp.NeuralNode):
+    def __init__(self):
+        super().__init__(seed=0)
+        self.l1 = self.linear(4, 3, "l1")
+
+    def forward(self, x, train=None):
+        return self.l1(x).softmax(axis=1)
+
+
+def test_the_default_loss_of_a_model_with_several_outputs_is_the_categorical_cross_entropy():
+    model, x, y = ThreeClasses(), np.random.default_rng(0).normal(size=(5, 4)), np.array([0, 2, 1, 1, 0])
+    expected = dp.losses.categorical_cross_entropy(model.forward(x), y)
+    np.testing.assert_allclose(model.loss(x, y).value, expected.value)
+    np.testing.assert_allclose(model.loss(x, y, reduction="mean").value, expected.value / 5)
+    np.testing.assert_array_equal(model.predict(x), model.forward(x).value.argmax(axis=1).reshape(-1, 1))
+
+
+class TestCheckedData:
+    def test_a_label_vector_becomes_a_column_and_other_labels_are_kept(self):
+        x = np.ones((3, 2))
+        _, column = dp.NeuralNode().checked_data(x, [0, 1, 1])
+        assert column.shape == (3, 1)
+        _, onehot = dp.NeuralNode().checked_data(x, np.eye(3))
+        assert onehot.shape == (3, 3)
+        rows, _ = dp.NeuralNode().checked_data(x, [0, 1, 1])
+        np.testing.assert_array_equal(rows, x)
+
+    @pytest.mark.parametrize(
+        ("y", "message"), [(1.0, "a scalar: no labels for 3 training rows"), ([0, 1], "2 labels for 3 training rows")]
+    )
+    def test_labels_that_are_not_one_per_row_are_refused(self, y, message):
+        with pytest.raises(ValueError, match=message):
+            dp.NeuralNode().checked_data(np.ones((3, 2)), y)
+
+    def test_rows_must_be_a_matrix(self):
+        with pytest.raises(ValueError, match=r"validation rows must be a 2-D array"):
+            dp.NeuralNode().checked_data(np.ones(3), [0, 1, 1], what="validation")
+
+
+def test_the_batch_norm_layer_class_has_the_factorys_defaults():
+    from dp.layers import BatchNorm
+
+    model = dp.NeuralNode()
+    made, direct = model.batch_norm(3, "bn1"), BatchNorm(model, "bn1", 3)
+    for option in ("momentum", "eps", "unbiased_average", "activation"):
+        assert getattr(direct, option) == getattr(made, option)
+    assert (direct.momentum, direct.eps, direct.unbiased_average) == (0.1, 1e-5, False)
+
+
+def test_batch_norm_over_one_feature_moves_its_averages():
+    model = dp.NeuralNode()
+    norm = model.batch_norm(1, "bn1")
+    norm(np.array([[1.0], [3.0]]), train=True)
+    np.testing.assert_allclose(model.params["avg_mean_bn1"], [[0.2]])
+    np.testing.assert_allclose(model.params["avg_variance_bn1"], [[0.1]])
+
+
+def test_the_layer_norm_class_has_the_factorys_eps():
+    from dp.layers import LayerNorm
+
+    model = dp.NeuralNode()
+    assert LayerNorm(model, "ln1", 3).eps == model.layer_norm(3, "ln1").eps == 1e-5
+
+
+def test_a_training_batch_of_two_rows_is_enough():
+    model = dp.NeuralNode()
+    out = model.batch_norm(2, "bn1")(np.array([[1.0, 0.0], [3.0, 4.0]]), train=True)
+    np.testing.assert_allclose(out.value, [[-1.0, -1.0], [1.0, 1.0]], rtol=1e-5)
+
+
+def test_a_named_float64_input_to_a_float32_layer_keeps_its_gradient():
+    model = dp.NeuralNode(dtype=np.float32)
+    layer = model.linear(2, 1, "l1")
+    x = Node(np.ones((3, 2)), "x")
+    assert "x" in layer(x).sum().grad(1)
+    unnamed = Node(np.ones((3, 2), np.float32))
+    assert dp.layers.as_input(unnamed, np.float32) is unnamed
+
+
+def test_dropout_in_evaluation_returns_an_array_input_itself():
+    x = np.ones((4, 3))
+    assert dp.NeuralNode(seed=0).dropout(0.5)(x, train=False).value is x
+
+
+def test_a_batch_too_large_to_square_is_refused_before_the_averages_move():
+    net = SeedNet()
+    saved = snapshot(net.params)
+    with pytest.raises(dp.NonFiniteError, match="batch norm 'bn1': the batch has values too large to square"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            net.bn1(np.random.default_rng(1).normal(size=(4, 20)) * 1e200, train=True)
+    assert_bitwise_equal(net.params, saved)
+
+
+@pytest.mark.parametrize("level", ["batch_norm_composed", "batch_norm_closed_form"])
+def test_batch_norm_functions_use_eps_1e_5_by_default(level):
+    from dp import layers
+
+    x = Node(np.array([[0.0, 1.0], [0.002, 1.004]]), "x")  # variances of 1e-6 and 4e-6: eps matters
+    f = getattr(layers, level)
+    np.testing.assert_array_equal(f(x, 1.0, 0.0).value, f(x, 1.0, 0.0, 1e-5).value)
+    assert abs(f(x, 1.0, 0.0).value[1, 0] - 0.301511) < 1e-6  # 1e-3 / sqrt(1e-6 + 1e-5)
+
+
+def test_the_batch_norm_function_takes_two_rows_of_one_feature_and_refuses_one_row_or_three_axes():
+    np.testing.assert_allclose(batch_norm(np.array([[1.0], [3.0]]), 1.0, 0.0).value, [[-1.0], [1.0]], rtol=1e-5)
+    for x in (np.ones((1, 3)), np.ones((2, 3, 1))):
+        with pytest.raises(ValueError, match=r"a batch of shape \(N, features\) with N >= 2"):
+            batch_norm(x, 1.0, 0.0)
+
+
+def test_eval_mode_batch_norm_uses_eps_1e_5_by_default():
+    x, mean, var = np.array([[1.0]]), np.zeros((1, 1)), np.full((1, 1), 1e-6)
+    np.testing.assert_allclose(batch_norm_eval(Node(x), 1.0, 0.0, mean, var).value, [[1 / np.sqrt(1.1e-5)]])

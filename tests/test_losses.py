@@ -150,3 +150,99 @@ class TestCategoricalFromProbabilities:
         loss = categorical_cross_entropy(p, [1])
         assert np.isfinite(loss.value).all() and loss.value[0, 0] > 25
         assert np.isfinite(loss.grad(1)["p"]).all()
+
+
+ALL_LOSSES = {
+    "binary": (binary_cross_entropy, P, Y),
+    "binary from logits": (binary_cross_entropy_with_logits, Z, Y),
+    "categorical": (categorical_cross_entropy, np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True), CLASSES),
+    "softmax": (softmax_cross_entropy, LOGITS, CLASSES),
+}
+
+
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_mean_reduction_divides_the_loss_and_its_gradient_by_the_batch_size(name):
+    loss, x, y = ALL_LOSSES[name]
+    total, average = loss(Node(x, "x"), y), loss(Node(x, "x"), y, reduction="mean")
+    rows = x.shape[0]
+    np.testing.assert_allclose(average.value, total.value / rows, rtol=1e-14)
+    np.testing.assert_allclose(average.grad(1)["x"], total.grad(1)["x"] / rows, rtol=1e-14)
+    np.testing.assert_allclose(average.grad(3.0)["x"], 3 * total.grad(1)["x"] / rows, rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_a_loss_is_a_one_by_one_node_in_the_dtype_of_its_input(name):
+    loss, x, y = ALL_LOSSES[name]
+    value = loss(Node(x.astype(np.float32), "x"), y)
+    assert value.shape == (1, 1) and value.dtype == np.float32
+    assert value.grad(1)["x"].dtype == np.float32
+
+
+class TestBinaryClipping:
+    def test_where_the_clip_bites_the_loss_is_that_of_the_bound(self):
+        p = Node(np.array([[0.0], [1.0]]), "p")
+        loss = binary_cross_entropy(p, np.array([1.0, 0.0]))
+        np.testing.assert_allclose(loss.value, [[-2 * np.log(1e-12)]], rtol=1e-6)
+        np.testing.assert_allclose(
+            binary_cross_entropy(p, np.array([1.0, 0.0]), clip=1e-3).value, [[-2 * np.log(1e-3)]]
+        )
+
+    def test_where_the_clip_bites_the_gradient_is_exactly_zero(self):
+        p = Node(np.array([[0.0], [1.0], [1e-13], [0.3]]), "p")
+        grads = binary_cross_entropy(p, np.array([1.0, 0.0, 1.0, 1.0])).grad(1)["p"]
+        np.testing.assert_array_equal(grads[:3], np.zeros((3, 1)))
+        np.testing.assert_allclose(grads[3], [-1 / 0.3])
+
+    def test_at_the_bounds_themselves_the_gradient_is_the_plain_one(self):
+        low, high = 1e-3, 1 - 1e-3
+        p = Node(np.array([[low], [high]]), "p")
+        grads = binary_cross_entropy(p, np.array([1.0, 0.0]), clip=1e-3).grad(1)["p"]
+        np.testing.assert_allclose(grads, [[-1 / low], [1 / (1 - high)]], rtol=1e-12)
+
+    def test_in_float32_the_upper_bound_is_the_largest_float32_below_one(self):
+        # 1 - 1e-12 is 1 in float32: the bound is the next float32 below 1, so log(1 - p) stays finite.
+        top = np.nextafter(np.float32(1), np.float32(0))
+        p = Node(np.array([[1.0], [top]], np.float32), "p")
+        loss = binary_cross_entropy(p, np.array([0.0, 0.0]))
+        np.testing.assert_allclose(loss.value, [[-2 * np.log1p(-np.float64(top))]], rtol=1e-6)
+        grads = loss.grad(1)["p"]
+        assert grads[0, 0] == 0 and grads[1, 0] > 1e6
+
+    def test_in_float32_the_lower_bound_is_the_clip(self):
+        p = Node(np.array([[0.0], [1e-3]], np.float32), "p")
+        loss = binary_cross_entropy(p, np.array([1.0, 1.0]), clip=1e-3)
+        np.testing.assert_allclose(loss.value, [[-2 * np.log(1e-3)]], rtol=1e-5)
+
+
+class TestCategoricalClipping:
+    def test_at_the_clip_itself_the_gradient_is_the_plain_one_and_below_it_zero(self):
+        p = Node(np.array([[1e-3, 1 - 1e-3], [1e-4, 1 - 1e-4]]), "p")
+        loss = categorical_cross_entropy(p, [0, 0], clip=1e-3)
+        np.testing.assert_allclose(loss.value, [[-2 * np.log(1e-3)]])
+        np.testing.assert_allclose(loss.grad(1)["p"], [[-1e3, 0.0], [0.0, 0.0]])
+
+
+class TestSoftmaxLabels:
+    def test_two_classes_with_one_hot_labels_are_softmax_not_binary(self):
+        z = np.array([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
+        onehot = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = softmax_cross_entropy(Node(z, "z"), onehot)
+        np.testing.assert_allclose(loss.value, [[-(onehot * log_p).sum()]])
+        np.testing.assert_allclose(loss.grad(1)["z"], np.exp(log_p) - onehot)
+        np.testing.assert_allclose(softmax_cross_entropy(Node(z), [0, 1, 1]).value, loss.value)
+
+    def test_labels_given_as_a_node_are_its_value(self):
+        expected = softmax_cross_entropy(Node(LOGITS), CLASSES).value
+        np.testing.assert_array_equal(softmax_cross_entropy(Node(LOGITS), Node(CLASSES)).value, expected)
+        np.testing.assert_array_equal(
+            binary_cross_entropy(Node(P), Node(Y)).value, binary_cross_entropy(Node(P), Y).value
+        )
+
+    def test_labels_of_shape_n_1_1_are_refused(self):
+        with pytest.raises(ValueError, match="shape"):
+            softmax_cross_entropy(Node(LOGITS), CLASSES.reshape(-1, 1, 1))
+
+    def test_logits_that_are_not_a_matrix_are_refused(self):
+        with pytest.raises(ValueError, match=r"\(n, k\)"):
+            softmax_cross_entropy(Node(LOGITS.reshape(5, 3, 1)), CLASSES)

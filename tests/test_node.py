@@ -291,3 +291,141 @@ def test_a_vjp_answer_with_fewer_axes_than_its_input_is_refused_not_misaligned()
         ValueError, match=r"the vjp of double answered with shape \(3,\) for an input of shape \(3, 1\)"
     ):
         double(Node([1.0, 2.0, 3.0], "x")).sum().grad(1)
+
+
+def test_unary_plus_is_the_node_itself():
+    w = Node(np.ones((2, 2)), "w")
+    assert +w is w
+
+
+def test_repr_names_a_parameter_and_gives_shape_and_dtype():
+    assert repr(Node(np.ones((2, 2), np.float32), "w")) == "Node(name='w', shape=(2, 2), dtype=float32)"
+    assert repr(Node(1.0)) == "Node(shape=(1, 1), dtype=float64)"
+
+
+class TestSeeds:
+    @pytest.mark.parametrize("seed", [2, np.float64(2), np.int64(2), np.array(2.0), np.full((2, 2), 2), 2.0])
+    def test_every_seed_gives_gradients_in_the_dtype_of_the_parameter(self, seed):
+        w = Node(np.ones((2, 2), np.float32), "w")
+        g = (w * 3).grad(seed)["w"]
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, np.full((2, 2), 6.0))
+
+    def test_a_bool_seed_is_refused(self):
+        with pytest.raises(TypeError, match="not bool"):
+            (Node(1.0, "w") * 2).grad(True)
+
+    @pytest.mark.parametrize(("seed", "error"), [(np.ones(3), ValueError), ("1", TypeError), (Node(1.0), TypeError)])
+    def test_a_bad_seed_is_refused_even_on_a_graph_without_parameters(self, seed, error):
+        with pytest.raises(error):
+            (Node(np.ones((2, 2))) * 2).grad(seed)
+
+    def test_backward_yields_each_node_with_its_gradient_root_first(self):
+        w = Node(np.full((1, 2), 3.0), "w")
+        doubled = w * 2
+        pairs = list((doubled * doubled).backward(1.0))
+        assert [node for node, _ in pairs][1:] == [doubled, w]
+        np.testing.assert_array_equal(pairs[-1][1], np.full((1, 2), 24.0))  # d(2w)²/dw = 8w
+
+
+def test_a_vjp_for_all_arguments_must_answer_for_the_last_argument_too():
+    @dp.primitive
+    def pair(a, b):
+        return a * b, lambda g: (g * b,)  # no gradient for b
+
+    with pytest.raises(TypeError, match="the vjp of pair must return a tuple with one gradient"):
+        pair(Node(np.ones((2, 2)), "a"), Node(np.ones((2, 2)), "b")).grad(1)
+
+
+def test_grad_and_backward_start_from_a_seed_of_one_by_default():
+    w = Node(np.array([[1.0, -2.0]]), "w")
+    loss = (w * w).sum()
+    np.testing.assert_array_equal(loss.grad()["w"], [[2.0, -4.0]])
+    np.testing.assert_array_equal(next(iter(loss.backward()))[1], [[1.0]])
+
+
+def test_concatenate_as_a_method_joins_rows_by_default():
+    a, b = Node(np.ones((2, 3)), "a"), Node(np.zeros((1, 3)), "b")
+    joined = a.concatenate(b)
+    assert joined.shape == (3, 3)
+    grads = joined.grad(np.arange(9.0).reshape(3, 3))
+    np.testing.assert_array_equal(grads["b"], [[6.0, 7.0, 8.0]])
+
+
+def test_a_vjp_answer_of_a_shape_that_does_not_broadcast_is_refused_by_name():
+    @dp.primitive
+    def bad(x):
+        return 2 * x, (lambda g: np.ones((2, 2)),)
+
+    with pytest.raises(ValueError, match=r"the vjp of bad answered with shape \(2, 2\) for an input of shape \(2, 3\)"):
+        bad(Node(np.ones((2, 3)), "x")).grad(1)
+
+
+def test_a_primitive_returning_a_numpy_scalar_gives_an_array_value():
+    @dp.primitive
+    def total(a):
+        return a.sum(), (lambda g: g,)  # ndarray.sum() is a NumPy scalar, not an array
+
+    out = total(Node(np.ones((2, 2)), "a"))
+    assert out.value.__class__ is np.ndarray and out.value.shape == ()
+    np.testing.assert_array_equal(out.grad(3.0)["a"], np.full((2, 2), 3.0))
+
+
+def test_concatenate_joins_rows_by_default_and_gives_a_node_even_for_constants_only():
+    joined = dp.concatenate([Node(np.ones((1, 2)), "a"), np.zeros((2, 2))])
+    assert joined.shape == (3, 2)
+    constants = dp.concatenate([np.ones((1, 2)), np.zeros((1, 2))])
+    assert isinstance(constants, Node) and constants.dtype == np.float64
+    np.testing.assert_array_equal(constants.value, [[1.0, 1.0], [0.0, 0.0]])
+
+
+def test_a_matrix_product_of_shapes_that_do_not_fit_says_so_not_broadcast():
+    with pytest.raises(
+        ValueError, match=r"dot: shapes \(2, 3\) and \(4, 5\) don't fit: the left operand has 3 columns"
+    ):
+        Node(np.ones((2, 3))) @ Node(np.ones((4, 5)))
+
+
+class TestGradientsAreArraysOfTheirOwn:
+    def test_one_array_passed_to_two_names_is_copied_for_the_second(self):
+        a, b = Node(np.ones((2, 2)), "a"), Node(np.ones((2, 2)), "b")
+        grads = (a + b).grad(np.full((2, 2), 3.0))  # add's vjp hands the same array to both
+        assert not np.shares_memory(grads["a"], grads["b"])
+        grads["a"] *= 0
+        np.testing.assert_array_equal(grads["b"], np.full((2, 2), 3.0))
+
+    def test_two_views_of_one_array_are_copied(self):
+        w, v = Node(np.ones((3, 2)), "w"), Node(np.ones((3, 2)), "v")
+        grads = (w.T + v.T).grad(np.arange(6.0).reshape(2, 3))  # each gets a transposed view of the seed
+        assert not np.shares_memory(grads["w"], grads["v"])
+        assert grads["w"].base is None and grads["v"].base is None
+        np.testing.assert_array_equal(grads["w"], np.arange(6.0).reshape(2, 3).T)
+
+    def test_a_read_only_answer_of_a_vjp_is_copied_so_that_it_can_be_changed(self):
+        @dp.primitive
+        def frozen(x):
+            def vjp(g):
+                out = g * 2
+                out.flags.writeable = False
+                return out
+
+            return 2 * x, (vjp,)
+
+        grads = frozen(Node(np.ones((2, 2)), "x")).grad(1)
+        grads["x"] += 1  # would raise for a read-only array
+        np.testing.assert_array_equal(grads["x"], np.full((2, 2), 3.0))
+
+
+def test_a_parameter_broadcast_over_an_empty_batch_gets_a_zero_gradient():
+    b = Node(np.ones((1, 3)), "b")
+    grads = (Node(np.ones((0, 3))) + b).grad(1)
+    np.testing.assert_array_equal(grads["b"], np.zeros((1, 3)))
+
+
+def test_a_number_never_changes_the_shape_of_a_0_d_or_1_d_node():
+    x = Node(np.array([[1.0, 2.0, 3.0]]), "x")
+    row = x.reshape(3)
+    assert (row * 2).shape == (3,) and (2 - row).shape == (3,)
+    total = x.sum(keepdims=False)
+    assert (total + 1).shape == () and (total + np.float64(1)).shape == ()
+    np.testing.assert_array_equal((row * 2).grad(1)["x"], np.full((1, 3), 2.0))

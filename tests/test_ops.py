@@ -359,3 +359,103 @@ def test_var_with_no_degrees_of_freedom_is_nan_with_a_warning_and_nan_gradients(
     assert np.isnan(out.value).all()
     with np.errstate(invalid="ignore"):
         assert np.isnan(out.sum().grad(1)["x"]).all()
+
+
+# ----- defaults, dtypes and edge points that the finite differences above do not reach -----
+
+
+def test_method_defaults_are_the_documented_ones():
+    x = Node(np.array([[-2.0, 0.5], [1.0, -0.25]]))
+    np.testing.assert_array_equal(x.leaky_relu().value, x.leaky_relu(0.01).value)
+    np.testing.assert_array_equal(x.elu().value, x.elu(1.0).value)
+    np.testing.assert_allclose(x.elu().value[0, 0], np.expm1(-2.0))
+    np.testing.assert_allclose(x.leaky_relu().value[0, 0], -0.02)
+    for method in ("sum", "mean", "var", "max", "logsumexp"):
+        assert getattr(x, method)().shape == (1, 1)
+        assert getattr(x, method)(axis=0).shape == (1, 2)
+    np.testing.assert_allclose(x.var().value, [[np.var(x.value)]])  # ddof=0: divided by n
+
+
+def test_softmax_and_log_softmax_work_along_the_last_axis_by_default():
+    x = draw(5, (2, 3, 4))
+    rows = np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(Node(x).softmax().value, rows, rtol=1e-14)
+    np.testing.assert_allclose(Node(x).log_softmax().value, np.log(rows), rtol=1e-13)
+    g = draw(6, (2, 3, 4))
+    for method in (Node.softmax, Node.log_softmax):
+        default = method(Node(x, "x")).grad(g)["x"]
+        np.testing.assert_allclose(default, method(Node(x, "x"), axis=2).grad(g)["x"], rtol=1e-14)
+        assert not np.allclose(default, method(Node(x, "x"), axis=1).grad(g)["x"])
+
+
+LEFT_OPERATORS = [lambda c, x: c + x, lambda c, x: c - x, lambda c, x: c * x, lambda c, x: c / x]
+LEFT_OPERATORS += [lambda c, x: c**x, lambda c, x: c @ x]
+
+
+@pytest.mark.parametrize("f", LEFT_OPERATORS)
+def test_a_float64_ndarray_on_the_left_of_a_float32_node_keeps_float32(f):
+    x = Node(np.full((2, 2), 1.5, np.float32), "x")
+    out = f(np.full((2, 2), 2.0), x)
+    assert out.dtype == np.float32 and out.grad(1)["x"].dtype == np.float32
+
+
+def test_an_ndarray_at_a_node_is_the_matrix_product_with_its_gradient():
+    a, w = draw(7, (3, 2)), draw(8, (2, 4))
+    out = a @ Node(w, "w")
+    np.testing.assert_allclose(out.value, a @ w)
+    np.testing.assert_allclose(out.grad(np.ones((3, 4)))["w"], a.T @ np.ones((3, 4)))
+    np.testing.assert_allclose(Node(a, "a").dot(w).grad(np.ones((3, 4)))["a"], np.ones((3, 4)) @ w.T)
+    np.testing.assert_allclose(dp.dot(Node(a, "a"), w).value, a @ w)
+
+
+def test_the_derivative_of_abs_at_zero_is_zero_and_its_sign_elsewhere():
+    grads = Node(np.array([[-2.0, 0.0, 3.0]]), "x").abs().grad(1)
+    np.testing.assert_array_equal(grads["x"], [[-1.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize(("exponent", "expected"), [(0, [0.0, 0.0, 0.0]), (1, [1.0, 1.0, 1.0]), (2, [0.0, 4.0, -6.0])])
+def test_the_gradient_of_x_to_a_number_power(exponent, expected):
+    x = Node(np.array([[0.0, 2.0, -3.0]]), "x")
+    np.testing.assert_array_equal((x**exponent).grad(1)["x"], [expected])
+    np.testing.assert_array_equal((x ** float(exponent)).grad(1)["x"], [expected])
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0])
+def test_the_gradient_of_x_to_an_array_of_exponents_0_or_1(exponent):
+    x, b = np.array([[0.0, 2.0, 3.0]]), np.full((1, 3), exponent)
+    grads = (Node(x, "x") ** Node(b, "b")).grad(1)
+    np.testing.assert_array_equal(grads["x"], np.zeros((1, 3)) if exponent == 0 else np.ones((1, 3)))
+    np.testing.assert_allclose(grads["b"], x**exponent * np.log(np.where(x == 0, 1, x)))
+
+
+def test_relu_passes_the_gradient_only_where_the_input_is_positive():
+    grads = Node(np.array([[-1.0, 0.0, 2.0]]), "x").relu().grad(np.array([[5.0, 5.0, 5.0]]))
+    np.testing.assert_array_equal(grads["x"], [[0.0, 0.0, 5.0]])
+
+
+def test_the_table_entries_have_the_documented_defaults():
+    a = np.array([[-2.0, 3.0]])
+    np.testing.assert_array_equal(ops.leaky_relu(a)[0], [[-0.02, 3.0]])
+    np.testing.assert_allclose(ops.elu(a)[0], [[np.expm1(-2.0), 3.0]])
+    rows = np.array([[1.0, 2.0], [3.0, 5.0]])
+    np.testing.assert_allclose(ops.softmax(rows)[0].sum(axis=1), [1.0, 1.0])
+    np.testing.assert_allclose(np.exp(ops.log_softmax(rows)[0]).sum(axis=1), [1.0, 1.0])
+    expected = [rows.sum(), rows.mean(), rows.var(), rows.max(), np.log(np.exp(rows).sum())]
+    for reduction, value in zip((ops.sum, ops.mean, ops.var, ops.max, ops.logsumexp), expected):
+        out = reduction(rows)[0]
+        assert out.shape == (1, 1)  # the axes are kept
+        np.testing.assert_allclose(out, [[value]])  # over all axes, ddof=0
+
+
+def test_at_zero_leaky_relu_and_elu_take_the_slope_of_the_negative_side():
+    x = np.array([[0.0, -1.0, 1.0]])
+    np.testing.assert_allclose(Node(x, "x").leaky_relu(0.1).grad(1)["x"], [[0.1, 0.1, 1.0]])
+    np.testing.assert_allclose(Node(x, "x").elu(0.5).grad(1)["x"], [[0.5, 0.5 * np.exp(-1.0), 1.0]])
+    np.testing.assert_array_equal(Node(x, "x").relu().grad(1)["x"], [[0.0, 0.0, 1.0]])
+
+
+def test_linear_refuses_shapes_that_do_not_fit_by_name():
+    with pytest.raises(ValueError, match=r"dot: shapes \(2, 3\) and \(4, 5\) don't fit"):
+        linear(Node(np.ones((2, 3))), Node(np.ones((4, 5))))
+    with pytest.raises(ValueError, match="both operands need 2 or more dimensions"):
+        linear(Node(np.ones((2, 3))), np.ones(3))  # NumPy would give a vector

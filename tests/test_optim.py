@@ -474,3 +474,48 @@ def test_weight_decay_is_in_the_config_only_when_there_is_some():
 def test_bad_weight_decay_settings_are_refused_by_name(cls, options, error, message):
     with pytest.raises(error, match=message):
         cls(**options)
+
+
+@pytest.mark.parametrize("decay", [{}, {"weight_decay": 0.01}, {"weight_decay": 0.01, "decoupled": True}])
+@pytest.mark.parametrize("name", ALL)
+def test_numpy_scalar_hyperparameters_keep_float32_and_give_the_same_steps(name, decay):
+    cls = optim.OPTIMIZERS[name]
+    given = {k: np.float64(v) for k, v in {**ALL[name]().config, **decay}.items() if k != "decoupled"}
+    plain, numpy_scalars = cls(**ALL[name]().config, **decay), cls(**given, decoupled=decay.get("decoupled", False))
+    results = []
+    for optimizer in (plain, numpy_scalars):
+        params = {"w": np.array([[1.0, -2.0]], np.float32)}
+        for g in (G1, G2):
+            optimizer.step(params, {"w": g.astype(np.float32)})
+        states = optimizer.state_dict().get("w", {})
+        assert params["w"].dtype == np.float32
+        assert all(v.dtype == np.float32 for v in states.values() if isinstance(v, np.ndarray))
+        results.append(params["w"])
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("cls", [SGD, Momentum, RMSProp, Adam])
+def test_weight_decay_is_l2_unless_decoupled_is_asked_for(cls):
+    optimizer = cls(weight_decay=0.01)
+    assert optimizer.decoupled is False and optimizer.config["decoupled"] is False
+    assert cls().weight_decay == 0.0
+
+
+@pytest.mark.parametrize("name", [3, None, "adagrad"])
+def test_an_unknown_optimizer_that_is_no_classic_name_gets_no_hint_about_dp_classic(name):
+    with pytest.raises(ValueError, match="unknown optimizer") as error:
+        make_optimizer(name)
+    assert "dp.classic" not in str(error.value)
+
+
+@pytest.mark.parametrize("step", [1, np.int64(3), np.array(3), np.array(1, dtype=np.uint8)])
+def test_a_step_count_of_1_or_more_loads_also_as_a_numpy_integer_or_0_d_array(step):
+    adam = Adam()
+    adam.load_state_dict({"w": {"m": np.zeros((1, 2)), "v": np.zeros((1, 2)), "step": step}})
+    loaded = adam.state_dict()["w"]["step"]
+    assert type(loaded) is int and loaded == int(step)
+
+
+def test_a_step_count_in_an_array_with_axes_is_refused():
+    with pytest.raises(ValueError, match="int >= 1"):
+        Adam().load_state_dict({"w": {"m": np.zeros((1, 2)), "v": np.zeros((1, 2)), "step": np.array([3])}})
