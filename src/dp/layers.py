@@ -504,8 +504,10 @@ def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarra
 
 
 def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> None:
-    """Raise `NonFiniteError` unless a batch's mean and variance are finite."""
-    if not (checks.all_finite(mean) and checks.all_finite(var)):
+    """Raise `NonFiniteError` unless a batch's mean and variance are finite. Looking at the
+    variance is enough, since it is the mean of the squares of ``x - mean``: a NaN or inf
+    in x or in the mean makes some ``x - mean`` NaN or inf, and so the variance."""
+    if not checks.all_finite(var):
         raise NonFiniteError(f"{what}: the batch has values too large to square (or to add up)")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dp import fast
 from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
 from dp.layers import NeuralNode
 from dp.optim import Optimizer
@@ -206,20 +207,70 @@ def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nda
     optimizer's state needs no rollback: `Optimizer.step` changes it only when it
     succeeds, and nothing can fail after it.
     """
+    return all_or_nothing(model, lambda: _graph_step(model, optimizer, x, y, reduction))
+
+
+def _graph_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, reduction: str) -> float:
+    """`train_step`'s three lines, with the loss checked: its value."""
+    # The default is the seed's summed loss, asked for without the keyword, which a
+    # model's own loss(x, y) need not take.
+    loss = model.loss(x, y) if reduction == "sum" else model.loss(x, y, reduction=reduction)
+    finite(loss.value, "the loss")
+    grads = loss.grad(1)
+    optimizer.step(model.params, grads)
+    return float(loss.value[0, 0])
+
+
+def all_or_nothing(model: NeuralNode, step: Callable[[], float]) -> float:
+    """Run ``step`` (a training step that returns its loss) as one transaction on
+    ``model.params``: if it raises, every entry is put back as it was, moving averages
+    included, and the error goes on. NaN and inf are checked by the step, not warned about."""
     before = dict(model.params)  # cheap: arrays in params are replaced, never written into
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
-            # The default is the seed's summed loss, asked for without the keyword, which a
-            # model's own loss(x, y) need not take.
-            loss = model.loss(x, y) if reduction == "sum" else model.loss(x, y, reduction=reduction)
-            finite(loss.value, "the loss")
-            grads = loss.grad(1)
-        optimizer.step(model.params, grads)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return step()
     except BaseException:
         model.params.clear()  # the same dict, which the layers read
         model.params.update(before)
         raise
-    return float(loss.value[0, 0])
+
+
+class FastStep:
+    """`train_step` without the graph, for a `dp.models.MLP` and one of dp's optimizers: what
+    `fit` runs for them (`supports`). The same numbers, bit for bit, in less time (`dp.fast`
+    says why and how; docs/speed.md has the measurements)::
+
+        step = FastStep(model, optimizer)
+        labels = step.labels(y)                 # converted for the loss once
+        loss = step(x[rows], labels[rows])      # one step, all or nothing
+
+    The rows and labels are trusted: check them once with ``model.checked_data`` (`fit`
+    does). A step still refuses NaN and inf in the batch statistics, the loss and the
+    update (`NonFiniteError`), and rolls ``model.params`` back on any error, as
+    `train_step` does."""
+
+    def __init__(self, model: NeuralNode, optimizer: Optimizer, reduction: str = "sum") -> None:
+        if not self.supports(model, optimizer):
+            raise TypeError(
+                "FastStep takes a dp.models.MLP and an optimizer whose step is dp's; use train_step for others"
+            )
+        self.model, self.optimizer = model, optimizer
+        self.gradients = fast.MLPStep(model, reduction)  # type: ignore[arg-type]  # supports() said MLP
+        self.labels = self.gradients.labels
+
+    @staticmethod
+    def supports(model: NeuralNode, optimizer: Optimizer) -> bool:
+        """An MLP of dp's (`dp.fast.supports`), and an optimizer whose ``step`` is dp's (one that
+        changes it gets it called, by `train_step`)."""
+        return fast.supports(model) and type(optimizer).step is Optimizer.step
+
+    def __call__(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return all_or_nothing(self.model, lambda: self._step(x, labels))
+
+    def _step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        loss, grads = self.gradients(x, labels)
+        self.optimizer.step_trusted(self.model.params, grads)
+        return loss
 
 
 @dataclass(frozen=True)
@@ -332,11 +383,12 @@ def _checked_validation(model: NeuralNode, validation: Sequence[Any] | None) -> 
 def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History, bar: Any, on_step: Any) -> None:
     """The steps of ``plan``, evaluations recorded in ``history``; `Diverged` on NaN or inf."""
     base_lr, losses = optimizer.lr, []
+    take_step = _stepper(model, optimizer, plan)
     for step, rows in enumerate(plan.batches(), start=1):
         optimizer.lr = base_lr * plan.schedule(step - 1, plan.steps)
         evaluate = plan.evaluates_after(step)
         try:
-            loss = train_step(model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
+            loss = take_step(rows)
             losses.append(loss / plan.batch_size if plan.reduction == "sum" else loss)
             if evaluate:
                 _evaluate(model, plan, history, step, losses)
@@ -349,6 +401,15 @@ def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History,
             losses = []
             bar.set_postfix(_postfix(history), refresh=False)
         bar.update(1)
+
+
+def _stepper(model: NeuralNode, optimizer: Optimizer, plan: _Plan) -> Callable[[np.ndarray], float]:
+    """How `_run` takes a step on some rows of the plan: `FastStep` where it applies, else `train_step`."""
+    if FastStep.supports(model, optimizer):
+        step = FastStep(model, optimizer, plan.reduction)
+        labels = step.labels(plan.y)
+        return lambda rows: step(plan.x[rows], labels[rows])
+    return lambda rows: train_step(model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
 
 
 def _evaluate(model: NeuralNode, plan: _Plan, history: History, step: int, losses: list[float]) -> None:
