@@ -35,12 +35,14 @@ WORKLOADS = [
     step.Workload("seed-f32", (30, 20, 10, 1), 50, np.float32),
     step.Workload("wide-small-f64", (784, 64, 64, 10), 128, np.float64),
     step.Workload("wide-small-f32", (784, 64, 64, 10), 128, np.float32),
+    step.Workload("paper-small", (784, 32, 32, 32, 10), 60, activation="sigmoid"),
+    step.Workload("paper-small-f32", (784, 32, 32, 32, 10), 60, np.float32, activation="sigmoid"),
 ]
 OPTIONAL = {"torch": "torch", "autograd": "autograd"}  # implementation -> module it needs
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
-@pytest.mark.parametrize("implementation", ["floor", "torch", "autograd"])
+@pytest.mark.parametrize("implementation", ["dp", "floor", "torch", "autograd"])
 def test_reference_agrees_with_dp_after_one_step(workload, implementation):
     if implementation in OPTIONAL:
         pytest.importorskip(OPTIONAL[implementation])
@@ -64,6 +66,39 @@ def test_a_wrong_gradient_is_reported_with_its_name(monkeypatch):
 def test_check_only_exits_zero_when_everything_agrees(capsys):
     assert step.main(["--workloads", "seed", "--check-only"]) == 0
     assert "Gradient check passed: seed" in capsys.readouterr().out
+
+
+def test_the_benchmarks_workloads_are_the_issues():
+    """The seed, the paper's MNIST network and the wide one, each in float64 and float32."""
+    shapes = {(w.sizes, w.batch, w.activation, np.dtype(w.dtype).name) for w in step.WORKLOADS.values()}
+    for sizes, batch, activation in [
+        ((30, 20, 10, 1), 50, "tanh"),
+        ((784, 100, 100, 100, 10), 60, "sigmoid"),
+        ((784, 1024, 1024, 10), 4096, "tanh"),
+    ]:
+        assert {(sizes, batch, activation, "float64"), (sizes, batch, activation, "float32")} <= shapes
+
+
+def test_the_dp_row_is_fits_step_and_moves_the_model_as_the_graph_does():
+    workload = step.WORKLOADS["seed"]
+    x, y = workload.data()
+    initial = step.model_for(workload).get_param()
+    fast, graph = step.DpStep(workload, initial), step.DpGraphStep(workload, initial)
+    for _ in range(3):
+        fast.step(fast.prepare(x, y))
+        graph.step(graph.prepare(x, y))
+    for key, value in graph.model.params.items():
+        np.testing.assert_allclose(fast.model.params[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+
+
+def test_the_sweep_is_checked_tabled_and_drawn(tmp_path, monkeypatch):
+    small = {"batch": [step.Workload("b16", (20, 8, 8, 3), 16)], "width": [step.Workload("w8", (20, 8, 8, 3), 32)]}
+    monkeypatch.setattr(step, "sweep_workloads", lambda: small)
+    monkeypatch.setattr(step, "SWEEP_BATCHES", (16,))
+    monkeypatch.setattr(step, "SWEEP_WIDTHS", (8,))
+    png = tmp_path / "speed.png"
+    assert step.main(["--sweep", "--repeats", "1", "--quick", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_accuracy_table_counts_wrong_rows_and_good_splits():

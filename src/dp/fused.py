@@ -46,11 +46,14 @@ def _tanh_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(a: np.ndarray) -> None:
-    a[...] = stable_sigmoid(a)
+    stable_sigmoid(a, out=a)
 
 
 def _sigmoid_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return g * y * (1 - y)
+    d = 1 - y  # g * y * (1 - y), in one temporary
+    d *= y
+    d *= g
+    return d
 
 
 def _relu(a: np.ndarray) -> None:

@@ -39,6 +39,7 @@ original dp's optimizers, with their own constructor and update rules, are `dp.c
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
@@ -140,9 +141,9 @@ class Optimizer:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked on the results, below
             update, saved = (self._decayed_update if self.weight_decay else self._update), self.state
             results = {k: update(params[k], g, saved.get(k)) for k, g in gradients.items()}
-        # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
-        if not _all_finite([a for value, state in results.values() for a in (value, *state.values())]):
-            overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite([value, *state.values()]))
+            # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
+            overflowed = _not_finite(results)
+        if overflowed:
             raise NonFiniteError(
                 f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
                 "nothing was updated"
@@ -238,7 +239,9 @@ class SGD(Optimizer):
     name = "sgd"
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
-        return p - self.lr * g, {}
+        new = g * -self.lr  # p - lr * g, bit for bit (negation is exact), in one new array instead of two
+        new += p
+        return new, {}
 
 
 class Momentum(Optimizer):
@@ -417,12 +420,27 @@ def _copy_state(state: State) -> State:
 SMALL = 4096  # entries: below this, one NumPy call costs more than the work it does
 
 
+def _not_finite(results: dict[str, tuple[np.ndarray, State]]) -> list[str]:
+    """The keys whose new value or state has NaN or inf, in order (none, usually: found with
+    one look at all of them)."""
+    if _all_finite([a for value, state in results.values() for a in (value, *state.values())]):
+        return []
+    return sorted(k for k, (value, state) in results.items() if not _all_finite([value, *state.values()]))
+
+
 def _all_finite(values: list[Any]) -> bool:
     """Whether every array among ``values`` is free of NaN and inf (other values pass).
+    Call it under ``np.errstate(over="ignore", invalid="ignore")``.
 
     The small arrays are looked at together, in one copy: a network's biases and batch-norm
     vectors, checked one by one, would cost a NumPy call each (about a microsecond on the
-    reference network, as much as their update). The large ones are looked at in place."""
+    reference network, as much as their update). Each large one is summed: a sum is NaN or
+    inf when any of its terms is, and summing is one pass with no temporary (`all_finite`
+    makes an array of flags and counts them); only a sum that is not finite, which finite
+    entries can also give by overflowing, needs `all_finite`'s look at every entry."""
     arrays = [v for v in values if isinstance(v, np.ndarray)]
     small = [a.ravel() for a in arrays if a.size <= SMALL]
-    return all(all_finite(a) for a in arrays if a.size > SMALL) and (not small or all_finite(np.concatenate(small)))
+    large = (a for a in arrays if a.size > SMALL)
+    return all(math.isfinite(np.add.reduce(a, axis=None)) or all_finite(a) for a in large) and (
+        not small or all_finite(np.concatenate(small))
+    )

@@ -245,7 +245,8 @@ class FastStep:
         loss = step(x[rows], labels[rows])      # one step, all or nothing
 
     The rows and labels are trusted: check them once with ``model.checked_data`` (`fit`
-    does). A step still refuses NaN and inf in the batch statistics, the loss and the
+    does). It is a training-mode step whatever the model's mode (`fit` trains in training
+    mode; `train_step` follows the model's). A step still refuses NaN and inf in the batch statistics, the loss and the
     update (`NonFiniteError`), and rolls ``model.params`` back on any error, as
     `train_step` does."""
 
@@ -260,9 +261,9 @@ class FastStep:
 
     @staticmethod
     def supports(model: NeuralNode, optimizer: Optimizer) -> bool:
-        """An MLP of dp's (`dp.fast.supports`), and an optimizer whose ``step`` is dp's (one that
-        changes it gets it called, by `train_step`)."""
-        return fast.supports(model) and type(optimizer).step is Optimizer.step
+        """An MLP of dp's (`dp.fast.supports`), and an optimizer whose ``step`` is dp's (one whose
+        class or instance replaces it gets it called, by `train_step`)."""
+        return fast.supports(model) and getattr(optimizer.step, "__func__", None) is Optimizer.step
 
     def __call__(self, x: np.ndarray, labels: np.ndarray) -> float:
         return all_or_nothing(self.model, lambda: self._step(x, labels))
