@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dp
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -29,6 +31,8 @@ def _load_benchmark(name):
 
 step = _load_benchmark("step")
 accuracy = _load_benchmark("accuracy")
+overhead = _load_benchmark("overhead")
+startup = _load_benchmark("startup")
 
 WORKLOADS = [
     step.WORKLOADS["seed"],
@@ -99,6 +103,26 @@ def test_the_sweep_is_checked_tabled_and_drawn(tmp_path, monkeypatch):
     png = tmp_path / "speed.png"
     assert step.main(["--sweep", "--repeats", "1", "--quick", "--plot", str(png)]) == 0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_overhead_variants_switch_off_only_what_they_name_and_put_it_back(capsys):
+    checks_before = dp.fused.require_finite_statistics, dp.optim._not_finite
+    with overhead.switched_off(True):
+        assert dp.fused.require_finite_statistics(None, np.array([np.nan]), "bn") is None
+        assert dp.optim._not_finite({"w": (np.array([np.inf]), {})}) == []
+    assert (dp.fused.require_finite_statistics, dp.optim._not_finite) == checks_before
+    assert overhead.main(["--workloads", "seed", "--repeats", "1", "--min-block", "0.001"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| seed |")]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "floor", "dp", "no transaction", "no finiteness checks", "neither", "gradients", "floor gradients",
+    ]  # fmt: skip
+
+
+def test_startup_reads_the_import_time_of_a_module_and_what_a_command_loads():
+    assert 0 < startup.import_seconds("json", runs=1) < 5
+    assert startup.import_seconds("no_such_module_here", runs=1) is None
+    assert startup.heavy_loaded("", "import json") == ""
+    assert startup.heavy_loaded("", "import tqdm") == "tqdm"
 
 
 def test_accuracy_table_counts_wrong_rows_and_good_splits():
