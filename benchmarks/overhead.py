@@ -15,7 +15,7 @@ The variants (each on the workload of benchmarks/step.py, from the same paramete
 - ``gradients``, ``floor gradients``: the loss and gradients only, no update.
 
 Switched off by replacing the functions that do them (``dp.fused.require_finite_statistics``,
-``dp.optim._not_finite``) for the timed blocks of that variant only. This is a
+``dp.optim._all_finite``) for the timed blocks of that variant only. This is a
 measurement, not a mode of dp: nothing here is an option of the library. Timing as in
 benchmarks/step.py: interleaved rounds, the best block of each; use one BLAS thread.
 """
@@ -42,13 +42,13 @@ def switched_off(checks: bool) -> Iterator[None]:
     if not checks:
         yield
         return
-    saved = dp.fused.require_finite_statistics, dp.optim._not_finite
+    saved = dp.fused.require_finite_statistics, dp.optim._all_finite
     dp.fused.require_finite_statistics = lambda mean, var, what: None
-    dp.optim._not_finite = lambda results: []
+    dp.optim._all_finite = lambda *values: True
     try:
         yield
     finally:
-        dp.fused.require_finite_statistics, dp.optim._not_finite = saved
+        dp.fused.require_finite_statistics, dp.optim._all_finite = saved
 
 
 def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], bool]]:

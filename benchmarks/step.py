@@ -287,19 +287,18 @@ def _tanh_backward(gh: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(a: np.ndarray) -> None:
-    """In place, without overflow: 1 / (1 + e) where a >= 0, e / (1 + e) below, e = exp(-|a|)."""
-    e = np.abs(a)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    numerator = np.where(a >= 0, 1, e)
-    e += 1
-    np.divide(numerator, e, out=a)
+    """In place, 1 / (1 + exp(-a)) in four calls; exp overflows (silently, the result 0) only
+    where the sigmoid is smaller than the smallest normal number."""
+    with np.errstate(over="ignore"):
+        np.negative(a, out=a)
+        np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
 
 
 def _sigmoid_backward(gh: np.ndarray, h: np.ndarray) -> np.ndarray:
-    g = 1 - h  # gh * h * (1 - h), in one buffer
-    g *= h
-    g *= gh
+    g = gh * h  # gh * h * (1 - h), in one buffer
+    g *= 1 - h
     return g
 
 

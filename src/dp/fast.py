@@ -40,19 +40,25 @@ import numpy as np
 
 from dp import checks, fused, losses, ops
 from dp.checks import NonFiniteError
+from dp.layers import BatchNorm, Linear
 from dp.models import MLP
 
 Vjp = Callable[[np.ndarray], Any]
 
 
+STEP_METHODS = ("loss", "_input", "_logits")  # what MLP's training step runs through, besides its layers
+
+
 def supports(model: Any) -> bool:
-    """Whether `MLPStep` computes this model's training step: an `MLP` whose ``loss`` and
-    layers are MLP's own. A subclass, or an instance, that replaces them trains on the graph."""
-    return (
-        isinstance(model, MLP)
-        and getattr(model.loss, "__func__", None) is MLP.loss
-        and getattr(model._logits, "__func__", None) is MLP._logits
-    )
+    """Whether `MLPStep` computes this model's training step: an `MLP` whose step runs
+    through MLP's own methods (`STEP_METHODS`) and dp's own layers. A subclass or an
+    instance that replaces one of them trains on the graph, which calls what it replaced."""
+    if not isinstance(model, MLP):
+        return False
+    own_methods = all(getattr(getattr(model, name), "__func__", None) is getattr(MLP, name) for name in STEP_METHODS)
+    layers = [*model.hidden, (model.output, None)]
+    own_layers = all(type(linear) is Linear and type(norm) in (BatchNorm, type(None)) for linear, norm in layers)
+    return own_methods and own_layers
 
 
 class MLPStep:
@@ -67,20 +73,20 @@ class MLPStep:
         self.activation: Callable[[np.ndarray], tuple[np.ndarray, tuple[Vjp]]] = getattr(
             ops, model.config["activation"]
         )
-        self.loss: Callable[..., Any] = (
-            losses._binary_cross_entropy_with_logits if model.sizes[-1] == 1 else losses._softmax_cross_entropy
-        ).forward
+        self.loss: Callable[..., Any] = losses.logits_loss(model.sizes[-1]).forward  # type: ignore[attr-defined]
         # The gradient of the loss with respect to itself, as the graph's grad(1) seeds it. Read-only:
         # a vjp that wrote into it would change the next step's.
         self.seed = np.ones((1, 1), model.dtype)
         self.seed.flags.writeable = False
-        # Per layer, the names of what its vjp returns gradients for, in order (None: its input).
-        self.names = [
-            (None, linear.weight_key, linear.bias_key)
+        # Per layer, the names of the parameters its vjp returns gradients for, in order, after
+        # that of the layer's input.
+        hidden: list[tuple[str, ...]] = [
+            (linear.weight_key, str(linear.bias_key))
             if norm is None
-            else (None, linear.weight_key, norm.gamma_key, norm.beta_key)
+            else (linear.weight_key, norm.gamma_key, norm.beta_key)
             for linear, norm in model.hidden
-        ] + [(None, model.output.weight_key, model.output.bias_key)]
+        ]
+        self.names = [*hidden, (model.output.weight_key, str(model.output.bias_key))]
 
     def labels(self, y: Any) -> np.ndarray:
         """Labels checked as the model's loss checks them, in its dtype: a 0/1 column for one
@@ -89,15 +95,18 @@ class MLPStep:
 
     def __call__(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """The loss of the batch (a float) and ``{name: gradient}``; then the moving averages
-        and batch counts move, as one training step of the graph would move them."""
+        and batch counts move, as one training step of the graph would move them. ``x``: rows
+        checked by the model's ``checked_data``; ``labels``: as `labels` makes them. Only their
+        shapes and the labels' dtype are checked here (``ValueError``): constant time."""
+        self._require_shapes(x, labels)
         model, pending = self.model, dict[str, np.ndarray]()
         params = model.params
-        h, vjps = x.astype(model.dtype, copy=False), []  # per layer, its vjp
+        h, vjps = x.astype(model.dtype, copy=False), list[Vjp]()  # per layer, its vjp
         for linear, norm in model.hidden:
             h, vjp = self._hidden(h, linear, norm, pending, needs_grad=bool(vjps))
             vjps.append(vjp)
         output = model.output
-        z, linear_vjps = ops.linear(h, params[output.weight_key], params[output.bias_key])
+        z, linear_vjps = ops.linear(h, params[output.weight_key], params[str(output.bias_key)])  # it has one
         vjps.append(_linear_vjp(linear_vjps, needs_grad=bool(vjps)))  # no hidden layer: its input is the data
         scale = 1.0 if self.reduction == "sum" else 1.0 / len(x)
         loss, (loss_vjp, *_) = self.loss(z, labels, scale)
@@ -116,27 +125,34 @@ class MLPStep:
         params = self.model.params
         w = params[linear.weight_key]
         if norm is None:  # linear with a bias, then the activation: two primitives
-            a, linear_vjps = ops.linear(h, w, params[linear.bias_key])
+            a, linear_vjps = ops.linear(h, w, params[str(linear.bias_key)])  # without batch norm, it has one
             y, (activation_vjp,) = self.activation(a)
             through_linear = _linear_vjp(linear_vjps, needs_grad)
             return y, lambda g: through_linear(activation_vjp(g))
-        x = h @ w  # what dp.fused.hidden_layer does, on arrays
-        norm.require_batch(x.shape[0])
-        mean, var = fused.center(x, norm.what)
-        y, fused_vjp = fused.linear_batch_norm.forward(
+        x, mean, var = fused.centered_product(h, w, norm)  # as dp.fused.hidden_layer does
+        y, fused_vjp = fused.linear_batch_norm.forward(  # type: ignore[attr-defined]
             h, w, params[norm.gamma_key], params[norm.beta_key], x, var, eps=norm.eps,
             activation=self.model.config["activation"], input_needs_grad=needs_grad,
         )  # fmt: skip
         pending.update(norm.averaged(mean, var, x.shape[0]))
         return y, fused_vjp
 
+    def _require_shapes(self, x: np.ndarray, labels: np.ndarray) -> None:
+        """``ValueError`` unless x is (n, inputs) and labels (n, outputs) of the model's dtype."""
+        sizes, dtype = self.model.sizes, self.model.dtype
+        if x.ndim != 2 or x.shape[1] != sizes[0] or labels.shape != (len(x), sizes[-1]) or labels.dtype != dtype:
+            raise ValueError(
+                f"MLPStep takes rows of shape (n, {sizes[0]}) and labels as its labels() makes them, "
+                f"({len(x)}, {sizes[-1]}) of {dtype}; got rows {x.shape} and labels {labels.shape} of {labels.dtype}"
+            )
+
     def _backward(self, g: np.ndarray, vjps: list[Vjp]) -> dict[str, np.ndarray]:
         """The reverse sweep, last layer first: each vjp gives the gradient of its layer's
         input (the next g) and of its parameters."""
-        grads = {}
+        grads: dict[str, np.ndarray] = {}
         for vjp, names in zip(reversed(vjps), reversed(self.names)):
             results = vjp(g)
-            grads.update(zip(names[1:], results[1:]))
+            grads.update(zip(names, results[1:]))
             g = results[0]
         return grads
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from dp.layers import BatchNorm, Linear, require_finite_statistics
 from dp.node import Node, primitive
-from dp.ops import stable_sigmoid
 
 
 def _tanh(a: np.ndarray) -> None:
@@ -46,13 +45,20 @@ def _tanh_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(a: np.ndarray) -> None:
-    stable_sigmoid(a, out=a)
+    """1 / (1 + exp(-a)) in place: four calls and no temporary, where `dp.ops.stable_sigmoid`
+    makes seven and three. Both are within a few units in the last place wherever the
+    sigmoid is a normal number; below that (a < -708 in float64, -87 in float32) exp
+    overflows here, silently, and the result is 0 where the stable form keeps a subnormal."""
+    with np.errstate(over="ignore"):
+        np.negative(a, out=a)
+        np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
 
 
 def _sigmoid_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    d = 1 - y  # g * y * (1 - y), in one temporary
-    d *= y
-    d *= g
+    d = g * y  # g * y * (1 - y), as dp.ops.sigmoid's vjp computes it, one temporary fewer
+    d *= 1 - y
     return d
 
 
@@ -89,16 +95,24 @@ def hidden_layer(
     params = linear.model.params
     w = Node(params[linear.weight_key], linear.weight_key)
     gamma, beta = norm.learned()
-    x = h.value @ w.value  # this call's own array: the primitives below normalize in it
     options = {"eps": norm.eps, "activation": activation, "input_needs_grad": h.needs_grad}
     if not (linear.model.training if train is None else train):
         norm.require_trained()
+        x = h.value @ w.value  # this call's own array: the primitive normalizes in it
         return linear_batch_norm_eval(h, w, gamma, beta, x, norm.average_mean(), norm.average_variance(), **options)
-    norm.require_batch(x.shape[0])
-    mean, var = center(x, norm.what)
+    x, mean, var = centered_product(h.value, w.value, norm)
     y = linear_batch_norm(h, w, gamma, beta, x, var, **options)
     pending.update(norm.averaged(mean, var, x.shape[0]))
     return y
+
+
+def centered_product(h: np.ndarray, w: np.ndarray, norm: BatchNorm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x = h @ w`` in a new array, centered in place (`center`), its batch mean and variance:
+    what `linear_batch_norm` takes, with ``norm``'s rules (at least 2 rows, finite statistics)."""
+    x = h @ w
+    norm.require_batch(x.shape[0])
+    mean, var = center(x, norm.what)
+    return x, mean, var
 
 
 def center(x: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

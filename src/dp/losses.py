@@ -7,6 +7,7 @@ vector is never broadcast against an (n, 1) output into an (n, n) matrix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,9 +90,13 @@ def from_logits(z: Node, labels: np.ndarray, scale: float) -> Node:
     (a column for one output, one-hot rows for more), in z's dtype, times ``scale``:
     binary for one output column, softmax for more. For models that check their
     labels at their own entry point (`dp.models.MLP`)."""
-    if z.shape[1] == 1:
-        return _binary_cross_entropy_with_logits(z, labels, scale)
-    return _softmax_cross_entropy(z, labels, scale)
+    return logits_loss(z.shape[1])(z, labels, scale)
+
+
+def logits_loss(outputs: int) -> Callable[..., Node]:
+    """The primitive `from_logits` applies to ``outputs`` output columns: binary cross-entropy
+    for one, softmax cross-entropy for more (its ``forward`` takes arrays: `dp.fast`)."""
+    return _binary_cross_entropy_with_logits if outputs == 1 else _softmax_cross_entropy
 
 
 # ----- labels -----

@@ -130,16 +130,11 @@ def check_coefficient(value, name):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def stable_sigmoid(a, out=None):
+def stable_sigmoid(a):
     """1 / (1 + exp(-a)) without overflow: with e = exp(-|a|), which never overflows,
-    1 / (1 + e) where a >= 0 and e / (1 + e) below, each keeping full relative precision.
-    ``out``: an array to write the result into (``a`` itself, say)."""
-    e = np.abs(a)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    numerator = np.where(a >= 0, 1, e)  # 1 is a weak scalar: the result keeps a's dtype
-    e += 1
-    return np.divide(numerator, e, out=out)
+    1 / (1 + e) where a >= 0 and e / (1 + e) below, each keeping full relative precision."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1, e) / (1 + e)  # 1 is a weak scalar: the result keeps a's dtype
 
 
 # ----- Along an axis: softmax and logsumexp -----

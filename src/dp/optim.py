@@ -39,7 +39,6 @@ original dp's optimizers, with their own constructor and update rules, are `dp.c
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
@@ -119,13 +118,18 @@ class Optimizer:
         self._store(params, self._checked(params, grads))
 
     def step_trusted(self, params: MutableMapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
-        """`step` for gradients that dp computed itself for these very ``params`` (`dp.fast`, in
-        `dp.train.fit`): one array per parameter, of its shape and dtype, by construction.
-        So the checks of each gradient are skipped (at the reference network's size they cost
-        as much as the update); what stays is what the gradients cannot promise: the saved
-        state must fit the parameters, and the results must be finite, all or nothing. A
-        gradient with NaN or inf makes its result NaN or inf, and is then named as `step`
-        names it."""
+        """`step` for gradients that dp computed itself for these ``params`` (`dp.fast`, through
+        `dp.train.FastStep`): the same update, all or nothing, without the look at every entry
+        of every gradient, which at the reference network's size costs as much as the update.
+
+        What stays is what costs next to nothing or what the gradients cannot promise: each
+        gradient must be an array of its parameter's shape and dtype (else `step` takes over,
+        with its checks and its casts), the saved state must fit, and the results must be
+        finite. A gradient with NaN or inf makes its result NaN or inf, and is then named as
+        `step` names it."""
+        if not all(_fits(params, k, g) for k, g in grads.items()):
+            self.step(params, grads)
+            return
         if self.state:  # SGD never has any
             for k in grads:
                 self._require_state_fits(k, params[k])
@@ -139,10 +143,9 @@ class Optimizer:
         """Compute every new value and state first and store them at the end: an error halfway
         (even a floating-point one) must not leave some keys updated and others not."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked on the results, below
-            update, saved = (self._decayed_update if self.weight_decay else self._update), self.state
-            results = {k: update(params[k], g, saved.get(k)) for k, g in gradients.items()}
-            # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
-            overflowed = _not_finite(results)
+            results = {k: self._decayed_update(params[k], g, self.state.get(k)) for k, g in gradients.items()}
+        # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
+        overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
         if overflowed:
             raise NonFiniteError(
                 f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
@@ -189,7 +192,8 @@ class Optimizer:
         if g.shape != p.shape:
             raise ValueError(f"the gradient of {k!r} has shape {g.shape}, but the parameter has shape {p.shape}")
         self._require_state_fits(k, p)
-        return g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
+        with np.errstate(over="ignore"):  # a float64 gradient too large for float32 becomes inf: refused by name
+            return g.astype(p.dtype, copy=False)  # the update is computed in the parameter's dtype
 
     def _require_state_fits(self, k: str, p: np.ndarray) -> None:
         """Raise ``ValueError`` when this optimizer's saved state for ``k`` has another shape than its value ``p``."""
@@ -239,9 +243,7 @@ class SGD(Optimizer):
     name = "sgd"
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
-        new = g * -self.lr  # p - lr * g, bit for bit (negation is exact), in one new array instead of two
-        new += p
-        return new, {}
+        return p - self.lr * g, {}
 
 
 class Momentum(Optimizer):
@@ -417,30 +419,12 @@ def _copy_state(state: State) -> State:
     return {slot: v.copy() if isinstance(v, np.ndarray) else v for slot, v in state.items()}
 
 
-SMALL = 4096  # entries: below this, one NumPy call costs more than the work it does
+def _all_finite(*values: Any) -> bool:
+    """Whether every array among ``values`` is free of NaN and inf (other values pass)."""
+    return all(all_finite(v) for v in values if isinstance(v, np.ndarray))
 
 
-def _not_finite(results: dict[str, tuple[np.ndarray, State]]) -> list[str]:
-    """The keys whose new value or state has NaN or inf, in order (none, usually: found with
-    one look at all of them)."""
-    if _all_finite([a for value, state in results.values() for a in (value, *state.values())]):
-        return []
-    return sorted(k for k, (value, state) in results.items() if not _all_finite([value, *state.values()]))
-
-
-def _all_finite(values: list[Any]) -> bool:
-    """Whether every array among ``values`` is free of NaN and inf (other values pass).
-    Call it under ``np.errstate(over="ignore", invalid="ignore")``.
-
-    The small arrays are looked at together, in one copy: a network's biases and batch-norm
-    vectors, checked one by one, would cost a NumPy call each (about a microsecond on the
-    reference network, as much as their update). Each large one is summed: a sum is NaN or
-    inf when any of its terms is, and summing is one pass with no temporary (`all_finite`
-    makes an array of flags and counts them); only a sum that is not finite, which finite
-    entries can also give by overflowing, needs `all_finite`'s look at every entry."""
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
-    small = [a.ravel() for a in arrays if a.size <= SMALL]
-    large = (a for a in arrays if a.size > SMALL)
-    return all(math.isfinite(np.add.reduce(a, axis=None)) or all_finite(a) for a in large) and (
-        not small or all_finite(np.concatenate(small))
-    )
+def _fits(params: Mapping[str, np.ndarray], k: str, g: Any) -> bool:
+    """Whether ``g`` is an array of the shape and dtype of the parameter ``k`` (False if there is none)."""
+    p = params.get(k)
+    return isinstance(g, np.ndarray) and isinstance(p, np.ndarray) and g.shape == p.shape and g.dtype == p.dtype
