@@ -13,6 +13,9 @@ The variants (each on the workload of benchmarks/step.py, from the same paramete
   update (the loss's, one float, stays).
 - ``neither``: without both: what dp's step costs with no safeguard at all.
 - ``gradients``, ``floor gradients``: the loss and gradients only, no update.
+- ``train_step``: the same step on the graph, `dp.train.train_step` (``model.loss(x,
+  y).grad(1)``, the checked ``optimizer.step``, the rollback point): what `fit` ran for
+  every model before `dp.fast`, and still runs for other models and optimizers.
 
 Switched off by replacing the functions that do them (``dp.fused.require_finite_statistics``,
 ``dp.optim._all_finite``) for the timed blocks of that variant only. This is a
@@ -58,7 +61,7 @@ def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], 
     floor = bench.FloorStep(workload, initial)
     floor_batch = floor.prepare(x, y)
     made = {}
-    for name in ("dp", "no transaction", "no finiteness checks", "neither", "gradients"):
+    for name in ("dp", "no transaction", "no finiteness checks", "neither", "gradients", "train_step"):
         step = bench.DpStep(workload, initial)
         made[name] = (step, step.prepare(x, y))
 
@@ -77,6 +80,9 @@ def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], 
     def gradients(step: bench.DpStep, batch: tuple[np.ndarray, np.ndarray]) -> Callable[[], object]:
         return lambda: step.fast.gradients(*batch)
 
+    def graph_step(step: bench.DpStep, batch: object, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+        return lambda: dp.train.train_step(step.model, step.fast.optimizer, x, y)
+
     return {
         "floor": (lambda: floor.step(floor_batch), False),
         "dp": (full(*made["dp"]), False),
@@ -85,6 +91,7 @@ def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], 
         "neither": (bare(*made["neither"]), True),
         "gradients": (gradients(*made["gradients"]), False),
         "floor gradients": (lambda: floor.loss_and_gradients(floor_batch), False),
+        "train_step": (graph_step(*made["train_step"], x, y), False),
     }
 
 

@@ -967,50 +967,57 @@ def sweep_report(sweeps: dict[str, list[Result]]) -> str:
 
 
 def draw_sweep(sweeps: dict[str, list[Result]], path: str) -> None:
-    """Time per step (top) and peak memory (bottom) against batch size (left) and width
-    (right), log-log, one line per implementation."""
+    """Against batch size (left) and width (right), log-log: time per step (top), time as a
+    multiple of the floor's (middle, where overhead shows), peak memory (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 2, figsize=(11, 8), sharex="col")
-    xs = {"batch": SWEEP_BATCHES, "width": SWEEP_WIDTHS}
-    titles = {
-        "batch": "784-100-100-100-10 (the paper's), sigmoid: time against batch size",
-        "width": f"784-w-w-10, tanh, batch {SWEEP_WIDTH_BATCH}: time against width",
-    }
-    styles = {"dp": "o-", "dp graph": "s--", "floor": "k^-", "torch": "d:"}
-    labels = {
-        "dp": "dp (fit's step)",
-        "dp graph": "dp graph (loss.grad)",
-        "floor": "hand-written NumPy",
-        "torch": "PyTorch eager",
-    }
+    figure, axes = plt.subplots(3, 2, figsize=(11, 11), sharex="col")
     for column, axis in enumerate(("batch", "width")):
-        results = sweeps[axis]
-        for name in SWEEP_SHOWN:
-            if all(name in r.seconds for r in results):
-                axes[0, column].plot(
-                    xs[axis], [r.seconds[name] * 1e3 for r in results], styles[name], label=labels[name]
-                )
-            if all(name in r.peak_bytes for r in results):
-                axes[1, column].plot(
-                    xs[axis], [r.peak_bytes[name] / 2**20 for r in results], styles[name], label=labels[name]
-                )
-        axes[0, column].set_title(titles[axis], fontsize=9)
-        axes[0, column].set_ylabel("ms per training step")
-        axes[1, column].set_ylabel("peak MB in one step (tracemalloc)")
-        axes[1, column].set_xlabel("batch size" if axis == "batch" else "hidden width")
-        for ax in axes[:, column]:
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
+        _sweep_column(axes[:, column], axis, sweeps[axis])
     figure.suptitle("One training step (forward, backward, SGD): where overhead dominates and where BLAS does")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+SWEEP_STYLES = {"dp": "o-", "dp graph": "s--", "floor": "k^-", "torch": "d:"}
+SWEEP_LABELS = {
+    "dp": "dp (fit's step)",
+    "dp graph": "dp graph (loss.grad)",
+    "floor": "hand-written NumPy",
+    "torch": "PyTorch eager",
+}
+
+
+def _sweep_column(axes: Any, axis: str, results: list[Result]) -> None:
+    """One column of `draw_sweep`: the three panels of one sweep."""
+    xs = SWEEP_BATCHES if axis == "batch" else SWEEP_WIDTHS
+    for name in SWEEP_SHOWN:
+        style, label = SWEEP_STYLES[name], SWEEP_LABELS[name]
+        if all(name in r.seconds for r in results):
+            axes[0].plot(xs, [r.seconds[name] * 1e3 for r in results], style, label=label)
+            axes[1].plot(xs, [r.seconds[name] / r.seconds["floor"] for r in results], style, label=label)
+        if all(name in r.peak_bytes for r in results):
+            axes[2].plot(xs, [r.peak_bytes[name] / 2**20 for r in results], style, label=label)
+    title = {
+        "batch": "784-100-100-100-10 (the paper's), sigmoid, against batch size",
+        "width": f"784-w-w-10, tanh, batch {SWEEP_WIDTH_BATCH}, against width",
+    }[axis]
+    axes[0].set_title(title, fontsize=9)
+    axes[0].set_ylabel("ms per training step")
+    axes[1].set_ylabel("time / hand-written NumPy's")
+    axes[1].axhline(1.1, color="grey", linewidth=0.8, linestyle="--")
+    axes[2].set_ylabel("peak MB in one step (tracemalloc)")
+    axes[2].set_xlabel("batch size" if axis == "batch" else "hidden width")
+    for ax, log_y in zip(axes, (True, False, True)):
+        ax.set_xscale("log", base=2)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def test_the_overhead_variants_switch_off_only_what_they_name_and_put_it_back(ca
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| seed |")]
     assert [row.split(" | ")[1] for row in rows] == [
         "floor", "dp", "no transaction", "no finiteness checks", "neither", "gradients", "floor gradients",
+        "train_step",
     ]  # fmt: skip
 
 

@@ -243,7 +243,8 @@ class SGD(Optimizer):
     name = "sgd"
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
-        return p - self.lr * g, {}
+        step = self.lr * g
+        return np.subtract(p, step, out=step), {}  # p - lr * g, written over lr * g: one new array, not two
 
 
 class Momentum(Optimizer):
