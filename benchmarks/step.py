@@ -692,53 +692,19 @@ def _ratio(values: dict[str, float], a: str, b: str) -> float | None:
 def report(results: Sequence[Result], torch_warning: str | None = None) -> str:
     """The Markdown table, the targets and the notes; a ``torch_warning`` marks the
     verdicts that involve PyTorch as unreliable and is printed last."""
-
-    def us(r: Result, name: str) -> str:
-        return f"{r.seconds[name] * 1e6:,.0f}" if name in r.seconds else "n/a"
-
-    def mb(r: Result, name: str) -> str:
-        if name not in r.peak_bytes:
-            return "n/a"
-        megabytes = r.peak_bytes[name] / 2**20
-        return f"{megabytes:,.1f}" if megabytes >= 10 else f"{megabytes:.3f}"
-
-    def times(ratio: float | None) -> str:
-        return "n/a" if ratio is None else f"{ratio:.2f}"
-
     lines = [
         "| workload | dp us/step | dp graph us/step | PyTorch us/step | autograd us/step | NumPy floor us/step "
         "| dp/floor | dp graph/floor | dp/PyTorch | peak MB dp | peak MB floor | ratio |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for r in results:
-        cells = [
-            r.workload.name,
-            *(us(r, name) for name in ("dp", "dp graph", "torch", "autograd", "floor")),
-            times(_ratio(r.seconds, "dp", "floor")),
-            times(_ratio(r.seconds, "dp graph", "floor")),
-            times(_ratio(r.seconds, "dp", "torch")),
-            mb(r, "dp"),
-            mb(r, "floor"),
-            times(_ratio(r.peak_bytes, "dp", "floor")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
+        *(_report_row(r) for r in results),
         "",
         "us/step: the best of the rounds, each a block of steps; peak MB: the most memory one step holds beyond",
         "what is held between steps, by tracemalloc (which sees NumPy's arrays, not PyTorch's allocator);",
         "MB = 2**20 bytes.",
         "",
         "Targets:",
+        *_verdicts(results, torch_warning),
     ]
-    by_name = {r.workload.name: r for r in results}
-    for target, (names, ratio_of, bound) in TARGETS.items():
-        for name in names:
-            if name in by_name:
-                ratio = ratio_of(by_name[name])
-                verdict = "n/a" if ratio is None else ("met" if ratio <= bound else "NOT met")
-                if torch_warning and "PyTorch" in target:
-                    verdict += " (unreliable: see WARNING)"
-                lines.append(f"- {target}, {name}: {times(ratio)} -> {verdict}")
     updates = {r.workload.name: r.torch_update for r in results if r.torch_update}
     if updates:
         lines += [
@@ -749,6 +715,48 @@ def report(results: Sequence[Result], torch_warning: str | None = None) -> str:
     if torch_warning:
         lines += ["", f"WARNING: {torch_warning}"]
     return "\n".join(lines)
+
+
+def _report_row(r: Result) -> str:
+    """One workload's line of `report`'s table."""
+
+    def us(name: str) -> str:
+        return f"{r.seconds[name] * 1e6:,.0f}" if name in r.seconds else "n/a"
+
+    def mb(name: str) -> str:
+        if name not in r.peak_bytes:
+            return "n/a"
+        megabytes = r.peak_bytes[name] / 2**20
+        return f"{megabytes:,.1f}" if megabytes >= 10 else f"{megabytes:.3f}"
+
+    cells = [
+        r.workload.name,
+        *(us(name) for name in ("dp", "dp graph", "torch", "autograd", "floor")),
+        _times(_ratio(r.seconds, "dp", "floor")),
+        _times(_ratio(r.seconds, "dp graph", "floor")),
+        _times(_ratio(r.seconds, "dp", "torch")),
+        mb("dp"),
+        mb("floor"),
+        _times(_ratio(r.peak_bytes, "dp", "floor")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _verdicts(results: Sequence[Result], torch_warning: str | None) -> list[str]:
+    """One line per target and workload measured: the ratio, met or not."""
+    by_name, lines = {r.workload.name: r for r in results}, []
+    for target, (names, ratio_of, bound) in TARGETS.items():
+        for name in (name for name in names if name in by_name):
+            ratio = ratio_of(by_name[name])
+            verdict = "n/a" if ratio is None else ("met" if ratio <= bound else "NOT met")
+            if torch_warning and "PyTorch" in target:
+                verdict += " (unreliable: see WARNING)"
+            lines.append(f"- {target}, {name}: {_times(ratio)} -> {verdict}")
+    return lines
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}"
 
 
 def torch_threads_stall() -> str | None:
@@ -852,28 +860,35 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="threads for NumPy's BLAS and PyTorch alike (needs threadpoolctl); default: the machine's default",
     )
-    arguments = parser.parse_args(argv)
-    arguments.workloads = [w.strip() for w in arguments.workloads.split(",") if w.strip()]
-    unknown = [w for w in arguments.workloads if w not in WORKLOADS]
-    if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    return _validated(parser, parser.parse_args(argv))
+
+
+def _validated(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> argparse.Namespace:
+    """The arguments with the workloads as a list and the default repeats; a parser error for bad ones."""
+    arguments.workloads = _workload_names(parser, arguments.workloads)
     if arguments.repeats is None:
         arguments.repeats = 3 if arguments.quick else 5
     if arguments.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if arguments.threads is not None and (arguments.threads < 1 or blas_threads() is None):
+    threads = arguments.threads
+    if threads is not None and (threads < 1 or blas_threads() is None):
         parser.error("--threads needs a positive count, and threadpoolctl to set NumPy's BLAS threads")
     return arguments
+
+
+def _workload_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The names in the comma-separated ``text``; a parser error for one not in `WORKLOADS`."""
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     use_threads(arguments.threads)
-    references = available()
-    skipped = [name for name in REFERENCES if name not in references]
-    print(machine_info())
-    if skipped:
-        print(f"Skipped (not installed): {', '.join(skipped)}")
+    references = announced_references()
     workloads = [WORKLOADS[name] for name in arguments.workloads]
     if arguments.sweep:
         workloads = [w for points in sweep_workloads().values() for w in points]
@@ -884,12 +899,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     min_block = 0.05 if arguments.quick else 0.2
     if arguments.sweep:
         return run_sweep(references, arguments.repeats, min_block / 2, arguments.plot)
-    results, torch_warning = [], None
+    return run_workloads(workloads, references, arguments.repeats, min_block)
+
+
+def announced_references() -> list[str]:
+    """The references installed, after printing the machine and the ones skipped."""
+    references = available()
+    skipped = [name for name in REFERENCES if name not in references]
+    print(machine_info())
+    print(f"Skipped (not installed): {', '.join(skipped)}" if skipped else "All references installed")
+    return references
+
+
+def run_workloads(workloads: Sequence[Workload], references: Sequence[str], repeats: int, min_block: float) -> int:
+    """Time each workload and print the report."""
+    torch_warning = torch_threads_stall() if "torch" in references else None  # matters on small steps only
+    results = []
     for workload in workloads:
         print(f"timing {workload.name} ...", file=sys.stderr, flush=True)
-        if workload.name.startswith("seed") and "torch" in references and torch_warning is None:
-            torch_warning = torch_threads_stall()
-        results.append(run_workload(workload, references, arguments.repeats, min_block))
+        results.append(run_workload(workload, references, repeats, min_block))
     print()
     print(report(results, torch_warning))
     return 0
@@ -1002,6 +1030,11 @@ def _sweep_column(axes: Any, axis: str, results: list[Result]) -> None:
             axes[1].plot(xs, [r.seconds[name] / r.seconds["floor"] for r in results], style, label=label)
         if all(name in r.peak_bytes for r in results):
             axes[2].plot(xs, [r.peak_bytes[name] / 2**20 for r in results], style, label=label)
+    _label_sweep_column(axes, axis)
+
+
+def _label_sweep_column(axes: Any, axis: str) -> None:
+    """Titles, labels, scales, grids and legends of one column of `draw_sweep`."""
     title = {
         "batch": "784-100-100-100-10 (the paper's), sigmoid, against batch size",
         "width": f"784-w-w-10, tanh, batch {SWEEP_WIDTH_BATCH}, against width",
