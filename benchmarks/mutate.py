@@ -43,7 +43,9 @@ MODULES = {
     "ops": ["test_course_ops.py", "test_node.py", "test_ops.py"],
     "layers": ["test_layers.py", "test_batch_norm_levels.py", "test_course_layers.py", "test_models.py"],
     "losses": ["test_losses.py", "test_models.py"],
-    "optim": ["test_optim.py", "test_classic.py"],
+    "optim": ["test_optim.py", "test_classic.py", "test_fast.py"],
+    "fast": ["test_fast.py", "test_train.py"],
+    "train": ["test_train.py", "test_fast.py"],
 }
 # Mutants that no test can tell from the original, each with the reason: module:line:column | mutation | why.
 EQUIVALENT_TABLE = """
@@ -72,11 +74,16 @@ losses:66:16 | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
 losses:69:52 | `>=` -> `>` | the sigmoid at z = 0: both branches give 1 / (1 + 1)
 losses:109:72 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
 losses:115:81 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
-optim:147:78 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:176:38 | `False` -> `True` | astype(copy=True) of the gradient: the rules never write into it or keep it
-optim:254:54 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:292:84 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:346:40 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:171:78 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:196:42 | `False` -> `True` | astype(copy=True) of the gradient: the rules never write into it or keep it
+optim:284:54 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:322:84 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+optim:376:40 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+fast:94:92 | `False` -> `True` | astype(copy=True) of the checked labels: the step only reads them
+fast:104:45 | `False` -> `True` | astype(copy=True) of the rows: only read (h @ w, h.T @ g), never returned or stored
+train:343:26 | `0` -> `1` | the first order is never read: step 0, at position 0, draws one first
+train:358:29 | `>=` -> `>` | score_rows == rows: sorting a sample of every row gives np.arange(rows)
+train:442:30 | `1` -> `0` | _NoBar.update ignores n: its default is never used
 """
 EQUIVALENT = {
     (module, int(line), int(column), mutation): why

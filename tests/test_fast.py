@@ -364,6 +364,13 @@ def test_does_not_support_other_models_or_a_replaced_loss():
     assert not supports(object())
 
 
+def test_supports_answers_true_or_false():
+    assert supports(MLP(seed=0)) is True
+    for model in (TwoLayers(), PenalizedMLP(seed=0), object()):
+        assert supports(model) is False, model
+        assert FastStep.supports(model, SGD()) is False, model
+
+
 def test_does_not_support_a_replaced_input_check_or_layers_of_another_kind():
     class RescaledInput(MLP):
         def _input(self, x):
@@ -660,6 +667,24 @@ def test_step_trusted_updates_exactly_as_step_over_several_steps(name, decay, dt
         assert_same_arrays(checked_params, trusted_params)
         assert_same_state(checked.state_dict(), trusted.state_dict())
     assert all(v.dtype == dtype for v in trusted_params.values())
+
+
+@pytest.mark.parametrize("decay", list(DECAYS))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_step_trusted_takes_no_look_at_every_entry_of_gradients_that_fit(name, decay, monkeypatch):
+    """What step_trusted is for: gradients of their parameters' shapes and dtypes are not
+    checked entry by entry (nor cast), by step or otherwise, when the update is finite."""
+    expected, params = some_params(np.float64), some_params(np.float64)
+    grads = some_params(np.float64, seed=1)
+    OPTIMIZERS[name](**DECAYS[decay]).step(expected, grads)
+
+    def look(*args, **kwargs):
+        raise AssertionError("step_trusted looked at every entry of the gradients")
+
+    monkeypatch.setattr(dp.optim.Optimizer, "_checked", look)
+    monkeypatch.setattr(dp.optim.Optimizer, "step", look)
+    OPTIMIZERS[name](**DECAYS[decay]).step_trusted(params, grads)
+    assert_same_arrays(expected, params)
 
 
 @settings(max_examples=40, deadline=None)

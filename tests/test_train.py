@@ -4,6 +4,7 @@ learning-rate schedule, divergence, the progress bar, and argument checks."""
 import copy
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from dp import data
 from dp.models import MLP
 from dp.node import Node
 from dp.optim import SGD, Adam
-from dp.train import SCHEDULES, Diverged, History, fit
+from dp.train import CHANCE_MARGIN, SCHEDULES, Diverged, History, fit
 
 
 @pytest.fixture(scope="module")
@@ -416,3 +417,195 @@ def test_a_run_that_learns_nothing_is_reported_stuck_at_chance(split):
 def test_bad_reduction_or_score_rows_are_refused(split, options):
     with pytest.raises((TypeError, ValueError), match="reduction|score_rows"):
         fit(MLP(seed=0), split.x_train, split.y_train, Adam(), steps=1, progress=False, **options)
+
+
+# ----- History, Diverged and chance -----
+
+
+def test_a_new_history_is_empty_took_no_time_and_has_no_chance_level():
+    history = History()
+    assert history.step == history.epoch == history.loss == history.train_accuracy == history.val_accuracy == []
+    assert history.seconds == 0.0 and history.chance == 0.0 and history.diverged is False
+    assert not history.stuck_at_chance  # nothing evaluated: nothing to be stuck at
+
+
+def test_stuck_at_chance_judges_the_last_evaluation_within_the_margin_inclusive():
+    at_margin = 0.6 + CHANCE_MARGIN
+    assert History(val_accuracy=[0.95, 0.6], chance=0.6).stuck_at_chance  # learned, then lost it
+    assert not History(val_accuracy=[0.6, 0.95], chance=0.6).stuck_at_chance  # stuck at first, then learned
+    assert History(val_accuracy=[0.62], chance=0.6).stuck_at_chance  # above chance, but within the margin
+    assert History(val_accuracy=[at_margin], chance=0.6).stuck_at_chance
+    assert not History(val_accuracy=[np.nextafter(at_margin, 1)], chance=0.6).stuck_at_chance
+    assert History(val_accuracy=[0.3], chance=0.6).stuck_at_chance  # worse than chance: stuck too
+    assert History(train_accuracy=[0.6], chance=0.6).stuck_at_chance  # training accuracy without validation
+    assert not History(train_accuracy=[0.6], val_accuracy=[0.9], chance=0.6).stuck_at_chance  # validation first
+
+
+def test_diverged_says_only_its_message():
+    history = History(step=[5])
+    error = Diverged("training diverged at step 6: the loss has NaN or inf values", history)
+    assert str(error) == "training diverged at step 6: the loss has NaN or inf values"
+    assert error.args == ("training diverged at step 6: the loss has NaN or inf values",)
+    assert error.history is history and isinstance(error, dp.NonFiniteError)
+
+
+@pytest.mark.parametrize(
+    "y, chance",
+    [
+        (np.array([0, 0, 1, 2]), 0.5),  # class indices
+        (np.array([[0], [0], [1], [2]]), 0.5),  # as a column
+        (np.eye(3)[[0, 0, 1, 2]], 0.5),  # one-hot rows: the most frequent class, not the most frequent 0/1 entry
+        (np.eye(4)[[3, 1, 3, 3, 0]], 0.6),
+        (np.array([[1.0], [0.0], [1.0]]), 2 / 3),  # binary
+    ],
+)
+def test_chance_accuracy_is_the_share_of_the_most_frequent_class(y, chance):
+    assert dp.train.chance_accuracy(y) == pytest.approx(chance, abs=1e-15)
+
+
+# ----- fit's defaults and its time -----
+
+
+def test_fit_draws_its_batches_from_seed_0_by_default(split):
+    runs = []
+    for seed_option in ({}, {"seed": 0}):
+        model = MLP(seed=0)
+        fit(model, split.x_train, split.y_train, Adam(lr=0.01), steps=4, progress=False, **seed_option)
+        runs.append(model.params)
+    assert_same_params(*runs)
+
+
+def test_fit_scores_training_accuracy_on_1000_rows_by_default(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1100, 30))
+    y = (x[:, 0] > 0).astype(float)
+    scored = []
+
+    def count_distinct_rows(model, x, y):
+        scored.append(len(np.unique(x, axis=0)))
+        return 0.5
+
+    monkeypatch.setattr(dp.train, "_fraction_correct", count_distinct_rows)
+    fit(MLP(seed=0), x, y, SGD(lr=0.001), steps=1, progress=False)
+    assert scored == [1000]
+
+
+def test_fit_trains_in_training_mode_whatever_the_mode_it_came_in(split):
+    model, modes = MLP(seed=0).eval(), []
+    fit_on(model, split, Adam(), steps=3, progress=False, on_step=lambda step, m: modes.append(m.training))
+    assert modes == [True, True, True]
+    assert not model.training
+
+
+def test_history_seconds_is_the_time_fit_took(split):
+    start = time.perf_counter()
+    history = fit_on(MLP(seed=0), split, Adam(), steps=3, progress=False)
+    took = time.perf_counter() - start
+    assert 0 < history.seconds <= took
+
+
+def test_a_batch_of_every_training_row_is_allowed(split):
+    rows = len(split.x_train)
+    history = fit(MLP(seed=0), split.x_train, split.y_train, Adam(), epochs=2, batch_size=rows, progress=False)
+    assert history.step == [1, 2] and history.epoch == [1.0, 2.0]
+
+
+# ----- the training rows scored -----
+
+
+def test_the_scored_rows_are_distinct_sorted_training_rows():
+    for rows, score_rows in ((370, 100), (370, 369), (50, 49)):
+        scored = dp.train._scored_rows(rows, score_rows, seed=0)
+        assert len(np.unique(scored)) == len(scored) == score_rows  # drawn without replacement
+        assert np.array_equal(scored, np.sort(scored)) and 0 <= scored[0] and scored[-1] < rows
+    assert np.array_equal(dp.train._scored_rows(10, 10, seed=0), np.arange(10))
+    assert np.array_equal(dp.train._scored_rows(10, None, seed=0), np.arange(10))
+
+
+def test_the_scored_rows_of_a_seed_stay_the_same_from_version_to_version():
+    """A recorded run's training accuracies can be reproduced only if its seed scores the same rows."""
+    assert dp.train._scored_rows(370, 8, seed=0).tolist() == [84, 111, 189, 203, 294, 323, 353, 362]
+    assert not np.array_equal(dp.train._scored_rows(370, 8, seed=1), dp.train._scored_rows(370, 8, seed=0))
+
+
+def test_the_plan_of_a_run_cannot_change_once_made(split):
+    options = dict(steps=5, epochs=None, batch_size=50, seed=0, eval_every=None, schedule="constant", reduction="sum")
+    plan = dp.train._Plan.make(MLP(seed=0), split.x_train, split.y_train, None, score_rows=None, **options)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.steps = 6  # type: ignore[misc]
+
+
+# ----- all or nothing -----
+
+
+def test_all_or_nothing_removes_the_entries_a_failing_step_added():
+    model = MLP((4, 2), seed=0)
+    before = dict(model.params)
+
+    def step():
+        model.params["lazily_made"] = np.zeros((1, 1))
+        model.params["weight_l1"] = np.ones((4, 2))
+        raise ValueError("this step fails")
+
+    with pytest.raises(ValueError, match="this step fails"):
+        dp.train.all_or_nothing(model, step)
+    assert model.params.keys() == before.keys()
+    assert all(model.params[k] is before[k] for k in before)
+
+
+# ----- the progress bar -----
+
+
+class RecordingBar:
+    """Stands in for tqdm's bar: records how it was made and every call."""
+
+    made: list = []
+
+    def __init__(self, **options):
+        self.options, self.updates, self.postfixes, self.closed = options, [], [], 0
+        RecordingBar.made.append(self)
+
+    def update(self, n=1):
+        self.updates.append(n)
+
+    def set_postfix(self, *args, **kwargs):
+        self.postfixes.append((args, kwargs))
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.fixture
+def recording_bar(monkeypatch):
+    import tqdm
+
+    RecordingBar.made = []
+    monkeypatch.setattr(tqdm, "tqdm", RecordingBar)
+    return RecordingBar.made
+
+
+def test_the_progress_bar_counts_steps_shows_each_evaluation_and_clears_itself(split, recording_bar):
+    history = fit_on(MLP(seed=0), split, Adam(), steps=5, eval_every=2, progress=True)
+    [bar] = recording_bar
+    assert bar.options == dict(total=5, desc="training", unit="step", leave=False, dynamic_ncols=True)
+    assert bar.updates == [1] * 5
+    shown = [
+        {"loss": f"{loss:.4f}", "train": f"{train:.3f}", "val": f"{val:.3f}"}
+        for loss, train, val in zip(history.loss, history.train_accuracy, history.val_accuracy)
+    ]
+    assert bar.postfixes == [((postfix,), {"refresh": False}) for postfix in shown]  # no redraw of its own
+    assert len(shown) == 3 and bar.closed == 1
+
+
+def test_the_progress_bar_shows_no_validation_accuracy_without_validation_rows(split_without_validation, recording_bar):
+    fit_on(MLP(seed=0), split_without_validation, Adam(), steps=2, progress=True)
+    [bar] = recording_bar
+    [((postfix,), _)] = bar.postfixes
+    assert postfix.keys() == {"loss", "train"}
+
+
+def test_the_progress_bar_is_closed_when_training_diverges(split, recording_bar):
+    with pytest.raises(Diverged):
+        fit_on(MLP(batch_norm=False, seed=0), split, SGD(lr=1e308), steps=5, progress=True)
+    [bar] = recording_bar
+    assert bar.closed == 1 and bar.updates == []
