@@ -47,7 +47,7 @@ def _tanh_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _sigmoid(a: np.ndarray) -> None:
     """1 / (1 + exp(-a)) in place: four calls and no temporary, where `dp.ops.stable_sigmoid`
     makes seven and three. Both are within a few units in the last place wherever the
-    sigmoid is a normal number; below that (a < -708 in float64, -87 in float32) exp
+    sigmoid is a normal number; below that (a under about -709 in float64, -88 in float32) exp
     overflows here, silently, and the result is 0 where the stable form keeps a subnormal."""
     with np.errstate(over="ignore"):
         np.negative(a, out=a)

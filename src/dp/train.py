@@ -249,9 +249,9 @@ class FastStep:
 
     The rows and labels are trusted: check them once with ``model.checked_data`` (`fit`
     does). It is a training-mode step whatever the model's mode (`fit` trains in training
-    mode; `train_step` follows the model's). A step still refuses NaN and inf in the batch statistics, the loss and the
-    update (`NonFiniteError`), and rolls ``model.params`` back on any error, as
-    `train_step` does."""
+    mode; `train_step` follows the model's). A step still refuses NaN and inf in the batch
+    statistics, the loss and the update (`NonFiniteError`), and rolls ``model.params`` back
+    on any error, as `train_step` does."""
 
     def __init__(self, model: NeuralNode, optimizer: Optimizer, reduction: str = "sum") -> None:
         if not self.supports(model, optimizer):
