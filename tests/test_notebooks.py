@@ -127,14 +127,24 @@ def solved(*tasks: int) -> dict[int, str]:
     return {task: solution(task) for task in tasks}
 
 
+def check_outputs(nb):
+    """The text the executed notebook's check cells printed, all of it."""
+    return "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+
+
+def shown_images(nb):
+    """The PNG outputs of the executed notebook's code cells."""
+    return [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
+
+
 def test_solutions_run_from_top_to_bottom(tmp_path, monkeypatch):
     nb = read(SOLUTIONS)
     execute(nb, tmp_path, monkeypatch)
     assert cells_with_errors(nb) == []
-    outputs = "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+    outputs = check_outputs(nb)
     for task in range(1, TASKS + 1):
         assert f"Task {task} passed" in outputs
-    images = [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
+    images = shown_images(nb)
     assert len(images) == 1, "the solutions should draw one figure: training with and without batch norm"
 
 
@@ -269,10 +279,10 @@ def test_practice_runs_from_top_to_bottom_in_under_a_minute(tmp_path, monkeypatc
     execute(nb, tmp_path, monkeypatch)
     seconds = time.perf_counter() - start
     assert cells_with_errors(nb) == []
-    outputs = "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+    outputs = check_outputs(nb)
     for task in range(1, PRACTICE_TASKS + 1):
         assert f"Task {task} passed" in outputs
-    images = [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
+    images = shown_images(nb)
     assert len(images) == 3, "the digits, Figure 1(a) and Figure 1(b, c); the check's test figure is not shown"
     assert seconds < 60, f"the notebook took {seconds:.0f} s; students and CI expect under a minute"
 

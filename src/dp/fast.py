@@ -70,9 +70,8 @@ class MLPStep:
             raise TypeError(f"MLPStep computes the step of a dp.models.MLP, not of {type(model).__name__}")
         losses.scale(reduction, 1)  # refuses an unknown reduction now, not at the first step
         self.model, self.reduction = model, reduction
-        self.activation: Callable[[np.ndarray], tuple[np.ndarray, tuple[Vjp]]] = getattr(
-            ops, model.config["activation"]
-        )
+        self.activation_name: str = model.config["activation"]
+        self.activation: Callable[[np.ndarray], tuple[np.ndarray, tuple[Vjp]]] = getattr(ops, self.activation_name)
         self.loss: Callable[..., Any] = losses.logits_loss(model.sizes[-1]).forward  # type: ignore[attr-defined]
         # The gradient of the loss with respect to itself, as the graph's grad(1) seeds it. Read-only:
         # a vjp that wrote into it would change the next step's.
@@ -132,7 +131,7 @@ class MLPStep:
         x, mean, var = fused.centered_product(h, w, norm)  # as dp.fused.hidden_layer does
         y, fused_vjp = fused.linear_batch_norm.forward(  # type: ignore[attr-defined]
             h, w, params[norm.gamma_key], params[norm.beta_key], x, var, eps=norm.eps,
-            activation=self.model.config["activation"], input_needs_grad=needs_grad,
+            activation=self.activation_name, input_needs_grad=needs_grad,
         )  # fmt: skip
         pending.update(norm.averaged(mean, var, x.shape[0]))
         return y, fused_vjp
