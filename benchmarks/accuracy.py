@@ -35,8 +35,8 @@ from sklearn.svm import SVC
 
 from dp import data
 from dp.cli import main as dp_command
-from dp.layers import classes
-from dp.reference import TEST_SIZE, Recipe, train_network
+from dp.nn.module import classes
+from dp.studies.reference import TEST_SIZE, Recipe, train_network
 
 ENSEMBLE_SIZE = 5
 

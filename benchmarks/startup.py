@@ -36,9 +36,9 @@ MODULES = (  # the core, then what each extra brings
     "matplotlib.pyplot",
     "sklearn.datasets",
     "mlxtend.data",
-    "dp.plots",
-    "dp.sklearn",
-    "dp.paper",
+    "dp.tools.plots",
+    "dp.tools.sklearn",
+    "dp.studies.ioffe2015",
 )
 ENVIRONMENT = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 HEAVY = ("matplotlib", "sklearn", "scipy", "mlxtend", "joblib", "tqdm", "dask", "pandas", "threadpoolctl")

@@ -16,7 +16,7 @@ Implementations (`IMPLEMENTATIONS`), all starting from dp's initial parameters:
 
 - ``dp``: the step `dp.train.fit` takes, `dp.train.FastStep` with `dp.optim.SGD` (no
   graph, the data checked once, the update checked and all or nothing).
-- ``dp graph``: `dp.models.MLP` in the documented style, ``model.loss(x, y).grad(1)``
+- ``dp graph``: `dp.nn.models.MLP` in the documented style, ``model.loss(x, y).grad(1)``
   and a new params entry per gradient: the graph built and walked at every step.
 - ``torch``: PyTorch eager on the CPU, ``nn.Sequential`` (skipped if not installed).
 - ``autograd``: HIPS autograd, batch norm composed of mean, var and sqrt (skipped
@@ -122,9 +122,9 @@ WORKLOADS = {
 }
 
 
-def model_for(workload: Workload) -> dp.models.MLP:
+def model_for(workload: Workload) -> dp.nn.models.MLP:
     """dp's network for the workload, with its initial parameters (seed 0)."""
-    return dp.models.MLP(workload.sizes, activation=workload.activation, seed=0, dtype=workload.dtype)
+    return dp.nn.models.MLP(workload.sizes, activation=workload.activation, seed=0, dtype=workload.dtype)
 
 
 def hidden_layers(workload: Workload) -> range:

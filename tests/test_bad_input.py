@@ -15,9 +15,9 @@ import pytest
 
 import dp
 from dp import NonFiniteError
-from dp.checkpoint import CheckpointError, load, load_with_optimizer, save
 from dp.optim import OPTIMIZERS, make_optimizer
-from dp.sklearn import BatchNormMLPClassifier
+from dp.tools.checkpoint import CheckpointError, load, load_with_optimizer, save
+from dp.tools.sklearn import BatchNormMLPClassifier
 from dp.train import Diverged, fit
 
 FEATURES = 4
@@ -195,12 +195,12 @@ def test_a_batch_norm_layer_refuses_bad_input_before_updating_its_averages(x, er
 @pytest.mark.parametrize(
     "loss, z, y, error, message",
     [
-        (dp.losses.binary_cross_entropy_with_logits, X[:, :1], Y * 2, ValueError, r"\[0, 1\]"),
-        (dp.losses.binary_cross_entropy, np.full((8, 1), 0.5), Y[:6], ValueError, "6 labels for a batch of 8"),
-        (dp.losses.binary_cross_entropy_with_logits, X, Y, ValueError, r"one output column, shape \(n, 1\)"),
-        (dp.losses.softmax_cross_entropy, X, np.full(8, 4), ValueError, r"integers in \[0, 4\)"),
-        (dp.losses.softmax_cross_entropy, X, np.full(8, np.nan), NonFiniteError, "labels has NaN"),
-        (dp.losses.softmax_cross_entropy, X, Y.astype(str), TypeError, "labels must be numeric"),
+        (dp.nn.losses.binary_cross_entropy_with_logits, X[:, :1], Y * 2, ValueError, r"\[0, 1\]"),
+        (dp.nn.losses.binary_cross_entropy, np.full((8, 1), 0.5), Y[:6], ValueError, "6 labels for a batch of 8"),
+        (dp.nn.losses.binary_cross_entropy_with_logits, X, Y, ValueError, r"one output column, shape \(n, 1\)"),
+        (dp.nn.losses.softmax_cross_entropy, X, np.full(8, 4), ValueError, r"integers in \[0, 4\)"),
+        (dp.nn.losses.softmax_cross_entropy, X, np.full(8, np.nan), NonFiniteError, "labels has NaN"),
+        (dp.nn.losses.softmax_cross_entropy, X, Y.astype(str), TypeError, "labels must be numeric"),
     ],
     ids=["binary label 2", "too few labels", "binary loss of 4 columns", "class out of range", "nan", "strings"],
 )
@@ -374,7 +374,7 @@ def test_saving_a_broken_model_is_refused_and_keeps_the_old_checkpoint(break_it,
 @pytest.mark.parametrize(
     "arguments, error, message",
     [
-        (lambda model, optimizer, path: (model.params, path / "m.npz"), TypeError, "needs a dp.models.MLP"),
+        (lambda model, optimizer, path: (model.params, path / "m.npz"), TypeError, "needs a dp.nn.models.MLP"),
         (lambda model, optimizer, path: (model, path / "m.npz", "adam"), TypeError, "dp.optim.Optimizer or None"),
         (lambda model, optimizer, path: (model, path / "no" / "m.npz", optimizer), FileNotFoundError, "no"),
     ],

@@ -1,9 +1,9 @@
 """Batch norm at its three levels, pinned to each other to 1e-12 in float64:
 
-(a) `dp.layers.batch_norm_composed`, the paper's lines in Node operations (autodiff's gradient);
-(b) `dp.layers.batch_norm_closed_form`, one primitive with the paper's closed-form backward pass,
+(a) `dp.nn.batch_norm_composed`, the paper's lines in Node operations (autodiff's gradient);
+(b) `dp.nn.batch_norm_closed_form`, one primitive with the paper's closed-form backward pass,
     used by the seed-style `BatchNorm` layer;
-(c) `dp.fused`, linear -> batch norm -> activation as one primitive, used by `dp.models.MLP`.
+(c) `dp.fused`, linear -> batch norm -> activation as one primitive, used by `dp.nn.models.MLP`.
 
 Outputs, every gradient, the moving averages and eval mode; and the fused activations
 against the plain ones (a no-op activation or a wrong derivative must fail here).
@@ -14,7 +14,7 @@ import pytest
 
 import dp
 from dp import Node, fused
-from dp.layers import batch_norm_closed_form, batch_norm_composed, batch_norm_eval
+from dp.nn.normalization import batch_norm_closed_form, batch_norm_composed, batch_norm_eval
 
 TOL = 1e-12
 EPS = 1e-5
@@ -103,7 +103,7 @@ def test_the_mlp_trains_exactly_as_the_seed_style_network(activation):
     seedish.set_param(mlp.params)
     for _ in range(3):
         for net, logits in ((mlp, mlp.logits(x)), (seedish, seedish.logits(x))):
-            loss = dp.losses.binary_cross_entropy_with_logits(logits, y)
+            loss = dp.nn.losses.binary_cross_entropy_with_logits(logits, y)
             dp.optim.SGD(lr=0.1).step(net.params, loss.grad(1))
     for k in mlp.params:
         close(mlp.params[k], seedish.params[k])

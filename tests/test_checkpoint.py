@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dp
-from dp import checkpoint
-from dp.checkpoint import CheckpointError, load, load_with_optimizer, save
 from dp.optim import SGD, Adam, Momentum
+from dp.tools import checkpoint
+from dp.tools.checkpoint import CheckpointError, load, load_with_optimizer, save
 
 
 def train(model, optimizer=None, steps=4, seed=0):
@@ -211,7 +211,7 @@ def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
 
 
 def test_only_an_mlp_and_an_optimizer_can_be_saved(model, tmp_path):
-    with pytest.raises(TypeError, match="dp.models.MLP"):
+    with pytest.raises(TypeError, match="dp.nn.models.MLP"):
         save(dp.NeuralNode(), tmp_path / "x.npz")
     with pytest.raises(TypeError, match="dp.optim.Optimizer"):
         save(model, tmp_path / "x.npz", optimizer="adam")
@@ -441,7 +441,7 @@ def test_optimizer_entries_that_do_not_fit_are_refused(saved_with_adam, changes,
 
 
 def test_metadata_round_trips_and_defaults_to_empty(tmp_path):
-    model = dp.models.MLP(sizes=(4, 3, 1))
+    model = dp.nn.models.MLP(sizes=(4, 3, 1))
     dp.checkpoint.save(model, tmp_path / "with.npz", metadata={"data": {"seed": 3, "test_size": 0.2}})
     dp.checkpoint.save(model, tmp_path / "without.npz")
     assert dp.checkpoint.load_metadata(tmp_path / "with.npz") == {"data": {"seed": 3, "test_size": 0.2}}
@@ -450,5 +450,5 @@ def test_metadata_round_trips_and_defaults_to_empty(tmp_path):
 
 def test_metadata_that_is_not_json_is_refused_before_writing(tmp_path):
     with pytest.raises(TypeError):
-        dp.checkpoint.save(dp.models.MLP(sizes=(4, 3, 1)), tmp_path / "bad.npz", metadata={"x": object()})
+        dp.checkpoint.save(dp.nn.models.MLP(sizes=(4, 3, 1)), tmp_path / "bad.npz", metadata={"x": object()})
     assert not (tmp_path / "bad.npz").exists()

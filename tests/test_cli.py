@@ -123,7 +123,7 @@ def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
 
 
 def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("dp.cli.train_network", lambda *a, **k: pytest.fail("trained before checking --save"))
+    monkeypatch.setattr("dp.cli.command.train_network", lambda *a, **k: pytest.fail("trained before checking --save"))
     with pytest.raises(SystemExit):
         main(["train", "--save", str(tmp_path / "missing" / "model.npz")])
     err = capsys.readouterr().err
@@ -131,7 +131,7 @@ def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, 
 
 
 def test_a_folder_without_write_permission_is_refused_before_training(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("dp.arguments.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
+    monkeypatch.setattr("dp.cli.arguments.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
     for option, value in (("--save", tmp_path / "m.npz"), ("--plots", tmp_path / "figures" / "new")):
         with pytest.raises(SystemExit) as stopped:
             main(["train", option, str(value)])
@@ -196,7 +196,8 @@ def test_plots_writes_the_figures(capsys, tmp_path):
 
 
 def test_the_figures_say_they_were_trained_on_another_split_than_the_reported_model():
-    from dp import cli, reference
+    from dp.cli import command as cli
+    from dp.studies import reference
 
     settings = cli._figure_settings(reference.Recipe(), reference.split_with_validation(0))
     assert settings.split("\n") == [
@@ -275,7 +276,7 @@ def test_the_batch_size_error_names_the_flag_not_the_python_argument(capsys):
 
 
 def test_the_target_may_be_a_percentage_as_the_table_prints_it():
-    from dp.experiment import _fraction
+    from dp.cli.experiment import _fraction
 
     assert _fraction("95") == pytest.approx(0.95) and _fraction("0.95") == 0.95
 

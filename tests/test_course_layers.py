@@ -8,7 +8,8 @@ import pytest
 
 import dp
 from dp import Node, gradcheck
-from dp.layers import dropout, layer_norm, layer_norm_composed
+from dp.nn.dropout import dropout
+from dp.nn.normalization import layer_norm, layer_norm_composed
 
 RNG = np.random.default_rng(0)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dp
-from dp.draw import LIMIT
+from dp.tools.draw import LIMIT
 
 SVG = "{http://www.w3.org/2000/svg}"
 DOCS_GRAPH = Path(__file__).resolve().parents[1] / "docs" / "graph.svg"
@@ -73,7 +73,7 @@ class ComposedNet(Net):
 
     def forward(self, x, train=None):
         gamma, beta = self.bn1.learned()
-        return self.l2(dp.layers.batch_norm_composed(self.l1(x), gamma, beta).tanh()).sigmoid()
+        return self.l2(dp.nn.batch_norm_composed(self.l1(x), gamma, beta).tanh()).sigmoid()
 
 
 def net_loss(model, rows=6):
@@ -251,7 +251,7 @@ def test_png_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_import_dp_does_not_import_matplotlib_and_dp_draw_stays_the_function():
-    code = "import sys, dp, dp.draw; assert 'matplotlib' not in sys.modules; assert callable(dp.draw)"
+    code = "import sys, dp, dp.tools.draw; assert 'matplotlib' not in sys.modules; assert callable(dp.draw)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from joblib import parallel_config
 
-import dp.models
-from dp.experiment import Cell, Run, Settings, markdown_table, run_one, summarize, sweep
+import dp.nn.models
+from dp.studies.breast_cancer import Cell, Run, Settings, markdown_table, run_one, summarize, sweep
 
 SETTINGS = Settings(steps=30, batch_size=50, optimizer="sgd", schedule="constant", eval_every=5, target=0.9)
 
@@ -30,7 +30,7 @@ def test_a_diverging_run_is_caught_and_counted():
 
 
 def test_nan_predictions_at_the_end_count_as_divergence(monkeypatch):
-    monkeypatch.setattr(dp.models.MLP, "predict_proba", lambda self, x: np.full((len(x), 1), np.nan))
+    monkeypatch.setattr(dp.nn.models.MLP, "predict_proba", lambda self, x: np.full((len(x), 1), np.nan))
     assert run_one(SETTINGS, lr=0.03, batch_norm=False, seed=0).diverged
 
 

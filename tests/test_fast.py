@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import dp
 from dp import data
 from dp.fast import MLPStep, supports
-from dp.models import MLP
+from dp.nn.models import MLP
 from dp.optim import SGD, Adam, Momentum, RMSProp
 from dp.train import Diverged, FastStep, fit, train_step
 
@@ -376,7 +376,7 @@ def test_does_not_support_a_replaced_input_check_or_layers_of_another_kind():
         def _input(self, x):
             return super()._input(np.asarray(x) * 2.0)
 
-    class DoubledLinear(dp.layers.Linear):
+    class DoubledLinear(dp.nn.Linear):
         def forward(self, x):
             return super().forward(x) * 2.0
 
@@ -496,11 +496,11 @@ def test_fit_calls_a_step_replaced_on_the_optimizer_instance(split):
 
 
 def test_mlp_step_and_fast_step_refuse_what_they_do_not_support():
-    with pytest.raises(TypeError, match="MLPStep computes the step of a dp.models.MLP, not of TwoLayers"):
+    with pytest.raises(TypeError, match="MLPStep computes the step of a dp.nn.models.MLP, not of TwoLayers"):
         MLPStep(TwoLayers())
     with pytest.raises(TypeError, match="not of PenalizedMLP"):
         MLPStep(PenalizedMLP(seed=0))
-    with pytest.raises(TypeError, match="FastStep takes a dp.models.MLP"):
+    with pytest.raises(TypeError, match="FastStep takes a dp.nn.models.MLP"):
         FastStep(TwoLayers(), SGD())
     with pytest.raises(TypeError, match="use train_step for others"):
         FastStep(MLP(seed=0), stepping(SGD)())
@@ -820,7 +820,7 @@ def test_gradients_share_memory_with_no_parameter_and_no_other_gradient(sizes, b
     labels = step.labels(y)
     for _ in range(2):  # the second step too: nothing is kept from the first
         _, grads = step(x, labels)
-        assert grads.keys() == {k for k in model.params if not dp.layers.is_state(k)}
+        assert grads.keys() == {k for k in model.params if not dp.nn.is_state(k)}
         for k, g in grads.items():
             assert g.shape == model.params[k].shape
             assert g.flags.writeable, k

@@ -6,7 +6,7 @@ import pytest
 
 import dp
 from dp import Node, gradcheck
-from dp.layers import batch_norm, batch_norm_eval
+from dp.nn.normalization import batch_norm, batch_norm_eval
 
 EPS = 1e-5
 
@@ -82,7 +82,7 @@ class TestTheSeedStyle:
         net = SeedNet()
         rng = np.random.default_rng(2)
         x, y = rng.normal(size=(20, 30)), rng.integers(0, 2, size=(20, 1))
-        loss = dp.losses.binary_cross_entropy(net.forward(x), y)
+        loss = dp.nn.losses.binary_cross_entropy(net.forward(x), y)
         grads = loss.grad(1)
         assert not any(k.startswith("avg_") for k in grads)
         averages = {k: net.params[k] for k in net.params if k.startswith("avg_")}
@@ -209,7 +209,7 @@ class TestBatchNormModes:
         x = np.random.default_rng(12).normal(size=(6, 30))
         for train in (True, False):
             grads = net.forward(x, train).sum().grad(1)
-            assert set(grads) == {k for k in net.params if not dp.layers.is_state(k)}
+            assert set(grads) == {k for k in net.params if not dp.nn.is_state(k)}
 
 
 class TestFusedBatchNorm:
@@ -368,7 +368,7 @@ class TestParamAccess:
 
 
 def test_predict_calls_a_probability_of_exactly_one_half_class_0():
-    from dp.layers import classes
+    from dp.nn.module import classes
 
     np.testing.assert_array_equal(classes(np.array([[0.5], [0.5000001], [0.4999999]])), [[0], [1], [0]])
     assert classes(np.array([[0.5]])).dtype == np.int64
@@ -446,7 +446,7 @@ def test_a_seed_style_model_trains_with_fit_through_its_default_loss():
     history = dp.train.fit(net, x, y, dp.optim.Adam(lr=0.01), steps=40, batch_size=20, progress=False)
     assert history.loss[-1] < history.loss[0]
     p = net.forward(x).value
-    np.testing.assert_allclose(net.loss(x, y).value, dp.losses.binary_cross_entropy(dp.Node(p), y).value)
+    np.testing.assert_allclose(net.loss(x, y).value, dp.nn.losses.binary_cross_entropy(dp.Node(p), y).value)
 
 
 def test_a_failed_first_training_step_leaves_the_layer_untrained():
@@ -502,7 +502,7 @@ class ThreeClasses(dp.NeuralNode):
 
 def test_the_default_loss_of_a_model_with_several_outputs_is_the_categorical_cross_entropy():
     model, x, y = ThreeClasses(), np.random.default_rng(0).normal(size=(5, 4)), np.array([0, 2, 1, 1, 0])
-    expected = dp.losses.categorical_cross_entropy(model.forward(x), y)
+    expected = dp.nn.losses.categorical_cross_entropy(model.forward(x), y)
     np.testing.assert_allclose(model.loss(x, y).value, expected.value)
     np.testing.assert_allclose(model.loss(x, y, reduction="mean").value, expected.value / 5)
     np.testing.assert_array_equal(model.predict(x), model.forward(x).value.argmax(axis=1).reshape(-1, 1))
@@ -531,7 +531,7 @@ class TestCheckedData:
 
 
 def test_the_batch_norm_layer_class_has_the_factorys_defaults():
-    from dp.layers import BatchNorm
+    from dp.nn.normalization import BatchNorm
 
     model = dp.NeuralNode()
     made, direct = model.batch_norm(3, "bn1"), BatchNorm(model, "bn1", 3)
@@ -549,7 +549,7 @@ def test_batch_norm_over_one_feature_moves_its_averages():
 
 
 def test_the_layer_norm_class_has_the_factorys_eps():
-    from dp.layers import LayerNorm
+    from dp.nn.normalization import LayerNorm
 
     model = dp.NeuralNode()
     assert LayerNorm(model, "ln1", 3).eps == model.layer_norm(3, "ln1").eps == 1e-5
@@ -567,7 +567,7 @@ def test_a_named_float64_input_to_a_float32_layer_keeps_its_gradient():
     x = Node(np.ones((3, 2)), "x")
     assert "x" in layer(x).sum().grad(1)
     unnamed = Node(np.ones((3, 2), np.float32))
-    assert dp.layers.as_input(unnamed, np.float32) is unnamed
+    assert dp.nn.as_input(unnamed, np.float32) is unnamed
 
 
 def test_dropout_in_evaluation_returns_an_array_input_itself():
@@ -586,10 +586,9 @@ def test_a_batch_too_large_to_square_is_refused_before_the_averages_move():
 
 @pytest.mark.parametrize("level", ["batch_norm_composed", "batch_norm_closed_form"])
 def test_batch_norm_functions_use_eps_1e_5_by_default(level):
-    from dp import layers
 
     x = Node(np.array([[0.0, 1.0], [0.002, 1.004]]), "x")  # variances of 1e-6 and 4e-6: eps matters
-    f = getattr(layers, level)
+    f = getattr(dp.nn, level)
     np.testing.assert_array_equal(f(x, 1.0, 0.0).value, f(x, 1.0, 0.0, 1e-5).value)
     assert abs(f(x, 1.0, 0.0).value[1, 0] - 0.301511) < 1e-6  # 1e-3 / sqrt(1e-6 + 1e-5)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dp import Node, gradcheck
-from dp.losses import (
+from dp.nn.losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     categorical_cross_entropy,

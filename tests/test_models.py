@@ -1,10 +1,10 @@
-"""dp.models.MLP, the bias exercise and batch-norm folding."""
+"""dp.nn.models.MLP, the bias exercise and batch-norm folding."""
 
 import numpy as np
 import pytest
 
 import dp
-from dp.losses import binary_cross_entropy
+from dp.nn.losses import binary_cross_entropy
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 30))
@@ -37,8 +37,8 @@ def numeric_gradient(model, key, x, y, h=1e-6):
 
 class TestReferenceNetwork:
     def test_defaults_are_the_seed_network(self):
-        model = dp.models.MLP()
-        shapes = {k: v.shape for k, v in model.params.items() if not dp.layers.is_state(k)}
+        model = dp.nn.models.MLP()
+        shapes = {k: v.shape for k, v in model.params.items() if not dp.nn.is_state(k)}
         assert shapes == {
             "weight_l1": (30, 20), "gamma_bn1": (1, 20), "beta_bn1": (1, 20),
             "weight_l2": (20, 10), "gamma_bn2": (1, 10), "beta_bn2": (1, 10),
@@ -47,35 +47,35 @@ class TestReferenceNetwork:
         assert model.sizes == (30, 20, 10, 1) and model.has_batch_norm
 
     def test_forward_gives_probabilities_of_the_logits(self):
-        model = dp.models.MLP()
+        model = dp.nn.models.MLP()
         z = model.logits(X[:10], train=True).value
         p = model.forward(X[:10]).value
         assert p.shape == (10, 1) and ((p > 0) & (p < 1)).all()
         np.testing.assert_allclose(p, 1 / (1 + np.exp(-z)), rtol=1e-13)
 
     def test_loss_is_the_summed_cross_entropy_of_the_probabilities(self):
-        model = dp.models.MLP()
+        model = dp.nn.models.MLP()
         expected = binary_cross_entropy(model.forward(X), Y).value
         np.testing.assert_allclose(model.loss(X, Y).value, expected, rtol=1e-12)
         np.testing.assert_allclose(model.loss(X, Y.ravel()).value, expected, rtol=1e-12)
 
     def test_loss_gradients_match_finite_differences_for_every_parameter(self):
-        model = sgd_steps(dp.models.MLP(sizes=(30, 4, 3, 1)), steps=3)
+        model = sgd_steps(dp.nn.models.MLP(sizes=(30, 4, 3, 1)), steps=3)
         x, y = X[:8], Y[:8]
         grads = model.loss(x, y).grad(1)
-        assert set(grads) == {k for k in model.params if not dp.layers.is_state(k)}
+        assert set(grads) == {k for k in model.params if not dp.nn.is_state(k)}
         for key, gradient in grads.items():
             np.testing.assert_allclose(gradient, numeric_gradient(model, key, x, y), rtol=1e-6, atol=1e-8)
 
     def test_training_lowers_the_loss_and_fits_the_data(self):
-        model = dp.models.MLP()
+        model = dp.nn.models.MLP()
         before = model.loss(X, Y, train=True).value[0, 0]
         sgd_steps(model, steps=100)
         assert model.loss(X, Y, train=False).value[0, 0] < before / 4
         assert (model.predict(X) == Y).mean() > 0.95
 
     def test_predict_and_predict_proba_use_eval_mode(self):
-        model = sgd_steps(dp.models.MLP())
+        model = sgd_steps(dp.nn.models.MLP())
         saved = model.get_param()
         np.testing.assert_array_equal(model.predict_proba(X), model.forward(X, train=False).value)
         np.testing.assert_array_equal(model.predict(X), (model.predict_proba(X) > 0.5).astype(int))
@@ -83,7 +83,7 @@ class TestReferenceNetwork:
             assert np.array_equal(model.params[k], v)
 
     def test_float32_model_computes_and_learns_in_float32(self):
-        model = dp.models.MLP(dtype=np.float32)
+        model = dp.nn.models.MLP(dtype=np.float32)
         loss = model.loss(X, Y)
         assert loss.dtype == np.float32
         assert {g.dtype for g in loss.grad(1).values()} == {np.dtype(np.float32)}
@@ -93,12 +93,12 @@ class TestReferenceNetwork:
 
 class TestOtherShapes:
     def test_without_batch_norm_every_linear_layer_has_a_bias(self):
-        model = dp.models.MLP(batch_norm=False)
+        model = dp.nn.models.MLP(batch_norm=False)
         assert sorted(model.params) == ["bias_l1", "bias_l2", "bias_l3", "weight_l1", "weight_l2", "weight_l3"]
         assert not model.has_batch_norm
 
     def test_several_outputs_give_a_softmax_and_softmax_cross_entropy(self):
-        model = dp.models.MLP(sizes=(30, 8, 3))
+        model = dp.nn.models.MLP(sizes=(30, 8, 3))
         classes = rng.integers(0, 3, size=40)
         p = model.forward(X).value
         np.testing.assert_allclose(p.sum(axis=1), 1)
@@ -110,19 +110,19 @@ class TestOtherShapes:
 
     @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
     def test_each_activation_trains(self, activation):
-        model = dp.models.MLP(activation=activation)
+        model = dp.nn.models.MLP(activation=activation)
         before = model.loss(X, Y).value[0, 0]
         sgd_steps(model, steps=60)
         assert model.loss(X, Y).value[0, 0] < before
 
     def test_bad_arguments_are_refused(self):
         with pytest.raises(ValueError, match="activation"):
-            dp.models.MLP(activation="swish")
+            dp.nn.models.MLP(activation="swish")
         with pytest.raises(ValueError, match="sizes"):
-            dp.models.MLP(sizes=(30,))
+            dp.nn.models.MLP(sizes=(30,))
 
     def test_input_of_the_wrong_width_or_with_nan_is_refused(self):
-        model = dp.models.MLP()
+        model = dp.nn.models.MLP()
         with pytest.raises(ValueError, match=r"\(n, 30\)"):
             model.loss(X[:, :29], Y)
         bad = X.copy()
@@ -161,27 +161,27 @@ class TestBiasBeforeBatchNorm:
 
 class TestFolding:
     def test_folded_model_predicts_what_the_original_predicts_in_eval_mode(self):
-        model = sgd_steps(dp.models.MLP())
+        model = sgd_steps(dp.nn.models.MLP())
         model.params["beta_bn1"] = model.params["beta_bn1"] + 0.3  # make every term matter
         folded = dp.fold_batch_norm(model)
         np.testing.assert_allclose(folded.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-10)
         np.testing.assert_allclose(folded.logits(X).value, model.logits(X, train=False).value, rtol=0, atol=1e-10)
 
     def test_folded_model_has_no_batch_norm_left(self):
-        folded = dp.fold_batch_norm(sgd_steps(dp.models.MLP()))
+        folded = dp.fold_batch_norm(sgd_steps(dp.nn.models.MLP()))
         assert not folded.has_batch_norm
         assert not any(k.split("_")[0] in ("gamma", "beta", "avg") for k in folded.params)
         assert sorted(folded.params) == ["bias_l1", "bias_l2", "bias_l3", "weight_l1", "weight_l2", "weight_l3"]
 
     def test_folding_leaves_the_original_untouched(self):
-        model = sgd_steps(dp.models.MLP())
+        model = sgd_steps(dp.nn.models.MLP())
         saved = model.get_param()
         dp.fold_batch_norm(model)
         assert all(np.array_equal(model.params[k], v) for k, v in saved.items())
 
     def test_folding_an_untrained_model_is_an_error(self):
         with pytest.raises(RuntimeError, match="training batch"):
-            dp.fold_batch_norm(dp.models.MLP())
+            dp.fold_batch_norm(dp.nn.models.MLP())
 
     def test_folding_needs_an_mlp(self):
         with pytest.raises(TypeError, match="MLP"):
@@ -189,14 +189,14 @@ class TestFolding:
 
 
 def test_a_float32_model_stays_float32_when_fed_float64_nodes():
-    model = dp.models.MLP(dtype=np.float32)
+    model = dp.nn.models.MLP(dtype=np.float32)
     loss = model.loss(dp.Node(X), Y)
     assert loss.dtype == np.float32
     assert {v.dtype for v in model.params.values()} == {np.dtype(np.float32)}
 
 
 def test_a_model_saved_untrained_cannot_predict_after_loading(tmp_path):
-    model = dp.models.MLP()
+    model = dp.nn.models.MLP()
     model.set_param(model.get_param())  # zero moving averages, copied: still never trained
     with pytest.raises(RuntimeError, match="has not seen a training batch"):
         model.predict(X)

@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import dp
 from dp import Node, gradcheck, ops
-from dp.layers import linear
+from dp.nn.linear import linear
 
 TOLERANCE = 1e-6
 shapes = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)

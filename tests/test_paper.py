@@ -1,4 +1,4 @@
-"""`dp paper` (dp.paper) on a tiny budget: the plan, one run, the sweep, its tables and
+"""`dp paper` (dp.studies.ioffe2015, dp.cli.paper) on a tiny budget: the plan, one run, the sweep, its tables and
 figures, the command end to end and its bad input.
 
 The real budget takes minutes; here every run trains 20 or 40 steps on scikit-learn's
@@ -14,9 +14,10 @@ import re
 import pytest
 from matplotlib.image import imread
 
-import dp.paper
+import dp.cli.paper
 from dp.cli import main
-from dp.paper import DEEP_LAYERS, DEEP_LRS, DEEP_WIDTH, Budget, Result, Run, plan, run_one, sweep
+from dp.studies import ioffe2015
+from dp.studies.ioffe2015 import DEEP_LAYERS, DEEP_LRS, DEEP_WIDTH, Budget, Result, Run, plan, run_one, sweep
 
 TINY = Budget(figure_steps=40, sweep_steps=20, deep_steps=20, seeds=1, evaluations=4)
 LRS = (0.5, 12.5)  # the paper's rate for Figure 1, and five times the plain network's best
@@ -144,14 +145,14 @@ def test_a_run_that_stopped_early_counts_its_last_accuracy_from_then_on():
     finished = Result(run, step=[10, 20, 30], accuracy=[0.2, 0.4, 0.6])
     stopped = Result(run, step=[10], accuracy=[0.3], diverged=True)
     also_finished = Result(run, step=[10, 20, 30], accuracy=[0.1, 0.5, 0.9])
-    assert dp.paper.median_curve([finished, stopped, also_finished]) == ([10, 20, 30], [0.2, 0.4, 0.6])
+    assert ioffe2015.median_curve([finished, stopped, also_finished]) == ([10, 20, 30], [0.2, 0.4, 0.6])
 
 
 # ----- tables and figures -----
 
 
 def test_the_figure1_table_has_one_row_per_evaluation_with_the_median_accuracies(results):
-    header, *rows = table_rows(dp.paper.figure1_table(dp.paper.by(results, "figure1")))
+    header, *rows = table_rows(ioffe2015.figure1_table(ioffe2015.by(results, "figure1")))
     assert header == ["step", "without batch norm", "with batch norm"]
     (plain,), (normed,) = of(results, "figure1", False), of(results, "figure1", True)
     assert rows == [
@@ -162,7 +163,7 @@ def test_the_figure1_table_has_one_row_per_evaluation_with_the_median_accuracies
 
 @pytest.mark.parametrize("experiment, lrs", [("learning_rates", LRS), ("deep", DEEP_LRS)])
 def test_the_sweep_tables_have_one_row_per_learning_rate_with_stuck_counts(results, experiment, lrs):
-    header, *rows = table_rows(dp.paper.sweep_table(dp.paper.by(results, experiment), "learning rate"))
+    header, *rows = table_rows(ioffe2015.sweep_table(ioffe2015.by(results, experiment), "learning rate"))
     assert header == ["learning rate", "without batch norm", "stuck", "with batch norm", "stuck"]
     assert [row[0] for row in rows] == [f"{lr:g}" for lr in sorted(lrs)]
     for row, lr in zip(rows, sorted(lrs)):
@@ -173,7 +174,7 @@ def test_the_sweep_tables_have_one_row_per_learning_rate_with_stuck_counts(resul
 
 
 def test_report_writes_each_table_and_a_readable_figure(results, tmp_path):
-    printed = list(dp.paper.report(results, TINY, tmp_path, "the header"))
+    printed = list(ioffe2015.report(results, TINY, tmp_path, "the header"))
     names = ("figure1", "learning_rates", "deep")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("md", "png"))
     for name, text in zip(names, printed):
@@ -187,7 +188,7 @@ def test_report_writes_each_table_and_a_readable_figure(results, tmp_path):
 
 
 def test_report_skips_the_experiments_that_did_not_run(results, tmp_path):
-    printed = list(dp.paper.report(dp.paper.by(results, "deep"), TINY, tmp_path, "the header"))
+    printed = list(ioffe2015.report(ioffe2015.by(results, "deep"), TINY, tmp_path, "the header"))
     assert len(printed) == 1 and f"{DEEP_LAYERS} hidden sigmoid layers" in printed[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.md", "deep.png"]
 
@@ -196,7 +197,7 @@ def test_report_skips_the_experiments_that_did_not_run(results, tmp_path):
 
 
 def test_the_command_prints_and_writes_every_table(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(dp.paper, "QUICK", TINY)  # --quick, smaller still
+    monkeypatch.setattr(dp.cli.paper, "QUICK", TINY)  # --quick, smaller still
     out = tmp_path / "new" / "folder"
     argv = ["paper", "--quick", "--data", "digits", "--lrs", "0.5,12.5", "--jobs", "1", "--out", str(out)]
     assert main(argv) == 0
@@ -209,7 +210,7 @@ def test_the_command_prints_and_writes_every_table(capsys, monkeypatch, tmp_path
 
 
 def test_the_command_runs_only_the_chosen_experiments_and_seeds(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(dp.paper, "QUICK", dataclasses.replace(TINY, seeds=3))
+    monkeypatch.setattr(dp.cli.paper, "QUICK", dataclasses.replace(TINY, seeds=3))
     argv = ["paper", "--quick", "--data", "digits", "--experiments", "figure1", "--seeds", "1", "--seed", "4"]
     assert main([*argv, "--jobs", "1", "--out", str(tmp_path)]) == 0
     assert "2 runs, seeds 4-4;" in capsys.readouterr().out
@@ -275,7 +276,7 @@ def test_without_mlxtend_the_command_names_the_extra_to_install_before_any_work(
 
 def test_a_sweep_on_a_dask_cluster_gets_exactly_the_local_results(runs, results):
     # The runs go through joblib's dask backend to worker processes, as they would to a
-    # cluster's machines (see the dp.paper docstring): each is a Run of plain values,
+    # cluster's machines (see the dp.studies.ioffe2015 docstring): each is a Run of plain values,
     # pickled there, and its Result pickled back, in the order of the runs.
     distributed = pytest.importorskip("dask.distributed")  # the test extra installs it
     from joblib import parallel_config

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import dp.train
-from dp import data, plots
-from dp.experiment import Cell
-from dp.models import MLP
+from dp import data
+from dp.nn.models import MLP
 from dp.optim import Adam
+from dp.studies.breast_cancer import Cell
+from dp.tools import plots
 from dp.train import History, fit
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

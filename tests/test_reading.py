@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINK = re.compile(r"\[([^\]]+)\]\(\.\./(src/dp/\w+\.py)#L(\d+)-L(\d+)\)")
+LINK = re.compile(r"\[([^\]]+)\]\(\.\./(src/dp/[\w/]+\.py)#L(\d+)-L(\d+)\)")
 
 
 def definitions(path):

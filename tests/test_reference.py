@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dp import data
-from dp.models import MLP
+from dp.nn.models import MLP
 from dp.optim import Adam
-from dp.reference import (
+from dp.studies.reference import (
     FIGURE_EVAL_EVERY,
     TEST_SIZE,
     Recipe,

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import dp
-from dp.sklearn import BatchNormMLPClassifier
+from dp.tools.sklearn import BatchNormMLPClassifier
 
 # Few epochs keep the checks fast; they still reach the accuracy the checks demand.
 CHECKED = [

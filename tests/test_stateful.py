@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import dp
-from dp.checkpoint import load_with_optimizer, save
 from dp.optim import make_optimizer
+from dp.tools.checkpoint import load_with_optimizer, save
 
 FEATURES = 4
 DATA = np.random.default_rng(0).standard_normal((64, FEATURES))

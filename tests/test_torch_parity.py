@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import dp
-from dp.layers import batch_norm
+from dp.nn.normalization import batch_norm
 from dp.optim import Adam
 
 torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ import pytest
 
 import dp
 from dp import data
-from dp.models import MLP
+from dp.nn.models import MLP
 from dp.node import Node
 from dp.optim import SGD, Adam
 from dp.train import CHANCE_MARGIN, SCHEDULES, Diverged, History, fit

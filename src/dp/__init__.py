@@ -3,12 +3,24 @@
     data -> model.forward (builds Nodes from params) -> loss -> loss.grad(1)
          -> optimizer.step(params, grads) -> params
 
-The public API lives here, and nothing else but the clock that `dp train` reads.
+The package is laid out as that loop, the lesson first, then the product built on it:
+
+- the engine: `dp.node` (Node, the reverse sweep), `dp.ops` (the primitives),
+  `dp.checks` (validation), `dp.finite_differences` (gradcheck);
+- `dp.nn`: what networks are made of (the model base class, layers, losses, models);
+- `dp.optim` (the optimizers), `dp.train` (fit), `dp.data` (the data sets);
+- the product: `dp.studies` (reproductions), `dp.cli` (the `dp` command) and `dp.tools`
+  (checkpoint, draw, plots, sklearn, classic). A lower room never imports a higher one.
+
+The public API lives here. ``import dp`` loads what training needs; the tools load on first
+use (``dp.checkpoint``, ``dp.draw``, ``dp.sklearn``, ...).
 
 The original dp's names are here too, as its notebooks import them: ``Model``, ``SGD``,
 ``SGD_Momentum``, ``RMS_Prop``, ``Adam``, ``Helper`` and the namespace ``optimizer``
-(`dp.classic`). ``dp.SGD`` is the original's (model, data, hyperparam dict); dp's own
-optimizers are ``dp.optim.SGD``, ``dp.optim.Momentum``, ``dp.optim.RMSProp``, ``dp.optim.Adam``.
+(`dp.tools.classic`). ``dp.SGD`` is the original's (model, data, hyperparam dict); dp's own
+optimizers, with PyTorch's rules, are ``dp.optim.SGD``, ``dp.optim.Momentum``,
+``dp.optim.RMSProp``, ``dp.optim.Adam``. Each refuses a call in the other's style with a
+message naming the right class.
 """
 
 import time as _time
@@ -16,55 +28,70 @@ import time as _time
 # First, before NumPy loads: `dp train` reports its time since this moment, imports included.
 _IMPORTED_AT = _time.perf_counter()
 
-from dp import checkpoint, checks, classic, data, fused, layers, losses, models, ops, optim, train
+from dp import checks, data, fused, nn, ops, optim, train
 from dp.checks import NonFiniteError
-from dp.classic import SGD, Adam, Helper, Model, RMS_Prop, SGD_Momentum, optimizer
-from dp.draw import Drawing, draw  # NumPy only: matplotlib is imported when a PNG is saved
 from dp.finite_differences import GradcheckError, gradcheck
-from dp.layers import NeuralNode
-from dp.models import MLP, fold_batch_norm
+from dp.nn import MLP, NeuralNode, fold_batch_norm
 from dp.node import Node, concatenate, dot, primitive
 
+# name -> (module, attribute or None for the module itself): loaded on first use.
+_LAZY = {
+    "checkpoint": ("dp.tools.checkpoint", None),
+    "classic": ("dp.tools.classic", None),
+    "plots": ("dp.tools.plots", None),
+    "sklearn": ("dp.tools.sklearn", None),
+    "draw": ("dp.tools.draw", "draw"),
+    "Drawing": ("dp.tools.draw", "Drawing"),
+    "cli": ("dp.cli", None),
+    "studies": ("dp.studies", None),
+    "tools": ("dp.tools", None),
+    **{name: ("dp.tools.classic", name) for name in ("Model", "SGD", "SGD_Momentum", "RMS_Prop", "Adam", "Helper")},
+    "optimizer": ("dp.tools.classic", "optimizer"),
+}
+# Modules of an earlier layout, and where their contents are now.
+_MOVED = {
+    "layers": "dp.nn",
+    "models": "dp.nn (dp.nn.models)",
+    "losses": "dp.nn.losses",
+    "init": "dp.nn.init",
+    "reference": "dp.studies.reference",
+    "experiment": "dp.studies.breast_cancer",
+    "paper": "dp.studies.ioffe2015",
+    "arguments": "dp.cli.arguments",
+}
+
 __all__ = [
-    "SGD",
-    "Adam",
-    "Helper",
     "MLP",
-    "Drawing",
-    "Model",
-    "RMS_Prop",
-    "SGD_Momentum",
     "GradcheckError",
     "NeuralNode",
     "Node",
     "NonFiniteError",
-    "checkpoint",
     "checks",
-    "classic",
     "concatenate",
     "data",
     "dot",
-    "draw",
     "fold_batch_norm",
     "fused",
     "gradcheck",
-    "layers",
-    "losses",
-    "models",
+    "nn",
     "ops",
     "optim",
-    "optimizer",
     "primitive",
     "train",
+    *_LAZY,
 ]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``dp.sklearn``, ``dp.plots``, ``dp.experiment`` and ``dp.cli`` load on first use:
-    they bring scikit-learn, matplotlib or joblib, which ``import dp`` does not."""
-    if name in ("sklearn", "plots", "experiment", "cli"):
+    """The tools and the original course's names, loaded on first use: they bring
+    scikit-learn, matplotlib or joblib, or are not needed to train."""
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(f"dp.{name}")
+        module, attribute = _LAZY[name]
+        loaded = importlib.import_module(module)
+        return loaded if attribute is None else getattr(loaded, attribute)
+    if name in _MOVED:
+        raise AttributeError(f"module 'dp' has no attribute {name!r}: it is now {_MOVED[name]}")
     raise AttributeError(f"module 'dp' has no attribute {name!r}")

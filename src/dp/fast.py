@@ -1,4 +1,4 @@
-"""The training step of `dp.models.MLP` without a graph: what `dp.train.fit` runs.
+"""The training step of `dp.nn.models.MLP` without a graph: what `dp.train.fit` runs.
 
     step = MLPStep(model, reduction="sum")
     loss, grads = step(x, labels)      # = model.loss(x, y).value, model.loss(x, y).grad(1)
@@ -13,14 +13,14 @@ it out, once, as straight-line code.
 
 It is the same math, not a copy of it: each layer runs the very forward function and
 vjp of the primitive the graph uses (``dp.ops.linear``, ``dp.fused.linear_batch_norm``,
-the activations of `dp.ops`, the losses of `dp.losses`), in the order the graph's
+the activations of `dp.ops`, the losses of `dp.nn.losses`), in the order the graph's
 reverse sweep would call them. So the results are bit for bit the graph's;
 tests/test_fast.py checks that, loss, gradients, moving averages and batch counts, for
 every activation, with and without batch norm, one and several outputs, float64 and
 float32.
 
 What it leaves out is what `fit` has done once before the first step: ``x`` and the
-labels are trusted, as `dp.models.MLP.checked_data` (rows: finite, of the model's width)
+labels are trusted, as `dp.nn.models.MLP.checked_data` (rows: finite, of the model's width)
 and `labels` (one-hot rows or a column, in the model's dtype) made them. What it still
 checks at every step is what no look at the data can tell in advance: the batch
 statistics and the loss must be finite (`dp.checks.NonFiniteError` otherwise, which
@@ -38,10 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from dp import checks, fused, losses, ops
+from dp import checks, fused, ops
 from dp.checks import NonFiniteError
-from dp.layers import BatchNorm, Linear
-from dp.models import MLP
+from dp.nn import losses
+from dp.nn.linear import Linear
+from dp.nn.models import MLP
+from dp.nn.normalization import BatchNorm
 
 Vjp = Callable[[np.ndarray], Any]
 
@@ -67,7 +69,7 @@ class MLPStep:
 
     def __init__(self, model: MLP, reduction: str = "sum") -> None:
         if not supports(model):
-            raise TypeError(f"MLPStep computes the step of a dp.models.MLP, not of {type(model).__name__}")
+            raise TypeError(f"MLPStep computes the step of a dp.nn.models.MLP, not of {type(model).__name__}")
         losses.scale(reduction, 1)  # refuses an unknown reduction now, not at the first step
         self.model, self.reduction = model, reduction
         self.activation_name: str = model.config["activation"]

@@ -1,4 +1,4 @@
-"""The same math as `dp.layers`' batch norm, fewer arrays: the hidden layer of `dp.models.MLP`.
+"""The same math as `dp.layers`' batch norm, fewer arrays: the hidden layer of `dp.nn.models.MLP`.
 
 A hidden layer of the reference network is linear (no bias), then batch norm,
 then an activation::
@@ -18,8 +18,8 @@ together, so the column sums they share are computed once. It saves arrays:
   from that output (tanh' = 1 - y**2, sigmoid' = y (1 - y), relu' = [y > 0]), so
   the batch-norm output before the activation is never kept.
 
-Nothing else differs: the tests check these against `dp.layers.batch_norm_composed`
-and the `dp.layers.BatchNorm` layer, values, gradients and moving averages, to 1e-12.
+Nothing else differs: the tests check these against `dp.nn.batch_norm_composed`
+and the `dp.nn.BatchNorm` layer, values, gradients and moving averages, to 1e-12.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from dp.layers import BatchNorm, Linear, require_finite_statistics
+from dp.nn.linear import Linear
+from dp.nn.normalization import BatchNorm, require_finite_statistics
 from dp.node import Node, primitive
 
 
@@ -117,7 +118,7 @@ def centered_product(h: np.ndarray, w: np.ndarray, norm: BatchNorm) -> tuple[np.
 
 def center(x: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Subtract each feature's batch mean from x (N, F) in place; return the mean and the
-    biased variance, (1, F) each, as `dp.layers.batch_statistics` does."""
+    biased variance, (1, F) each, as `dp.nn.batch_statistics` does."""
     # einsum, unlike sum, warns of no overflow: the check below says what went wrong, and
     # np.errstate would cost more than the rest of this function at small sizes.
     mean = np.einsum("ij->j", x)[None, :] / x.shape[0]
@@ -137,7 +138,7 @@ def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation=Non
     """Training mode: ``activation(gamma * xhat + beta)`` where xhat = centered / sqrt(var + eps)
     and ``centered`` must be ``h @ w`` minus its batch mean, made by `hidden_layer` with
     `center` (this takes it over); h and w themselves serve the backward pass only, which
-    is `dp.layers.batch_norm_closed_form`'s, with dy the gradient through the activation,
+    is `dp.nn.batch_norm_closed_form`'s, with dy the gradient through the activation,
     then the linear layer's: dh = dx @ w.T, dw = h.T @ dx. ``input_needs_grad=False``
     skips dh when h leads to no parameter (the data: the first layer's largest product)."""
     n = centered.shape[0]

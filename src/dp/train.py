@@ -5,7 +5,7 @@
 
 Each step is the loop of the `dp` package docstring (`train_step`):
 ``grads = model.loss(xb, yb).grad(1)``, then ``optimizer.step(model.params, grads)``,
-all or nothing. For an `dp.models.MLP` and one of dp's optimizers, `fit` takes the same
+all or nothing. For an `dp.nn.models.MLP` and one of dp's optimizers, `fit` takes the same
 step without building the graph (`FastStep`, from `dp.fast`): the same numbers, bit for
 bit, in less time. Every ``eval_every`` steps (by default once an epoch) the model is
 evaluated in eval mode on the training and the validation rows.
@@ -24,7 +24,7 @@ import numpy as np
 
 from dp import fast
 from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
-from dp.layers import NeuralNode
+from dp.nn.module import NeuralNode
 from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -129,7 +129,7 @@ def fit(
     score_rows: int | None = 1000,
 ) -> History:
     """Train ``model`` on the rows ``x`` (n, features) and labels ``y`` with mini-batch
-    ``optimizer`` steps (`train_step`; for an `dp.models.MLP` and one of dp's optimizers,
+    ``optimizer`` steps (`train_step`; for an `dp.nn.models.MLP` and one of dp's optimizers,
     `FastStep`: the same step without the graph, in training mode whatever ``on_step`` does).
 
     Give ``steps`` (optimizer steps) or ``epochs`` (passes over the training rows).
@@ -239,7 +239,7 @@ def all_or_nothing(model: NeuralNode, step: Callable[[], float]) -> float:
 
 
 class FastStep:
-    """`train_step` without the graph, for a `dp.models.MLP` and one of dp's optimizers: what
+    """`train_step` without the graph, for a `dp.nn.models.MLP` and one of dp's optimizers: what
     `fit` runs for them (`supports`). The same numbers, bit for bit, in less time (`dp.fast`
     says why and how; docs/speed.md has the measurements)::
 
@@ -256,7 +256,7 @@ class FastStep:
     def __init__(self, model: NeuralNode, optimizer: Optimizer, reduction: str = "sum") -> None:
         if not self.supports(model, optimizer):
             raise TypeError(
-                "FastStep takes a dp.models.MLP and an optimizer whose step is dp's; use train_step for others"
+                "FastStep takes a dp.nn.models.MLP and an optimizer whose step is dp's; use train_step for others"
             )
         self.model, self.optimizer = model, optimizer
         self.gradients = fast.MLPStep(model, reduction)  # type: ignore[arg-type]  # supports() said MLP

@@ -15,13 +15,13 @@ from dataclasses import asdict
 from typing import Any
 
 from dp.optim import OPTIMIZERS
-from dp.reference import Recipe
+from dp.studies.reference import Recipe
 from dp.train import SCHEDULES
 
 
 def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     """Add the options every training command shares: --steps --batch-size --optimizer
-    --schedule --seed, with `dp.reference.Recipe`'s defaults unless ``defaults`` says otherwise."""
+    --schedule --seed, with `dp.studies.reference.Recipe`'s defaults unless ``defaults`` says otherwise."""
     d = {**asdict(Recipe()), **defaults}
     parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """Weight initializations by name: each draws a (fan_in, fan_out) weight matrix.
 
-    dp.init.weights("he", rng, 784, 100)                  # N(0, 2 / fan_in)
-    dp.init.weights("normal", rng, 784, 100, std=0.01)    # the paper's "small random Gaussian values"
+    dp.nn.init.weights("he", rng, 784, 100)                  # N(0, 2 / fan_in)
+    dp.nn.init.weights("normal", rng, 784, 100, std=0.01)    # the paper's "small random Gaussian values"
 
 Every rule draws values of mean 0; they differ in the spread, chosen so that the
 variance of activations (forward) or of gradients (backward) neither grows nor

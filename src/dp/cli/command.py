@@ -9,7 +9,7 @@
 `dp train` trains the reference network on the breast-cancer data and reports
 on the held-out test rows in eval mode. Its defaults were chosen on data splits
 other than the ones it reports on (see docs/training.md). `dp experiment` is the
-batch-norm learning-rate sweep (dp.experiment, docs/experiment.md).
+batch-norm learning-rate sweep (`dp.studies.breast_cancer`, docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 import dp
-from dp.arguments import add_training_options, non_negative, output_file, output_folder, positive
 from dp.checks import install_hint
+from dp.cli.arguments import add_training_options, non_negative, output_file, output_folder, positive
 from dp.data import Split
-from dp.reference import TEST_SIZE, Recipe, train_network
+from dp.studies.reference import TEST_SIZE, Recipe, train_network
 
 DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
 
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="print only the test accuracy")
     evaluate.set_defaults(run=_evaluate)
 
-    from dp import experiment, paper  # their options live with them; imported here, as only they need joblib
+    from dp.cli import experiment, paper  # imported here: only they need joblib
 
     experiment.add_command(commands)
     paper.add_command(commands)
@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dp import checkpoint, data
+    from dp import data
+    from dp.tools import checkpoint
 
     recipe = Recipe(**{option.name: getattr(args, option.name) for option in fields(Recipe)})
     split = data.breast_cancer(test_size=TEST_SIZE, seed=args.seed)
@@ -115,8 +116,9 @@ def _train(args: argparse.Namespace) -> int:
 def _training_figures(directory: str, recipe: Recipe) -> list[Path]:
     """The figures of `dp train --plots`: the reference network trained with and without
     batch norm as ``recipe`` says, on the split of its seed with a validation part
-    (`dp.reference.batch_norm_comparison`), drawn by `dp.plots.training_figures`."""
-    from dp import plots, reference
+    (`dp.studies.reference.batch_norm_comparison`), drawn by `dp.plots.training_figures`."""
+    from dp.studies import reference
+    from dp.tools import plots
 
     split = reference.split_with_validation(recipe.seed)
     histories, snapshots = reference.batch_norm_comparison(split, recipe)
@@ -136,7 +138,8 @@ def _figure_settings(recipe: Recipe, split: Split) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dp import checkpoint, data
+    from dp import data
+    from dp.tools import checkpoint
 
     model, _, metadata = checkpoint.load_all(args.path)
     split_of = metadata.get("data", {})

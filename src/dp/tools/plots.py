@@ -35,7 +35,7 @@ def training_figures(
     settings: str,
 ) -> list[Path]:
     """Write two PNGs to ``directory`` (created if needed) about the reference network
-    trained with and without batch norm (`dp.reference.batch_norm_comparison` returns
+    trained with and without batch norm (`dp.studies.reference.batch_norm_comparison` returns
     what they need): ``training_curves.png`` (`curves_figure`) and, unless the network
     with batch norm diverged, ``batch_norm_histograms.png`` (`histograms_figure`).
 
@@ -194,7 +194,7 @@ def _second_layer(x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.n
     batch norm normalizing with the statistics of all the rows: calling the model's
     layers in training mode would update the moving averages and disturb training.
     """
-    from dp.layers import batch_norm
+    from dp.nn.normalization import batch_norm
 
     first = np.tanh(batch_norm(x @ params["weight_l1"], params["gamma_bn1"], params["beta_bn1"]).value)
     before = first @ params["weight_l2"]
@@ -204,7 +204,7 @@ def _second_layer(x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.n
 def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, settings: str) -> Path:
     """Write the learning-rate sweep's figure to ``path`` (PNG) and return the path.
 
-    ``cells`` are `dp.experiment.Cell` results (one per learning rate and batch-norm
+    ``cells`` are `dp.studies.breast_cancer.Cell` results (one per learning rate and batch-norm
     setting). Left: median and worst test accuracy against the learning rate;
     right: median steps to reach ``target`` validation accuracy. Both with and
     without batch norm, learning rate on a log scale.
@@ -319,7 +319,7 @@ def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[b
 
 def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
     """Final test accuracy against the learning rate (log scale), with and without batch norm,
-    from `dp.paper.Result`s: the median over seeds as a line, the worst and best run as a
+    from `dp.studies.ioffe2015.Result`s: the median over seeds as a line, the worst and best run as a
     band; runs stuck at chance (or diverged) are counted under their point."""
     from matplotlib.figure import Figure
 

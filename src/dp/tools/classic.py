@@ -45,8 +45,10 @@ import numpy as np
 
 from dp import checks, optim
 from dp.checks import OrNone, Real, Whole
-from dp.init import weights as init_weights
-from dp.layers import NeuralNode, checked_input, linear
+from dp.nn.init import weights as init_weights
+from dp.nn.inputs import checked_input
+from dp.nn.linear import linear
+from dp.nn.module import NeuralNode
 from dp.node import Node
 
 SEED = OrNone(Whole("[0, inf)"))

@@ -1,8 +1,8 @@
-"""`BatchNormMLPClassifier`: a `dp.models.MLP` as a scikit-learn classifier.
+"""`BatchNormMLPClassifier`: a `dp.nn.models.MLP` as a scikit-learn classifier.
 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from dp.sklearn import BatchNormMLPClassifier
+    from dp.tools.sklearn import BatchNormMLPClassifier
 
     clf = make_pipeline(StandardScaler(), BatchNormMLPClassifier(random_state=0))
     clf.fit(X, y).score(X_test, y_test)
@@ -34,8 +34,8 @@ from sklearn.utils.multiclass import check_classification_targets  # type: ignor
 from sklearn.utils.validation import check_is_fitted, validate_data  # type: ignore[import-untyped]
 
 from dp.checks import Flag, OneOf, Real, Several, Whole
-from dp.layers import ACTIVATIONS
-from dp.models import MLP
+from dp.nn.activations import ACTIVATIONS
+from dp.nn.models import MLP
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
 from dp.train import SCHEDULES, History, fit
 
@@ -43,7 +43,7 @@ from dp.train import SCHEDULES, History, fit
 class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
     """A multi-layer perceptron with batch norm, trained with a dp optimizer.
 
-    The network is ``dp.models.MLP(sizes=(n_features, *hidden_layer_sizes, outputs))``:
+    The network is ``dp.nn.models.MLP(sizes=(n_features, *hidden_layer_sizes, outputs))``:
     one sigmoid output for two classes, a softmax over k outputs for k > 2.
 
     Parameters
@@ -82,7 +82,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray (n_classes,)
         The sorted labels seen in ``fit`` (or given to the first ``partial_fit``).
     n_features_in_, feature_names_in_ : as in every scikit-learn estimator.
-    model_ : dp.models.MLP
+    model_ : dp.nn.models.MLP
         The trained network, in eval mode. Its class indices are positions in ``classes_``.
     optimizer_ : dp.optim.Optimizer
         The optimizer, with its state; ``partial_fit`` continues with it.

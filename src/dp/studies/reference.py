@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dp.data import Split, breast_cancer
-from dp.models import MLP
+from dp.nn.models import MLP
 from dp.optim import Optimizer, make_optimizer
 from dp.train import Diverged, History, fit
 
@@ -45,7 +45,7 @@ class Recipe:
 
 
 def train_network(split: Split, batch_norm: bool, recipe: Recipe, **fit_options: Any) -> tuple[MLP, Optimizer, History]:
-    """A fresh reference network (`dp.models.MLP`, with or without batch norm) trained on
+    """A fresh reference network (`dp.nn.models.MLP`, with or without batch norm) trained on
     ``split``'s training rows as ``recipe`` says, its validation rows (if any) evaluated,
     with ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
     Raises what `fit` raises, `dp.train.Diverged` included."""

@@ -89,7 +89,7 @@ def from_logits(z: Node, labels: np.ndarray, scale: float) -> Node:
     """The cross-entropy from logits z for labels already checked by `dp.checks.labels`
     (a column for one output, one-hot rows for more), in z's dtype, times ``scale``:
     binary for one output column, softmax for more. For models that check their
-    labels at their own entry point (`dp.models.MLP`)."""
+    labels at their own entry point (`dp.nn.models.MLP`)."""
     return logits_loss(z.shape[1])(z, labels, scale)
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints: a `dp.models.MLP`, and optionally its optimizer, in one ``.npz`` file.
+"""Checkpoints: a `dp.nn.models.MLP`, and optionally its optimizer, in one ``.npz`` file.
 
     dp.checkpoint.save(model, "model.npz", optimizer=adam)
     model = dp.checkpoint.load("model.npz")
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.models import MLP
+from dp.nn.models import MLP
 from dp.optim import Optimizer, make_optimizer
 
 FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
@@ -74,13 +74,13 @@ def save(
     and keeps its permissions; a new file gets the usual ones (0o666 minus the umask).
 
     Returns ``path`` as a `Path`. Raises ``TypeError`` when ``model`` is not a
-    `dp.models.MLP` or ``optimizer`` not a `dp.optim.Optimizer`; `CheckpointError`
+    `dp.nn.models.MLP` or ``optimizer`` not a `dp.optim.Optimizer`; `CheckpointError`
     when ``load`` would refuse the result (e.g. NaN parameters); ``OSError`` when
     writing fails. On any error an existing file at ``path`` is left untouched
     and no temporary file remains.
     """
     if not isinstance(model, MLP):
-        raise TypeError(f"save needs a dp.models.MLP (it stores the architecture), not {type(model).__name__}")
+        raise TypeError(f"save needs a dp.nn.models.MLP (it stores the architecture), not {type(model).__name__}")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a dp.optim.Optimizer or None, not {type(optimizer).__name__}")
     arrays = _encode(model, optimizer)
@@ -93,7 +93,7 @@ def save(
 
 
 def load(path: PathLike) -> MLP:
-    """The model saved at ``path``: a new `dp.models.MLP` of the saved architecture
+    """The model saved at ``path``: a new `dp.nn.models.MLP` of the saved architecture
     with the saved parameters, bit for bit, in training mode (call ``eval()`` for
     inference). Optimizer state in the file is checked but not returned; see
     `load_with_optimizer`.

@@ -8,10 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from dp import checks, fused, losses
-from dp import init as dp_init
+from dp import checks, fused
 from dp.checks import Flag, OneOf, Whole, checked
-from dp.layers import ACTIVATIONS, BATCH_NORM_CONSTRAINTS, BatchNorm, Linear, NeuralNode, as_input
+from dp.nn import init as dp_init
+from dp.nn import losses
+from dp.nn.activations import ACTIVATIONS
+from dp.nn.inputs import as_input
+from dp.nn.linear import Linear
+from dp.nn.module import NeuralNode
+from dp.nn.normalization import BATCH_NORM_CONSTRAINTS, BatchNorm
 from dp.node import Node
 
 MLP_CONSTRAINTS: dict[str, checks.Constraint] = {
@@ -186,7 +191,7 @@ def fold_batch_norm(model: MLP) -> MLP:
     has no batch-norm layers and predicts what ``model`` predicts in eval mode.
     """
     if not isinstance(model, MLP):
-        raise TypeError("fold_batch_norm needs a dp.models.MLP: it must know which linear layer feeds which batch norm")
+        raise TypeError("fold_batch_norm needs a dp.MLP: it must know which linear layer feeds which batch norm")
     folded = MLP(**{**model.config, "batch_norm": False})
     if not model.has_batch_norm:
         folded.set_param(model.params)

@@ -1,0 +1,109 @@
+"""`dp paper`: the command line of the batch-norm paper's reproductions (`dp.studies.ioffe2015`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dp.cli.arguments import jobs, learning_rates, output_folder, positive
+from dp.studies.ioffe2015 import (
+    BATCH,
+    DEFAULT_LRS,
+    EXPERIMENTS,
+    FULL,
+    QUICK,
+    QUICK_LRS,
+    Budget,
+    plan,
+    report,
+    sweep,
+)
+
+
+def add_command(commands: Any) -> None:
+    """Register `dp paper` on the `dp` command's subparsers."""
+    parser = commands.add_parser(
+        "paper",
+        help="reproduce batch norm's MNIST experiment (Ioffe & Szegedy, Figure 1) and more",
+        description="Figure 1 of the batch-norm paper (test accuracy and sigmoid-input percentiles over "
+        "training), the learning-rate claim and a deep sigmoid network, with and without batch norm. "
+        f"Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others {FULL.sweep_steps:,} "
+        f"steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few minutes' worth in "
+        "under 2 minutes.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a reduced budget with the same qualitative result")
+    parser.add_argument("--data", choices=("mnist", "digits"), default="mnist", help="the images (%(default)s)")
+    parser.add_argument("--seeds", type=positive(int), help=f"seeds per setting ({FULL.seeds}; quick {QUICK.seeds})")
+    parser.add_argument("--seed", type=positive(int), default=1, help="the first seed (%(default)s)")
+    parser.add_argument(
+        "--weight-std", type=positive(float), default=0.01, help="initial weights N(0, std^2) (%(default)s)"
+    )
+    parser.add_argument(
+        "--lrs",
+        type=learning_rates,
+        help="the learning rates of the sweep ("
+        + ",".join(f"{lr:g}" for lr in DEFAULT_LRS)
+        + "; quick: "
+        + ",".join(f"{lr:g}" for lr in QUICK_LRS)
+        + ")",
+    )
+    parser.add_argument(
+        "--experiments",
+        type=_experiments,
+        default=EXPERIMENTS,
+        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (all)",
+    )
+    parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
+    parser.add_argument(
+        "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
+    )
+    parser.set_defaults(run=_paper)
+
+
+def _experiments(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in EXPERIMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}"
+        )
+    return names
+
+
+def _paper(args: argparse.Namespace) -> int:
+    budget = QUICK if args.quick else FULL
+    if args.seeds:
+        budget = dataclasses.replace(budget, seeds=args.seeds)
+    lrs = args.lrs or (QUICK_LRS if args.quick else DEFAULT_LRS)
+    runs = plan(budget, args.data, args.weight_std, lrs, args.seed, args.experiments)
+    _require_data(args.data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(_header(args, budget, len(runs)), flush=True)
+    start = time.perf_counter()
+    results = sweep(runs, args.jobs, progress=sys.stderr.isatty())
+    for line in report(results, budget, out, _header(args, budget, len(runs))):
+        print(line)
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
+    return 0
+
+
+def _require_data(data: str) -> None:
+    """Load the data set once before any work, so that a missing package (an ``ImportError``
+    naming the extra to install, `dp.data.mnist`) stops the command before it makes the output
+    folder and starts the runs, where it would surface late, once per run, from a worker."""
+    from dp import data as datasets
+
+    getattr(datasets, data)()
+
+
+def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
+    return (
+        f"dp paper: {args.data}, {runs} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; SGD on the mean loss "
+        f"of {BATCH} rows; Figure 1: {budget.figure_steps:,} steps, lr 0.5, weights N(0, {args.weight_std:g}^2); "
+        f"learning rates: {budget.sweep_steps:,} steps; deep: {budget.deep_steps:,} steps"
+    )

@@ -1,0 +1,53 @@
+"""What networks are made of, built on `dp.Node`: the model base class (`NeuralNode`), its
+layers in files by kind (`linear`, `normalization`, `dropout`), the losses, weight
+initializations and the models (`MLP`, `fold_batch_norm`).
+
+Read in this order: `module` (one params dict, the layer builders), `linear`,
+`normalization` (batch norm: the paper's four lines, then its closed-form backward), `dropout`,
+`losses`, `models`.
+"""
+
+from dp.nn import init, losses
+from dp.nn.activations import ACTIVATIONS
+from dp.nn.dropout import Dropout, dropout
+from dp.nn.inputs import as_input, checked_input
+from dp.nn.linear import Linear, linear
+from dp.nn.models import MLP, fold_batch_norm
+from dp.nn.module import NeuralNode, classes, is_state
+from dp.nn.normalization import (
+    BatchNorm,
+    LayerNorm,
+    batch_norm,
+    batch_norm_closed_form,
+    batch_norm_composed,
+    batch_norm_eval,
+    batch_statistics,
+    layer_norm,
+    layer_norm_composed,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "BatchNorm",
+    "Dropout",
+    "LayerNorm",
+    "Linear",
+    "NeuralNode",
+    "as_input",
+    "batch_norm",
+    "batch_norm_closed_form",
+    "batch_norm_composed",
+    "batch_norm_eval",
+    "batch_statistics",
+    "checked_input",
+    "classes",
+    "dropout",
+    "fold_batch_norm",
+    "init",
+    "is_state",
+    "layer_norm",
+    "layer_norm_composed",
+    "linear",
+    "losses",
+]

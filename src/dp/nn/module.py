@@ -1,0 +1,284 @@
+"""`NeuralNode`, the base class of models: one params dict, layer builders, train/eval, prediction.
+
+A model's whole state is one dict, ``self.params`` (name -> ndarray). A layer
+builder registers its entries there and returns the layer, a small callable
+object that reads them at call time, so assigning a new array to ``params[k]``
+changes the model::
+
+    class Net(dp.NeuralNode):
+        def __init__(self):
+            self.params = dict()        # calling super().__init__() is optional
+            self.l1 = self.linear(30, 20, "l1", bias=False)
+            self.bn1 = self.batch_norm(20, "bn1")
+            ...
+
+The layers live in files by kind (`dp.nn.linear`, `dp.nn.normalization`,
+`dp.nn.dropout`) and never import this module back: they are handed the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dp import checks
+from dp.nn import losses
+from dp.nn.dropout import DROPOUT_CONSTRAINTS, Dropout
+from dp.nn.init import weights as init_weights
+from dp.nn.linear import Linear
+from dp.nn.normalization import BATCH_NORM_CONSTRAINTS, LAYER_NORM_CONSTRAINTS, BatchNorm, LayerNorm
+from dp.node import Node
+
+STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
+
+
+def is_state(key: str) -> bool:
+    """Whether ``params[key]`` is state that training updates without a gradient (batch
+    norm's moving averages and batch count), rather than a learned parameter."""
+    return key.startswith(STATE_PREFIXES)
+
+
+class NeuralNode:
+    """Base class of dp models: ``params``, layer factories, train/eval mode, prediction.
+
+    Subclasses build layers in ``__init__`` and define ``forward(x, train=None)``
+    returning probabilities (a Node). ``train=None`` means "the model's mode",
+    which is training until ``eval()`` is called; ``predict`` and
+    ``predict_proba`` always run in eval mode. ``loss`` (the cross-entropy of
+    ``forward``'s probabilities) makes any such model trainable with `dp.train.fit`.
+
+    Initial weights come from ``rng``, made from ``seed``: a subclass that sets
+    ``self.params = dict()`` instead of calling ``super().__init__(seed)`` can set
+    ``self.seed = 0`` before creating layers to make them reproducible.
+    """
+
+    training: bool = True  # class-level defaults: a subclass need not call __init__
+    seed: int | None = None
+    rng: np.random.Generator | None = None
+    dtype: Any = np.float64
+
+    def __init__(self, seed: int | None = None, dtype: Any = np.float64) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":  # an integer model would truncate every weight to 0
+            raise TypeError(f"dtype must be a floating-point type, not {self.dtype}")
+
+    # ----- layers -----
+
+    def linear(
+        self, fan_in: int, fan_out: int, name: str, bias: bool = True, init: str = "glorot", std: float | None = None
+    ) -> Linear:
+        """Register ``weight_{name}`` (fan_in, fan_out) and, if ``bias``, ``bias_{name}``
+        (1, fan_out); return ``forward(x) = x @ weight + bias`` for x of shape (n, fan_in).
+
+        Weights are drawn by the rule ``init`` (`dp.init`: "glorot", "he", "normal" and
+        "uniform" with a given ``std``, ...), biases start at 0. The default, Glorot-normal,
+        N(0, 2 / (fan_in + fan_out)), keeps the variance of activations and of gradients
+        roughly constant through tanh layers (Glorot & Bengio, 2010), the reference
+        network's activation. Before batch norm, the scale matters little (batch norm
+        undoes it), so one rule serves both.
+        """
+        fan_in, fan_out = (checks.Whole("[1, inf)")(n, what) for n, what in ((fan_in, "fan_in"), (fan_out, "fan_out")))
+        weight = init_weights(init, self._generator(), fan_in, fan_out, std)
+        self._register({f"weight_{name}": weight, **({f"bias_{name}": np.zeros((1, fan_out))} if bias else {})})
+        return Linear(self, name, fan_in, bias)
+
+    def batch_norm(
+        self,
+        fan_in: int,
+        name: str,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+        activation: str | None = None,
+    ) -> BatchNorm:
+        """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros), (1, fan_in).
+        State, never in ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}``
+        (zeros, (1, fan_in)) and ``batches_{name}``, the number of training batches seen
+        (as PyTorch's ``num_batches_tracked``), a (1, 1) array in the model's dtype like
+        every entry (whole numbers are exact in it up to 2**11 in float16, 2**24 in float32, 2**53 in float64).
+
+        Training (``train=True``, or ``None`` while the model is in training mode),
+        for a batch x of shape (N, fan_in), per feature::
+
+            mean = x.mean(0)        var = ((x - mean) ** 2).mean(0)     # biased
+            y = gamma * (x - mean) / sqrt(var + eps) + beta
+            avg_mean     <- (1 - momentum) * avg_mean     + momentum * mean
+            avg_variance <- (1 - momentum) * avg_variance + momentum * var
+            batches      <- batches + 1
+
+        Evaluation (``train=False``) uses ``avg_mean`` and ``avg_variance`` instead of
+        the batch's statistics, and changes nothing.
+
+        ``momentum`` is the weight of the *new* batch, as in PyTorch
+        (``BatchNorm1d(momentum=0.1)``). Keras's ``momentum`` is the weight of the
+        *old* average (``BatchNormalization(momentum=0.99)``): Keras m equals dp
+        ``1 - m``. ``unbiased_average=True`` stores the unbiased batch variance
+        ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
+        normalization itself always uses the biased one, as in the paper.
+        ``activation`` ("tanh", "sigmoid" or "relu") is applied to the output.
+
+        Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
+        of fewer than 2 rows (one value per feature has no variance); NaN, inf or
+        overflowing values (checked before any state changes); ``RuntimeError`` for
+        evaluation before any training batch (the averages are still zeros, and
+        dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
+        """
+        what = f"batch norm {name!r}:"
+        fan_in = checks.Whole("[1, inf)")(fan_in, f"{what} fan_in")
+        options = {
+            key: BATCH_NORM_CONSTRAINTS[key](value, f"{what} {key}")
+            for key, value in (("momentum", momentum), ("eps", eps), ("unbiased_average", unbiased_average))
+        }
+        if activation is not None:
+            BATCH_NORM_CONSTRAINTS["activation"](activation, f"{what} activation")
+        row = np.zeros((1, fan_in))
+        learned = {f"gamma_{name}": row + 1, f"beta_{name}": row}
+        self._register({**learned, f"avg_mean_{name}": row, f"avg_variance_{name}": row, f"batches_{name}": row[:, :1]})
+        return BatchNorm(self, name, fan_in, activation=activation, **options)
+
+    def layer_norm(self, fan_in: int, name: str, eps: float = 1e-5) -> LayerNorm:
+        """Register layer norm over ``fan_in`` features; return ``forward(x)``.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros), (1, fan_in), as in
+        batch norm. For x of shape (N, fan_in), per *row* (see `layer_norm_composed`)::
+
+            mean = x.mean(1)        var = ((x - mean) ** 2).mean(1)     # biased
+            y = gamma * (x - mean) / sqrt(var + eps) + beta
+
+        No state and no modes: each row is normalized by its own statistics, so the
+        layer computes the same function in training and evaluation, never updates
+        anything, and works on a single row. It takes no ``train`` argument.
+
+        Errors: ``ValueError`` for an input that is not (N, fan_in), numeric and finite.
+        """
+        fan_in = checks.Whole("[1, inf)")(fan_in, "fan_in")
+        eps = checks.checked(LAYER_NORM_CONSTRAINTS, eps=eps)["eps"]
+        row = np.zeros((1, fan_in))
+        self._register({f"gamma_{name}": row + 1, f"beta_{name}": row})
+        return LayerNorm(self, name, fan_in, eps)
+
+    def dropout(self, p: float = 0.5, seed: int | None = None) -> Dropout:
+        """Return inverted dropout with drop probability ``p`` in [0, 1): ``forward(x, train=None)``.
+
+        Training (``train=True``, or ``None`` while the model is in training mode): each
+        element is kept with probability 1 - p and divided by 1 - p, so every output has
+        the expected value of its input; evaluation returns x unchanged (see `dropout`).
+        Masks come from the model's random generator (``NeuralNode(seed=...)``), or from
+        a generator of the layer's own made from ``seed``. Nothing is registered in
+        ``params``: dropout has no parameters and no state.
+        """
+        options = checks.checked(DROPOUT_CONSTRAINTS, p=p, seed=seed)
+        return Dropout(self, options["p"], options["seed"])
+
+    def _register(self, entries: dict[str, np.ndarray]) -> None:
+        clash = sorted(set(entries) & set(self.params))
+        if clash:
+            raise ValueError(f"parameter names already in use: {clash}; give each layer its own name")
+        self.params.update({k: v.astype(self.dtype) for k, v in entries.items()})
+
+    def _generator(self) -> np.random.Generator:
+        if self.rng is None:
+            self.rng = np.random.default_rng(self.seed)
+        return self.rng
+
+    # ----- modes and prediction -----
+
+    def train(self, mode: bool = True) -> NeuralNode:
+        """Set training mode (``mode=True``) or eval mode for every batch-norm layer
+        called without an explicit ``train`` argument. Returns the model."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> NeuralNode:
+        """Eval mode: batch norm uses its moving averages. Same as ``train(False)``."""
+        return self.train(False)
+
+    def forward(self, x: Any, train: bool | None = None) -> Node:
+        """The model's output probabilities for a batch ``x``; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, train=None)")
+
+    def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
+        """The cross-entropy of ``forward(x, train)`` against labels y, summed over rows
+        by default: binary for one output column (labels 0/1), categorical for more
+        (class indices or one-hot). From probabilities, so clipped; `dp.nn.models.MLP`
+        overrides it with the exact version computed from its logits.
+
+        The labels can only be checked once the forward pass has shown how many
+        outputs there are; if they are refused, the moving averages that pass
+        updated are put back, so bad labels never count as a training batch."""
+        before = dict(self.params)  # arrays are replaced, never written into: this keeps the old values
+        p = self.forward(x, train)
+        try:
+            if p.shape[1] == 1:
+                return losses.binary_cross_entropy(p, y, reduction)
+            return losses.categorical_cross_entropy(p, y, reduction)
+        except (TypeError, ValueError):
+            self.params.update(before)
+            raise
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
+        return self.forward(x, train=False).value
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
+        one output, else the most probable output's index."""
+        return classes(self.predict_proba(x))
+
+    def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``x`` and labels ``y`` as arrays this model trains on, after the checks that
+        training on them would make, so that `dp.train.fit` can refuse bad data before the
+        first step (and never mistake it for divergence). ``what`` names the data in errors
+        ("training", "validation"). Here: x a finite numeric (n, features) array with n >= 1,
+        y finite numbers, one per row; returned as given, y as a column if it is a vector.
+        A model whose loss takes particular labels overrides this (`dp.nn.models.MLP` does)."""
+        x = checks.numeric_array(x, f"the {what} rows")
+        if x.ndim != 2:
+            raise ValueError(f"the {what} rows must be a 2-D array (rows, features), got shape {x.shape}")
+        x = checks.input_batch(x, x.shape[1], f"the {what} rows")
+        y = checks.finite(checks.numeric_array(y, f"the {what} labels"), f"the {what} labels")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{len(y) if y.ndim else 'a scalar: no'} labels for {len(x)} {what} rows")
+        return x, y.reshape(-1, 1) if y.ndim == 1 else y
+
+    # ----- state -----
+
+    def get_param(self) -> dict[str, np.ndarray]:
+        """A copy of ``params``: learned parameters and batch-norm state."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_param(self, values: dict[str, Any]) -> None:
+        """Replace some or all of ``params`` (copies are stored, in each entry's dtype).
+        Every name must already exist (else ``KeyError``), every array keep its shape
+        (``ValueError``) and be finite (`NonFiniteError`); moving variances and batch
+        counts cannot be negative, counts must be whole. On any error nothing changes."""
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise KeyError(f"unknown parameter names {unknown}; this model has {sorted(self.params)}")
+        self.params.update({k: self._checked_param(k, v) for k, v in values.items()})
+
+    def _checked_param(self, key: str, value: Any) -> np.ndarray:
+        """A copy of ``value`` fit to replace ``params[key]``, or the error that says why not."""
+        what, like = f"parameter {key!r}", self.params[key]
+        given = checks.finite(checks.numeric_array(value, what), what)
+        if given.shape != like.shape:
+            raise ValueError(f"{what} has shape {like.shape}, got {given.shape}")
+        if key.startswith(("avg_variance_", "batches_")) and (given < 0).any():
+            raise ValueError(f"{what} is a {'variance' if key.startswith('avg') else 'count'}: it cannot be negative")
+        if key.startswith("batches_") and (given != np.round(given)).any():
+            raise ValueError(f"{what} counts batches: it must hold a whole number")
+        return np.array(given, dtype=like.dtype)
+
+
+def classes(probabilities: np.ndarray) -> np.ndarray:
+    """The classes `NeuralNode.predict` gives for its ``predict_proba`` output, an (n, 1)
+    int column: probability > 0.5 for one output, else the most probable output's index."""
+    p = probabilities
+    labels = (p > 0.5) if p.shape[1] == 1 else p.argmax(axis=1)
+    return labels.astype(np.int64).reshape(-1, 1)
