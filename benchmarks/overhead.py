@@ -6,21 +6,21 @@ its safeguards switched off, one at a time and all together, timed beside the fl
 The variants (each on the workload of benchmarks/step.py, from the same parameters):
 
 - ``floor``: benchmarks/step.py's `FloorStep`.
-- ``dp``: the step `dp.train.fit` takes (`dp.train.FastStep` with `dp.optim.SGD`).
-- ``no transaction``: the same gradients and update, without the rollback point
-  (`dp.train.all_or_nothing`: a copy of the params dict, ``np.errstate``, a try).
-- ``no finiteness checks``: without the checks of the batch statistics and of the
-  update (the loss's, one float, stays).
+- ``dp``: the step `dp.train.fit` takes, `dp.train.train_step` with `dp.optim.SGD`: the
+  graph (``model.loss(x, y).grad(1)``), the loss checked, the checked ``optimizer.step``,
+  the rollback point.
+- ``no transaction``: the same step without the rollback point (`dp.train.all_or_nothing`:
+  a copy of the params dict, a try).
+- ``no finiteness checks``: without the checks of the batch statistics, of the gradients
+  and of the update (the loss's, one float, stays).
 - ``neither``: without both: what dp's step costs with no safeguard at all.
 - ``gradients``, ``floor gradients``: the loss and gradients only, no update.
-- ``train_step``: the same step on the graph, `dp.train.train_step` (``model.loss(x,
-  y).grad(1)``, the checked ``optimizer.step``, the rollback point): what `fit` ran for
-  every model before `dp.fast`, and still runs for other models and optimizers.
 
-Switched off by replacing the functions that do them (``dp.fused.require_finite_statistics``,
-``dp.optim._all_finite``) for the timed blocks of that variant only. This is a
-measurement, not a mode of dp: nothing here is an option of the library. Timing as in
-benchmarks/step.py: interleaved rounds, the best block of each; use one BLAS thread.
+Switched off by replacing the functions that do them (``require_finite_statistics`` of
+`dp.nn.normalization`, ``dp.optim.all_finite`` and ``dp.optim._all_finite``) for the
+timed blocks of that variant only. This is a measurement, not a mode of dp: nothing here
+is an option of the library. Timing as in benchmarks/step.py: interleaved rounds, the
+best block of each; use one BLAS thread.
 """
 
 from __future__ import annotations
@@ -38,20 +38,27 @@ import dp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step as bench  # noqa: E402  # benchmarks/step.py: the workloads, the floor and the timing
 
+SWITCHES = (  # (module, name, what it becomes while switched off)
+    (dp.nn.normalization, "require_finite_statistics", lambda mean, var, what: None),
+    (dp.optim, "all_finite", lambda value: True),
+    (dp.optim, "_all_finite", lambda *values: True),
+)
+
 
 @contextlib.contextmanager
 def switched_off(checks: bool) -> Iterator[None]:
-    """With ``checks``, dp's finiteness checks of the batch statistics and of the update do nothing."""
+    """With ``checks``, dp's finiteness checks of the batch statistics, the gradients and the update do nothing."""
     if not checks:
         yield
         return
-    saved = dp.fused.require_finite_statistics, dp.optim._all_finite
-    dp.fused.require_finite_statistics = lambda mean, var, what: None
-    dp.optim._all_finite = lambda *values: True
+    saved = [getattr(module, name) for module, name, _ in SWITCHES]
+    for module, name, stand_in in SWITCHES:
+        setattr(module, name, stand_in)
     try:
         yield
     finally:
-        dp.fused.require_finite_statistics, dp.optim._all_finite = saved
+        for (module, name, _), value in zip(SWITCHES, saved):
+            setattr(module, name, value)
 
 
 def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], bool]]:
@@ -61,27 +68,18 @@ def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], 
     floor = bench.FloorStep(workload, initial)
     floor_batch = floor.prepare(x, y)
     made = {}
-    for name in ("dp", "no transaction", "no finiteness checks", "neither", "gradients", "train_step"):
+    for name in ("dp", "no transaction", "no finiteness checks", "neither", "gradients"):
         step = bench.DpStep(workload, initial)
         made[name] = (step, step.prepare(x, y))
 
-    def bare(step: bench.DpStep, batch: tuple[np.ndarray, np.ndarray]) -> Callable[[], None]:
-        fast = step.fast
-
-        def run() -> None:
-            _, grads = fast.gradients(*batch)
-            fast.optimizer.step_trusted(fast.model.params, grads)
-
-        return run
+    def bare(step: bench.DpStep, batch: tuple[np.ndarray, np.ndarray]) -> Callable[[], float]:
+        return lambda: dp.train._graph_step(step.model, step.optimizer, *batch, "sum")
 
     def full(step: bench.DpStep, batch: tuple[np.ndarray, np.ndarray]) -> Callable[[], None]:
-        return lambda: step.fast(*batch)
+        return lambda: step.step(batch)
 
     def gradients(step: bench.DpStep, batch: tuple[np.ndarray, np.ndarray]) -> Callable[[], object]:
-        return lambda: step.fast.gradients(*batch)
-
-    def graph_step(step: bench.DpStep, batch: object, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
-        return lambda: dp.train.train_step(step.model, step.fast.optimizer, x, y)
+        return lambda: step.loss_and_gradients(batch)
 
     return {
         "floor": (lambda: floor.step(floor_batch), False),
@@ -91,7 +89,6 @@ def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], 
         "neither": (bare(*made["neither"]), True),
         "gradients": (gradients(*made["gradients"]), False),
         "floor gradients": (lambda: floor.loss_and_gradients(floor_batch), False),
-        "train_step": (graph_step(*made["train_step"], x, y), False),
     }
 
 

@@ -14,10 +14,11 @@ layer has a bias; the loss is summed over the batch; SGD with learning rate ``Wo
 
 Implementations (`IMPLEMENTATIONS`), all starting from dp's initial parameters:
 
-- ``dp``: the step `dp.train.fit` takes, `dp.train.FastStep` with `dp.optim.SGD` (no
-  graph, the data checked once, the update checked and all or nothing).
-- ``dp graph``: `dp.nn.models.MLP` in the documented style, ``model.loss(x, y).grad(1)``
-  and a new params entry per gradient: the graph built and walked at every step.
+- ``dp``: the step `dp.train.fit` takes, `dp.train.train_step` with `dp.optim.SGD`: the
+  graph built and walked, the data checked once (by `fit`), the loss and the update
+  checked, all or nothing.
+- ``dp graph``: `dp.MLP` in the documented style, ``model.loss(x, y).grad(1)`` and a
+  new params entry per gradient: the same graph without fit's safeguards.
 - ``torch``: PyTorch eager on the CPU, ``nn.Sequential`` (skipped if not installed).
 - ``autograd``: HIPS autograd, batch norm composed of mean, var and sqrt (skipped
   if not installed).
@@ -169,24 +170,21 @@ class DpGraphStep:
 
 
 class DpStep(DpGraphStep):
-    """The step `dp.train.fit` takes: `dp.train.FastStep` with `dp.optim.SGD`, on rows and
-    labels checked once (here, by `prepare`, untimed, as fit checks them before its first step)."""
+    """The step `dp.train.fit` takes: `dp.train.train_step` with `dp.optim.SGD` (the graph,
+    the loss and the update checked, all or nothing), on rows and labels checked once (here,
+    by `prepare`, untimed, as fit checks them before its first step)."""
 
     name = "dp"
 
     def __init__(self, workload: Workload, params: Arrays) -> None:
         super().__init__(workload, params)
-        self.fast = dp.train.FastStep(self.model, dp.optim.SGD(lr=workload.lr))
+        self.optimizer = dp.optim.SGD(lr=workload.lr)
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self.model.checked_data(x, y)
-        return x, self.fast.labels(y)
+        return self.model.checked_data(x, y)
 
     def step(self, batch: tuple[np.ndarray, np.ndarray]) -> None:
-        self.fast(*batch)
-
-    def loss_and_gradients(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[float, Arrays]:
-        return self.fast.gradients(*batch)
+        dp.train.train_step(self.model, self.optimizer, *batch)
 
 
 class FloorStep:

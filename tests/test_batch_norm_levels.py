@@ -1,24 +1,23 @@
-"""Batch norm at its three levels, pinned to each other to 1e-12 in float64:
+"""Batch norm at its levels, pinned to each other to 1e-12 in float64:
 
 (a) `dp.nn.batch_norm_composed`, the paper's lines in Node operations (autodiff's gradient);
 (b) `dp.nn.batch_norm_closed_form`, one primitive with the paper's closed-form backward pass,
-    used by the seed-style `BatchNorm` layer;
-(c) `dp.fused`, linear -> batch norm -> activation as one primitive, used by `dp.nn.models.MLP`.
+    used by the `BatchNorm` layer;
+(c) `dp.MLP`, made of the same layer objects as a seed-style network.
 
-Outputs, every gradient, the moving averages and eval mode; and the fused activations
-against the plain ones (a no-op activation or a wrong derivative must fail here).
+Outputs, every gradient, the moving averages and eval mode.
 """
 
 import numpy as np
 import pytest
 
 import dp
-from dp import Node, fused
+from dp import Node
 from dp.nn.normalization import batch_norm_closed_form, batch_norm_composed, batch_norm_eval
 
 TOL = 1e-12
 EPS = 1e-5
-ACTIVATIONS = ["tanh", "sigmoid", "relu"]
+ACTIVATIONS = list(dp.nn.ACTIVATIONS)
 
 
 def close(a, b):
@@ -68,31 +67,6 @@ def test_the_closed_form_passes_gradcheck():
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("train", [True, False])
-def test_fused_layer_agrees_with_the_seed_style_layer(activation, train):
-    """(c) against (b): values, gradients of h, w, gamma, beta, and the moving averages."""
-    rng = np.random.default_rng(2)
-    h = rng.normal(size=(8, 6))
-    seed = rng.normal(size=(8, 4))
-    nets = [Seedish((6, 4, 2), activation) for _ in range(2)]
-    for net in nets:  # a first batch, so that eval mode has averages
-        net.bn1(net.l1(rng.normal(size=(8, 6))))
-    nets[1].params = {k: v.copy() for k, v in nets[0].params.items()}
-    plain_net, fused_net = nets
-    plain = getattr(plain_net.bn1(plain_net.l1(Node(h, "h")), train), activation)()
-    pending = {}
-    fast = fused.hidden_layer(Node(h, "h"), fused_net.l1, fused_net.bn1, activation, train, pending)
-    fused_net.params.update(pending)  # what MLP does after its whole forward pass
-    close(plain.value, fast.value)
-    plain_grads, fast_grads = plain.grad(seed), fast.grad(seed)
-    assert plain_grads.keys() == fast_grads.keys() == {"h", "weight_l1", "gamma_bn1", "beta_bn1"}
-    for k in plain_grads:
-        close(plain_grads[k], fast_grads[k])
-    for k in plain_net.params:
-        close(plain_net.params[k], fused_net.params[k])
-
-
-@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_the_mlp_trains_exactly_as_the_seed_style_network(activation):
     """(c) inside MLP against (b) inside a seed-style network with the same parameters:
     three SGD steps, then eval mode."""
@@ -116,22 +90,6 @@ def test_eval_mode_is_the_same_affine_map_at_every_level():
     mean, var = np.full((1, 5), 0.5), np.full((1, 5), 2.0)
     expected = gamma * (x - mean) / np.sqrt(var + EPS) + beta
     close(batch_norm_eval(Node(x), gamma, beta, mean, var, EPS).value, expected)
-    w = np.eye(5)
-    out = fused.linear_batch_norm_eval(Node(x), Node(w), gamma, beta, x @ w, mean, var, eps=EPS)
-    close(out.value, expected)
-
-
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_each_fused_activation_is_the_plain_one_in_value_and_gradient(activation):
-    a = np.random.default_rng(4).normal(size=(6, 3)) * 3
-    a[0, 0] = 0.5  # relu's derivative is taken where it is defined
-    g = np.random.default_rng(5).normal(size=a.shape)
-    plain = getattr(Node(a, "a"), activation)()
-    in_place, backward = fused.IN_PLACE_ACTIVATIONS[activation]
-    y = a.copy()
-    in_place(y)
-    close(y, plain.value)
-    close(backward(g, y), plain.grad(g)["a"])
 
 
 def test_counting_batches_makes_a_layer_trained_and_survives_a_checkpoint(tmp_path):
@@ -154,7 +112,7 @@ def test_set_param_refuses_a_fractional_or_negative_batch_count():
     assert model.params["batches_bn1"][0, 0] == 0
 
 
-@pytest.mark.parametrize("level", ["closed form", "fused", "fused eval", "mlp"])
+@pytest.mark.parametrize("level", ["closed form", "layer", "layer eval", "mlp"])
 def test_repeated_grad_calls_on_one_graph_give_each_seeds_own_gradients(level):
     """A vjp that wrote into an array it keeps would make the second grad() differ."""
     rng = np.random.default_rng(6)
@@ -169,7 +127,7 @@ def test_repeated_grad_calls_on_one_graph_give_each_seeds_own_gradients(level):
     else:
         net = Seedish((5, 5, 2), "tanh")
         net.bn1(net.l1(rng.normal(size=(9, 5))))  # a first batch, for eval mode's averages
-        out = fused.hidden_layer(Node(x, "x"), net.l1, net.bn1, "tanh", level == "fused", {})
+        out = net.bn1(net.l1(Node(x, "x")), train=level == "layer").tanh()
     first = out.grad(s1)
     second, again = out.grad(s2), out.grad(s1)
     for k in first:

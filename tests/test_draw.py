@@ -199,10 +199,12 @@ def test_the_steps_of_a_composed_batch_norm_join_its_layer():
     )
 
 
-def test_a_fused_layer_of_the_mlp_is_one_box_with_its_parameters():
+def test_each_layer_of_the_mlp_is_one_box_with_its_parameters():
+    """The MLP is made of the seed-style layers, so it draws as a seed-style network does."""
     titles = by_title(parse(dp.draw(net_loss(dp.MLP(seed=0)), grads=True, group=True).svg)[0])
-    assert set(titles) == {"l1/bn1", "l2/bn2", "l3", "binary_cross_entropy_with_logits"}
-    assert [p.split()[0] for p in titles["l1/bn1"]["param"]] == ["weight_l1", "gamma_bn1", "beta_bn1"]
+    assert set(titles) == {"l1", "bn1", "l2", "bn2", "l3", "binary_cross_entropy_with_logits"}
+    assert [p.split()[0] for p in titles["l1"]["param"]] == ["weight_l1"]
+    assert [p.split()[0] for p in titles["bn1"]["param"]] == ["gamma_bn1", "beta_bn1"]
 
 
 def test_a_layer_function_may_name_the_layers():

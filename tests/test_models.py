@@ -108,7 +108,7 @@ class TestOtherShapes:
         assert model.predict(X).shape == (40, 1)
         assert set(np.unique(model.predict(X))) <= {0, 1, 2}
 
-    @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+    @pytest.mark.parametrize("activation", dp.nn.ACTIVATIONS)
     def test_each_activation_trains(self, activation):
         model = dp.nn.models.MLP(activation=activation)
         before = model.loss(X, Y).value[0, 0]
@@ -288,3 +288,71 @@ def test_a_forward_pass_that_fails_in_a_later_layer_changes_no_average():
         model.loss(X[:10], Y[:10])
     for k, v in before.items():
         assert np.array_equal(model.params[k], v), k
+
+
+def test_every_activation_of_dp_is_an_mlp_activation():
+    """The MLP applies the Node method of that name: every activation a Node has."""
+    assert set(dp.nn.ACTIVATIONS) == {"tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus"}
+    for activation in dp.nn.ACTIVATIONS:
+        model = dp.MLP((3, 4, 1), activation=activation, batch_norm=False, seed=0)
+        h = X[:5, :3] @ model.params["weight_l1"] + model.params["bias_l1"]
+        expected = getattr(dp.Node(h), activation)().value @ model.params["weight_l2"] + model.params["bias_l2"]
+        np.testing.assert_array_equal(model.logits(X[:5, :3]).value, expected)
+
+
+class TwoNorms(dp.NeuralNode):
+    """A seed-style network with two batch-norm layers."""
+
+    def __init__(self):
+        super().__init__(seed=0)
+        self.l1 = self.linear(4, 3, "l1", bias=False)
+        self.bn1 = self.batch_norm(3, "bn1")
+        self.l2 = self.linear(3, 3, "l2", bias=False)
+        self.bn2 = self.batch_norm(3, "bn2")
+        self.l3 = self.linear(3, 1, "l3")
+
+    def forward(self, x, train=None):
+        return self.l3(self.bn2(self.l2(self.bn1(self.l1(x), train).relu()), train)).sigmoid()
+
+
+@pytest.mark.parametrize("entry", ["forward", "loss"])
+def test_a_seed_style_model_whose_second_norm_refuses_its_batch_changes_nothing(entry):
+    net = TwoNorms()
+    net.params["gamma_bn1"] = np.full((1, 3), 1e200)  # bn2 meets values too large to square
+    before = net.get_param()
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    call = net.forward if entry == "forward" else lambda x: net.loss(x, np.ones(6))
+    with pytest.raises(dp.NonFiniteError, match="bn2"):
+        call(x)
+    assert net.params.keys() == before.keys()
+    for k, v in before.items():
+        np.testing.assert_array_equal(net.params[k], v, err_msg=k)
+
+
+def test_a_layer_called_on_its_own_still_moves_its_averages_at_once():
+    """The seed's contract: net.bn1(x) alone updates the moving averages."""
+    net = TwoNorms()
+    net.bn1(np.random.default_rng(1).normal(size=(5, 3)))
+    assert net.params["batches_bn1"][0, 0] == 1 and net.params["avg_mean_bn1"].any()
+
+
+def test_a_subclass_override_is_itself_a_transaction_and_still_runs():
+    calls = []
+
+    class Logged(TwoNorms):
+        def forward(self, x, train=None):
+            calls.append(len(x))
+            return super().forward(x, train)
+
+    net = Logged()
+    net.forward(np.ones((3, 4)) + np.arange(3)[:, None])
+    assert calls == [3] and getattr(Logged.forward, "all_or_nothing", False)
+
+
+@pytest.mark.parametrize("dtype, value", [(np.float32, 1e300), (np.float16, 7e4)])
+def test_set_param_refuses_values_that_overflow_the_models_dtype_and_changes_nothing(dtype, value):
+    model = dp.MLP(dtype=dtype)
+    before = model.get_param()
+    with pytest.raises(dp.NonFiniteError, match=f"too large for {np.dtype(dtype).name}"):
+        model.set_param({"weight_l1": np.full((30, 20), value)})
+    np.testing.assert_array_equal(model.params["weight_l1"], before["weight_l1"])

@@ -538,19 +538,21 @@ def test_the_plan_of_a_run_cannot_change_once_made(split):
 # ----- all or nothing -----
 
 
-def test_all_or_nothing_removes_the_entries_a_failing_step_added():
-    model = MLP((4, 2), seed=0)
-    before = dict(model.params)
+def test_all_or_nothing_removes_the_entries_a_failing_step_added_and_puts_the_optimizer_state_back():
+    model, optimizer = MLP((4, 2), seed=0), dp.optim.Adam()
+    before, state_before = dict(model.params), optimizer.state
 
     def step():
         model.params["lazily_made"] = np.zeros((1, 1))
         model.params["weight_l1"] = np.ones((4, 2))
+        optimizer.state = {"weight_l1": {"step": 3}}
         raise ValueError("this step fails")
 
     with pytest.raises(ValueError, match="this step fails"):
-        dp.train.all_or_nothing(model, step)
+        dp.train.all_or_nothing(model, optimizer, step)
     assert model.params.keys() == before.keys()
     assert all(model.params[k] is before[k] for k in before)
+    assert optimizer.state is state_before
 
 
 # ----- the progress bar -----
@@ -609,3 +611,139 @@ def test_the_progress_bar_is_closed_when_training_diverges(split, recording_bar)
         fit_on(MLP(batch_norm=False, seed=0), split, SGD(lr=1e308), steps=5, progress=True)
     [bar] = recording_bar
     assert bar.closed == 1 and bar.updates == []
+
+
+# ----- one path: every model trains through the graph, and its own methods are honoured -----
+
+
+def test_fit_calls_an_mlp_subclasss_own_loss_at_every_step():
+    """An override fit does not know about is never bypassed: fit builds the graph through it."""
+    calls = []
+
+    class Penalized(MLP):
+        def loss(self, x, y, train=None, reduction="sum"):
+            calls.append(len(x))
+            l1 = sum((Node(self.params[k], k).abs().sum() for k in self.params if k.startswith("weight")), Node(0.0))
+            return super().loss(x, y, train, reduction) + 0.01 * l1
+
+    split = data.breast_cancer(seed=0)
+    plain, penalized = MLP(seed=0), Penalized(seed=0)
+    for model in (plain, penalized):
+        fit(model, split.x_train, split.y_train, SGD(lr=0.01), steps=5, batch_size=50, progress=False)
+    assert calls == [50] * 5
+    assert np.abs(penalized.params["weight_l1"]).sum() < np.abs(plain.params["weight_l1"]).sum()
+
+
+def test_fit_calls_a_helper_an_mlp_subclass_adds_on_the_steps_path():
+    seen = []
+
+    class Watched(MLP):
+        def logits(self, x, train=None):
+            seen.append("logits")
+            return super().logits(x, train)
+
+        def forward(self, x, train=None):
+            return self.logits(x, train).sigmoid()
+
+        def loss(self, x, y, train=None, reduction="sum"):
+            return dp.nn.losses.binary_cross_entropy(self.forward(x, train), y, reduction)
+
+    split = data.breast_cancer(seed=0)
+    fit(Watched(seed=0), split.x_train, split.y_train, SGD(lr=0.01), steps=3, batch_size=50, progress=False,
+        eval_every=100)  # fmt: skip
+    assert seen.count("logits") >= 3
+
+
+@pytest.mark.parametrize("kind", ["seed-style", "classic"])
+def test_fit_trains_seed_style_and_classic_models_through_the_same_loop(kind):
+    split = data.breast_cancer(seed=0)
+
+    class Seed(dp.NeuralNode):
+        def __init__(self):
+            super().__init__(seed=0)
+            self.l1 = self.linear(30, 8, "l1", bias=False)
+            self.bn1 = self.batch_norm(8, "bn1")
+            self.l2 = self.linear(8, 1, "l2")
+
+        def forward(self, x, train=None):
+            return self.l2(self.bn1(self.l1(x), train).tanh()).sigmoid()
+
+    class Classic(dp.Model):
+        def __init__(self):
+            super().__init__()
+            self.h = self.Linear_Layer(30, 8, "h")
+            self.out = self.Linear_Layer(8, 1, "out")
+
+        def forward(self, x, train=None):
+            return self.out(self.h(x).relu()).sigmoid()
+
+        def loss(self, x, y, train=None, reduction="sum"):  # the original course defines its own loss
+            return dp.nn.losses.binary_cross_entropy(self.forward(x, train), y, reduction)
+
+    model = Seed() if kind == "seed-style" else Classic()
+    history = fit(model, split.x_train, split.y_train, Adam(lr=0.01), steps=60, batch_size=50, progress=False)
+    assert history.loss[-1] < history.loss[0] and history.train_accuracy[-1] > 0.9
+
+
+def _interrupt_at(line_number):
+    """A trace function that raises KeyboardInterrupt at the ``line_number``-th line dp runs."""
+    count = [0]
+
+    def trace(frame, event, arg):
+        if "/dp/" not in frame.f_code.co_filename:
+            return None
+        if event == "line":
+            count[0] += 1
+            if count[0] == line_number:
+                raise KeyboardInterrupt
+        return trace
+
+    return trace, count
+
+
+@pytest.mark.parametrize("optimizer", [SGD(lr=0.1), Adam(lr=0.1), dp.optim.Momentum(lr=0.1), dp.optim.RMSProp()])
+def test_ctrl_c_at_any_line_of_a_training_step_leaves_the_model_and_the_optimizer_before_or_after_it(optimizer):
+    """Interrupt consistency at every line of a step: the parameters, the moving averages and
+    the optimizer's state are all as before the step, or all as after it, never a mix."""
+    import sys
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 4)), rng.integers(0, 2, (6, 1)).astype(float)
+    model = MLP((4, 3, 1), seed=0)
+    dp.train.train_step(model, optimizer, x, y)  # a first step: the optimizer has state to lose
+
+    def snapshot():
+        state = {
+            k: {s: getattr(v, "copy", lambda v=v: v)() for s, v in slots.items()}
+            for k, slots in optimizer.state.items()
+        }
+        return {k: v.copy() for k, v in model.params.items()}, state
+
+    def same(a, b):
+        (pa, sa), (pb, sb) = a, b
+        return (pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa) and sa.keys() == sb.keys()
+                and all(np.array_equal(sa[k][s], sb[k][s]) for k in sa for s in sa[k]))  # fmt: skip
+
+    before = snapshot()
+    trace, count = _interrupt_at(10**9)
+    sys.settrace(trace)
+    try:
+        dp.train.train_step(model, optimizer, x, y)
+    finally:
+        sys.settrace(None)
+    after, lines = snapshot(), count[0]
+    for line in range(1, lines + 1):
+        model.params.clear()
+        model.params.update({k: v.copy() for k, v in before[0].items()})
+        optimizer.state = {
+            k: {s: getattr(v, "copy", lambda v=v: v)() for s, v in slots.items()} for k, slots in before[1].items()
+        }
+        sys.settrace(_interrupt_at(line)[0])
+        try:
+            dp.train.train_step(model, optimizer, x, y)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        now = snapshot()
+        assert same(now, before) or same(now, after), f"a Ctrl-C at line {line} of {lines} left a mix"

@@ -28,7 +28,7 @@ import time as _time
 # First, before NumPy loads: `dp train` reports its time since this moment, imports included.
 _IMPORTED_AT = _time.perf_counter()
 
-from dp import checks, data, fused, nn, ops, optim, train
+from dp import checks, data, nn, ops, optim, train
 from dp.checks import NonFiniteError
 from dp.finite_differences import GradcheckError, gradcheck
 from dp.nn import MLP, NeuralNode, fold_batch_norm
@@ -71,7 +71,6 @@ __all__ = [
     "data",
     "dot",
     "fold_batch_norm",
-    "fused",
     "gradcheck",
     "nn",
     "ops",

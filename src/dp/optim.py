@@ -117,28 +117,6 @@ class Optimizer:
         """
         self._store(params, self._checked(params, grads))
 
-    def step_trusted(self, params: MutableMapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
-        """`step` for gradients that dp computed itself for these ``params`` (`dp.fast`, through
-        `dp.train.FastStep`): the same update, all or nothing, without the look at every entry
-        of every gradient, which at the reference network's size costs as much as the update.
-
-        What stays is what costs next to nothing or what the gradients cannot promise: each
-        gradient must be an array of its parameter's shape and dtype (else `step` takes over,
-        with its checks and its casts), the saved state must fit, and the results must be
-        finite. A gradient with NaN or inf makes its result NaN or inf, and is then named as
-        `step` names it."""
-        if not all(_fits(params, k, g) for k, g in grads.items()):
-            self.step(params, grads)
-            return
-        if self.state:  # SGD never has any
-            for k in grads:
-                self._require_state_fits(k, params[k])
-        try:
-            self._store(params, grads)
-        except NonFiniteError:
-            self._checked(params, grads)  # raises step's own message when a gradient is the cause
-            raise
-
     def _store(self, params: MutableMapping[str, np.ndarray], gradients: Mapping[str, np.ndarray]) -> None:
         """Compute every new value and state first and store them at the end: an error halfway
         (even a floating-point one) must not leave some keys updated and others not."""
@@ -151,10 +129,11 @@ class Optimizer:
                 f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
                 "nothing was updated"
             )
-        for k, (value, state) in results.items():
-            params[k] = value
-            if state:
-                self.state[k] = state
+        # Commit in two calls that a Ctrl-C cannot split: the state as a new dict (never written
+        # into, so that dp.train can keep the old one to put back), the parameters in one update.
+        new_state = {**self.state, **{k: state for k, (_, state) in results.items() if state}}
+        params.update({k: value for k, (value, _) in results.items()})
+        self.state = new_state
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         """The new value of one parameter and its new state; must not modify ``p``, ``g`` or ``state``."""
@@ -423,9 +402,3 @@ def _copy_state(state: State) -> State:
 def _all_finite(*values: Any) -> bool:
     """Whether every array among ``values`` is free of NaN and inf (other values pass)."""
     return all(all_finite(v) for v in values if isinstance(v, np.ndarray))
-
-
-def _fits(params: Mapping[str, np.ndarray], k: str, g: Any) -> bool:
-    """Whether ``g`` is an array of the shape and dtype of the parameter ``k`` (False if there is none)."""
-    p = params.get(k)
-    return isinstance(g, np.ndarray) and isinstance(p, np.ndarray) and g.shape == p.shape and g.dtype == p.dtype

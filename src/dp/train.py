@@ -5,10 +5,9 @@
 
 Each step is the loop of the `dp` package docstring (`train_step`):
 ``grads = model.loss(xb, yb).grad(1)``, then ``optimizer.step(model.params, grads)``,
-all or nothing. For an `dp.nn.models.MLP` and one of dp's optimizers, `fit` takes the same
-step without building the graph (`FastStep`, from `dp.fast`): the same numbers, bit for
-bit, in less time. Every ``eval_every`` steps (by default once an epoch) the model is
-evaluated in eval mode on the training and the validation rows.
+all or nothing, for every model: the graph is built and walked at every step, through
+the model's own methods. Every ``eval_every`` steps (by default once an epoch) the model
+is evaluated in eval mode on the training and the validation rows.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from dp import fast
 from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
-from dp.nn.module import NeuralNode
+from dp.nn.module import NeuralNode, restore
 from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -129,8 +127,7 @@ def fit(
     score_rows: int | None = 1000,
 ) -> History:
     """Train ``model`` on the rows ``x`` (n, features) and labels ``y`` with mini-batch
-    ``optimizer`` steps (`train_step`; for an `dp.nn.models.MLP` and one of dp's optimizers,
-    `FastStep`: the same step without the graph, in training mode whatever ``on_step`` does).
+    ``optimizer`` steps (`train_step`: the model's ``loss``, ``grad``, the optimizer's ``step``).
 
     Give ``steps`` (optimizer steps) or ``epochs`` (passes over the training rows).
     Each epoch visits the rows in a new order drawn from ``seed``; a last batch
@@ -205,12 +202,11 @@ def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nda
 
     Compute, then commit, with one rollback point: if anything fails (NaN or inf
     in the loss, the gradients or the update, as `NonFiniteError`; labels the loss
-    refuses; an optimizer that refuses the step), every entry of ``model.params``
-    is put back as it was, moving averages included, and the error is raised. The
-    optimizer's state needs no rollback: `Optimizer.step` changes it only when it
-    succeeds, and nothing can fail after it.
+    refuses; an optimizer that refuses the step; Ctrl-C), every entry of ``model.params``
+    is put back as it was, moving averages included, and so is the optimizer's state,
+    and the error is raised.
     """
-    return all_or_nothing(model, lambda: _graph_step(model, optimizer, x, y, reduction))
+    return all_or_nothing(model, optimizer, lambda: _graph_step(model, optimizer, x, y, reduction))
 
 
 def _graph_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, reduction: str) -> float:
@@ -225,57 +221,19 @@ def _graph_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nd
     return float(loss.value[0, 0])
 
 
-def all_or_nothing(model: NeuralNode, step: Callable[[], float]) -> float:
+def all_or_nothing(model: NeuralNode, optimizer: Optimizer, step: Callable[[], float]) -> float:
     """Run ``step`` (a training step that returns its loss) as one transaction on
-    ``model.params``: if it raises, every entry is put back as it was, moving averages
-    included, and the error goes on."""
-    before = dict(model.params)  # cheap: arrays in params are replaced, never written into
+    ``model.params`` and the optimizer's state: if it raises, every entry of both is put
+    back as it was (`dp.nn.module.restore`), and the error goes on. The optimizer replaces
+    its state dict at each step rather than writing into it, so keeping the old one is
+    enough."""
+    params_before, state_before = dict(model.params), optimizer.state
     try:
         return step()
     except BaseException:
-        model.params.clear()  # the same dict, which the layers read
-        model.params.update(before)
+        optimizer.state = state_before
+        restore(model.params, params_before)
         raise
-
-
-class FastStep:
-    """`train_step` without the graph, for a `dp.nn.models.MLP` and one of dp's optimizers: what
-    `fit` runs for them (`supports`). The same numbers, bit for bit, in less time (`dp.fast`
-    says why and how; docs/speed.md has the measurements)::
-
-        step = FastStep(model, optimizer)
-        labels = step.labels(y)                 # converted for the loss once
-        loss = step(x[rows], labels[rows])      # one step, all or nothing
-
-    The rows and labels are trusted: check them once with ``model.checked_data`` (`fit`
-    does). It is a training-mode step whatever the model's mode (`fit` trains in training
-    mode; `train_step` follows the model's). A step still refuses NaN and inf in the batch
-    statistics, the loss and the update (`NonFiniteError`), and rolls ``model.params`` back
-    on any error, as `train_step` does."""
-
-    def __init__(self, model: NeuralNode, optimizer: Optimizer, reduction: str = "sum") -> None:
-        if not self.supports(model, optimizer):
-            raise TypeError(
-                "FastStep takes a dp.nn.models.MLP and an optimizer whose step is dp's; use train_step for others"
-            )
-        self.model, self.optimizer = model, optimizer
-        self.gradients = fast.MLPStep(model, reduction)  # type: ignore[arg-type]  # supports() said MLP
-        self.labels = self.gradients.labels
-
-    @staticmethod
-    def supports(model: NeuralNode, optimizer: Optimizer) -> bool:
-        """An MLP of dp's (`dp.fast.supports`), and an optimizer whose ``step`` is dp's (one whose
-        class or instance replaces it gets it called, by `train_step`)."""
-        return fast.supports(model) and getattr(optimizer.step, "__func__", None) is Optimizer.step
-
-    def __call__(self, x: np.ndarray, labels: np.ndarray) -> float:
-        return all_or_nothing(self.model, lambda: self._step(x, labels))
-
-    def _step(self, x: np.ndarray, labels: np.ndarray) -> float:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
-            loss, grads = self.gradients(x, labels)
-        self.optimizer.step_trusted(self.model.params, grads)
-        return loss
 
 
 @dataclass(frozen=True)
@@ -409,11 +367,7 @@ def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History,
 
 
 def _stepper(model: NeuralNode, optimizer: Optimizer, plan: _Plan) -> Callable[[np.ndarray], float]:
-    """How `_run` takes a step on some rows of the plan: `FastStep` where it applies, else `train_step`."""
-    if FastStep.supports(model, optimizer):
-        step = FastStep(model, optimizer, plan.reduction)
-        labels = step.labels(plan.y)
-        return lambda rows: step(plan.x[rows], labels[rows])
+    """How `_run` takes a step on some rows of the plan: `train_step` on them."""
     return lambda rows: train_step(model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
 
 

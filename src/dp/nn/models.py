@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from dp import checks, fused
+from dp import checks
 from dp.checks import Flag, OneOf, Whole, checked
 from dp.nn import init as dp_init
 from dp.nn import losses
-from dp.nn.activations import ACTIVATIONS
+from dp.nn.activations import ACTIVATIONS, activate
 from dp.nn.inputs import as_input
 from dp.nn.linear import Linear
 from dp.nn.module import NeuralNode
@@ -34,8 +34,9 @@ class MLP(NeuralNode):
            -> linear l3 (10, 1)  -> sigmoid
 
     ``sizes`` lists the widths, input first. Each hidden layer is ``linear(l{i})``,
-    then batch norm ``bn{i}`` when ``batch_norm``, then the ``activation`` ("tanh",
-    "relu" or "sigmoid"). A linear layer followed by batch norm has no bias: batch
+    then batch norm ``bn{i}`` when ``batch_norm``, then the ``activation``, any of
+    `dp.nn.activations.ACTIVATIONS` ("tanh", "sigmoid", "relu", "leaky_relu", "elu",
+    "softplus"). A linear layer followed by batch norm has no bias: batch
     norm subtracts the batch mean, which removes any bias (docs/bias_before_batch_norm.md).
     One output uses a sigmoid and binary cross-entropy; k > 1 outputs a softmax
     and softmax cross-entropy. ``seed`` fixes the initial weights; ``dtype`` is
@@ -44,8 +45,10 @@ class MLP(NeuralNode):
     ``init`` (and ``init_std`` for "normal" and "uniform") draws every weight matrix
     (`dp.init`; the default is Glorot-normal).
 
-    The layers are those of `NeuralNode` (same parameters, same formulas); a hidden
-    layer with batch norm runs as one fused primitive (`dp.fused`) for speed.
+    The layers are those of `NeuralNode`, the very objects a seed-style model builds:
+    `dp.nn.linear.Linear`, `dp.nn.normalization.BatchNorm` (the closed-form primitive) and
+    the activation as a `dp.Node` method. Training builds the graph of these and calls
+    ``grad``, as for any model.
 
     ``train=None`` in the methods below means "the model's mode" (training,
     until ``eval()``); ``predict`` and ``predict_proba`` always use eval mode.
@@ -125,15 +128,8 @@ class MLP(NeuralNode):
         name is a ``ValueError`` that lists the known ones. Each value is (n, width).
         """
         wanted = self._layer_names(layers)
-        h, values = self._input(x), {}
-        for i, (linear, norm) in enumerate(self.hidden, start=1):
-            z = linear.forward(h)
-            values[f"l{i}"] = z.value
-            if norm is not None:
-                z = norm.normalize(z, train)
-                values[f"bn{i}"] = z.value
-            h = getattr(z, self.config["activation"])()
-        values[f"l{len(self.sizes) - 1}"] = self.output.forward(h).value
+        values: dict[str, np.ndarray] = {}
+        self._logits(self._input(x), train, seen=values)
         return {name: values[name] for name in wanted}
 
     def _layer_names(self, layers: Sequence[str] | None) -> list[str]:
@@ -166,17 +162,21 @@ class MLP(NeuralNode):
         value = checks.input_batch(x.value if isinstance(x, Node) else x, self.sizes[0], "the input")
         return x if isinstance(x, Node) else Node(value)
 
-    def _logits(self, h: Node, train: bool | None) -> Node:
-        """The layers, on an input already checked. Compute, then commit: the batch-norm
-        layers' new moving averages are stored only once the whole pass has succeeded."""
-        activation, pending = self.config["activation"], dict[str, np.ndarray]()
-        for linear, norm in self.hidden:
-            if norm is None:
-                h = getattr(linear.forward(h), activation)()
-            else:
-                h = fused.hidden_layer(h, linear, norm, activation, train, pending)
+    def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
+        """The layers on an input already checked: linear, batch norm, activation per hidden
+        layer, then the output layer. In training, each batch-norm layer moves its averages
+        as it runs; should a later layer fail, the model's entry point puts them back (its
+        ``forward`` and ``loss`` are transactions: see `NeuralNode`). With a ``seen`` dict,
+        each layer's output value is recorded under its name and nothing changes (`record`)."""
+        for i, (linear, norm) in enumerate(self.hidden, start=1):
+            z = linear.forward(h)
+            y = z if norm is None else norm.forward(z, train) if seen is None else norm.normalize(z, bool(train))
+            if seen is not None:
+                seen.update({f"l{i}": z.value, **({f"bn{i}": y.value} if norm is not None else {})})
+            h = activate(y, self.config["activation"])
         logits = self.output.forward(h)
-        self.params.update(pending)
+        if seen is not None:
+            seen[f"l{len(self.hidden) + 1}"] = logits.value
         return logits
 
 

@@ -18,11 +18,14 @@ The layers live in files by kind (`dp.nn.linear`, `dp.nn.normalization`,
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from dp import checks
+from dp.checks import NonFiniteError
 from dp.nn import losses
 from dp.nn.dropout import DROPOUT_CONSTRAINTS, Dropout
 from dp.nn.init import weights as init_weights
@@ -31,6 +34,35 @@ from dp.nn.normalization import BATCH_NORM_CONSTRAINTS, LAYER_NORM_CONSTRAINTS, 
 from dp.node import Node
 
 STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
+TRANSACTIONS = ("forward", "logits", "loss")  # a model's methods that run as one transaction on its params
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def all_or_nothing(method: Method) -> Method:
+    """``method`` of a model as one transaction on the model's ``params``: if it raises, every
+    entry is put back as it was (`restore`), moving averages and batch counts included."""
+
+    @functools.wraps(method)
+    def transaction(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = dict(self.params)  # cheap: arrays in params are replaced, never written into
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            restore(self.params, before)
+            raise
+
+    transaction.all_or_nothing = True  # type: ignore[attr-defined]
+    return cast(Method, transaction)
+
+
+def restore(params: dict[str, Any], before: dict[str, Any]) -> None:
+    """Put ``params`` back, in place (layers hold the dict), to ``before``, a shallow copy taken
+    earlier: replaced entries get their old arrays back, added ones go. The old arrays go back
+    in one ``update`` call, which a Ctrl-C cannot split."""
+    params.update(before)
+    for key in params.keys() - before.keys():
+        del params[key]
 
 
 def is_state(key: str) -> bool:
@@ -51,7 +83,19 @@ class NeuralNode:
     Initial weights come from ``rng``, made from ``seed``: a subclass that sets
     ``self.params = dict()`` instead of calling ``super().__init__(seed)`` can set
     ``self.seed = 0`` before creating layers to make them reproducible.
+
+    A model's ``forward``, ``logits`` and ``loss`` are transactions on ``params``
+    (`all_or_nothing`): the base class wraps a subclass's own definitions of them, so that
+    when a later layer refuses a batch, the moving averages an earlier layer already moved
+    are put back. A layer called on its own (``net.bn1(x)``) updates its averages at once.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in TRANSACTIONS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "all_or_nothing", False):
+                setattr(cls, name, all_or_nothing(method))
 
     training: bool = True  # class-level defaults: a subclass need not call __init__
     seed: int | None = None
@@ -199,10 +243,12 @@ class NeuralNode:
         """Eval mode: batch norm uses its moving averages. Same as ``train(False)``."""
         return self.train(False)
 
+    @all_or_nothing
     def forward(self, x: Any, train: bool | None = None) -> Node:
         """The model's output probabilities for a batch ``x``; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(x, train=None)")
 
+    @all_or_nothing
     def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
         """The cross-entropy of ``forward(x, train)`` against labels y, summed over rows
         by default: binary for one output column (labels 0/1), categorical for more
@@ -211,16 +257,11 @@ class NeuralNode:
 
         The labels can only be checked once the forward pass has shown how many
         outputs there are; if they are refused, the moving averages that pass
-        updated are put back, so bad labels never count as a training batch."""
-        before = dict(self.params)  # arrays are replaced, never written into: this keeps the old values
+        updated are put back (a transaction), so bad labels never count as a training batch."""
         p = self.forward(x, train)
-        try:
-            if p.shape[1] == 1:
-                return losses.binary_cross_entropy(p, y, reduction)
-            return losses.categorical_cross_entropy(p, y, reduction)
-        except (TypeError, ValueError):
-            self.params.update(before)
-            raise
+        if p.shape[1] == 1:
+            return losses.binary_cross_entropy(p, y, reduction)
+        return losses.categorical_cross_entropy(p, y, reduction)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
@@ -273,7 +314,11 @@ class NeuralNode:
             raise ValueError(f"{what} is a {'variance' if key.startswith('avg') else 'count'}: it cannot be negative")
         if key.startswith("batches_") and (given != np.round(given)).any():
             raise ValueError(f"{what} counts batches: it must hold a whole number")
-        return np.array(given, dtype=like.dtype)
+        with np.errstate(over="ignore"):  # checked below, with a message that says why
+            stored = np.array(given, dtype=like.dtype)
+        if not checks.all_finite(stored):  # finite in float64, but too large for a float32 or float16 model
+            raise NonFiniteError(f"{what} has values too large for {like.dtype}, the parameter's dtype")
+        return stored
 
 
 def classes(probabilities: np.ndarray) -> np.ndarray:

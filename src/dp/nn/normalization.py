@@ -23,7 +23,7 @@ import numpy as np
 
 from dp import checks
 from dp.checks import Flag, NonFiniteError, OneOf, Real
-from dp.nn.activations import ACTIVATIONS
+from dp.nn.activations import ACTIVATIONS, activate
 from dp.nn.inputs import checked_input
 from dp.node import Node, primitive
 
@@ -68,13 +68,17 @@ class BatchNorm:
         return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype), train)
 
     def forward(self, x: Node, train: bool | None = None) -> Node:
-        """The layer on a Node already checked (by a model's entry point)."""
+        """The layer on a Node already checked (by a model's entry point). In training, the
+        batch's statistics are computed once: they normalize the batch and move the averages."""
         training = self.model.training if train is None else train
-        statistics = batch_statistics(x.value, self.what) if training and x.shape[0] > 1 else None
-        y = self.normalize(x, training)
-        if statistics is not None:
-            self.update_averages(*statistics, x.shape[0])
-        return y if self.activation is None else getattr(y, self.activation)()
+        if not training:
+            return activate(self.normalize(x, training=False), self.activation)
+        self.require_batch(x.shape[0])
+        mean, var = batch_statistics(x.value, self.what)
+        gamma, beta = self.learned()
+        y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=(mean, var))
+        self.update_averages(mean, var, x.shape[0])
+        return activate(y, self.activation)
 
     def normalize(self, x: Node, training: bool) -> Node:
         """Batch norm of x, without the activation, changing nothing: with the batch's
@@ -164,13 +168,18 @@ class LayerNorm:
 
 def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and biased variance of a batch x (N, F), each (1, F): the values
-    the moving averages take in. Raises `NonFiniteError` for values so large that
-    their sum or squares overflow."""
+    that normalize the batch and that the moving averages take in. Raises `NonFiniteError`
+    for values so large that their sum or squares overflow."""
     with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a clearer message
-        mean = x.mean(axis=0, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+        mean, var = _batch_mean_and_variance(x)
     require_finite_statistics(mean, var, what)
     return mean, var
+
+
+def _batch_mean_and_variance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mini-batch mean and biased variance over axis 0, as the paper defines them."""
+    mean = x.mean(axis=0, keepdims=True)
+    return mean, ((x - mean) ** 2).mean(axis=0, keepdims=True)
 
 
 def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> None:
@@ -200,7 +209,7 @@ def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> No
 
 
 @primitive
-def batch_norm_closed_form(x, gamma, beta, eps=1e-5):  # noqa: ANN001, ANN202 - a primitive, as in dp.ops
+def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: ANN001, ANN202 - a primitive
     """Training-mode batch norm as one primitive: the forward pass of `batch_norm_composed`,
     and the paper's closed-form backward pass. With g the gradient of y, N rows, and
     sums over the batch (axis 0), per feature::
@@ -213,8 +222,7 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5):  # noqa: ANN001, ANN202 - 
     the last line being the paper's three terms (through xhat, var and mean) added up.
     """
     n = x.shape[0]
-    mean = x.mean(axis=0, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+    mean, var = _batch_mean_and_variance(x) if statistics is None else statistics
     std = np.sqrt(var + eps)
     xhat = (x - mean) / std
     y = gamma * xhat + beta
