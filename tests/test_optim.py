@@ -289,7 +289,7 @@ def test_the_original_dp_names_are_not_dp_optim_classes():
     live in dp.classic, and dp.optim does not pass its own classes off under their names."""
     assert not hasattr(optim, "SGD_Momentum") and not hasattr(optim, "RMS_Prop")
     for name in ("SGD_Momentum", "RMS_Prop"):
-        with pytest.raises(ValueError, match=f"unknown optimizer '{name}'.*dp.classic"):
+        with pytest.raises(ValueError, match=f"unknown optimizer '{name}'.*dp.tools.classic's: dp.SGD_Momentum"):
             make_optimizer(name)
 
 
@@ -505,7 +505,7 @@ def test_weight_decay_is_l2_unless_decoupled_is_asked_for(cls):
 def test_an_unknown_optimizer_that_is_no_classic_name_gets_no_hint_about_dp_classic(name):
     with pytest.raises(ValueError, match="unknown optimizer") as error:
         make_optimizer(name)
-    assert "dp.classic" not in str(error.value)
+    assert "classic" not in str(error.value)
 
 
 @pytest.mark.parametrize("step", [1, np.int64(3), np.array(3), np.array(1, dtype=np.uint8)])
@@ -519,3 +519,35 @@ def test_a_step_count_of_1_or_more_loads_also_as_a_numpy_integer_or_0_d_array(st
 def test_a_step_count_in_an_array_with_axes_is_refused():
     with pytest.raises(ValueError, match="int >= 1"):
         Adam().load_state_dict({"w": {"m": np.zeros((1, 2)), "v": np.zeros((1, 2)), "step": np.array([3])}})
+
+
+# ----- the two conventions that share names: dp.optim (PyTorch's) and the original course's -----
+
+
+@pytest.mark.parametrize("name, classic", [("SGD", "SGD"), ("Momentum", "SGD_Momentum"), ("RMSProp", "RMS_Prop"),
+                                           ("Adam", "Adam")])  # fmt: skip
+@pytest.mark.parametrize("call", ["model, data, hyperparam", "model only", "hyperparam only"])
+def test_a_call_in_the_original_courses_style_names_its_class(name, classic, call):
+    model = dp.MLP()
+    x, y = np.zeros((4, 30)), np.zeros(4)
+    arguments = {
+        "model, data, hyperparam": ((model, x, y), {"hyperparam": {"alpha": 0.1}}),
+        "model only": ((model,), {}),
+        "hyperparam only": ((), {"hyperparam": {"alpha": 0.1}}),
+    }[call]
+    with pytest.raises(TypeError, match=rf"dp\.optim\.{name} follows PyTorch.* is dp\.{classic}$"):
+        getattr(dp.optim, name)(*arguments[0], **arguments[1])
+
+
+@pytest.mark.parametrize("classic, name", [("SGD", "SGD"), ("SGD_Momentum", "Momentum"), ("RMS_Prop", "RMSProp"),
+                                           ("Adam", "Adam")])  # fmt: skip
+@pytest.mark.parametrize("call", ["lr=", "a number", "nothing"])
+def test_a_call_in_pytorchs_style_to_the_original_courses_class_names_dp_optim(classic, name, call):
+    arguments = {"lr=": ((), {"lr": 0.01}), "a number": ((0.01,), {}), "nothing": ((), {})}[call]
+    with pytest.raises(TypeError, match=rf"dp\.{classic} is the original course's optimizer.* is dp\.optim\.{name}$"):
+        getattr(dp, classic)(*arguments[0], **arguments[1])
+
+
+def test_each_convention_still_takes_its_own_calls():
+    assert dp.optim.SGD(0.1).lr == 0.1 and dp.optim.Adam(lr=0.1).lr == 0.1
+    assert dp.SGD(dp.Model(), hyperparam={"alpha": 0.1}).alpha == 0.1

@@ -34,7 +34,7 @@ Weight decay, for every optimizer, in the two forms PyTorch has (``weight_decay=
   SGD the two forms are the same update.
 
 ``alpha`` is accepted as another name of ``lr`` (the papers' and the original dp's). The
-original dp's optimizers, with their own constructor and update rules, are `dp.classic`'s.
+original dp's optimizers, with their own constructor and update rules, are `dp.tools.classic`'s.
 """
 
 from __future__ import annotations
@@ -68,6 +68,27 @@ class Optimizer:
     default_lr: ClassVar[float] = 0.01
     slots: ClassVar[tuple[str, ...]] = ()
     constraints: ClassVar[dict[str, Any]] = {"lr": Real("(0, inf)")}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """Refuse a call in the other convention with the name of the class that takes it
+        (`dp.optim`'s optimizers and the original course's share names: `other_convention`)."""
+        mistake = cls.other_convention(args, kwargs)
+        if mistake is not None:
+            raise TypeError(mistake)
+        return super().__new__(cls)
+
+    @classmethod
+    def other_convention(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """What to say when the arguments are the original course's (a model, training data, a
+        ``hyperparam`` dict), or None: ``dp.SGD(model, x, y, hyperparam)`` is `dp.tools.classic`'s."""
+        if not ("hyperparam" in kwargs or len(args) > 1 or (args and hasattr(args[0], "params"))):
+            return None
+        classic = CLASSIC_EQUIVALENTS.get(cls.__name__, "SGD")
+        return (
+            f"dp.optim.{cls.__name__} follows PyTorch: {cls.__name__}(lr=...), then optimizer.step(model.params, "
+            f"grads) or dp.train.fit(model, x, y, optimizer). The original course's {classic}(model, x_train, "
+            f"y_train, hyperparam={{...}}) is dp.{classic}"
+        )
 
     def __init__(
         self,
@@ -238,7 +259,7 @@ class Momentum(Optimizer):
     ``beta`` in [0, 1), default 0.9; ``weight_decay``, ``decoupled``: see the module
     docstring. State: ``velocity`` per key.
 
-    The original dp's ``SGD_Momentum`` is another rule, an average (`dp.classic`).
+    The original dp's ``SGD_Momentum`` is another rule, an average (`dp.tools.classic`).
     """
 
     name = "momentum"
@@ -273,7 +294,7 @@ class RMSProp(Optimizer):
     ``alpha``) > 0, default 0.001; ``beta`` in [0, 1), default 0.9; ``epsilon`` > 0,
     default 1e-8; ``weight_decay``, ``decoupled``: see the module docstring. State:
     ``square_average`` per key. (The original dp's ``RMS_Prop`` puts epsilon inside the
-    square root, with beta2 = 0.99: `dp.classic`.)
+    square root, with beta2 = 0.99: `dp.tools.classic`.)
     """
 
     name = "rmsprop"
@@ -356,7 +377,9 @@ class Adam(Optimizer):
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
-CLASSIC_NAMES = ("sgd_momentum", "rms_prop")  # not dp.optim's: other rules, in dp.classic
+CLASSIC_NAMES = ("sgd_momentum", "rms_prop")  # not dp.optim's: other rules, in dp.tools.classic
+# dp.optim's class -> the original course's optimizer of the same idea (top level: dp.SGD, ...)
+CLASSIC_EQUIVALENTS = {"SGD": "SGD", "Momentum": "SGD_Momentum", "RMSProp": "RMS_Prop", "Adam": "Adam"}
 
 
 def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
@@ -373,7 +396,11 @@ def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
     cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
         classic = name.lower() in CLASSIC_NAMES if isinstance(name, str) else False
-        hint = " (the original dp's optimizers, with their own constructor, are dp.classic's)" if classic else ""
+        hint = (
+            " (the original dp's optimizers, with their own constructor, are dp.tools.classic's: dp.SGD_Momentum, dp.RMS_Prop)"
+            if classic
+            else ""
+        )
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}{hint}")
     return cls(**hyperparameters)
 

@@ -171,6 +171,20 @@ class Optimizer(optim.Optimizer):
     constraints: ClassVar[dict[str, Any]] = {"alpha": Real("(0, inf)")}
     alpha: float  # each hyperparameter is an attribute too, set from ``hyperparam``
 
+    @classmethod
+    def other_convention(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """What to say when the arguments are PyTorch's (``lr=``, a number first, or no model):
+        ``SGD(lr=0.01)`` is `dp.optim`'s."""
+        pytorch_style = {"lr", "momentum", "betas", "eps", "weight_decay", "alpha"} & set(kwargs)
+        if not (pytorch_style or (args and isinstance(args[0], (int, float))) or not (args or "model" in kwargs)):
+            return None
+        equivalent = {v: k for k, v in optim.CLASSIC_EQUIVALENTS.items()}.get(cls.__name__, "SGD")
+        return (
+            f"dp.{cls.__name__} is the original course's optimizer: {cls.__name__}(model, x_train, y_train, "
+            f"hyperparam={{'alpha': ...}}).train(steps). PyTorch's convention, {equivalent}(lr=...) with "
+            f"optimizer.step(model.params, grads) or dp.train.fit, is dp.optim.{equivalent}"
+        )
+
     def __init__(
         self,
         model: Model,
