@@ -396,11 +396,8 @@ def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
     cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
         classic = name.lower() in CLASSIC_NAMES if isinstance(name, str) else False
-        hint = (
-            " (the original dp's optimizers, with their own constructor, are dp.tools.classic's: dp.SGD_Momentum, dp.RMS_Prop)"
-            if classic
-            else ""
-        )
+        classics = "dp.tools.classic's: dp.SGD_Momentum, dp.RMS_Prop"
+        hint = f" (the original dp's optimizers, with their own constructor, are {classics})" if classic else ""
         raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}{hint}")
     return cls(**hyperparameters)
 
