@@ -143,9 +143,14 @@ class Optimizer:
         (even a floating-point one) must not leave some keys updated and others not."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked on the results, below
             results = {k: self._decayed_update(params[k], g, self.state.get(k)) for k, g in gradients.items()}
-        # Finite gradients can still overflow (a huge lr, or g**2 in float32): refuse the step.
+        # One look at the results serves for the gradients too: a NaN or inf gradient makes its
+        # update NaN or inf under every rule here, so the gradients are looked at only then, to
+        # say which was the cause. Finite gradients can still overflow (a huge lr, or g**2 in float32).
         overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
         if overflowed:
+            not_finite = sorted(k for k, g in gradients.items() if not all_finite(g))
+            if not_finite:
+                raise NonFiniteError(f"the gradients of {not_finite} have NaN or inf values; nothing was updated")
             raise NonFiniteError(
                 f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
                 "nothing was updated"
@@ -175,15 +180,15 @@ class Optimizer:
         unknown = sorted(set(grads) - set(params))
         if unknown:
             raise KeyError(f"gradients for unknown parameters {unknown}; the parameters are {sorted(params)}")
-        gradients = {k: self._gradient(k, params[k], g) for k, g in grads.items()}
-        not_finite = sorted(k for k, g in gradients.items() if not all_finite(g))
-        if not_finite:
-            raise NonFiniteError(f"the gradients of {not_finite} have NaN or inf values; nothing was updated")
-        return gradients
+        return {k: self._gradient(k, params[k], g) for k, g in grads.items()}
 
     def _gradient(self, k: str, p: Any, g: Any) -> np.ndarray:
         """The gradient ``g`` of parameter ``k`` as an array of the dtype of its value ``p``,
-        after the checks of `step` but finiteness."""
+        after the checks of `step` but finiteness (`_store` looks at that)."""
+        if type(g) is np.ndarray and type(p) is np.ndarray and g.dtype is p.dtype and g.shape == p.shape:
+            if p.dtype.kind == "f":  # what dp's own grad() hands back: nothing to convert
+                self._require_state_fits(k, p)
+                return g
         if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
             raise TypeError(f"parameter {k!r} must be a floating-point ndarray, not {describe(p)}")
         g = np.asarray(g)
