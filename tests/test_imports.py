@@ -172,3 +172,13 @@ def test_figures_train_nothing_and_the_training_loop_knows_no_command():
 def test_argparse_lives_only_in_the_command():
     outside = [name for name, path in MODULES.items() if "import argparse" in path.read_text() and room(name) != "cli"]
     assert outside == []
+
+
+def test_import_dp_loads_what_training_needs_and_no_tool_study_or_command():
+    import subprocess
+    import sys
+
+    code = "import sys, dp; print(' '.join(sorted(m for m in sys.modules if m == 'dp' or m.startswith('dp.'))))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert {"dp.node", "dp.ops", "dp.nn.models", "dp.nn.normalization", "dp.optim", "dp.train", "dp.data"} <= loaded
+    assert not {m for m in loaded if m.split(".")[1:2] in (["tools"], ["studies"], ["cli"])}
