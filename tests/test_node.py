@@ -432,9 +432,9 @@ def test_a_number_never_changes_the_shape_of_a_0_d_or_1_d_node():
 
 
 def test_the_reverse_order_holds_each_node_once_even_a_leaf_with_several_users():
-    from dp.node import _reverse_topological_order
+    from dp.node import topological_order
 
     w = Node(np.ones((2, 2)), "w")
     loss = ((w * w) + w).sum()  # w is used three times
-    order = _reverse_topological_order(loss)
+    order = topological_order(loss)
     assert len(order) == len(set(order)) == 4 and order[0] is loss and order[-1] is w

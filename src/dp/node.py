@@ -18,8 +18,11 @@ Only nodes that lead to a *named* node take part: a named node is a parameter,
 and an operation none of whose inputs leads to one records no inputs at all, so
 data flowing through a network costs nothing in the backward pass.
 
-Read this module top to bottom: the Node and its operators, then `grad`, then
-`apply` (how an operation records itself), then the small helpers `grad` uses.
+Read this module top to bottom: the Node and its operators, then `grad` and the
+reverse sweep with its `topological_order`, then `apply` (how an operation records
+itself). What follows them is defence: helpers that keep user input, vjp answers
+and handed-out gradients honest, each saying why it exists. A first reading can
+stop before them.
 """
 
 from __future__ import annotations
@@ -204,9 +207,7 @@ class Node:
     def T(self) -> Transposed:  # noqa: N802 - NumPy's name
         """The transpose (axes reversed), as NumPy's ``a.T``. In the original dp, ``T`` was a
         method, so it may also be called: ``x.T()`` is ``x.T`` (see `Transposed`)."""
-        node = apply(ops.transpose, self)
-        node.__class__ = Transposed  # the same slots, one method more
-        return cast(Transposed, node)
+        return _callable_transpose(apply(ops.transpose, self))
 
     def transpose(self, *axes: Any) -> Node:
         """Axes permuted as ``ndarray.transpose`` does: ``x.transpose(1, 0)`` or ``x.transpose((1, 0))``."""
@@ -239,7 +240,7 @@ class Node:
         that is not numeric.
         """
         gradients: dict[str, np.ndarray] = {}
-        handed_out: set[int] = set()  # ids of the arrays in gradients
+        handed_out: set[int] = set()  # ids of the arrays in gradients, for `_collect`
         for node, g in self.backward(seed):
             if node.name is not None:
                 _collect(gradients, node.name, g, handed_out)
@@ -251,7 +252,7 @@ class Node:
         before its inputs. A node's gradient is complete when it is reached, because every
         node that uses it came before and pushed its share through the chain rule."""
         pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
-        for node in _reverse_topological_order(self):
+        for node in topological_order(self):
             g = pending.pop(node, None)  # complete: every node that uses this one has pushed into it
             if g is None:
                 continue  # its users' vjps gave it no gradient (None): nothing flows through it
@@ -269,26 +270,37 @@ class Node:
         if callable(self.vjp):  # one vjp for all the arguments, returning a gradient for each
             grads = self.vjp(g)
             if not (isinstance(grads, (tuple, list)) and len(grads) > self.parents[-1][0]):
-                raise TypeError(
-                    f"the vjp of {self.op} must return a tuple with one gradient (or None) per argument, "
-                    f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
-                )
+                raise _bad_answer(self.op, grads)
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
         return [(parent, self.vjp[i](g)) for i, parent in self.parents if self.vjp[i] is not None]  # one per argument
 
 
-class Transposed(Node):
-    """What ``x.T`` returns: the transpose, a Node like any other, that can also be called.
+def topological_order(root: Node) -> list[Node]:
+    """``root`` and every node below it that leads to a parameter, each before its inputs:
+    the order of the reverse sweep (`Node.backward`), ``root`` first and the parameters last.
 
-    NumPy's ``T`` is a property (``x.T``) and the original dp's was a method (``x.T()``).
-    Both spellings appear in teaching material, so both work: calling a transposed node
-    returns that same node, so ``x.T()`` is ``x.T`` and nothing is transposed twice.
+    A depth-first walk with an explicit stack, not recursion, so a chain of any length
+    works: a node goes into ``order`` once all its inputs are in it (post-order), and the
+    reversed list puts every node before its inputs.
     """
-
-    __slots__ = ()
-
-    def __call__(self) -> Transposed:
-        return self
+    order: list[Node] = []
+    visited: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+        elif node not in visited:
+            visited.add(node)
+            stack.append((node, True))  # comes back here after all its inputs
+            for _, parent in node.parents:
+                if parent.parents:
+                    stack.append((parent, False))
+                elif parent not in visited:  # a leaf (a parameter) has no inputs: it goes in at once
+                    visited.add(parent)
+                    order.append(parent)
+    order.reverse()
+    return order
 
 
 # ----- operations: how a primitive records itself -----
@@ -360,28 +372,6 @@ def binary(forward: Forward, a: Any, b: Any) -> Node:
         raise _broadcast_error(forward, left, right, given=(a, b)) or error from None
 
 
-def _broadcast_error(forward: Forward, a: Any, b: Any, given: tuple[Any, Any]) -> ValueError | None:
-    """A clear error for operands whose shapes do not broadcast (None if they do); ``given``
-    are the operands as the caller gave them, before a 1-D array became a column."""
-    shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
-    if forward is ops.matmul or _broadcastable(*shapes):
-        return None
-    vector = any(np.ndim(x) == 1 for x in given if not isinstance(x, Node))
-    hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
-    return ValueError(
-        f"{forward.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
-        f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
-    )
-
-
-def _broadcastable(*shapes: tuple[int, ...]) -> bool:
-    try:
-        np.broadcast_shapes(*shapes)
-    except ValueError:
-        return False
-    return True
-
-
 def dot(a: Any, b: Any) -> Node:
     """Matrix product of two Nodes (or a Node and a constant): ``a @ b``."""
     return binary(ops.matmul, a, b)
@@ -396,38 +386,37 @@ def concatenate(nodes: Iterable[Any], axis: int = 0) -> Node:
     return apply(ops.concatenate, *[n if isinstance(n, Node) else constant(n, like) for n in parts], axis=axis)
 
 
-# ----- what the backward pass needs -----
+# ----- defence: what keeps the sweep's input and output honest -----
+#
+# Each helper below exists for a case the lesson above does not need, and says which.
 
 
-def _reverse_topological_order(root: Node) -> list[Node]:
-    """``root`` and every node below it that leads to a parameter, each before its inputs.
+class Transposed(Node):
+    """What ``x.T`` returns: the transpose, a Node like any other, that can also be called.
 
-    A depth-first walk with an explicit stack, not recursion, so a chain of any length
-    works: a node goes into ``order`` once all its inputs are in it (post-order), and the
-    reversed list puts every node before its inputs.
+    NumPy's ``T`` is a property (``x.T``) and the original dp's was a method (``x.T()``).
+    Both spellings appear in teaching material, so both work: calling a transposed node
+    returns that same node, so ``x.T()`` is ``x.T`` and nothing is transposed twice.
     """
-    order: list[Node] = []
-    visited: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
-        elif node not in visited:
-            visited.add(node)
-            stack.append((node, True))  # comes back here after all its inputs
-            for _, parent in node.parents:
-                if parent.parents:
-                    stack.append((parent, False))
-                elif parent not in visited:  # a leaf (a parameter) has no inputs: it goes in at once
-                    visited.add(parent)
-                    order.append(parent)
-    order.reverse()
-    return order
+
+    __slots__ = ()
+
+    def __call__(self) -> Transposed:
+        return self
+
+
+def _callable_transpose(node: Node) -> Transposed:
+    """``node`` (a transpose `apply` just made) as a `Transposed`, so that ``x.T()`` works too.
+    Why a class swap: `apply` makes every node the same way, and `Transposed` has the same
+    slots and one method more, so changing the class of the new node costs nothing."""
+    node.__class__ = Transposed
+    return cast(Transposed, node)
 
 
 def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
-    """``grad``'s seed as a new array of ``like``'s shape and dtype."""
+    """``grad``'s seed as a new array of ``like``'s shape and dtype. Why: a seed is user
+    input, so it is checked here, once per sweep, and copied, so that the caller's array
+    is never handed back as a gradient."""
     if isinstance(seed, Node):
         raise TypeError("grad's seed is a gradient, an array or a number, not a Node")
     if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
@@ -445,10 +434,24 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
     return array.astype(like.dtype)  # a copy: the caller's array is never handed back as a gradient
 
 
+def _bad_answer(op: str | None, grads: Any) -> TypeError:
+    """The error for a vjp for all arguments that did not answer with one gradient per argument.
+    Why: a primitive written by a student may get the contract wrong; this says how."""
+    return TypeError(
+        f"the vjp of {op} must return a tuple with one gradient (or None) per argument, "
+        f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
+    )
+
+
 def _conform(g: Any, value: np.ndarray, op: str | None) -> np.ndarray:
     """A vjp's answer as a gradient of ``value``: an ndarray of its shape (broadcast axes
     summed back by `unbroadcast`, a smaller answer spread out) and dtype. ``op`` names the
-    primitive whose vjp answered, for the error an answer of a shape that does not fit gets."""
+    primitive whose vjp answered, for the error an answer of a shape that does not fit gets.
+
+    Why: a vjp may answer in the output's broadcast shape, as a number, or in a wider dtype
+    (a float64 constant meeting a float32 node), and each gradient must fit its node
+    exactly. The common answer, an ndarray of the right shape and dtype, passes two
+    comparisons and nothing else."""
     if g.__class__ is not np.ndarray or g.shape != value.shape:
         g = np.asarray(g)
         if g.shape != value.shape:
@@ -487,7 +490,11 @@ def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray, handed_
     """Add ``g`` to ``gradients[name]``, as an array of its own: never a view of another
     array, read-only, or an array already handed out under another name (vjps may pass
     one array to several inputs; ``handed_out`` holds the ids of those in ``gradients``),
-    so a caller may change each gradient freely."""
+    so a caller may change each gradient freely.
+
+    Why: vjps are free to answer with views and shared arrays (``add`` hands ``g`` itself
+    to both inputs, ``transpose`` a view), which is cheap inside the sweep; only what
+    leaves the engine is made safe to change, and only when it is not already."""
     if name in gradients:
         total = gradients[name]
         if total.shape != g.shape:  # broadcasting them together would fit neither node
@@ -499,7 +506,30 @@ def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray, handed_
     handed_out.add(id(g))
 
 
-# ----- values -----
+def _broadcast_error(forward: Forward, a: Any, b: Any, given: tuple[Any, Any]) -> ValueError | None:
+    """A clear error for operands whose shapes do not broadcast (None if they do); ``given``
+    are the operands as the caller gave them, before a 1-D array became a column. Why:
+    NumPy's message names neither the operation nor dp's column convention."""
+    shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
+    if forward is ops.matmul or _broadcastable(*shapes):
+        return None
+    vector = any(np.ndim(x) == 1 for x in given if not isinstance(x, Node))
+    hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
+    return ValueError(
+        f"{forward.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
+        f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
+    )
+
+
+def _broadcastable(*shapes: tuple[int, ...]) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        return False
+    return True
+
+
+# ----- values from users -----
 
 
 def as_value(value: Any) -> np.ndarray:
