@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import numbers
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -62,7 +62,6 @@ class Node:
     """
 
     __slots__ = ("value", "name", "op", "parents", "vjp", "needs_grad")
-    __array_ufunc__ = None  # `ndarray * node` defers to Node.__rmul__ instead of looping over elements.
     __iter__ = None  # Iterating a Node would silently build one node per row.
 
     def __init__(self, value: Any, name: str | None = None) -> None:
@@ -138,6 +137,27 @@ class Node:
 
     def __pos__(self) -> Node:
         return self
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """What NumPy calls for ``array + node`` (any operator with an array on the left)
+        and for a NumPy function on a Node, ``np.tanh(node)``. An operator is the Node
+        operation, as with a number on the left (``array * node`` is ``node.__rmul__``);
+        ``array == node`` is False, as for any other object. Anything else raises
+        ``TypeError`` naming what to write instead (``node.tanh()``): NumPy would loop
+        over a Node as an object and the result would have no gradient."""
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            forward = _UFUNC_OPERATORS.get(ufunc)
+            if forward is not None:
+                return binary(forward, *inputs)
+            if ufunc is np.equal or ufunc is np.not_equal:  # a Node equals only itself
+                return ufunc is np.not_equal
+        raise _ufunc_error(ufunc, method, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
+        """Always raises ``TypeError``: a Node is not an array. Without this, NumPy would make
+        it a 0-d array of objects (``np.asarray(node)``, or a masked array times a node) and
+        compute without a gradient. ``node.value`` is the array."""
+        raise TypeError("a dp.Node is not an array: use node.value for its array (without a gradient)")
 
     # ----- elementwise functions -----
 
@@ -238,19 +258,25 @@ class Node:
 
         Raises ``ValueError`` for a seed of another shape, ``TypeError`` for a seed
         that is not numeric.
+
+        ``grad`` is a method, also on a parameter: dp returns gradients and stores none
+        on the nodes (PyTorch's ``loss.backward()`` fills ``w.grad``; here
+        ``loss.grad(1)["w"]``), so nothing needs zeroing between steps and one graph
+        can be differentiated again with another seed.
         """
         gradients: dict[str, np.ndarray] = {}
         handed_out: set[int] = set()  # ids of the arrays in gradients, for `_collect`
-        for node, g in self.backward(seed):
+        for node, g in self.reverse_sweep(seed):
             if node.name is not None:
                 _collect(gradients, node.name, g, handed_out)
         return gradients
 
-    def backward(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
-        """The reverse sweep: every node below this one that leads to a parameter, with the
-        gradient of the objective with respect to it (``seed`` as in `grad`), each node
-        before its inputs. A node's gradient is complete when it is reached, because every
-        node that uses it came before and pushed its share through the chain rule."""
+    def reverse_sweep(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
+        """The reverse sweep, as a generator: every node below this one that leads to a
+        parameter, with the gradient of the objective with respect to it (``seed`` as in
+        `grad`), each node before its inputs. A node's gradient is complete when it is
+        reached, because every node that uses it came before and pushed its share through
+        the chain rule. `grad` keeps the named nodes' gradients; `dp.draw` shows them all."""
         pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
         for node in topological_order(self):
             g = pending.pop(node, None)  # complete: every node that uses this one has pushed into it
@@ -274,10 +300,19 @@ class Node:
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
         return [(parent, self.vjp[i](g)) for i, parent in self.parents if self.vjp[i] is not None]  # one per argument
 
+    def backward(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Always raises ``TypeError``, saying what to write instead: PyTorch's
+        ``loss.backward()`` stores gradients on the tensors, while dp returns them,
+        ``grads = loss.grad(1)`` (see `grad`)."""
+        raise TypeError(
+            "dp returns gradients instead of storing them: write grads = loss.grad(1), a dict "
+            "{name: gradient} for every named node (PyTorch's loss.backward() followed by w.grad)"
+        )
+
 
 def topological_order(root: Node) -> list[Node]:
     """``root`` and every node below it that leads to a parameter, each before its inputs:
-    the order of the reverse sweep (`Node.backward`), ``root`` first and the parameters last.
+    the order of the reverse sweep (`Node.reverse_sweep`), ``root`` first and the parameters last.
 
     A depth-first walk with an explicit stack, not recursion, so a chain of any length
     works: a node goes into ``order`` once all its inputs are in it (post-order), and the
@@ -527,6 +562,40 @@ def _broadcastable(*shapes: tuple[int, ...]) -> bool:
     except ValueError:
         return False
     return True
+
+
+# NumPy's ufuncs that are Node operators: NumPy calls them for `array + node` (`Node.__array_ufunc__`).
+_UFUNC_OPERATORS: dict[Any, Forward] = {
+    np.add: ops.add,
+    np.subtract: ops.subtract,
+    np.multiply: ops.multiply,
+    np.true_divide: ops.divide,
+    np.power: ops.power,
+    np.matmul: ops.matmul,
+}
+
+# How to write a NumPy ufunc on a Node where it is not the Node method of the same name.
+_NODE_SPELLING = {"absolute": "node.abs()", "negative": "-node", "positive": "+node"}
+
+
+def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
+    """The error for a NumPy ufunc called on a Node, naming what to write instead. Why: with
+    a Node, NumPy would fail with a message about ``__array_ufunc__``, or compute a result
+    without a gradient; a student's ``np.tanh(x)`` should lead to ``x.tanh()``."""
+    name = ufunc.__name__
+    call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+    if "out" in kwargs:
+        return TypeError(f"{call}: an array cannot hold a Node; write a = a + node (a new Node), not a += node")
+    if method != "__call__" or ufunc in _UFUNC_OPERATORS:
+        instead = "use the Node's operators and methods (a + node, node.sum(axis))"
+    elif name in _NODE_SPELLING or callable(getattr(Node, name, None)):
+        instead = f"use {_NODE_SPELLING.get(name, f'node.{name}()')}"
+    else:
+        instead = f"dp has no {name} for Nodes: compose it from Node operations"
+    return TypeError(
+        f"{call} does not take a dp.Node: {instead} (Node operations record the gradient; "
+        f"{call} on node.value gives a plain array, without one)"
+    )
 
 
 # ----- values from users -----

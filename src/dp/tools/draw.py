@@ -222,7 +222,7 @@ def draw(
 def _gradients(root: Node, order: list[Node], grads: bool | Mapping[str, Any]) -> dict[Node, np.ndarray]:
     """The gradient to show on each node (nodes without one are left out)."""
     if grads is True:
-        return dict(root.backward(1.0))  # every node's gradient, not only the named ones' (Node.grad)
+        return dict(root.reverse_sweep(1.0))  # every node's gradient, not only the named ones' (Node.grad)
     if grads is False or grads is None:
         return {}
     if not isinstance(grads, Mapping):
