@@ -298,9 +298,36 @@ def test_unary_plus_is_the_node_itself():
     assert +w is w
 
 
-def test_repr_names_a_parameter_and_gives_shape_and_dtype():
-    assert repr(Node(np.ones((2, 2), np.float32), "w")) == "Node(name='w', shape=(2, 2), dtype=float32)"
-    assert repr(Node(1.0)) == "Node(shape=(1, 1), dtype=float64)"
+class TestShowingAValue:
+    def test_repr_shows_the_value_names_a_parameter_and_gives_shape_and_dtype(self):
+        assert repr(Node(np.ones((2, 2), np.float32), "w")) == (
+            "Node([[1., 1.],\n      [1., 1.]], name='w', shape=(2, 2), dtype=float32)"
+        )
+        assert repr(Node(1.0)) == "Node(1., shape=(1, 1), dtype=float64)"
+        assert str(Node(0.070534)) == "Node(0.0705, shape=(1, 1), dtype=float64)"  # print(loss)
+
+    def test_repr_of_a_large_node_is_summarized(self):
+        shown = repr(Node(np.linspace(1.0, 2.0, 3000).reshape(100, 30)))
+        assert "..." in shown and len(shown.splitlines()) == 7 and shown.startswith("Node([[1.    , 1.0003,")
+        assert shown.endswith("shape=(100, 30), dtype=float64)")
+
+    def test_repr_of_an_empty_node(self):
+        assert repr(Node(np.ones((0, 3)))) == "Node([], shape=(0, 3), dtype=float64)"
+
+    @pytest.mark.parametrize("value", [0.25, np.float32(0.25), np.full((1, 1, 1), 0.25)])
+    def test_float_and_item_give_a_python_float_for_one_element(self, value):
+        node = Node(value)
+        assert float(node) == node.item() == 0.25
+        assert type(float(node)) is float and type(node.item()) is float
+
+    def test_float_and_item_refuse_a_node_of_several_elements_naming_value(self):
+        node = Node(np.ones(3))
+        with pytest.raises(
+            TypeError, match=r"float\(\) needs a node with one element, this one has shape \(3, 1\): use node\.value"
+        ):
+            float(node)
+        with pytest.raises(ValueError, match=r"item\(\) needs a node with one element.*node\.value"):
+            node.item()
 
 
 class TestSeeds:

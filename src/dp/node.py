@@ -53,7 +53,12 @@ class Node:
 
     Operators and methods follow NumPy's broadcasting and shapes, except that
     reductions keep their axes by default. Numbers and arrays may stand on either
-    side of an operator (``1 - x``, ``array * x``).
+    side of an operator (``1 - x``, ``array * x``). NumPy functions do not take a Node
+    (``np.tanh(x)`` raises, naming ``x.tanh()``): only Node operations record gradients.
+
+    ``print(loss)`` shows the value; ``float(loss)`` and ``loss.item()`` give it as a
+    Python float when the node has one element. There is no ``backward()``: gradients
+    are returned by ``loss.grad(1)``, never stored on the nodes.
 
     >>> w = Node([1.0, 2.0], name="w")      # a column, shape (2, 1)
     >>> loss = (w * w).sum()
@@ -87,8 +92,24 @@ class Node:
         return self.value.dtype
 
     def __repr__(self) -> str:
-        name = f"name={self.name!r}, " if self.name is not None else ""
-        return f"Node({name}shape={self.shape}, dtype={self.dtype})"
+        """The value, then the name (if any), shape and dtype: ``Node(0.0705, shape=(1, 1),
+        dtype=float64)``. An array of several elements is printed as NumPy prints it (4
+        decimals), summarized with ``...`` beyond 20 elements."""
+        name = f", name={self.name!r}" if self.name is not None else ""
+        return f"Node({_shown(self.value)}{name}, shape={self.shape}, dtype={self.dtype})"
+
+    def item(self) -> float:
+        """The value of a node with one element as a Python float, as PyTorch's
+        ``loss.item()``; ``ValueError`` for a node with more (use ``.value``)."""
+        if self.value.size != 1:
+            raise ValueError(_not_one_number("item()", self.shape))
+        return float(self.value.item())
+
+    def __float__(self) -> float:
+        """``float(loss)`` for a node with one element; ``TypeError`` for more (use ``.value``)."""
+        if self.value.size != 1:
+            raise TypeError(_not_one_number("float()", self.shape))
+        return float(self.value.item())
 
     # ----- arithmetic: each operator applies one primitive of dp.ops -----
 
@@ -596,6 +617,19 @@ def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
         f"{call} does not take a dp.Node: {instead} (Node operations record the gradient; "
         f"{call} on node.value gives a plain array, without one)"
     )
+
+
+def _shown(value: np.ndarray) -> str:
+    """A value as `Node.__repr__` shows it. Why: a node printed during training should show
+    its number, and a large one should not flood the screen."""
+    if value.size == 1:
+        value = value.reshape(())  # 0.0705, not [[0.0705]]
+    return np.array2string(value, precision=4, threshold=20, edgeitems=3, separator=", ", prefix="Node(")
+
+
+def _not_one_number(call: str, shape: tuple[int, ...]) -> str:
+    """The error for ``float(node)`` or ``node.item()`` on a node that is not one number."""
+    return f"{call} needs a node with one element, this one has shape {shape}: use node.value for the array"
 
 
 # ----- values from users -----
