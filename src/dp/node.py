@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn, cast
 
@@ -477,7 +478,7 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
         raise TypeError("grad's seed is a gradient, an array or a number, not a Node")
     if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
         return np.full(like.shape, seed, dtype=like.dtype)
-    array = np.asarray(seed)
+    array = plain_array(seed, "grad's seed")
     if array.dtype.kind not in "fiu":
         raise TypeError(f"grad's seed must be a number or a numeric array, not {array.dtype}")
     if array.shape == ():
@@ -636,12 +637,22 @@ def _not_one_number(call: str, shape: tuple[int, ...]) -> str:
 
 
 def as_value(value: Any) -> np.ndarray:
-    """A Node's value from user input, by dp's conventions (see `Node`)."""
+    """A Node's value from user input, by dp's conventions (see `Node`): always a plain
+    ``np.ndarray``, never a subclass of it.
+
+    ndarray subclasses, decided: a subclass (``np.matrix``, ``np.memmap``) becomes a plain
+    ndarray holding the same numbers (`plain_array`), because dp's operations are NumPy's on
+    plain arrays: on an ``np.matrix``, ``a * a`` would be the matrix product and the
+    gradients right for neither reading. A masked array is refused with a ``TypeError``
+    that says to pass ``m.filled(value)`` or ``m.data``: dp cannot honour a mask (a sum
+    over it, a batch's statistics), and dropping it silently would compute with the
+    values under the mask, which the caller said to leave out.
+    """
     if isinstance(value, Node):
         raise TypeError("this is already a Node; to start a new leaf from it, use Node(node.value)")
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 2:
+    if value.__class__ is np.ndarray and value.dtype.kind == "f" and value.ndim >= 2:
         return value  # the common case, kept fast: parameters wrapped at every forward pass
-    array = np.asarray(value)
+    array = plain_array(value, "a Node's value")
     kind = array.dtype.kind
     if kind in "biu":
         array = array.astype(np.float64)
@@ -655,6 +666,26 @@ def as_value(value: Any) -> np.ndarray:
     if array.ndim == 1:
         return array.reshape(-1, 1)
     return array
+
+
+def plain_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a plain ndarray (``np.asarray``: not copied when it is one), for every
+    array dp takes from a user (`as_value`, `dp.checks.numeric_array`, a layer's input).
+    A subclass of ndarray becomes a plain ndarray of the same numbers; a masked array is a
+    ``TypeError`` naming ``what`` (see `as_value` for why)."""
+    if value.__class__ is not np.ndarray and _is_masked(value):
+        raise TypeError(
+            f"{what} is a masked array, and dp would ignore its mask: pass m.filled(value) to "
+            "replace the masked entries, or m.data to use the values under the mask"
+        )
+    return np.asarray(value)
+
+
+def _is_masked(value: Any) -> bool:
+    """Whether ``value`` is a NumPy masked array. Why through ``sys.modules``: importing
+    ``numpy.ma`` costs about 10 ms, and a masked array exists only if it was imported."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(value, ma.MaskedArray)
 
 
 def constant(value: Any, like: np.ndarray) -> Any:
