@@ -559,3 +559,31 @@ class TestNumPyOnNodes:
             np.add.reduce(x)
         with pytest.raises(TypeError, match=r"np\.multiply does not take a dp\.Node"):
             np.multiply(np.ones((2, 2)), x, where=True)
+
+
+class TestConcatenatingConstantsOnly:
+    """The dtype is NumPy's for the parts, then `Node`'s conventions: float64 only where NumPy
+    would say so (a float64 or an integer part), never because the parts were constants."""
+
+    @pytest.mark.parametrize(
+        ("dtypes", "expected"),
+        [
+            ((np.float32, np.float32), np.float32),
+            ((np.float32, np.float64), np.float64),
+            ((np.float32, np.int64), np.float64),
+            ((np.int64, np.int64), np.float64),
+            ((np.bool_, np.int8), np.float64),
+        ],
+    )
+    def test_the_dtype_is_numpys_then_nodes_conventions(self, dtypes, expected):
+        joined = dp.concatenate([np.ones((1, 2), dtypes[0]), np.zeros((2, 2), dtypes[1])])
+        assert joined.dtype == expected and joined.shape == (3, 2)
+
+    def test_python_lists_are_float64(self):
+        assert dp.concatenate([[[1, 2]], [[3.5, 4]]], axis=0).dtype == np.float64
+
+    def test_complex_and_masked_parts_are_refused_not_cast(self):
+        with pytest.raises(TypeError, match="complex numbers are not supported"):
+            dp.concatenate([np.ones((1, 2)), np.ones((1, 2)) * 1j])
+        with pytest.raises(TypeError, match="a part to concatenate is a masked array"):
+            dp.concatenate([np.ones((1, 2)), np.ma.masked_array(np.ones((1, 2)), mask=[[True, False]])])

@@ -435,11 +435,13 @@ def dot(a: Any, b: Any) -> Node:
 
 
 def concatenate(nodes: Iterable[Any], axis: int = 0) -> Node:
-    """Join Nodes (and constants) along an existing axis, like `numpy.concatenate`."""
+    """Join Nodes (and constants) along an existing axis, like `numpy.concatenate`. Constants
+    take the dtype of the first Node; constants only give a Node of NumPy's result dtype,
+    by `Node`'s conventions (float32 parts stay float32, integers become float64)."""
     parts = list(nodes)
     like = next((n.value for n in parts if isinstance(n, Node)), None)
     if like is None:
-        return Node(np.concatenate([np.asarray(n, dtype=float) for n in parts], axis=axis))
+        return Node(np.concatenate([plain_array(n, "a part to concatenate") for n in parts], axis=axis))
     return apply(ops.concatenate, *[n if isinstance(n, Node) else constant(n, like) for n in parts], axis=axis)
 
 
