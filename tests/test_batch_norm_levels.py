@@ -66,6 +66,35 @@ def test_the_closed_form_passes_gradcheck():
     assert dp.gradcheck(lambda x, g, b: batch_norm_closed_form(x, g, b, EPS), x, gamma, beta, tol=1e-7) < 1e-7
 
 
+@pytest.mark.parametrize(("rows", "offset"), [(3, 0.0), (7, 0.0), (7, 50.0)], ids=["three rows", "seven", "far from 0"])
+def test_the_paper_chain_rule_matches_central_finite_differences(rows, offset):
+    """Every gradient of the closed form (x through xhat, sigma_B^2 and mu_B; gamma; beta)
+    against gradcheck, on a small batch, a larger one, and inputs whose mean is far from 0
+    (where a wrong term through mu_B would show). Not two rows: there xhat is +-1 whatever
+    x is, so the gradient of x is about eps-sized and finite differences see only noise."""
+    x, gamma, beta = data(rows=rows, features=3, seed=11)
+    x = x + offset
+    seeds = (3, 4)  # two random projections of the output, neither of them x itself
+    for seed in seeds:
+        error = dp.gradcheck(lambda x, g, b: batch_norm_closed_form(x, g, b, EPS), x, gamma, beta, tol=1e-6, seed=seed)
+        assert error < 1e-6
+
+
+def test_the_closed_form_keeps_float32_and_agrees_with_float64():
+    x, gamma, beta = data()
+    seed = np.random.default_rng(8).normal(size=x.shape)
+    results = {}
+    for dtype in (np.float32, np.float64):
+        nodes = [Node(v.astype(dtype), k) for k, v in (("x", x), ("gamma", gamma), ("beta", beta))]
+        out = batch_norm_closed_form(*nodes, eps=EPS)
+        results[dtype] = grads_of(out, seed.astype(dtype))
+        assert out.dtype == dtype and all(g.dtype == dtype for g in results[dtype][1].values())
+    (value32, grads32), (value64, grads64) = results[np.float32], results[np.float64]
+    np.testing.assert_allclose(value32, value64, rtol=0, atol=1e-5)
+    for k in grads64:
+        np.testing.assert_allclose(grads32[k], grads64[k], rtol=0, atol=1e-4 * np.abs(grads64[k]).max())
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_the_mlp_trains_exactly_as_the_seed_style_network(activation):
     """(c) inside MLP against (b) inside a seed-style network with the same parameters:

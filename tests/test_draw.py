@@ -272,7 +272,7 @@ def test_the_readmes_drawing_is_up_to_date():
 @pytest.mark.parametrize("make", [Net, ComposedNet, lambda: dp.MLP(seed=0)], ids=["net", "composed", "mlp"])
 def test_drawing_changes_nothing_in_the_graph(make, tmp_path):
     loss = net_loss(make())
-    order = dp.node._reverse_topological_order(loss)
+    order = dp.node.topological_order(loss)
     values = [n.value.copy() for n in order]
     before = loss.grad(1)
     for options in (dict(grads=True), dict(grads=before), dict(grads=True, group=True)):

@@ -298,9 +298,36 @@ def test_unary_plus_is_the_node_itself():
     assert +w is w
 
 
-def test_repr_names_a_parameter_and_gives_shape_and_dtype():
-    assert repr(Node(np.ones((2, 2), np.float32), "w")) == "Node(name='w', shape=(2, 2), dtype=float32)"
-    assert repr(Node(1.0)) == "Node(shape=(1, 1), dtype=float64)"
+class TestShowingAValue:
+    def test_repr_shows_the_value_names_a_parameter_and_gives_shape_and_dtype(self):
+        assert repr(Node(np.ones((2, 2), np.float32), "w")) == (
+            "Node([[1., 1.],\n      [1., 1.]], name='w', shape=(2, 2), dtype=float32)"
+        )
+        assert repr(Node(1.0)) == "Node(1., shape=(1, 1), dtype=float64)"
+        assert str(Node(0.070534)) == "Node(0.0705, shape=(1, 1), dtype=float64)"  # print(loss)
+
+    def test_repr_of_a_large_node_is_summarized(self):
+        shown = repr(Node(np.linspace(1.0, 2.0, 3000).reshape(100, 30)))
+        assert "..." in shown and len(shown.splitlines()) == 7 and shown.startswith("Node([[1.    , 1.0003,")
+        assert shown.endswith("shape=(100, 30), dtype=float64)")
+
+    def test_repr_of_an_empty_node(self):
+        assert repr(Node(np.ones((0, 3)))) == "Node([], shape=(0, 3), dtype=float64)"
+
+    @pytest.mark.parametrize("value", [0.25, np.float32(0.25), np.full((1, 1, 1), 0.25)])
+    def test_float_and_item_give_a_python_float_for_one_element(self, value):
+        node = Node(value)
+        assert float(node) == node.item() == 0.25
+        assert type(float(node)) is float and type(node.item()) is float
+
+    def test_float_and_item_refuse_a_node_of_several_elements_naming_value(self):
+        node = Node(np.ones(3))
+        with pytest.raises(
+            TypeError, match=r"float\(\) needs a node with one element, this one has shape \(3, 1\): use node\.value"
+        ):
+            float(node)
+        with pytest.raises(ValueError, match=r"item\(\) needs a node with one element.*node\.value"):
+            node.item()
 
 
 class TestSeeds:
@@ -323,7 +350,7 @@ class TestSeeds:
     def test_backward_yields_each_node_with_its_gradient_root_first(self):
         w = Node(np.full((1, 2), 3.0), "w")
         doubled = w * 2
-        pairs = list((doubled * doubled).backward(1.0))
+        pairs = list((doubled * doubled).reverse_sweep(1.0))
         assert [node for node, _ in pairs][1:] == [doubled, w]
         np.testing.assert_array_equal(pairs[-1][1], np.full((1, 2), 24.0))  # d(2w)²/dw = 8w
 
@@ -341,7 +368,7 @@ def test_grad_and_backward_start_from_a_seed_of_one_by_default():
     w = Node(np.array([[1.0, -2.0]]), "w")
     loss = (w * w).sum()
     np.testing.assert_array_equal(loss.grad()["w"], [[2.0, -4.0]])
-    np.testing.assert_array_equal(next(iter(loss.backward()))[1], [[1.0]])
+    np.testing.assert_array_equal(next(iter(loss.reverse_sweep()))[1], [[1.0]])
 
 
 def test_concatenate_as_a_method_joins_rows_by_default():
@@ -432,9 +459,131 @@ def test_a_number_never_changes_the_shape_of_a_0_d_or_1_d_node():
 
 
 def test_the_reverse_order_holds_each_node_once_even_a_leaf_with_several_users():
-    from dp.node import _reverse_topological_order
+    from dp.node import topological_order
 
     w = Node(np.ones((2, 2)), "w")
     loss = ((w * w) + w).sum()  # w is used three times
-    order = _reverse_topological_order(loss)
+    order = topological_order(loss)
     assert len(order) == len(set(order)) == 4 and order[0] is loss and order[-1] is w
+
+
+class TestPyTorchHabits:
+    def test_backward_raises_and_says_that_grad_returns_the_gradients(self):
+        w = Node(np.ones((2, 2)), "w")
+        loss = (w * w).sum()
+        for call in (loss.backward, lambda: loss.backward(1.0), lambda: loss.backward(gradient=np.ones((1, 1)))):
+            with pytest.raises(
+                TypeError, match=r"dp returns gradients instead of storing them: write grads = loss\.grad\(1\)"
+            ):
+                call()
+
+    def test_grad_is_a_method_on_a_parameter_too_and_stores_nothing(self):
+        w = Node(np.full((1, 2), 3.0), "w")
+        grads = (w * w).sum().grad(1)
+        assert callable(w.grad)
+        np.testing.assert_array_equal(grads["w"], [[6.0, 6.0]])
+        own = w.grad(1)  # d w / d w: nothing from the loss was stored on w
+        assert own.keys() == {"w"}
+        np.testing.assert_array_equal(own["w"], np.ones((1, 2)))
+
+    def test_the_reverse_sweep_is_a_generator_under_its_own_name(self):
+        loss = (Node(np.ones((1, 2)), "w") * 2).sum()
+        assert [node.name for node, _ in loss.reverse_sweep(1.0)][-1] == "w"
+
+
+class TestNumPyOnNodes:
+    @pytest.mark.parametrize(
+        ("function", "hint"),
+        [
+            (np.tanh, "use node.tanh()"),
+            (np.exp, "use node.exp()"),
+            (np.log, "use node.log()"),
+            (np.sqrt, "use node.sqrt()"),
+            (np.absolute, "use node.abs()"),
+            (np.negative, "use -node"),
+            (np.sin, "dp has no sin for Nodes"),
+        ],
+    )
+    def test_a_numpy_function_on_a_node_raises_and_names_what_to_write(self, function, hint):
+        x = Node(np.full((2, 2), 0.5), "x")
+        with pytest.raises(TypeError, match=rf"np\.{function.__name__} does not take a dp\.Node: {hint}.*node\.value"):
+            function(x)
+
+    @pytest.mark.parametrize(
+        "operator",
+        [
+            lambda a, x: a + x,
+            lambda a, x: a - x,
+            lambda a, x: a * x,
+            lambda a, x: a / x,
+            lambda a, x: a**x,
+            lambda a, x: a @ x,
+        ],
+        ids=["+", "-", "*", "/", "**", "@"],
+    )
+    def test_an_array_on_the_left_of_an_operator_gives_the_node_operation_and_its_gradient(self, operator):
+        a, x = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.5, 1.5], [2.5, -1.0]])
+        out = operator(a, Node(x, "x"))
+        assert isinstance(out, Node)
+        np.testing.assert_allclose(out.value, operator(a, x), rtol=1e-15)
+        assert dp.gradcheck(lambda node: operator(a, node), x) < 1e-6
+
+    def test_a_numpy_scalar_on_the_left_gives_a_node(self):
+        out = np.float64(2.0) * Node(np.ones((1, 2)), "x")
+        assert isinstance(out, Node)
+        np.testing.assert_array_equal(out.grad(1)["x"], [[2.0, 2.0]])
+
+    def test_an_array_equals_a_node_never_as_any_object_but_the_node_itself(self):
+        a, x = np.ones((2, 2)), Node(np.ones((2, 2)))
+        assert (a == x) is False and (x == a) is False
+        assert (a != x) is True and (x != a) is True
+
+    def test_an_array_cannot_hold_a_node_in_place(self):
+        a = np.ones((2, 2))
+        with pytest.raises(TypeError, match=r"an array cannot hold a Node; write a = a \+ node"):
+            a += Node(np.ones((2, 2)))
+        np.testing.assert_array_equal(a, np.ones((2, 2)))
+
+    @pytest.mark.parametrize(
+        "call",
+        [np.asarray, lambda x: np.ma.masked_array(np.ones((2, 2)), mask=np.eye(2)) * x],
+        ids=["asarray", "masked array on the left"],
+    )
+    def test_numpy_never_makes_an_array_of_objects_from_a_node(self, call):
+        with pytest.raises(TypeError, match=r"a dp\.Node is not an array: use node\.value"):
+            call(Node(np.ones((2, 2)), "x"))
+
+    def test_a_ufunc_method_or_keyword_on_a_node_is_refused(self):
+        x = Node(np.ones((2, 2)), "x")
+        with pytest.raises(TypeError, match=r"np\.add\.reduce does not take a dp\.Node: use the Node's operators"):
+            np.add.reduce(x)
+        with pytest.raises(TypeError, match=r"np\.multiply does not take a dp\.Node"):
+            np.multiply(np.ones((2, 2)), x, where=True)
+
+
+class TestConcatenatingConstantsOnly:
+    """The dtype is NumPy's for the parts, then `Node`'s conventions: float64 only where NumPy
+    would say so (a float64 or an integer part), never because the parts were constants."""
+
+    @pytest.mark.parametrize(
+        ("dtypes", "expected"),
+        [
+            ((np.float32, np.float32), np.float32),
+            ((np.float32, np.float64), np.float64),
+            ((np.float32, np.int64), np.float64),
+            ((np.int64, np.int64), np.float64),
+            ((np.bool_, np.int8), np.float64),
+        ],
+    )
+    def test_the_dtype_is_numpys_then_nodes_conventions(self, dtypes, expected):
+        joined = dp.concatenate([np.ones((1, 2), dtypes[0]), np.zeros((2, 2), dtypes[1])])
+        assert joined.dtype == expected and joined.shape == (3, 2)
+
+    def test_python_lists_are_float64(self):
+        assert dp.concatenate([[[1, 2]], [[3.5, 4]]], axis=0).dtype == np.float64
+
+    def test_complex_and_masked_parts_are_refused_not_cast(self):
+        with pytest.raises(TypeError, match="complex numbers are not supported"):
+            dp.concatenate([np.ones((1, 2)), np.ones((1, 2)) * 1j])
+        with pytest.raises(TypeError, match="a part to concatenate is a masked array"):
+            dp.concatenate([np.ones((1, 2)), np.ma.masked_array(np.ones((1, 2)), mask=[[True, False]])])

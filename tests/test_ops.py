@@ -5,6 +5,8 @@ function smooth where it is evaluated (log and sqrt of positive numbers, relu an
 abs away from 0); continuous draws keep max's winners apart.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -388,6 +390,19 @@ def test_softmax_and_log_softmax_work_along_the_last_axis_by_default():
         assert not np.allclose(default, method(Node(x, "x"), axis=1).grad(g)["x"])
 
 
+@pytest.mark.parametrize("entry", [ops.softmax, ops.log_softmax])
+def test_the_softmax_table_entries_work_along_the_last_axis_of_a_3d_array_by_default(entry):
+    """The table's own default, not the Node method's (which passes its axis explicitly):
+    on a 3-D array the last axis is not axis 1."""
+    x, g = draw(9, (2, 3, 4)), draw(10, (2, 3, 4))
+    y, (vjp,) = entry(x)
+    expected, (expected_vjp,) = entry(x, axis=2)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(vjp(g), expected_vjp(g))
+    probabilities = y if entry is ops.softmax else np.exp(y)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), np.ones((2, 3)), rtol=1e-14)
+
+
 LEFT_OPERATORS = [lambda c, x: c + x, lambda c, x: c - x, lambda c, x: c * x, lambda c, x: c / x]
 LEFT_OPERATORS += [lambda c, x: c**x, lambda c, x: c @ x]
 
@@ -426,6 +441,17 @@ def test_the_gradient_of_x_to_an_array_of_exponents_0_or_1(exponent):
     grads = (Node(x, "x") ** Node(b, "b")).grad(1)
     np.testing.assert_array_equal(grads["x"], np.zeros((1, 3)) if exponent == 0 else np.ones((1, 3)))
     np.testing.assert_allclose(grads["b"], x**exponent * np.log(np.where(x == 0, 1, x)))
+
+
+def test_the_gradient_of_a_huge_float32_base_to_exponents_0_and_1_warns_of_nothing():
+    """d(a**b)/da = b a**(b-1), with a**(b-1) taken where b == 0 at exponent 1 (its value is
+    discarded there): any other stand-in exponent overflows float32 for a = 1e20."""
+    a = Node(np.full((1, 2), 1e20, np.float32), "a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow or an invalid value is an error here
+        grads = (a ** np.array([[0.0, 1.0]], np.float32)).grad(1)
+    assert grads["a"].dtype == np.float32
+    np.testing.assert_array_equal(grads["a"], [[0.0, 1.0]])
 
 
 def test_relu_passes_the_gradient_only_where_the_input_is_positive():

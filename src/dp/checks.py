@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from dp.node import plain_array
+
 
 class NonFiniteError(ValueError):
     """NaN or inf where dp needs finite numbers: inputs, labels, batch statistics, gradients."""
@@ -171,9 +173,10 @@ def describe(value: Any) -> str:
 
 
 def numeric_array(value: Any, what: str) -> np.ndarray:
-    """``value`` as an ndarray of bools, integers or floats (not copied when it is one);
-    ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions)."""
-    array = np.asarray(value)
+    """``value`` as a plain ndarray of bools, integers or floats (not copied when it is one);
+    ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions),
+    and for a masked array (`dp.node.plain_array`: a subclass becomes a plain ndarray)."""
+    array = plain_array(value, what)
     if array.dtype.kind not in "biuf":
         why = ": complex numbers are not supported" if array.dtype.kind == "c" else ""
         raise TypeError(f"{what} must be numeric (bool, int or float), not {array.dtype}{why}")

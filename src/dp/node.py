@@ -18,16 +18,20 @@ Only nodes that lead to a *named* node take part: a named node is a parameter,
 and an operation none of whose inputs leads to one records no inputs at all, so
 data flowing through a network costs nothing in the backward pass.
 
-Read this module top to bottom: the Node and its operators, then `grad`, then
-`apply` (how an operation records itself), then the small helpers `grad` uses.
+Read this module top to bottom: the Node and its operators, then `grad` and the
+reverse sweep with its `topological_order`, then `apply` (how an operation records
+itself). What follows them is defence: helpers that keep user input, vjp answers
+and handed-out gradients honest, each saying why it exists. A first reading can
+stop before them.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -50,7 +54,12 @@ class Node:
 
     Operators and methods follow NumPy's broadcasting and shapes, except that
     reductions keep their axes by default. Numbers and arrays may stand on either
-    side of an operator (``1 - x``, ``array * x``).
+    side of an operator (``1 - x``, ``array * x``). NumPy functions do not take a Node
+    (``np.tanh(x)`` raises, naming ``x.tanh()``): only Node operations record gradients.
+
+    ``print(loss)`` shows the value; ``float(loss)`` and ``loss.item()`` give it as a
+    Python float when the node has one element. There is no ``backward()``: gradients
+    are returned by ``loss.grad(1)``, never stored on the nodes.
 
     >>> w = Node([1.0, 2.0], name="w")      # a column, shape (2, 1)
     >>> loss = (w * w).sum()
@@ -59,7 +68,6 @@ class Node:
     """
 
     __slots__ = ("value", "name", "op", "parents", "vjp", "needs_grad")
-    __array_ufunc__ = None  # `ndarray * node` defers to Node.__rmul__ instead of looping over elements.
     __iter__ = None  # Iterating a Node would silently build one node per row.
 
     def __init__(self, value: Any, name: str | None = None) -> None:
@@ -85,8 +93,24 @@ class Node:
         return self.value.dtype
 
     def __repr__(self) -> str:
-        name = f"name={self.name!r}, " if self.name is not None else ""
-        return f"Node({name}shape={self.shape}, dtype={self.dtype})"
+        """The value, then the name (if any), shape and dtype: ``Node(0.0705, shape=(1, 1),
+        dtype=float64)``. An array of several elements is printed as NumPy prints it (4
+        decimals), summarized with ``...`` beyond 20 elements."""
+        name = f", name={self.name!r}" if self.name is not None else ""
+        return f"Node({_shown(self.value)}{name}, shape={self.shape}, dtype={self.dtype})"
+
+    def item(self) -> float:
+        """The value of a node with one element as a Python float, as PyTorch's
+        ``loss.item()``; ``ValueError`` for a node with more (use ``.value``)."""
+        if self.value.size != 1:
+            raise ValueError(_not_one_number("item()", self.shape))
+        return float(self.value.item())
+
+    def __float__(self) -> float:
+        """``float(loss)`` for a node with one element; ``TypeError`` for more (use ``.value``)."""
+        if self.value.size != 1:
+            raise TypeError(_not_one_number("float()", self.shape))
+        return float(self.value.item())
 
     # ----- arithmetic: each operator applies one primitive of dp.ops -----
 
@@ -135,6 +159,27 @@ class Node:
 
     def __pos__(self) -> Node:
         return self
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """What NumPy calls for ``array + node`` (any operator with an array on the left)
+        and for a NumPy function on a Node, ``np.tanh(node)``. An operator is the Node
+        operation, as with a number on the left (``array * node`` is ``node.__rmul__``);
+        ``array == node`` is False, as for any other object. Anything else raises
+        ``TypeError`` naming what to write instead (``node.tanh()``): NumPy would loop
+        over a Node as an object and the result would have no gradient."""
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            forward = _UFUNC_OPERATORS.get(ufunc)
+            if forward is not None:
+                return binary(forward, *inputs)
+            if ufunc is np.equal or ufunc is np.not_equal:  # a Node equals only itself
+                return ufunc is np.not_equal
+        raise _ufunc_error(ufunc, method, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
+        """Always raises ``TypeError``: a Node is not an array. Without this, NumPy would make
+        it a 0-d array of objects (``np.asarray(node)``, or a masked array times a node) and
+        compute without a gradient. ``node.value`` is the array."""
+        raise TypeError("a dp.Node is not an array: use node.value for its array (without a gradient)")
 
     # ----- elementwise functions -----
 
@@ -204,9 +249,7 @@ class Node:
     def T(self) -> Transposed:  # noqa: N802 - NumPy's name
         """The transpose (axes reversed), as NumPy's ``a.T``. In the original dp, ``T`` was a
         method, so it may also be called: ``x.T()`` is ``x.T`` (see `Transposed`)."""
-        node = apply(ops.transpose, self)
-        node.__class__ = Transposed  # the same slots, one method more
-        return cast(Transposed, node)
+        return _callable_transpose(apply(ops.transpose, self))
 
     def transpose(self, *axes: Any) -> Node:
         """Axes permuted as ``ndarray.transpose`` does: ``x.transpose(1, 0)`` or ``x.transpose((1, 0))``."""
@@ -237,21 +280,27 @@ class Node:
 
         Raises ``ValueError`` for a seed of another shape, ``TypeError`` for a seed
         that is not numeric.
+
+        ``grad`` is a method, also on a parameter: dp returns gradients and stores none
+        on the nodes (PyTorch's ``loss.backward()`` fills ``w.grad``; here
+        ``loss.grad(1)["w"]``), so nothing needs zeroing between steps and one graph
+        can be differentiated again with another seed.
         """
         gradients: dict[str, np.ndarray] = {}
-        handed_out: set[int] = set()  # ids of the arrays in gradients
-        for node, g in self.backward(seed):
+        handed_out: set[int] = set()  # ids of the arrays in gradients, for `_collect`
+        for node, g in self.reverse_sweep(seed):
             if node.name is not None:
                 _collect(gradients, node.name, g, handed_out)
         return gradients
 
-    def backward(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
-        """The reverse sweep: every node below this one that leads to a parameter, with the
-        gradient of the objective with respect to it (``seed`` as in `grad`), each node
-        before its inputs. A node's gradient is complete when it is reached, because every
-        node that uses it came before and pushed its share through the chain rule."""
+    def reverse_sweep(self, seed: Any = 1.0) -> Iterator[tuple[Node, np.ndarray]]:
+        """The reverse sweep, as a generator: every node below this one that leads to a
+        parameter, with the gradient of the objective with respect to it (``seed`` as in
+        `grad`), each node before its inputs. A node's gradient is complete when it is
+        reached, because every node that uses it came before and pushed its share through
+        the chain rule. `grad` keeps the named nodes' gradients; `dp.draw` shows them all."""
         pending = {self: _seed_array(seed, self.value)}  # node -> the sum of what its users pushed so far
-        for node in _reverse_topological_order(self):
+        for node in topological_order(self):
             g = pending.pop(node, None)  # complete: every node that uses this one has pushed into it
             if g is None:
                 continue  # its users' vjps gave it no gradient (None): nothing flows through it
@@ -269,26 +318,46 @@ class Node:
         if callable(self.vjp):  # one vjp for all the arguments, returning a gradient for each
             grads = self.vjp(g)
             if not (isinstance(grads, (tuple, list)) and len(grads) > self.parents[-1][0]):
-                raise TypeError(
-                    f"the vjp of {self.op} must return a tuple with one gradient (or None) per argument, "
-                    f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
-                )
+                raise _bad_answer(self.op, grads)
             return [(parent, grads[i]) for i, parent in self.parents if grads[i] is not None]
         return [(parent, self.vjp[i](g)) for i, parent in self.parents if self.vjp[i] is not None]  # one per argument
 
+    def backward(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Always raises ``TypeError``, saying what to write instead: PyTorch's
+        ``loss.backward()`` stores gradients on the tensors, while dp returns them,
+        ``grads = loss.grad(1)`` (see `grad`)."""
+        raise TypeError(
+            "dp returns gradients instead of storing them: write grads = loss.grad(1), a dict "
+            "{name: gradient} for every named node (PyTorch's loss.backward() followed by w.grad)"
+        )
 
-class Transposed(Node):
-    """What ``x.T`` returns: the transpose, a Node like any other, that can also be called.
 
-    NumPy's ``T`` is a property (``x.T``) and the original dp's was a method (``x.T()``).
-    Both spellings appear in teaching material, so both work: calling a transposed node
-    returns that same node, so ``x.T()`` is ``x.T`` and nothing is transposed twice.
+def topological_order(root: Node) -> list[Node]:
+    """``root`` and every node below it that leads to a parameter, each before its inputs:
+    the order of the reverse sweep (`Node.reverse_sweep`), ``root`` first and the parameters last.
+
+    A depth-first walk with an explicit stack, not recursion, so a chain of any length
+    works: a node goes into ``order`` once all its inputs are in it (post-order), and the
+    reversed list puts every node before its inputs.
     """
-
-    __slots__ = ()
-
-    def __call__(self) -> Transposed:
-        return self
+    order: list[Node] = []
+    visited: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+        elif node not in visited:
+            visited.add(node)
+            stack.append((node, True))  # comes back here after all its inputs
+            for _, parent in node.parents:
+                if parent.parents:
+                    stack.append((parent, False))
+                elif parent not in visited:  # a leaf (a parameter) has no inputs: it goes in at once
+                    visited.add(parent)
+                    order.append(parent)
+    order.reverse()
+    return order
 
 
 # ----- operations: how a primitive records itself -----
@@ -360,79 +429,58 @@ def binary(forward: Forward, a: Any, b: Any) -> Node:
         raise _broadcast_error(forward, left, right, given=(a, b)) or error from None
 
 
-def _broadcast_error(forward: Forward, a: Any, b: Any, given: tuple[Any, Any]) -> ValueError | None:
-    """A clear error for operands whose shapes do not broadcast (None if they do); ``given``
-    are the operands as the caller gave them, before a 1-D array became a column."""
-    shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
-    if forward is ops.matmul or _broadcastable(*shapes):
-        return None
-    vector = any(np.ndim(x) == 1 for x in given if not isinstance(x, Node))
-    hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
-    return ValueError(
-        f"{forward.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
-        f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
-    )
-
-
-def _broadcastable(*shapes: tuple[int, ...]) -> bool:
-    try:
-        np.broadcast_shapes(*shapes)
-    except ValueError:
-        return False
-    return True
-
-
 def dot(a: Any, b: Any) -> Node:
     """Matrix product of two Nodes (or a Node and a constant): ``a @ b``."""
     return binary(ops.matmul, a, b)
 
 
 def concatenate(nodes: Iterable[Any], axis: int = 0) -> Node:
-    """Join Nodes (and constants) along an existing axis, like `numpy.concatenate`."""
+    """Join Nodes (and constants) along an existing axis, like `numpy.concatenate`. Constants
+    take the dtype of the first Node; constants only give a Node of NumPy's result dtype,
+    by `Node`'s conventions (float32 parts stay float32, integers become float64)."""
     parts = list(nodes)
     like = next((n.value for n in parts if isinstance(n, Node)), None)
     if like is None:
-        return Node(np.concatenate([np.asarray(n, dtype=float) for n in parts], axis=axis))
+        return Node(np.concatenate([plain_array(n, "a part to concatenate") for n in parts], axis=axis))
     return apply(ops.concatenate, *[n if isinstance(n, Node) else constant(n, like) for n in parts], axis=axis)
 
 
-# ----- what the backward pass needs -----
+# ----- defence: what keeps the sweep's input and output honest -----
+#
+# Each helper below exists for a case the lesson above does not need, and says which.
 
 
-def _reverse_topological_order(root: Node) -> list[Node]:
-    """``root`` and every node below it that leads to a parameter, each before its inputs.
+class Transposed(Node):
+    """What ``x.T`` returns: the transpose, a Node like any other, that can also be called.
 
-    A depth-first walk with an explicit stack, not recursion, so a chain of any length
-    works: a node goes into ``order`` once all its inputs are in it (post-order), and the
-    reversed list puts every node before its inputs.
+    NumPy's ``T`` is a property (``x.T``) and the original dp's was a method (``x.T()``).
+    Both spellings appear in teaching material, so both work: calling a transposed node
+    returns that same node, so ``x.T()`` is ``x.T`` and nothing is transposed twice.
     """
-    order: list[Node] = []
-    visited: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
-        elif node not in visited:
-            visited.add(node)
-            stack.append((node, True))  # comes back here after all its inputs
-            for _, parent in node.parents:
-                if parent.parents:
-                    stack.append((parent, False))
-                elif parent not in visited:  # a leaf (a parameter) has no inputs: it goes in at once
-                    visited.add(parent)
-                    order.append(parent)
-    order.reverse()
-    return order
+
+    __slots__ = ()
+
+    def __call__(self) -> Transposed:
+        return self
+
+
+def _callable_transpose(node: Node) -> Transposed:
+    """``node`` (a transpose `apply` just made) as a `Transposed`, so that ``x.T()`` works too.
+    Why a class swap: `apply` makes every node the same way, and `Transposed` has the same
+    slots and one method more, so changing the class of the new node costs nothing."""
+    node.__class__ = Transposed
+    return cast(Transposed, node)
 
 
 def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
-    """``grad``'s seed as a new array of ``like``'s shape and dtype."""
+    """``grad``'s seed as a new array of ``like``'s shape and dtype. Why: a seed is user
+    input, so it is checked here, once per sweep, and copied, so that the caller's array
+    is never handed back as a gradient."""
     if isinstance(seed, Node):
         raise TypeError("grad's seed is a gradient, an array or a number, not a Node")
     if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
         return np.full(like.shape, seed, dtype=like.dtype)
-    array = np.asarray(seed)
+    array = plain_array(seed, "grad's seed")
     if array.dtype.kind not in "fiu":
         raise TypeError(f"grad's seed must be a number or a numeric array, not {array.dtype}")
     if array.shape == ():
@@ -445,10 +493,24 @@ def _seed_array(seed: Any, like: np.ndarray) -> np.ndarray:
     return array.astype(like.dtype)  # a copy: the caller's array is never handed back as a gradient
 
 
+def _bad_answer(op: str | None, grads: Any) -> TypeError:
+    """The error for a vjp for all arguments that did not answer with one gradient per argument.
+    Why: a primitive written by a student may get the contract wrong; this says how."""
+    return TypeError(
+        f"the vjp of {op} must return a tuple with one gradient (or None) per argument, "
+        f"got {type(grads).__name__}; a vjp per argument is a tuple of functions: (lambda g: ...,)"
+    )
+
+
 def _conform(g: Any, value: np.ndarray, op: str | None) -> np.ndarray:
     """A vjp's answer as a gradient of ``value``: an ndarray of its shape (broadcast axes
     summed back by `unbroadcast`, a smaller answer spread out) and dtype. ``op`` names the
-    primitive whose vjp answered, for the error an answer of a shape that does not fit gets."""
+    primitive whose vjp answered, for the error an answer of a shape that does not fit gets.
+
+    Why: a vjp may answer in the output's broadcast shape, as a number, or in a wider dtype
+    (a float64 constant meeting a float32 node), and each gradient must fit its node
+    exactly. The common answer, an ndarray of the right shape and dtype, passes two
+    comparisons and nothing else."""
     if g.__class__ is not np.ndarray or g.shape != value.shape:
         g = np.asarray(g)
         if g.shape != value.shape:
@@ -487,7 +549,11 @@ def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray, handed_
     """Add ``g`` to ``gradients[name]``, as an array of its own: never a view of another
     array, read-only, or an array already handed out under another name (vjps may pass
     one array to several inputs; ``handed_out`` holds the ids of those in ``gradients``),
-    so a caller may change each gradient freely."""
+    so a caller may change each gradient freely.
+
+    Why: vjps are free to answer with views and shared arrays (``add`` hands ``g`` itself
+    to both inputs, ``transpose`` a view), which is cheap inside the sweep; only what
+    leaves the engine is made safe to change, and only when it is not already."""
     if name in gradients:
         total = gradients[name]
         if total.shape != g.shape:  # broadcasting them together would fit neither node
@@ -499,16 +565,96 @@ def _collect(gradients: dict[str, np.ndarray], name: str, g: np.ndarray, handed_
     handed_out.add(id(g))
 
 
-# ----- values -----
+def _broadcast_error(forward: Forward, a: Any, b: Any, given: tuple[Any, Any]) -> ValueError | None:
+    """A clear error for operands whose shapes do not broadcast (None if they do); ``given``
+    are the operands as the caller gave them, before a 1-D array became a column. Why:
+    NumPy's message names neither the operation nor dp's column convention."""
+    shapes = [np.shape(x.value if isinstance(x, Node) else x) for x in (a, b)]
+    if forward is ops.matmul or _broadcastable(*shapes):
+        return None
+    vector = any(np.ndim(x) == 1 for x in given if not isinstance(x, Node))
+    hint = " A 1-D array is a column in dp: reshape it to (1, n) for a row." if vector else ""
+    return ValueError(
+        f"{forward.__name__}: shapes {shapes[0]} and {shapes[1]} cannot be broadcast together "
+        f"(NumPy's rule: aligned from the right, each pair of sizes must be equal or 1).{hint}"
+    )
+
+
+def _broadcastable(*shapes: tuple[int, ...]) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        return False
+    return True
+
+
+# NumPy's ufuncs that are Node operators: NumPy calls them for `array + node` (`Node.__array_ufunc__`).
+_UFUNC_OPERATORS: dict[Any, Forward] = {
+    np.add: ops.add,
+    np.subtract: ops.subtract,
+    np.multiply: ops.multiply,
+    np.true_divide: ops.divide,
+    np.power: ops.power,
+    np.matmul: ops.matmul,
+}
+
+# How to write a NumPy ufunc on a Node where it is not the Node method of the same name.
+_NODE_SPELLING = {"absolute": "node.abs()", "negative": "-node", "positive": "+node"}
+
+
+def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
+    """The error for a NumPy ufunc called on a Node, naming what to write instead. Why: with
+    a Node, NumPy would fail with a message about ``__array_ufunc__``, or compute a result
+    without a gradient; a student's ``np.tanh(x)`` should lead to ``x.tanh()``."""
+    name = ufunc.__name__
+    call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+    if "out" in kwargs:
+        return TypeError(f"{call}: an array cannot hold a Node; write a = a + node (a new Node), not a += node")
+    if method != "__call__" or ufunc in _UFUNC_OPERATORS:
+        instead = "use the Node's operators and methods (a + node, node.sum(axis))"
+    elif name in _NODE_SPELLING or callable(getattr(Node, name, None)):
+        instead = f"use {_NODE_SPELLING.get(name, f'node.{name}()')}"
+    else:
+        instead = f"dp has no {name} for Nodes: compose it from Node operations"
+    return TypeError(
+        f"{call} does not take a dp.Node: {instead} (Node operations record the gradient; "
+        f"{call} on node.value gives a plain array, without one)"
+    )
+
+
+def _shown(value: np.ndarray) -> str:
+    """A value as `Node.__repr__` shows it. Why: a node printed during training should show
+    its number, and a large one should not flood the screen."""
+    if value.size == 1:
+        value = value.reshape(())  # 0.0705, not [[0.0705]]
+    return np.array2string(value, precision=4, threshold=20, edgeitems=3, separator=", ", prefix="Node(")
+
+
+def _not_one_number(call: str, shape: tuple[int, ...]) -> str:
+    """The error for ``float(node)`` or ``node.item()`` on a node that is not one number."""
+    return f"{call} needs a node with one element, this one has shape {shape}: use node.value for the array"
+
+
+# ----- values from users -----
 
 
 def as_value(value: Any) -> np.ndarray:
-    """A Node's value from user input, by dp's conventions (see `Node`)."""
+    """A Node's value from user input, by dp's conventions (see `Node`): always a plain
+    ``np.ndarray``, never a subclass of it.
+
+    ndarray subclasses, decided: a subclass (``np.matrix``, ``np.memmap``) becomes a plain
+    ndarray holding the same numbers (`plain_array`), because dp's operations are NumPy's on
+    plain arrays: on an ``np.matrix``, ``a * a`` would be the matrix product and the
+    gradients right for neither reading. A masked array is refused with a ``TypeError``
+    that says to pass ``m.filled(value)`` or ``m.data``: dp cannot honour a mask (a sum
+    over it, a batch's statistics), and dropping it silently would compute with the
+    values under the mask, which the caller said to leave out.
+    """
     if isinstance(value, Node):
         raise TypeError("this is already a Node; to start a new leaf from it, use Node(node.value)")
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 2:
+    if value.__class__ is np.ndarray and value.dtype.kind == "f" and value.ndim >= 2:
         return value  # the common case, kept fast: parameters wrapped at every forward pass
-    array = np.asarray(value)
+    array = plain_array(value, "a Node's value")
     kind = array.dtype.kind
     if kind in "biu":
         array = array.astype(np.float64)
@@ -522,6 +668,26 @@ def as_value(value: Any) -> np.ndarray:
     if array.ndim == 1:
         return array.reshape(-1, 1)
     return array
+
+
+def plain_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a plain ndarray (``np.asarray``: not copied when it is one), for every
+    array dp takes from a user (`as_value`, `dp.checks.numeric_array`, a layer's input).
+    A subclass of ndarray becomes a plain ndarray of the same numbers; a masked array is a
+    ``TypeError`` naming ``what`` (see `as_value` for why)."""
+    if value.__class__ is not np.ndarray and _is_masked(value):
+        raise TypeError(
+            f"{what} is a masked array, and dp would ignore its mask: pass m.filled(value) to "
+            "replace the masked entries, or m.data to use the values under the mask"
+        )
+    return np.asarray(value)
+
+
+def _is_masked(value: Any) -> bool:
+    """Whether ``value`` is a NumPy masked array. Why through ``sys.modules``: importing
+    ``numpy.ma`` costs about 10 ms, and a masked array exists only if it was imported."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(value, ma.MaskedArray)
 
 
 def constant(value: Any, like: np.ndarray) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from dp import checks
-from dp.node import Node
+from dp.node import Node, plain_array
 
 
 def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
@@ -16,7 +16,7 @@ def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     which a cast would cut off) or an array (cast if numeric; the caller checks it)."""
     if isinstance(x, Node):
         return x if x.dtype == dtype or x.needs_grad else Node(x.value.astype(dtype))
-    value = np.asarray(x)
+    value = plain_array(x, "the input")  # a masked array is refused, np.matrix made plain
     return value.astype(dtype, copy=False) if value.dtype.kind in "biuf" else value
 
 

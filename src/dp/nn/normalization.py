@@ -5,8 +5,8 @@ function of x, gamma and beta:
 
 - `batch_norm_composed`: the paper's four lines in Node operations; autodiff
   derives the backward pass. This is what a student writes.
-- `batch_norm_closed_form`: one primitive whose backward pass is the paper's
-  closed-form formula, written out as the formula. The `BatchNorm` layer uses it,
+- `batch_norm_closed_form`: one primitive whose backward pass is the paper's chain
+  rule (section 3), one line per gradient. The `BatchNorm` layer uses it,
   and `batch_norm` is the same with its arguments checked, for direct calls.
 
 The tests pin the two to each other.
@@ -163,7 +163,7 @@ class LayerNorm:
         return layer_norm_composed(x, gamma, beta, self.eps)
 
 
-# ----- batch norm: the statistics, then the same normalization three ways -----
+# ----- batch norm: the statistics, then the same normalization two ways, and eval mode -----
 
 
 def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray]:
@@ -215,29 +215,42 @@ def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> No
 @primitive
 def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: ANN001, ANN202 - a primitive
     """Training-mode batch norm as one primitive: the forward pass of `batch_norm_composed`,
-    and the paper's closed-form backward pass. With g the gradient of y, N rows, and
-    sums over the batch (axis 0), per feature::
+    and the backward pass as Ioffe & Szegedy (2015, section 3) write it, by the chain rule
+    through Algorithm 1. With g = dl/dy, m rows, and every sum over the batch (axis 0), per
+    feature::
 
-        dbeta  = sum(g)
-        dgamma = sum(g * xhat)
-        dxhat  = g * gamma
-        dx     = (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)) / (N * sqrt(var + eps))
+        dl/dxhat_i    = dl/dy_i * gamma
+        dl/dsigma_B^2 = sum_i dl/dxhat_i * (x_i - mu_B) * -1/2 * (sigma_B^2 + eps)^(-3/2)
+        dl/dmu_B      = sum_i dl/dxhat_i * -1/sqrt(sigma_B^2 + eps)
+                        + dl/dsigma_B^2 * sum_i -2 (x_i - mu_B) / m
+        dl/dx_i       = dl/dxhat_i / sqrt(sigma_B^2 + eps) + dl/dsigma_B^2 * 2 (x_i - mu_B) / m
+                        + dl/dmu_B / m
+        dl/dgamma     = sum_i dl/dy_i * xhat_i
+        dl/dbeta      = sum_i dl/dy_i
 
-    the last line being the paper's three terms (through xhat, var and mean) added up.
+    Substituted into each other, the three terms of dl/dx_i add up to the compact form
+    ``(m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)) / (m * sqrt(var + eps))``:
+    docs/batch_norm_backward.md derives it. The tests hold this primitive to
+    `batch_norm_composed` (autodiff through the four forward lines) to 1e-12 and to
+    finite differences. ``statistics``, the batch's ``(mean, var)`` when the caller has
+    them already (the `BatchNorm` layer computes them once, checked, for its moving
+    averages too), are taken as given: constants of this primitive, as x's own statistics.
     """
-    n = x.shape[0]
-    mean, var = _batch_mean_and_variance(x) if statistics is None else statistics
+    m = x.shape[0]
+    mean, var = _batch_mean_and_variance(x) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
+    centered = x - mean  # x_i - mu_B
     std = np.sqrt(var + eps)
-    xhat = (x - mean) / std
+    xhat = centered / std
     y = gamma * xhat + beta
 
-    def vjp(g):  # one vjp for x, gamma and beta: they share the column sums
-        dbeta = g.sum(axis=0, keepdims=True)
-        dgamma = (g * xhat).sum(axis=0, keepdims=True)
-        dxhat = g * gamma
-        dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
-            n * std
-        )
+    def vjp(g):  # one vjp for x, gamma and beta, one line per equation of the paper
+        dxhat = g * gamma  # dl/dxhat_i = dl/dy_i * gamma
+        dvar = (dxhat * centered).sum(axis=0, keepdims=True) * -0.5 * (var + eps) ** -1.5  # dl/dsigma_B^2
+        # dl/dmu_B: its second term is 0 in exact arithmetic (the x_i - mu_B sum to 0), kept as the paper has it
+        dmean = (dxhat * (-1 / std)).sum(axis=0, keepdims=True) + dvar * (-2 * centered).sum(axis=0, keepdims=True) / m
+        dx = dxhat / std + dvar * 2 * centered / m + dmean / m  # dl/dx_i: through xhat_i, sigma_B^2 and mu_B
+        dgamma = (g * xhat).sum(axis=0, keepdims=True)  # dl/dgamma = sum_i dl/dy_i * xhat_i
+        dbeta = g.sum(axis=0, keepdims=True)  # dl/dbeta = sum_i dl/dy_i
         return dx, dgamma, dbeta
 
     return y, vjp

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from dp.checks import install_hint
-from dp.node import Node, _reverse_topological_order
+from dp.node import Node, topological_order
 
 LIMIT = 60  # boxes; beyond that a drawing stops being readable, so group it by layer
 SHOWN = (6, 4)  # arrays of at most this many rows and columns are shown in full
@@ -204,7 +204,7 @@ def draw(
     """
     if not isinstance(node, Node):
         raise TypeError(f"dp.draw draws the graph behind a dp.Node, not a {type(node).__name__}")
-    order = _reverse_topological_order(node)  # node first, each node before its inputs
+    order = topological_order(node)  # node first, each node before its inputs
     gradients = _gradients(node, order, grads)
     layer = _layer_naming(group)
     layers = _assign_layers(order, layer) if layer else dict.fromkeys(order)
@@ -222,7 +222,7 @@ def draw(
 def _gradients(root: Node, order: list[Node], grads: bool | Mapping[str, Any]) -> dict[Node, np.ndarray]:
     """The gradient to show on each node (nodes without one are left out)."""
     if grads is True:
-        return dict(root.backward(1.0))  # every node's gradient, not only the named ones' (Node.grad)
+        return dict(root.reverse_sweep(1.0))  # every node's gradient, not only the named ones' (Node.grad)
     if grads is False or grads is None:
         return {}
     if not isinstance(grads, Mapping):
