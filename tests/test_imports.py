@@ -179,6 +179,7 @@ def test_import_dp_loads_what_training_needs_and_no_tool_study_or_command():
     import sys
 
     code = "import sys, dp; print(' '.join(sorted(m for m in sys.modules if m == 'dp' or m.startswith('dp.'))))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(run.stdout.split())
     assert {"dp.node", "dp.ops", "dp.nn.models", "dp.nn.normalization", "dp.optim", "dp.train", "dp.data"} <= loaded
     assert not {m for m in loaded if m.split(".")[1:2] in (["tools"], ["studies"], ["cli"])}

@@ -234,7 +234,8 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: 
     `batch_norm_composed` (autodiff through the four forward lines) to 1e-12 and to
     finite differences. ``statistics``, the batch's ``(mean, var)`` when the caller has
     them already (the `BatchNorm` layer computes them once, checked, for its moving
-    averages too), are taken as given: constants of this primitive, as x's own statistics.
+    averages too), are used instead of computing them again. They must be x's own: the
+    backward pass differentiates through them as functions of x.
     """
     m = x.shape[0]
     mean, var = _batch_mean_and_variance(x) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
