@@ -245,11 +245,12 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: 
     y = gamma * xhat + beta
 
     def vjp(g):  # one vjp for x, gamma and beta, one line per equation of the paper
+        # Per-feature factors are formed on the (1, F) rows first, so each line makes as few (N, F) arrays as it can.
         dxhat = g * gamma  # dl/dxhat_i = dl/dy_i * gamma
-        dvar = (dxhat * centered).sum(axis=0, keepdims=True) * -0.5 * (var + eps) ** -1.5  # dl/dsigma_B^2
+        dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
         # dl/dmu_B: its second term is 0 in exact arithmetic (the x_i - mu_B sum to 0), kept as the paper has it
-        dmean = (dxhat * (-1 / std)).sum(axis=0, keepdims=True) + dvar * (-2 * centered).sum(axis=0, keepdims=True) / m
-        dx = dxhat / std + dvar * 2 * centered / m + dmean / m  # dl/dx_i: through xhat_i, sigma_B^2 and mu_B
+        dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
+        dx = dxhat * (1 / std) + centered * (dvar * 2 / m) + dmean / m  # dl/dx_i: through xhat_i, sigma_B^2, mu_B
         dgamma = (g * xhat).sum(axis=0, keepdims=True)  # dl/dgamma = sum_i dl/dy_i * xhat_i
         dbeta = g.sum(axis=0, keepdims=True)  # dl/dbeta = sum_i dl/dy_i
         return dx, dgamma, dbeta
