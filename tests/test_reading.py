@@ -41,3 +41,35 @@ def test_each_link_covers_one_whole_definition_of_its_name(text, path, first, la
     if text.startswith("`"):
         shown = text.strip("`")
         assert name == shown or name.endswith("." + shown), f"{path} lines {first}-{last} are {name}, not {shown}"
+
+
+def _parts():
+    """The guide's two parts: {title: (stated lines, [(path, first, last), ...])}."""
+    text = (ROOT / "docs" / "reading.md").read_text()
+    parts = {}
+    for match in re.finditer(r"^## (The first pass|The full path) \((\d+) (?:more )?lines\)\n(.*?)(?=^## |\Z)", text,
+                             re.M | re.S):  # fmt: skip
+        spans = {(path, int(first), int(last)) for _, path, first, last in LINK.findall(match.group(3))}
+        parts[match.group(1)] = (int(match.group(2)), spans)
+    return text, parts
+
+
+def _lines(spans):
+    return sum(last - first + 1 for _, first, last in spans)
+
+
+def test_each_part_states_the_lines_its_links_cover():
+    _, parts = _parts()
+    assert set(parts) == {"The first pass", "The full path"}
+    for title, (stated, spans) in parts.items():
+        assert stated == _lines(spans), f"{title}: the links cover {_lines(spans)} lines, the heading says {stated}"
+
+
+def test_the_introduction_states_each_parts_lines_and_files():
+    text, parts = _parts()
+    first, full = parts["The first pass"][1], parts["The full path"][1] - parts["The first pass"][1]
+    for spans, words in ((first, "lines in"), (full, "more lines in")):
+        files = len({path for path, _, _ in spans})
+        assert f"{_lines(spans)} {words} {files} files" in text, (words, _lines(spans), files)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"a first pass of {_lines(first)} lines in {len({path for path, _, _ in first})} files" in readme
