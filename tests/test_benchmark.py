@@ -140,3 +140,15 @@ def test_accuracy_benchmark_runs_on_one_split(capsys):
     assert "seeds 3-3 (113 test rows each)" in out
     rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
     assert len(rows) == 1 and all(100 <= int(n) <= 113 for n in rows[0].strip("| ").split(" | ")[1:])
+
+
+def test_against_reads_dp_over_the_floor_from_a_step_report():
+    import against
+
+    report = (
+        "| workload | dp us/step | dp graph us/step | PyTorch us/step | autograd us/step | NumPy floor us/step | x |\n"
+        "|---|--:|--:|--:|--:|--:|--:|\n"
+        "| seed | 150 | 160 | 300 | n/a | 100 | 1.50 |\n"
+        "| wide-f64 | 1,010,000 | 1,000,000 | n/a | n/a | 1,000,000 | 1.01 |\n"
+    )
+    assert against.ratios_in(report) == {"seed": 1.5, "wide-f64": 1.01}
