@@ -87,6 +87,12 @@ PROMISES = [
         ["'bn1'", "too large to square"],
         id="variance-overflows",
     ),
+    pytest.param(
+        lambda: dp.nn.batch_statistics(np.full((2, 1), np.inf)),  # inf - inf: NaN, without NumPy's warning
+        dp.NonFiniteError,
+        ["batch norm:", "too large to square"],
+        id="batch-statistics-of-inf",
+    ),
     pytest.param(_mlp_loss(y=np.full(8, np.nan)), dp.NonFiniteError, ["labels", "NaN or inf"], id="nan-y"),
     pytest.param(_mlp_loss(x=np.full((8, 30), "a")), TypeError, ["input", "must be numeric"], id="strings-x"),
     pytest.param(_mlp_loss(y=np.array(["a"] * 8)), TypeError, ["labels must be numeric"], id="strings-y"),
@@ -335,3 +341,8 @@ def test_a_bad_input_is_refused_with_a_message_that_names_what_is_wrong(call, er
     message = str(raised.value)
     missing = [word for word in words if word not in message]
     assert not missing, f"{missing} not in the message {message!r}"
+
+
+def test_a_variance_without_degrees_of_freedom_warns_with_the_count():
+    with pytest.warns(RuntimeWarning, match=r"^var: 1 values and ddof=1 leave no degrees of freedom: NaN$"):
+        dp.Node(np.ones((1, 3))).var(axis=0, ddof=1)
