@@ -1,24 +1,29 @@
 """Mutation testing of dp's core: do the tests fail when the code is wrong?
 
-    python benchmarks/mutate.py [--modules node ops ...] [--sample N] [--seed S]
+    python benchmarks/mutate.py [--modules node ops nn/normalization ...] [--sample N] [--seed S]
                                 [--only-survivors OLD.json] [--list] [--out FILE.json]
 
 Each mutant changes one thing in one module of `MODULES` (`Mutator` lists the kinds:
 an operator, a comparison, ``and``/``or``, a number, ``True``/``False``, an ``if``
 condition negated, an expression statement or ``+=`` removed, ``return x`` made
-``return None``). Decorated functions (the ``@primitive`` operations) are mutated too.
-The source files are never touched: each mutant runs in a fresh Python process (this
-script, called with ``_run``) whose import hook (`MutantFinder`) hands pytest the mutated
-module instead of the real one, and pytest runs only the test modules that cover it,
-stopping at the first failure, with hypothesis's seed fixed (a run is reproducible). A
-mutant is *killed* (a test failed), *survived* (all passed) or *timeout* (counted as
-killed). Mutants that change nothing observable are listed by hand in `EQUIVALENT_TABLE`,
-with a reason, and left out of the score.
+``return None``, a keyword argument dropped (``f(x, k=v)`` -> ``f(x)``), a parameter's
+default changed (a number or bool as above, a string to ``"XX"``), and a string or
+f-string in a ``raise`` made ``"XX"``, the words of an error message). Decorated functions
+(the ``@primitive`` operations) are mutated too. The source files are never touched: each
+mutant runs in a fresh Python process (this script, called with ``_run``) whose import hook
+(`MutantFinder`) hands pytest the mutated module (``nn/losses`` is ``dp.nn.losses``)
+instead of the real one, and pytest runs only the test modules that cover it, stopping at
+the first failure, with hypothesis's seed fixed (a run is reproducible). A mutant is
+*killed* (a test failed), *survived* (all passed) or *timeout* (counted as killed).
+Mutants that change nothing observable are listed by hand in `EQUIVALENT_TABLE`, with a
+reason, and left out of the score; a row names the mutated line by its code, not its
+number, so it follows the line when code moves, and a row that matches no mutant stops
+the run (`StaleRows`).
 
 The report (``--out``, default mutation-report.json) holds each module's score and
-every survivor (file:line, the mutation). It takes about an hour on one core for all
-modules; ``--sample`` runs a random subset, ``--only-survivors`` re-runs a previous
-report's survivors and counts the rest as killed (tests are only ever added).
+every survivor (file:line, the mutation). ``--sample`` runs a random subset,
+``--only-survivors`` re-runs a previous report's survivors and counts the rest as killed
+(tests are only ever added).
 """
 
 from __future__ import annotations
@@ -27,69 +32,183 @@ import argparse
 import ast
 import copy
 import importlib.util
+import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# module -> the test modules that cover it, the quickest and most specific first (pytest stops at the first failure)
+# module (its path under src/dp, without .py) -> the test modules that cover it, the quickest and most specific first
+# (pytest stops at the first failure); the messages and defaults of every public entry point are read by the last two.
+CHECKED = ["test_messages.py", "test_defaults.py"]
+LAYER_TESTS = ["test_layers.py", "test_batch_norm_levels.py", "test_course_layers.py", "test_models.py"]
 MODULES = {
-    "node": ["test_node.py", "test_course_ops.py", "test_ops.py"],
-    "ops": ["test_course_ops.py", "test_node.py", "test_ops.py"],
-    "layers": ["test_layers.py", "test_batch_norm_levels.py", "test_course_layers.py", "test_models.py"],
-    "losses": ["test_losses.py", "test_models.py"],
-    "optim": ["test_optim.py", "test_classic.py", "test_fast.py"],
-    "fast": ["test_fast.py", "test_train.py"],
-    "train": ["test_train.py", "test_fast.py"],
+    "node": ["test_node.py", "test_course_ops.py", "test_ops.py", *CHECKED],
+    "ops": ["test_course_ops.py", "test_node.py", "test_ops.py", *CHECKED],
+    "nn/normalization": [*LAYER_TESTS, *CHECKED],
+    "nn/linear": [*LAYER_TESTS, *CHECKED],
+    "nn/dropout": [*LAYER_TESTS, *CHECKED],
+    "nn/module": [*LAYER_TESTS, *CHECKED],
+    "nn/losses": ["test_losses.py", "test_models.py", *CHECKED],
+    "nn/models": ["test_models.py", "test_layers.py", "test_batch_norm_levels.py", *CHECKED],
+    "optim": ["test_optim.py", "test_classic.py", "test_fast.py", *CHECKED],
+    "train": ["test_train.py", "test_fast.py", *CHECKED],
 }
-# Mutants that no test can tell from the original, each with the reason: module:line:column | mutation | why.
+# Mutants that no test can tell from the original. Each row is two lines: `module | mutation | why`, then, indented,
+# the code of the mutated line as it stands in the module (indentation and a trailing comment left out), so a row
+# follows its line when code moves. When a line has several mutants of the same kind, the mutation says which one,
+# counted from the left: `(1 of 2)`. A row covers every line of its module with that code. A row that matches no
+# mutant is an error (`StaleRows`): the code changed, and whether the mutant is still equivalent must be judged again.
 EQUIVALENT_TABLE = """
-node:389:8 | `return False` -> `return None` | _broadcastable's answer is only used as a truth value
-node:482:7 | `>` -> `>=` | unbroadcast: g.sum(axis=()) for no extra axes is a copy of g
-node:511:69 | `>=` -> `>` | as_value's fast path: the general path returns a 2-D float array as it is too
-node:511:83 | `2` -> `3` | as_value's fast path: the general path returns a 2-D float array as it is too
-ops:54:71 | `1` -> `0` | the exponent where b == 0, whose result np.where throws away (a**0 is finite too)
-ops:107:20 | `>` -> `>=` | leaky_relu's value at 0: both branches give 0
-ops:113:43 | `0` -> `1` | elu's negative branch is used only where a <= 0, where min(a, 1) = min(a, 0)
-ops:114:20 | `>` -> `>=` | elu's value at 0: both branches give 0
-ops:137:20 | `>=` -> `>` | the sigmoid at 0: both branches give 1/2
-ops:158:36 | `0` -> `1` | logsumexp's shift for a slice of -inf only: -inf either way
-layers:361:74 | `>` -> `>=` | statistics of a 1-row batch are never stored: normalize refuses the batch first
-layers:361:87 | `1` -> `0` | statistics of a 1-row batch are never stored: normalize refuses the batch first
-layers:400:105 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-layers:402:28 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-layers:500:39 | `True` -> `False` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
-layers:501:54 | `True` -> `False` | a variance of shape (F,) broadcasts into the (1, F) average
-layers:544:35 | `True` -> `False` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
-layers:545:50 | `True` -> `False` | a variance of shape (F,) broadcasts against (N, F) as (1, F) does
-layers:554:53 | `True` -> `False` | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
-layers:554:104 | `True` -> `False` | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
-layers:652:11 | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
-losses:66:16 | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
-losses:69:52 | `>=` -> `>` | the sigmoid at z = 0: both branches give 1 / (1 + 1)
-losses:109:72 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
-losses:115:81 | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
-optim:171:78 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:196:42 | `False` -> `True` | astype(copy=True) of the gradient: the rules never write into it or keep it
-optim:284:54 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:322:84 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-optim:376:40 | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
-fast:94:92 | `False` -> `True` | astype(copy=True) of the checked labels: the step only reads them
-fast:104:45 | `False` -> `True` | astype(copy=True) of the rows: only read (h @ w, h.T @ g), never returned or stored
-train:343:26 | `0` -> `1` | the first order is never read: step 0, at position 0, draws one first
-train:358:29 | `>=` -> `>` | score_rows == rows: sorting a sample of every row gives np.arange(rows)
-train:442:30 | `1` -> `0` | _NoBar.update ignores n: its default is never used
+node | `return False` -> `return None` | _broadcastable's answer is only used as a truth value
+    return False
+node | `>` -> `>=` | unbroadcast: g.sum(axis=()) for no extra axes is a copy of g
+    if extra > 0:
+node | `>=` -> `>` | as_value's fast path: the general path returns a 2-D float array as it is too
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 2:
+node | `2` -> `3` | as_value's fast path: the general path returns a 2-D float array as it is too
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 2:
+ops | `1` -> `0` (1 of 2) | the exponent where b == 0, whose result np.where throws away (a**0 is finite too)
+    return lambda g: g * np.where(b == 0, 0, b * a ** np.where(b == 0, 1, b - 1))
+ops | `>` -> `>=` (1 of 2) | leaky_relu's value at 0: both branches give 0
+    return np.where(a > 0, a, a * slope), (lambda g: np.where(a > 0, g, g * slope),)
+ops | `0` -> `1` | elu's negative branch is used only where a <= 0, where min(a, 1) = min(a, 0)
+    below = alpha * np.expm1(np.minimum(a, 0))
+ops | `>` -> `>=` (1 of 2) | elu's value at 0: both branches give 0
+    return np.where(a > 0, a, below), (lambda g: np.where(a > 0, g, g * (below + alpha)),)
+ops | `>=` -> `>` | the sigmoid at 0: both branches give 1/2
+    return np.where(a >= 0, 1, e) / (1 + e)
+ops | `0` -> `1` | logsumexp's shift for a slice of -inf only: -inf either way
+    m = np.where(np.isfinite(m), m, 0)
+nn/normalization | `>` -> `>=` | statistics of a 1-row batch are never stored: normalize refuses the batch first
+    statistics = batch_statistics(x.value, self.what) if training and x.shape[0] > 1 else None
+nn/normalization | `1` -> `0` | statistics of a 1-row batch are never stored: normalize refuses the batch first
+    statistics = batch_statistics(x.value, self.what) if training and x.shape[0] > 1 else None
+nn/normalization | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
+nn/normalization | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    dtype, copy=False
+nn/normalization | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
+nn/normalization | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    dtype, copy=False
+nn/normalization | `True` -> `False` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
+    mean = x.mean(axis=0, keepdims=True)
+nn/normalization | `True` -> `False` | a variance of shape (F,) broadcasts into the (1, F) average or against (N, F)
+    var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+nn/normalization | drop `keepdims=True` | a mean of shape (F,) broadcasts against (N, F) as (1, F) does
+    mean = x.mean(axis=0, keepdims=True)
+nn/normalization | drop `keepdims=True` | a variance of shape (F,) broadcasts into the (1, F) average or against (N, F)
+    var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
+nn/normalization | `True` -> `False` (1 of 2) | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+    dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
+nn/normalization | `True` -> `False` (2 of 2) | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+    dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
+nn/normalization | drop `keepdims=True` (1 of 2) | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+    dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
+nn/normalization | drop `keepdims=True` (2 of 2) | a column sum of shape (F,) broadcasts against (N, F) as (1, F) does
+    dx = (n * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (
+nn/dropout | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
+    keep = rng.random(node.shape) >= options["p"]
+nn/losses | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
+    if scale != 1:
+nn/losses | `>=` -> `>` | the sigmoid at z = 0: both branches give 1 / (1 + 1)
+    return loss, (lambda g: (g * scale) * (np.where(z >= 0, 1.0, e) / (1 + e) - y), None, None)
+nn/losses | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
+    return checks.labels(_array(y), z.shape[0], 1).astype(z.dtype, copy=False)
+nn/losses | drop `copy=False` | astype(copy=True) of the labels: a copy no one sees
+    return checks.labels(_array(y), z.shape[0], 1).astype(z.dtype, copy=False)
+nn/losses | `False` -> `True` | astype(copy=True) of the labels: a copy no one sees
+    return checks.labels(_array(y), z.shape[0], z.shape[1]).astype(z.dtype, copy=False)
+nn/losses | drop `copy=False` | astype(copy=True) of the labels: a copy no one sees
+    return checks.labels(_array(y), z.shape[0], z.shape[1]).astype(z.dtype, copy=False)
+optim | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (new - (self.lr * self.weight_decay) * p).astype(p.dtype, copy=False), new_state
+optim | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (new - (self.lr * self.weight_decay) * p).astype(p.dtype, copy=False), new_state
+optim | `False` -> `True` | astype(copy=True) of the gradient: the rules never write into it or keep it
+    return g.astype(p.dtype, copy=False)
+optim | drop `copy=False` | astype(copy=True) of the gradient: the rules never write into it or keep it
+    return g.astype(p.dtype, copy=False)
+optim | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (p - self.lr * v).astype(p.dtype, copy=False), {"velocity": v}
+optim | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (p - self.lr * v).astype(p.dtype, copy=False), {"velocity": v}
+optim | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (p - self.lr * g / (np.sqrt(s) + self.epsilon)).astype(p.dtype, copy=False), {"square_average": s}
+optim | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    return (p - self.lr * g / (np.sqrt(s) + self.epsilon)).astype(p.dtype, copy=False), {"square_average": s}
+optim | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
+    return new.astype(p.dtype, copy=False), {"m": m, "v": v, "step": t}
+optim | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
+    return new.astype(p.dtype, copy=False), {"m": m, "v": v, "step": t}
+train | `0` -> `1` | the first order is never read: step 0, at position 0, draws one first
+    order = np.arange(0)
+train | `>=` -> `>` | score_rows == rows: sorting a sample of every row gives np.arange(rows)
+    if score_rows is None or score_rows >= rows:
+train | default `n=1` -> `0` | _NoBar.update ignores n: its default is never used
+    def update(self, n: int = 1) -> None: ...
 """
-EQUIVALENT = {
-    (module, int(line), int(column), mutation): why
-    for where, mutation, why in (row.split(" | ") for row in EQUIVALENT_TABLE.strip().splitlines())
-    for module, line, column in [where.split(":")]
-}
+
+
+class StaleRows(Exception):
+    """Rows of the equivalent table that match no mutant of their module."""
+
+
+def equivalent_rows(table: str) -> list[tuple[str, str, str, int, int, str]]:
+    """The rows of ``table``: (module, code, mutation, which, of how many, why)."""
+    lines = table.strip().splitlines()
+    rows = []
+    for header, code in zip(lines[::2], lines[1::2]):
+        if not code.startswith("    ") or header.startswith(" ") or header.count(" | ") != 2:
+            raise ValueError(f"an equivalent row is `module | mutation | why`, then its indented code: {header!r}")
+        module, mutation, why = header.split(" | ")
+        match = re.fullmatch(r"(.*) \((\d+) of (\d+)\)", mutation)
+        which, count = (int(match[2]), int(match[3])) if match else (1, 1)
+        rows.append((module, code.strip(), match[1] if match else mutation, which, count, why))
+    if len(lines) % 2:
+        raise ValueError(f"the equivalent row {lines[-1]!r} has no code line")
+    return rows
+
+
+def code_lines(source: str) -> list[str]:
+    """Each line of ``source`` as an equivalent row names it: without indentation and trailing comment."""
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, column = token.start
+            lines[row - 1] = lines[row - 1][:column]
+    return [line.strip() for line in lines]
+
+
+def equivalents(module: str, source: str, table: str = EQUIVALENT_TABLE) -> dict[tuple[int, int, str], str]:
+    """The mutants of ``source`` (module ``module``) that ``table`` sets aside, (line, column, mutation) -> why.
+    Raises `StaleRows` if one of the module's rows matches no mutant."""
+    code, on_line = code_lines(source), {}  # (line, mutation) -> its mutants there, left to right
+    for line, column, what in sorted(Mutator.all(source), key=lambda m: m[:2]):  # sorted keeps ties in tree order
+        on_line.setdefault((line, what), []).append((line, column, what))
+    chosen, stale = {}, []
+    for name, text, what, which, count, why in equivalent_rows(table):
+        if name != module:
+            continue
+        hits = [
+            mutants[which - 1]
+            for (line, kind), mutants in on_line.items()
+            if kind == what and code[line - 1] == text and len(mutants) == count
+        ]
+        if not hits:
+            stale.append(f"{what} ({which} of {count}) on `{text}`")
+        chosen.update(dict.fromkeys(hits, why))
+    if stale:
+        raise StaleRows(f"{module}: equivalent rows that match no mutant (judge them again): " + "; ".join(stale))
+    return chosen
 
 
 class Mutator(ast.NodeTransformer):
@@ -108,6 +227,13 @@ class Mutator(ast.NodeTransformer):
 
     def __init__(self, target: int | None = None) -> None:
         self.target, self.count, self.found = target, 0, []
+
+    @classmethod
+    def all(cls, source: str) -> list[tuple[int, int, str]]:
+        """Every mutation of ``source``, as (line, column, description), in a fixed order."""
+        mutator = cls()
+        mutator.visit(ast.parse(source))
+        return mutator.found
 
     def offer(self, node: ast.AST, description: str, make):
         """Number one possible mutation of ``node``; return ``make()`` if it is the target."""
@@ -172,7 +298,44 @@ class Mutator(ast.NodeTransformer):
             return node
         return self.offer(node, f"`return {_short(node.value)}` -> `return None`", lambda: ast.Return(None)) or node
 
-    # Not mutated: annotations (strings at run time here) and f-strings (messages).
+    def visit_Call(self, node: ast.Call) -> ast.AST:  # a keyword argument dropped: `f(x, k=v)` -> `f(x)`
+        node = self.generic_visit(node)
+        for keyword in node.keywords:
+            if keyword.arg is None:  # `**options`
+                continue
+            made = self.offer(keyword, f"drop `{keyword.arg}={_short(keyword.value, 30)}`",
+                              lambda keyword=keyword: _replaced(node, "keywords", [k for k in node.keywords
+                                                                                  if k is not keyword]))  # fmt: skip
+            if made:
+                return made
+        return node
+
+    def visit_arguments(self, node: ast.arguments) -> ast.AST:  # a default number, bool or string changed
+        positional = [*node.posonlyargs, *node.args]
+        with_default = positional[len(positional) - len(node.defaults) :]
+        named = [*zip(with_default, node.defaults), *zip(node.kwonlyargs, node.kw_defaults)]
+        for arg, default in named:
+            if default is None:  # a keyword-only argument without a default
+                continue
+            old = _literal(default)
+            if old is None:
+                self.visit(default)
+                continue
+            new = _changed(old)
+            made = self.offer(default, f"default `{arg.arg}={old!r}` -> `{new!r}`", lambda new=new: ast.Constant(new))
+            if made:
+                _replace(node, default, made)
+        return node
+
+    def visit_Raise(self, node: ast.Raise) -> ast.AST:  # a message, or a string in it, replaced by "XX"
+        node = self.generic_visit(node)
+        for text in _strings(node.exc):
+            made = self.offer(text, f"message {_short(text, 40)} -> 'XX'", lambda: ast.Constant("XX"))
+            if made:
+                _replace(node, text, made)
+        return node
+
+    # Not mutated: annotations (strings at run time here), and f-strings and strings but in a `raise`.
     def visit_arg(self, node: ast.arg) -> ast.AST:
         return node
 
@@ -198,6 +361,44 @@ class Mutator(ast.NodeTransformer):
                           lambda: _replaced(node, field, new())) or node  # fmt: skip
 
 
+def _literal(node: ast.AST) -> bool | int | float | str | None:
+    """The value of a number, bool or string written as a literal (``-1`` included), or None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _literal(node.operand)
+        return -value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float, str)):
+        return node.value
+    return None
+
+
+def _changed(value: bool | int | float | str) -> bool | int | float | str:
+    """What a literal becomes: a bool negated, 0 and 1 swapped, another number n + 1, a string "XX"."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return "XX" if value != "XX" else "YY"
+    return 1 if value == 0 else 0 if value == 1 else value + 1
+
+
+def _strings(node: ast.AST | None):
+    """The string literals and f-strings in ``node``, outermost only, in a fixed order."""
+    if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        yield node
+    elif node is not None:
+        for child in ast.iter_child_nodes(node):
+            yield from _strings(child)
+
+
+def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    """Put ``new`` where ``old`` stands in ``tree``, in place."""
+    for parent in ast.walk(tree):
+        for field, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, field, new)
+            elif isinstance(value, list) and any(v is old for v in value):
+                setattr(parent, field, [new if v is old else v for v in value])
+
+
 def _replaced(node: ast.AST, field: str, value: ast.AST) -> ast.AST:
     new = copy.copy(node)
     setattr(new, field, value)
@@ -211,19 +412,27 @@ def _short(node: ast.AST, width: int = 50) -> str:
 
 def mutants(module: str) -> list[tuple[int, int, str]]:
     """Every mutation of ``src/dp/{module}.py``, as (line, column, description), in a fixed order."""
-    mutator = Mutator()
-    mutator.visit(ast.parse(source_of(module)))
-    return mutator.found
+    return Mutator.all(source_of(module))
 
 
 def mutant_source(module: str, index: int | None) -> str:
     """The module's source with mutation ``index`` applied (None: none, the baseline)."""
-    tree = Mutator(index).visit(ast.parse(source_of(module)))
+    return mutated(source_of(module), index)
+
+
+def mutated(source: str, index: int | None) -> str:
+    """``source`` with its mutation number ``index`` applied (None: none), as `ast.unparse` writes it."""
+    tree = Mutator(index).visit(ast.parse(source))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
+def path_of(module: str) -> Path:
+    """``nn/normalization`` -> src/dp/nn/normalization.py."""
+    return ROOT / "src" / "dp" / f"{module}.py"
+
+
 def source_of(module: str) -> str:
-    return (ROOT / "src" / "dp" / f"{module}.py").read_text()
+    return path_of(module).read_text()
 
 
 def run_tests(module: str, source: str, timeout: float) -> tuple[str, float]:
@@ -233,7 +442,7 @@ def run_tests(module: str, source: str, timeout: float) -> tuple[str, float]:
     threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / f"{module}.py"
+        path = Path(scratch) / f"{module.replace('/', '.')}.py"
         path.write_text(source)
         # This checkout's dp; one core; a hypothesis database of its own, so one mutant's failing examples
         # are not replayed against the next (nor saved in the checkout).
@@ -253,11 +462,12 @@ def run_tests(module: str, source: str, timeout: float) -> tuple[str, float]:
 
 
 class MutantFinder:
-    """A `sys.meta_path` finder that serves ``dp.{module}`` from a mutated source file."""
+    """A `sys.meta_path` finder that serves ``dp.{module}`` (``nn/losses``: ``dp.nn.losses``) from a mutated
+    source file."""
 
     def __init__(self, module: str, path: str) -> None:
-        self.name, self.source = f"dp.{module}", Path(path).read_text()
-        self.origin = str(ROOT / "src" / "dp" / f"{module}.py")
+        self.name, self.source = "dp." + module.replace("/", "."), Path(path).read_text()
+        self.origin = str(path_of(module))
 
     def find_spec(self, fullname, path=None, target=None):
         return importlib.util.spec_from_loader(fullname, self, origin=self.origin) if fullname == self.name else None
@@ -278,17 +488,17 @@ def run_one(module: str, path: str, pytest_args: list[str]) -> int:
     return pytest.main(pytest_args)
 
 
-def run_module(module: str, chosen: list[tuple[int, tuple[int, int, str]]]) -> list[dict]:
-    """Run the ``chosen`` mutants of ``module`` (index, (line, column, description)), one at a time."""
+def run_module(module: str, chosen: list[tuple[int, tuple[int, int, str]]], equivalent: dict) -> list[dict]:
+    """Run the ``chosen`` mutants of ``module`` (index, (line, column, description)), one at a time;
+    ``equivalent``: (line, column, description) -> why, for the mutants `EQUIVALENT_TABLE` sets aside."""
     baseline, seconds = run_tests(module, mutant_source(module, None), timeout=600)
     if baseline != "survived":
         sys.exit(f"{module}: the tests fail without any mutation ({baseline}); fix that first")
     results = []
     for n, (index, (line, column, what)) in enumerate(chosen, 1):
         outcome, took = run_tests(module, mutant_source(module, index), timeout=max(3 * seconds, 20))
-        reason = EQUIVALENT.get((module, line, column, what))
         results.append({"file": f"src/dp/{module}.py", "line": line, "column": column, "mutation": what,
-                        "outcome": outcome, "equivalent": reason})  # fmt: skip
+                        "outcome": outcome, "equivalent": equivalent.get((line, column, what))})  # fmt: skip
         print(f"[{module} {n}/{len(chosen)}] {outcome:8} {took:5.1f}s  {module}.py:{line}:{column}: {what}", flush=True)
     return results
 
@@ -305,6 +515,21 @@ def score(results: list[dict], carried: int = 0) -> dict:
             "survivors": survivors}  # fmt: skip
 
 
+def choose(module: str, args: argparse.Namespace, previous: dict | None) -> tuple[list, int]:
+    """The mutants of ``module`` to run, (index, (line, column, description)), and how many an earlier
+    report (``previous``) killed and are counted as killed without running them again."""
+    chosen, carried = list(enumerate(mutants(module))), 0
+    if previous is not None:  # the earlier run's killed mutants are carried over as killed
+        earlier = {(s["line"], s["column"], s["mutation"]) for s in previous[module]["survivors"]}
+        chosen = [(i, m) for i, m in chosen if m in earlier]  # both of `a * b * c`'s `*` if one survived
+        if {m for _, m in chosen} != earlier:
+            sys.exit(f"{module}.py changed since {args.only_survivors}: run all its mutants")
+        carried = previous[module]["mutants"] - len(chosen)
+    if args.sample and args.sample < len(chosen):
+        chosen = sorted(random.Random(args.seed).sample(chosen, args.sample))
+    return chosen, carried
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_run"]:
         sys.exit(run_one(sys.argv[2], sys.argv[3], sys.argv[4:]))
@@ -319,24 +544,22 @@ def main() -> None:
     previous = json.loads(args.only_survivors.read_text())["modules"] if args.only_survivors else None
     report, started = {"modules": {}}, time.perf_counter()
     for module in args.modules:
-        chosen, carried = list(enumerate(mutants(module))), 0
-        if previous is not None:  # the earlier run's killed mutants are carried over as killed
-            earlier = {(s["line"], s["column"], s["mutation"]) for s in previous[module]["survivors"]}
-            chosen = [(i, m) for i, m in chosen if m in earlier]  # both of `a * b * c`'s `*` if one survived
-            if {m for _, m in chosen} != earlier:
-                sys.exit(f"{module}.py changed since {args.only_survivors}: run all its mutants")
-            carried = previous[module]["mutants"] - len(chosen)
-        if args.sample and args.sample < len(chosen):
-            chosen = sorted(random.Random(args.seed).sample(chosen, args.sample))
+        try:
+            equivalent = equivalents(module, source_of(module))
+        except StaleRows as error:
+            sys.exit(str(error))
+        chosen, carried = choose(module, args, previous)
         if args.list:
-            print("\n".join(f"{module}.py:{line}:{column}: {what}" for _, (line, column, what) in chosen))
+            for _, mutant in chosen:
+                aside = "  (equivalent)" if mutant in equivalent else ""
+                print(f"{module}.py:{mutant[0]}:{mutant[1]}: {mutant[2]}{aside}")
             continue
-        report["modules"][module] = score(run_module(module, chosen), carried)
+        report["modules"][module] = score(run_module(module, chosen, equivalent), carried)
         report["seconds"] = round(time.perf_counter() - started)
         args.out.write_text(json.dumps(report, indent=1) + "\n")  # after each module: a partial run still reports
     for module, r in report["modules"].items():
         survived = r["mutants"] - r["equivalent"] - r["killed"]
-        print(f"{module:7} {r['score']} %: {r['killed']} killed, {survived} survived, {r['equivalent']} equivalent")
+        print(f"{module:16} {r['score']} %: {r['killed']} killed, {survived} survived, {r['equivalent']} equivalent")
     if report["modules"]:
         print(f"{report['seconds']} s")
 
