@@ -170,7 +170,8 @@ def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarra
     """Per-feature mean and biased variance of a batch x (N, F), each (1, F): the values
     that normalize the batch and that the moving averages take in. Raises `NonFiniteError`
     for values so large that their sum or squares overflow."""
-    mean, var = _batch_mean_and_variance(x)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a clearer message
+        mean, var = _batch_mean_and_variance(x)
     require_finite_statistics(mean, var, what)
     return mean, var
 
@@ -178,11 +179,9 @@ def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarra
 def _batch_mean_and_variance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mini-batch mean and biased variance over axis 0, as the paper defines them:
     ``mean = sum(x) / N`` and ``var = sum((x - mean)**2) / N``, per feature."""
-    # einsum, unlike sum, warns of no overflow (a check follows where it matters, with a
-    # clearer message), and np.errstate would cost more than the rest at small sizes.
     n = x.shape[0]
-    mean = np.einsum("ij->j", x)[None, :] / n
-    centered = x - mean  # inf - inf is NaN, with no warning
+    mean = np.einsum("ij->j", x)[None, :] / n  # einsum: the sums in one call each, no (N, F) temporary for var
+    centered = x - mean
     return mean, np.einsum("ij,ij->j", centered, centered)[None, :] / n
 
 
