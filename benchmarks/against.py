@@ -21,26 +21,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("dp", "dp graph")  # the first columns of step.py's table
 ROW = re.compile(r"^\| (?P<workload>[\w-]+) \| (?P<cells>.*)\|$", re.M)
 
 
-def dp_over_floor(source: Path, benchmarks: Path, workloads: str, repeats: int) -> dict[str, float]:
-    """{workload: dp us/step over floor us/step} from one run of step.py on ``source``."""
+def dp_over_floor(source: Path, benchmarks: Path, workloads: str, repeats: int, row: str) -> dict[str, float]:
+    """{workload: ``row``'s us/step over floor us/step} from one run of step.py on ``source``."""
     command = [sys.executable, str(benchmarks / "step.py"), "--workloads", workloads, "--repeats", str(repeats),
                "--threads", "1"]  # fmt: skip
     env = {"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     print(out)
-    return ratios_in(out)
+    return ratios_in(out, row)
 
 
-def ratios_in(report: str) -> dict[str, float]:
-    """{workload: dp us/step over floor us/step} from the table of a step.py report."""
+def ratios_in(report: str, row: str = "dp") -> dict[str, float]:
+    """{workload: ``row``'s us/step ("dp" or "dp graph") over the floor's, from a step.py report's table."""
+    column = COLUMNS.index(row)
     ratios = {}
     for match in ROW.finditer(report):
         cells = [c.strip().replace(",", "") for c in match.group("cells").split("|")]
-        if cells[0].replace(".", "").isdigit():  # dp us/step first, the floor fifth
-            ratios[match.group("workload")] = float(cells[0]) / float(cells[4])
+        if cells[0].replace(".", "").isdigit():  # dp us/step first, dp graph's second, the floor fifth
+            ratios[match.group("workload")] = float(cells[column]) / float(cells[4])
     return ratios
 
 
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workloads", default="seed,paper,wide-f64")
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--row", choices=COLUMNS, default="dp", help="dp: fit's step; dp graph: loss.grad(1) bare")
     arguments = parser.parse_args(argv)
     ratios: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -58,13 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        capture_output=True)  # fmt: skip
         try:
             for _ in range(arguments.turns):
-                now = dp_over_floor(ROOT / "src", ROOT / "benchmarks", arguments.workloads, arguments.repeats)
-                old = dp_over_floor(then / "src", then / "benchmarks", arguments.workloads, arguments.repeats)
+                runs = [(ROOT / "src", ROOT / "benchmarks"), (then / "src", then / "benchmarks")]
+                now, old = (dp_over_floor(*run, arguments.workloads, arguments.repeats, arguments.row) for run in runs)
                 for name in now.keys() & old.keys():
                     ratios.setdefault(name, []).append(now[name] / old[name])
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(then)], check=True)
-    print(f"| workload | fit's step today / at {arguments.commit} (each over its own floor), median of "
+    print(f"| workload | {arguments.row} today / at {arguments.commit} (each over its own floor), median of "
           f"{arguments.turns} turns | turns |\n|---|--:|---|")  # fmt: skip
     for name, values in sorted(ratios.items()):
         print(f"| {name} | {statistics.median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |")

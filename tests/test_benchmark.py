@@ -152,3 +152,4 @@ def test_against_reads_dp_over_the_floor_from_a_step_report():
         "| wide-f64 | 1,010,000 | 1,000,000 | n/a | n/a | 1,000,000 | 1.01 |\n"
     )
     assert against.ratios_in(report) == {"seed": 1.5, "wide-f64": 1.01}
+    assert against.ratios_in(report, "dp graph") == {"seed": 1.6, "wide-f64": 1.0}
