@@ -490,8 +490,10 @@ def reads(monkeypatch):
     [
         {"junk": np.zeros((1000, 1000))},  # a parameter the architecture does not have
         {"weight_l1": np.zeros((1000, 1000))},  # a parameter of the wrong shape
-        {"__dp_optimizer__": np.array(json.dumps({"name": "sgd", "config": {"lr": 0.1}})),
-         "__dp_optimizer__/weight_l1/step": np.zeros((1000, 1000), dtype=np.int64)},  # fmt: skip
+        {
+            "__dp_optimizer__": np.array(json.dumps({"name": "sgd", "config": {"lr": 0.1}})),
+            "__dp_optimizer__/weight_l1/step": np.zeros((1000, 1000), dtype=np.int64),
+        },
     ],
     ids=["unknown entry", "wrong shape", "optimizer step"],
 )
