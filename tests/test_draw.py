@@ -3,6 +3,7 @@ and PNG, collapses layers on request, refuses what it cannot draw, and changes n
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -326,3 +327,22 @@ def test_saving_with_an_unknown_extension_is_refused(tmp_path):
 def test_bad_options_are_refused_clearly(options, error, message):
     with pytest.raises(error, match=message):
         dp.draw(small_graph(), **options)
+
+
+def interrupted_savefig(self, file, **kwargs):
+    """Figure.savefig stopped by Ctrl-C halfway through the file (given as a path or a file)."""
+    if isinstance(file, (str, os.PathLike)):
+        file = open(file, "wb")  # noqa: SIM115 - left open, as an interrupted writer leaves it
+    file.write(b"\x89PNG\r\n\x1a\n half a figure")
+    file.flush()
+    raise KeyboardInterrupt
+
+
+def test_a_drawing_interrupted_while_it_is_saved_leaves_the_older_file_and_no_partial_one(tmp_path, monkeypatch):
+    drawing = dp.draw((dp.Node([[1.0, 2.0]], name="w") * 3).sum())
+    path = drawing.save(tmp_path / "graph.png")
+    older = path.read_bytes()
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", interrupted_savefig)
+    with pytest.raises(KeyboardInterrupt):
+        drawing.save(path)
+    assert path.read_bytes() == older and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -48,6 +48,7 @@ import numpy as np
 
 from dp.checks import install_hint
 from dp.node import Node, _reverse_topological_order
+from dp.tools.files import write_atomically
 
 LIMIT = 60  # boxes; beyond that a drawing stops being readable, so group it by layer
 SHOWN = (6, 4)  # arrays of at most this many rows and columns are shown in full
@@ -164,18 +165,17 @@ class Drawing:
         return self.svg
 
     def save(self, path: str | os.PathLike[str], scale: float = 2.0) -> Path:
-        """Write the drawing to ``path``: ``.svg`` (text) or ``.png`` (``scale`` pixels per
+        """Write the drawing to ``path``, atomically (an interrupted write leaves the older
+        file): ``.svg`` (text) or ``.png`` (``scale`` pixels per
         SVG pixel; needs matplotlib, from the ``train`` extra). Returns the path.
         Raises ``ValueError`` for another extension, ``ImportError`` without matplotlib."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".svg":
-            path.write_text(self.svg, encoding="utf-8")
-        elif suffix == ".png":
-            _png(self, path, scale)
-        else:
-            raise ValueError(f"cannot save a drawing as {suffix or 'a file without extension'!r}: use .svg or .png")
-        return path
+            return write_atomically(path, lambda file: file.write(self.svg.encode("utf-8")))
+        if suffix == ".png":
+            return _png(self, path, scale)
+        raise ValueError(f"cannot save a drawing as {suffix or 'a file without extension'!r}: use .svg or .png")
 
 
 def draw(
@@ -789,7 +789,7 @@ def _svg_box(box: Box) -> str:
     return "".join(parts) + "</g>"
 
 
-def _png(drawing: Drawing, path: Path, scale: float) -> None:
+def _png(drawing: Drawing, path: Path, scale: float) -> Path:
     """The drawing as a PNG through matplotlib's Agg renderer, 1 SVG pixel = 1 point at
     72 dpi times ``scale``, in the coordinates of the SVG (y pointing down)."""
     try:
@@ -812,7 +812,7 @@ def _png(drawing: Drawing, path: Path, scale: float) -> None:
     top = drawing.height - MARGIN / 2 - len(drawing.notes) * LINE + SMALL_FONT
     for i, note in enumerate(drawing.notes):
         ax.text(MARGIN, top + i * LINE, note, fontsize=SMALL_FONT, family="monospace", color=INK["note"], va="baseline")
-    figure.savefig(path, format="png", facecolor="white")
+    return write_atomically(path, lambda file: figure.savefig(file, format="png", facecolor="white"))
 
 
 def _png_arrow(ax: Any, arrow: Arrow) -> None:
