@@ -266,11 +266,16 @@ def _expanded(expand: str | Iterable[str], found: tuple[str, ...], grouped: bool
     names = {expand} if isinstance(expand, str) else set(expand)
     if names and not grouped:
         raise ValueError("expand opens layers of a grouped drawing: pass group=True as well")
-    opened = {name: [group for group in found if name == group or name in group.split("/")] for name in names}
+    opened = {name: _groups_named(name, found) for name in names}
     unknown = sorted(name for name, groups in opened.items() if not groups)
     if unknown:
         raise ValueError(f"no layer named {', '.join(map(repr, unknown))} to expand; the layers are {list(found)}")
     return {group for groups in opened.values() for group in groups}
+
+
+def _groups_named(name: str, found: tuple[str, ...]) -> list[str]:
+    """The groups of ``found`` that are ``name`` or have a layer of that name."""
+    return [group for group in found if name == group or name in group.split("/")]
 
 
 def _check_size(boxes: int, order: list[Node], limit: int, grouped: bool) -> None:
