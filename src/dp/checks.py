@@ -172,12 +172,26 @@ def describe(value: Any) -> str:
 
 def numeric_array(value: Any, what: str) -> np.ndarray:
     """``value`` as an ndarray of bools, integers or floats (not copied when it is one);
-    ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions)."""
+    ``TypeError`` for strings, objects, Nodes and complex numbers (dp differentiates real
+    functions), saying what to do instead."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
-        why = ": complex numbers are not supported" if array.dtype.kind == "c" else ""
-        raise TypeError(f"{what} must be numeric (bool, int or float), not {array.dtype}{why}")
+        raise TypeError(f"{what} must be numeric (bool, int or float), not {_not_numeric(value, array)}")
     return array
+
+
+def _not_numeric(value: Any, array: np.ndarray) -> str:
+    """What ``value`` (``array`` as NumPy reads it) is instead of numbers, with the way out."""
+    from dp.node import Node  # here, not at the top: the engine may use these checks
+
+    if isinstance(value, Node):
+        return "a Node: pass its array, node.value (a Node is a graph's value, not data)"
+    why = {
+        "c": ": complex numbers are not supported",
+        "U": ": text must be turned into numbers first (one 0/1 column per category, say)",
+        "S": ": text must be turned into numbers first (one 0/1 column per category, say)",
+    }
+    return f"{array.dtype}{why.get(array.dtype.kind, '')}"
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -198,7 +212,7 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != features:
         raise ValueError(f"{what} must have shape (n, {features}); got {x.shape}")
     if x.shape[0] == 0:
-        raise ValueError(f"{what} is empty (0 rows)")
+        raise ValueError(f"{what}: got none (shape {x.shape}); at least one row is needed")
     return finite(x, what)
 
 
