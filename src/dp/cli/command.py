@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import dp
-from dp.checks import OrNone, Real, Whole, checked, install_hint
+from dp.checks import Constraint, OrNone, Real, Whole, checked, install_hint
 from dp.cli import interrupted
 from dp.cli.arguments import (
     FOLDERS_RULE,
@@ -41,7 +41,8 @@ from dp.cli.arguments import (
 from dp.data import Split
 from dp.studies.reference import TEST_SIZE, Recipe, fit_network, reference_network
 
-RECORDED_SPLIT = {"seed": OrNone(Whole("[0, inf)")), "test_size": Real("(0, 1)")}  # what dp evaluate reads
+# What dp evaluate reads from a checkpoint's metadata, checked as any input is.
+RECORDED_SPLIT: dict[str, Constraint] = {"seed": OrNone(Whole("[0, inf)")), "test_size": Real("(0, 1)")}
 DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
 
 

@@ -308,7 +308,7 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
     link to the figure; the printed text the title and the tables only, as the caller prints
     ``header`` once for all. Files are written atomically (`dp.tools.files`)."""
     from dp.tools import plots
-    from dp.tools.files import write_atomically
+    from dp.tools.files import write_text
 
     sections = (
         ("figure1", "Figure 1: median test accuracy (%) over training", _figure1_tables, _figure1),
@@ -322,7 +322,7 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
             continue
         body = tables(mine)
         text = f"## {title}\n\n{header}\n\n{body}\n\n![{title}]({name}.png)\n"
-        write_atomically(out / f"{name}.md", lambda file, text=text: file.write(text.encode("utf-8")))
+        write_text(out / f"{name}.md", text)
         figure(out / f"{name}.png", mine, title)
         yield f"\n## {title}\n\n{body}"
 

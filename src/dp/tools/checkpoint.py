@@ -304,9 +304,9 @@ def _with_batch_counts(model: MLP, params: dict[str, Any]) -> dict[str, Any]:
     for key in model.params:
         if key.startswith("batches_") and key not in params:
             name = "avg_variance_" + key[len("batches_") :]
-            variance = params.get(name)
-            fits = variance is not None and variance.shape == model.params[name].shape  # else refused later
-            counts[key] = np.full((1, 1), float(fits and _value(variance).any()), dtype=model.dtype)
+            variance = params.get(name)  # of another shape: refused by _check_params, not read here
+            trained = variance is not None and variance.shape == model.params[name].shape and _value(variance).any()
+            counts[key] = np.full((1, 1), float(trained), dtype=model.dtype)
     return {**params, **counts}
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from dp.checks import install_hint
 from dp.node import Node, _reverse_topological_order
-from dp.tools.files import write_atomically
+from dp.tools.files import write_atomically, write_text
 
 NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 LIMIT = 60  # boxes; beyond that a drawing stops being readable, so group it by layer
@@ -174,7 +174,7 @@ class Drawing:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".svg":
-            return write_atomically(path, lambda file: file.write(self.svg.encode("utf-8")))
+            return write_text(path, self.svg)
         if suffix == ".png":
             return _png(self, path, scale)
         raise ValueError(f"cannot save a drawing as {suffix or 'a file without extension'!r}: use .svg or .png")

@@ -49,6 +49,12 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], 
     return path
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` in UTF-8, atomically (`write_atomically`). Returns ``path``."""
+    data = text.encode("utf-8")
+    return write_atomically(path, lambda file: file.write(data))
+
+
 def _about(path: Path, error: OSError) -> OSError:
     """``error`` (same class and errno) told about the file the user named, not the
     temporary file it was being written to."""
