@@ -212,7 +212,7 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != features:
         raise ValueError(f"{what} must have shape (n, {features}); got {x.shape}")
     if x.shape[0] == 0:
-        raise ValueError(f"{what}: got none (shape {x.shape}); at least one row is needed")
+        raise ValueError(f"{what}: empty (shape {x.shape}); at least one row is needed")
     return finite(x, what)
 
 
