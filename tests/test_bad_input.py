@@ -98,7 +98,7 @@ BAD_X = {  # name: (x, exception, message); refused in training and in evaluatio
     "too many features": (np.hstack([X, X]), ValueError, r"shape \(n, 4\); got \(8, 8\)"),
     "1-d x": (X[:, 0], ValueError, r"shape \(n, 4\); got \(8,\)"),
     "3-d x": (X[None], ValueError, r"shape \(n, 4\); got \(1, 8, 4\)"),
-    "no rows": (X[:0], ValueError, "empty"),
+    "no rows": (X[:0], ValueError, r"empty \(shape \(0, 4\)\); at least one row is needed"),
 }
 BAD_TRAINING_X = {  # refused in training only: evaluation uses no batch statistics
     "one row": (X[:1], ValueError, "at least 2 rows"),
@@ -171,7 +171,7 @@ BAD_LAYER_X = {  # name: (x, exception, message, refused in evaluation too)
     "complex x": (X + 1j, TypeError, "complex numbers are not supported", True),
     "too few features": (X[:, :3], ValueError, r"'bn': the input must have shape \(n, 4\); got \(8, 3\)", True),
     "1-d x, a column": (X[:, 0], ValueError, r"'bn': the input must have shape \(n, 4\); got \(8, 1\)", True),
-    "no rows": (X[:0], ValueError, r"'bn': the input is empty \(0 rows\)", True),
+    "no rows": (X[:0], ValueError, r"'bn': the input: empty \(shape \(0, 4\)\)", True),
     "one row": (X[:1], ValueError, "'bn': a training batch needs at least 2 rows", False),
     "values too large to square": (X * 1e200, NonFiniteError, "'bn'.*too large to square", False),
 }
@@ -402,7 +402,12 @@ def train_x_with(value):
 BAD_TRAINING = {  # name: ((rows, labels), options for fit, exception, message)
     "strings": ((TRAIN_X.astype(str), TRAIN_Y), {}, TypeError, "must be numeric"),
     "too few features": ((TRAIN_X[:, :3], TRAIN_Y), {}, ValueError, r"shape \(n, 4\)"),
-    "no rows": ((TRAIN_X[:0], TRAIN_Y[:0]), {}, ValueError, r"the training rows is empty \(0 rows\)"),
+    "no rows": (
+        (TRAIN_X[:0], TRAIN_Y[:0]),
+        {},
+        ValueError,
+        r"the training rows: empty \(shape \(0, 4\)\); at least one row",
+    ),
     "one row": (
         (TRAIN_X[:1], TRAIN_Y[:1]),
         {},
@@ -577,3 +582,20 @@ def test_the_estimator_learns_from_rows_that_are_all_alike():
     X = np.zeros((10, 3))
     clf = BatchNormMLPClassifier(max_iter=2, random_state=0).fit(X, [0, 1] * 5)
     assert clf.predict(X).shape == (10,)
+
+
+# ----- the words of the messages a newcomer meets -----
+
+
+def test_a_node_where_an_array_is_expected_says_to_pass_its_value():
+    model = dp.MLP(seed=0)
+    with pytest.raises(TypeError, match=r"not a Node: pass its array, node\.value"):
+        model.set_param({"weight_l1": dp.Node(np.ones((30, 20)))})
+    with pytest.raises(TypeError, match=r"the training rows must be numeric .*not a Node: pass its array, node\.value"):
+        fit(model, dp.Node(X), Y, make_optimizer("sgd", lr=0.1), steps=1, progress=False)
+
+
+def test_no_training_rows_is_said_in_good_grammar():
+    with pytest.raises(ValueError) as refused:
+        fit(dp.MLP(seed=0), np.ones((0, FEATURES)), np.ones(0), make_optimizer("sgd", lr=0.1), progress=False)
+    assert str(refused.value) == f"the training rows: empty (shape (0, {FEATURES})); at least one row is needed"

@@ -452,3 +452,91 @@ def test_metadata_that_is_not_json_is_refused_before_writing(tmp_path):
     with pytest.raises(TypeError):
         dp.checkpoint.save(dp.nn.models.MLP(sizes=(4, 3, 1)), tmp_path / "bad.npz", metadata={"x": object()})
     assert not (tmp_path / "bad.npz").exists()
+
+
+# ----- resource limits: refused from the zip directory and the headers, before allocating -----
+
+
+def test_an_architecture_too_large_to_build_is_refused_before_any_model_is_built(saved, monkeypatch):
+    rewrite(saved, __dp_model__=np.array(json.dumps({**dp.MLP().config, "sizes": [30, 20000, 20000, 1]})))
+    monkeypatch.setattr(checkpoint, "MLP", lambda **config: pytest.fail("built the model before checking its size"))
+    with pytest.raises(CheckpointError, match=r"400,620,000 weights, more than the 50,000,000 dp loads"):
+        load(saved)
+
+
+def test_an_architecture_of_more_layers_than_the_file_holds_is_refused_before_any_model_is_built(saved, monkeypatch):
+    rewrite(saved, __dp_model__=np.array(json.dumps({**dp.MLP().config, "sizes": [2] * 100_000})))
+    monkeypatch.setattr(checkpoint, "MLP", lambda **config: pytest.fail("built the model before checking its size"))
+    with pytest.raises(CheckpointError, match="99,999 layers|99999 layers"):
+        load(saved)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The shape and item size of each array load reads the data of."""
+    shapes, real = [], np.lib.format.read_array
+
+    def spy(file, *args, **kwargs):
+        array = real(file, *args, **kwargs)
+        shapes.append((array.shape, array.dtype.itemsize))
+        return array
+
+    monkeypatch.setattr(np.lib.format, "read_array", spy)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"junk": np.zeros((1000, 1000))},  # a parameter the architecture does not have
+        {"weight_l1": np.zeros((1000, 1000))},  # a parameter of the wrong shape
+        {
+            "__dp_optimizer__": np.array(json.dumps({"name": "sgd", "config": {"lr": 0.1}})),
+            "__dp_optimizer__/weight_l1/step": np.zeros((1000, 1000), dtype=np.int64),
+        },
+    ],
+    ids=["unknown entry", "wrong shape", "optimizer step"],
+)
+def test_a_large_entry_that_does_not_fit_the_architecture_is_refused_without_being_read(saved, reads, entry):
+    arrays = {**entries(saved), **entry}
+    np.savez_compressed(saved, **arrays)  # 8 MB of zeros in a few kB, as a zip bomb is made
+    assert saved.stat().st_size < 100_000
+    with pytest.raises(CheckpointError):
+        load(saved)
+    assert all(shape != (1000, 1000) for shape, _ in reads)
+
+
+def test_an_entry_whose_header_declares_more_data_than_the_file_holds_is_refused_before_allocating(saved, reads):
+    header = tempfile.SpooledTemporaryFile()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    header.seek(0)
+    with zipfile.ZipFile(saved, "a") as archive:
+        archive.writestr("junk.npy", header.read() + b"\0" * 64)  # 8 TB declared, 64 bytes stored
+    with pytest.raises(CheckpointError, match="declares 8,000,000,000,000 bytes but holds"):
+        load(saved)
+    assert reads == []
+
+
+def test_a_json_entry_longer_than_the_limit_is_refused_before_it_is_read(saved, reads, monkeypatch):
+    rewrite(saved, __dp_metadata__=np.array(json.dumps({"notes": "x" * 2000})))
+    monkeypatch.setattr(checkpoint, "MAX_TEXT", 1000)
+    with pytest.raises(CheckpointError, match="longer than the 1,000 characters"):
+        load(saved)
+    assert max(size for _, size in reads) < 4 * 1000  # the metadata (4 bytes a character) was not read
+
+
+@pytest.mark.parametrize("key", ["__dp_model__", "__dp_metadata__"])
+@pytest.mark.parametrize("depth", [101, 100_000])
+def test_deeply_nested_json_is_the_checkpoint_error_not_a_recursion_error(saved, key, depth):
+    rewrite(saved, **{key: np.array("[" * depth + "]" * depth)})
+    with pytest.raises(CheckpointError, match="nested more than 100 levels deep"):
+        load(saved)
+
+
+def test_save_refuses_metadata_nested_too_deeply_and_writes_nothing(model, tmp_path):
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(CheckpointError, match="nested more than 100 levels deep"):
+        save(model, tmp_path / "m.npz", metadata={"deep": deep})
+    assert list(tmp_path.iterdir()) == []

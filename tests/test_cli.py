@@ -1,19 +1,21 @@
 """The `dp` command, run in-process through `dp.cli.main` (and twice as a real process):
 train, its report, --save then evaluate, --plots, experiment, errors and exit codes."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dp
 from dp.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-QUIET_LINE = re.compile(r"test accuracy (0|1)\.\d{4}")
+QUIET_LINE = re.compile(r"test accuracy \d{1,3}\.\d{2} %")  # as the full report words it
 
 
 def run(capsys, *argv):
@@ -110,9 +112,7 @@ def test_a_diverging_run_fails_with_a_clear_message(capsys):
         ["train", "--lr", "nan"],
         ["train", "--lr", "inf"],
         ["evaluate", "model.npz", "--seed", "-1"],
-        ["train", "--save", "no/such/folder/model.npz"],
         ["train", "--plots", "/dev/null/figures"],  # /dev/null is not a folder
-        ["experiment", "--plot", "no/such/folder/x.png"],
     ],
 )
 def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
@@ -122,21 +122,53 @@ def test_bad_options_exit_with_status_2_and_a_usage_message(capsys, argv):
     assert "usage: dp" in capsys.readouterr().err
 
 
-def test_an_unwritable_destination_is_refused_before_training_and_named(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("dp.cli.command.train_network", lambda *a, **k: pytest.fail("trained before checking --save"))
-    with pytest.raises(SystemExit):
-        main(["train", "--save", str(tmp_path / "missing" / "model.npz")])
-    err = capsys.readouterr().err
-    assert "argument --save: cannot write" in err and "model.npz" in err and "not an existing folder" in err
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--save", ""], "argument --save: expected a path, got an empty one"),  # not "don't save"
+        (["train", "--plots", " "], "argument --plots: expected a path, got an empty one"),
+        (["paper", "--out", ""], "argument --out: expected a path, got an empty one"),
+        (["experiment", "--plot", "out.txt"], "argument --plot: cannot write out.txt: the file name must end in .png"),
+    ],
+)
+def test_an_empty_or_wrong_output_path_is_a_usage_error_before_any_work(capsys, monkeypatch, argv, message):
+    for work in ("dp.cli.command.fit_network", "dp.cli.experiment.sweep", "dp.cli.paper.sweep"):
+        monkeypatch.setattr(work, lambda *a, **k: pytest.fail("worked before checking the output path"))
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where even root cannot write")
+def test_a_plots_folder_that_cannot_be_created_is_refused_before_training(capsys, monkeypatch):
+    monkeypatch.setattr("dp.cli.command.fit_network", lambda *a, **k: pytest.fail("trained before checking --plots"))
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--plots", "/proc/x"])
+    assert stopped.value.code == 2 and "argument --plots: cannot write /proc/x" in capsys.readouterr().err
 
 
 def test_a_folder_without_write_permission_is_refused_before_training(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("dp.cli.arguments.os.access", lambda path, mode: False)  # as if not root, in a read-only folder
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("dp.cli.arguments.tempfile.TemporaryFile", refused)  # tried, as root's bits say yes
+    monkeypatch.setattr("dp.cli.command.fit_network", lambda *a, **k: pytest.fail("trained before checking"))
     for option, value in (("--save", tmp_path / "m.npz"), ("--plots", tmp_path / "figures" / "new")):
         with pytest.raises(SystemExit) as stopped:
             main(["train", option, str(value)])
         assert stopped.value.code == 2
-        assert f"cannot write {value}: no permission to write in {tmp_path}" in capsys.readouterr().err
+        assert f"cannot write {value}: Permission denied ({tmp_path})" in capsys.readouterr().err
+
+
+def test_missing_folders_are_created_for_every_output_option_and_each_help_says_so(capsys, tmp_path):
+    path = tmp_path / "new" / "folder" / "model.npz"
+    assert main(["train", "--steps", "3", "--quiet", "--save", str(path)]) == 0
+    assert path.is_file()
+    for command, option in (("train", "--save"), ("train", "--plots"), ("experiment", "--plot"), ("paper", "--out")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert re.search(rf"{option} \S+ [^-]*missing folders are created", help_text), (command, option)
 
 
 def _saved_without_metadata(path, seed, **mlp_options):
@@ -334,3 +366,116 @@ def test_an_untrained_checkpoint_names_its_layers_in_good_grammar(tmp_path, caps
     dp.checkpoint.save(dp.MLP(), path, metadata={"data": {"name": "breast_cancer", "test_size": 0.2, "seed": 0}})
     assert main(["evaluate", str(path)]) == 1
     assert "batch norm 'bn1' and batch norm 'bn2' have no moving averages yet" in capsys.readouterr().err
+
+
+# ----- crafted checkpoints, start-up, workers: one line, never a traceback -----
+
+
+def _saved_with_metadata(path, metadata):
+    model = dp.MLP(seed=0)
+    split = dp.data.breast_cancer(seed=0)
+    dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(lr=0.003), steps=5, progress=False)
+    return dp.checkpoint.save(model, path, metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("breast_cancer", "records its data as 'breast_cancer', not as a dict"),
+        ({"name": "breast_cancer", "seed": "0"}, "the seed must be a whole number, not str"),
+        ({"name": "breast_cancer", "seed": 0.5}, "the seed must be a whole number, not float"),
+        ({"name": "breast_cancer", "seed": [0, 1]}, "the seed must be a whole number, not list"),
+        ({"name": "breast_cancer", "seed": -1}, "the seed must be a whole number in [0, inf)"),
+        ({"name": "breast_cancer", "seed": 0, "test_size": "0.2"}, "the test_size must be a real number"),
+        ({"name": "breast_cancer", "seed": 0, "test_size": 1.5}, "the test_size must be a finite number in (0, 1)"),
+        ({"name": ["mnist"], "seed": 0}, "was trained on ['mnist']; dp evaluate knows breast_cancer only"),
+    ],
+)
+def test_evaluate_refuses_crafted_split_metadata_in_one_line(capsys, tmp_path, data, message):
+    path = _saved_with_metadata(tmp_path / "m.npz", {"data": data})
+    status, out, err = run(capsys, "evaluate", str(path))
+    assert status == 1 and out == ""
+    assert err.startswith("dp: error: ") and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"__dp_metadata__": np.array("[" * 100_000 + "]" * 100_000)},
+        {"__dp_model__": np.array(json.dumps({**dp.MLP().config, "sizes": [30, 10**6, 10**6, 1]}))},
+    ],
+    ids=["nested JSON", "huge architecture"],
+)
+def test_evaluate_reports_a_crafted_checkpoint_in_one_line(capsys, tmp_path, entry):
+    path = _saved_with_metadata(tmp_path / "m.npz", {})
+    with np.load(path) as npz:
+        arrays = {**{k: npz[k] for k in npz.files}, **entry}
+    np.savez(path, **arrays)
+    status, out, err = run(capsys, "evaluate", str(path), "--seed", "0")
+    assert status == 1 and out == ""
+    assert err.startswith("dp: error: ") and err.count("\n") == 1
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line_and_130(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dp.cli.command._parser", interrupted)
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err == "dp: interrupted\n"
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line_and_130(tmp_path):
+    # A Ctrl-C arriving at a random moment of a 0.3 s start-up cannot be timed in a test: an
+    # import hook raises it where it lands most often, while `import dp` loads the layers.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'dp.nn':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+    env = subprocess_environment()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    script = Path(sys.executable).with_name("dp")
+    commands = [[sys.executable, "-m", "dp", "train"]] + ([[str(script), "train"]] if script.exists() else [])
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert (result.returncode, result.stderr) == (130, "dp: interrupted\n"), command
+    library = subprocess.run([sys.executable, "-c", "import dp"], capture_output=True, text=True, env=env, timeout=60)
+    assert "KeyboardInterrupt" in library.stderr, "a program importing dp gets the interrupt, as from any import"
+
+
+def test_train_prints_its_header_before_training_so_ctrl_c_leaves_it(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dp.cli.command.fit_network", interrupted)
+    status, out, err = run(capsys, "train")
+    assert status == 130 and err == "dp: interrupted\n"
+    assert out.splitlines() == [
+        "dp train: network 30-20-10-1, batch norm, tanh",
+        "  Adam lr 0.003 (cosine), 300 steps of 50 rows, seed 0",
+        "  breast cancer: 456 training rows, 113 test rows",
+    ]
+
+
+def test_train_help_describes_the_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    words = re.sub(r"\s+", "", capsys.readouterr().out)  # argparse wraps lines at spaces and hyphens
+    assert "Trainthereferencenetwork(30-20-10-1,batchnorm,tanh)onthebreast-cancerdata" in words
+
+
+def test_a_dead_parallel_worker_is_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+    from joblib import Parallel, delayed
+
+    def dying_sweep(*args, **kwargs):  # a worker killed (out of memory, kill -9) while it runs
+        return Parallel(n_jobs=2)(delayed(os._exit)(1) for _ in range(2))
+
+    monkeypatch.setattr("dp.cli.experiment.sweep", dying_sweep)
+    argv = ["experiment", "--lrs", "0.1", "--seeds", "1", "--steps", "2", "--plot", str(tmp_path / "x.png")]
+    status, _, err = run(capsys, *argv)
+    assert status == 1
+    assert re.fullmatch(r"dp: error: a parallel worker stopped \(exit codes \{EXIT\(1\).*\}\): .*--jobs\n", err)

@@ -323,3 +323,10 @@ def test_a_missing_data_package_names_the_extra_to_install(monkeypatch):
     monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match=r'pip install "\.\[paper\]"'):
         data.mnist()
+
+
+def test_a_text_column_is_named_as_text_not_as_numpy_words():
+    x = [[1.0, "blue"], [2.0, "red"]] * 5
+    with pytest.raises(TypeError, match="x must be numeric .*text must be turned into numbers first") as refused:
+        make_split(x, [0, 1] * 5)
+    assert "could not convert" not in str(refused.value)

@@ -3,6 +3,7 @@ and PNG, collapses layers on request, refuses what it cannot draw, and changes n
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -328,3 +329,76 @@ def test_saving_with_an_unknown_extension_is_refused(tmp_path):
 def test_bad_options_are_refused_clearly(options, error, message):
     with pytest.raises(error, match=message):
         dp.draw(small_graph(), **options)
+
+
+def interrupted_savefig(self, file, **kwargs):
+    """Figure.savefig stopped by Ctrl-C halfway through the file (given as a path or a file)."""
+    if isinstance(file, (str, os.PathLike)):
+        file = open(file, "wb")  # noqa: SIM115 - left open, as an interrupted writer leaves it
+    file.write(b"\x89PNG\r\n\x1a\n half a figure")
+    file.flush()
+    raise KeyboardInterrupt
+
+
+def test_a_drawing_interrupted_while_it_is_saved_leaves_the_older_file_and_no_partial_one(tmp_path, monkeypatch):
+    drawing = dp.draw((dp.Node([[1.0, 2.0]], name="w") * 3).sum())
+    path = drawing.save(tmp_path / "graph.png")
+    older = path.read_bytes()
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", interrupted_savefig)
+    with pytest.raises(KeyboardInterrupt):
+        drawing.save(path)
+    assert path.read_bytes() == older and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# ----- attacks and README habits -----
+
+
+def test_expand_takes_a_layers_own_name_as_the_readme_writes_it_on_the_mlp():
+    loss = net_loss(dp.MLP(seed=0))
+    opened = dp.draw(loss, group=True, expand=["bn1"])
+    assert opened.groups == ("l1", "bn1", "l2", "bn2", "l3")
+    titles = {b["title"] for b in parse(opened.svg)[0].values()}
+    assert {"batch_norm_closed_form", "gamma_bn1", "beta_bn1", "l1", "bn2"} <= titles and "bn1" not in titles
+    with pytest.raises(ValueError, match="no layer named 'bn9'"):
+        dp.draw(loss, group=True, expand=["bn9"])
+
+
+def test_expand_takes_one_layers_name_for_a_box_that_two_layers_share():
+    """A primitive that reads the parameters of two layers is one box, "l1/bn1": either name opens it."""
+    w, gamma = dp.Node(np.ones((2, 2)), "weight_l1"), dp.Node(np.ones((1, 2)), "gamma_bn1")
+    both = dp.primitive(
+        lambda x, w, g: (x @ w * g, lambda d: (None, x.T @ (d * g), (d * (x @ w)).sum(0, keepdims=True)))
+    )
+    loss = both(dp.Node(np.ones((3, 2))), w, gamma).sum()
+    assert dp.draw(loss, group=True).groups == ("l1/bn1",)
+    for name in ("bn1", "l1", "l1/bn1"):
+        titles = {b["title"] for b in parse(dp.draw(loss, group=True, expand=[name]).svg)[0].values()}
+        assert {"weight_l1", "gamma_bn1"} <= titles, name
+
+
+def test_the_over_the_limit_message_suggests_a_layer_the_graph_has():
+    h = dp.Node(np.ones((1, 1)), "weight_l1")
+    for _ in range(LIMIT):
+        h = h.tanh()
+    with pytest.raises(ValueError, match=r"expand=\['l1'\] opens one"):
+        dp.draw((h * 2).sum())
+    h = dp.Node(np.ones((1, 1)))
+    for i in range(LIMIT):
+        h = h * dp.Node(1.0, f"w{i}")  # named, but by no layer
+    with pytest.raises(ValueError, match=r"group=True \(one box per layer\), or raise"):
+        dp.draw(h.sum())
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "esc\x1b[31m", "page\x0cbreak", "bell\x07", "\ud800", "\uffff"])
+def test_names_with_control_characters_give_well_formed_svg(name):
+    w = dp.Node([[1.0, -2.0]], name=name)
+    svg = dp.draw((w * 3).tanh().sum(), grads=True).svg
+    titles = {b["title"] for b in parse(svg)[0].values()}  # parses: well-formed XML
+    assert ascii(name)[1:-1] in titles
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0, 100), (3, 0)])
+def test_an_empty_node_draws_as_empty(shape):
+    w = dp.Node(np.zeros(shape), name="w")
+    boxes, _ = parse(dp.draw((w * 2).sum(), grads=True).svg)
+    assert "(empty)" in by_title(boxes)["w"]["value"]

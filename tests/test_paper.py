@@ -179,12 +179,28 @@ def test_report_writes_each_table_and_a_readable_figure(results, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("md", "png"))
     for name, text in zip(names, printed):
         markdown = (tmp_path / f"{name}.md").read_text()
-        assert text == "\n" + markdown
-        assert markdown.startswith("## ") and "\n\nthe header\n\n| " in markdown
+        title, body = text.strip().split("\n\n", 1)
+        assert markdown == f"{title}\n\nthe header\n\n{body}\n\n![{title[3:]}]({name}.png)\n"  # links its figure
+        assert title.startswith("## ") and "the header" not in text  # the caller prints the settings once
         assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
         pixels = imread(tmp_path / f"{name}.png")
         assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 400
         assert pixels.std() > 0, "the figure is not blank"
+
+
+def test_the_sweep_tables_explain_stuck(results, tmp_path):
+    for text in list(ioffe2015.report(results, TINY, tmp_path, "the header"))[1:]:
+        assert "| stuck |" in text and "stuck: runs whose final test accuracy is within 5 points of chance" in text
+
+
+def test_the_sigmoid_input_percentiles_are_a_table_too(results):
+    figure1 = ioffe2015.by(results, "figure1")
+    header, *rows = table_rows(ioffe2015.percentile_table(figure1))
+    assert header == ["step", "without: 15th", "50th", "85th", "with: 15th", "50th", "85th"]
+    for batch_norm, cells in ((False, slice(1, 4)), (True, slice(4, 7))):
+        steps, bands = ioffe2015.median_bands(of(results, "figure1", batch_norm))
+        assert [row[0] for row in rows] == [f"{step:,}" for step in steps]
+        assert [row[cells] for row in rows] == [[f"{v:.2f}" for v in band] for band in bands]
 
 
 def test_report_skips_the_experiments_that_did_not_run(results, tmp_path):
@@ -203,8 +219,10 @@ def test_the_command_prints_and_writes_every_table(capsys, monkeypatch, tmp_path
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("dp paper: digits, 12 runs, seeds 1-1; SGD on the mean loss of 60 rows")
+    assert printed.count("dp paper: digits, 12 runs") == 1, "the settings line, once"
     for name in ("figure1", "learning_rates", "deep"):
-        assert (out / f"{name}.md").read_text() in printed
+        title, _, body = (out / f"{name}.md").read_text().split("\n\n", 2)
+        assert f"{title}\n\n{body.rsplit(chr(10) * 2, 1)[0]}" in printed  # without the settings and the link
         assert (out / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
     assert re.search(rf"\n12 runs in \d+ s; tables and figures in {re.escape(str(out))}/\n$", printed)
 
@@ -253,7 +271,7 @@ def test_an_out_that_is_a_file_is_a_usage_error_and_the_file_is_kept(capsys, tmp
         main(["paper", "--quick", "--out", str(taken)])
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert "argument --out: cannot write" in err and "is not an existing folder" in err
+    assert "argument --out: cannot write" in err and "is not a folder" in err
     assert taken.read_text() == "kept"
 
 

@@ -2,6 +2,8 @@
 not disturb training, every figure is written as a PNG, diverged runs included, and
 drawing trains nothing."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,24 @@ def test_experiment_figure_is_written_with_diverged_and_unreached_cells(tmp_path
     ]
     path = plots.experiment_figure(tmp_path / "sweep.png", cells, target=0.95, settings="made-up cells")
     assert path == tmp_path / "sweep.png" and path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_figure_interrupted_while_it_is_written_leaves_the_older_file_and_no_partial_one(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    cells = [Cell(0.01, batch_norm, 1, 0, (0.9,), (10,)) for batch_norm in (True, False)]
+    path = tmp_path / "sweep.png"
+    older = plots.experiment_figure(path, cells, target=0.95, settings="older").read_bytes()
+
+    def interrupted(self, file, **kwargs):  # Ctrl-C halfway through the PNG (given as a path or a file)
+        if isinstance(file, (str, os.PathLike)):
+            file = open(file, "wb")  # noqa: SIM115 - left open, as an interrupted writer leaves it
+        file.write(PNG_SIGNATURE + b"half a figure")
+        file.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plots.experiment_figure(path, cells, target=0.95, settings="newer")
+    assert path.read_bytes() == older
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.png"]  # no temporary file left

@@ -229,3 +229,14 @@ def test_every_bad_hyperparameter_is_named_in_one_error():
         r"max_iter must be a whole number in [1, inf), got 0",
     ):
         assert part in message
+
+
+def test_without_scikit_learn_dp_sklearn_says_how_to_install_it(monkeypatch):
+    import importlib
+    import sys
+
+    for name in [name for name in sys.modules if name == "sklearn" or name.startswith("sklearn.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed: importing it raises ImportError
+    monkeypatch.delitem(sys.modules, "dp.tools.sklearn")
+    with pytest.raises(ImportError, match=r'dp\.sklearn needs scikit-learn, .*pip install "\.\[train\]"'):
+        importlib.import_module("dp.tools.sklearn")

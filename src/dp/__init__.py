@@ -28,11 +28,21 @@ import time as _time
 # First, before NumPy loads: `dp train` reports its time since this moment, imports included.
 _IMPORTED_AT = _time.perf_counter()
 
-from dp import checks, data, nn, ops, optim, train
-from dp.checks import NonFiniteError
-from dp.finite_differences import GradcheckError, gradcheck
-from dp.nn import MLP, NeuralNode, fold_batch_norm
-from dp.node import Node, concatenate, dot, primitive
+try:
+    from dp import checks, data, nn, ops, optim, train
+    from dp.checks import NonFiniteError
+    from dp.finite_differences import GradcheckError, gradcheck
+    from dp.nn import MLP, NeuralNode, fold_batch_norm
+    from dp.node import Node, concatenate, dot, primitive
+except KeyboardInterrupt:
+    # Ctrl-C while the `dp` command starts (these imports are most of its start-up): the
+    # command's one line and exit status 130, not a traceback. Any other importer gets the
+    # KeyboardInterrupt, as from any import.
+    from dp.cli import interrupted, started_as_command
+
+    if started_as_command():
+        raise SystemExit(interrupted()) from None
+    raise
 
 # name -> (module, attribute or None for the module itself): loaded on first use.
 _LAZY = {

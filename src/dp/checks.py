@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from dp.node import plain_array
+from dp.node import Node, plain_array
+
+NODE_INSTEAD = "a Node: pass its array, node.value (a Node is a graph's value, not data)"
 
 
 class NonFiniteError(ValueError):
@@ -174,13 +176,25 @@ def describe(value: Any) -> str:
 
 def numeric_array(value: Any, what: str) -> np.ndarray:
     """``value`` as a plain ndarray of bools, integers or floats (not copied when it is one);
-    ``TypeError`` for strings, objects and complex numbers (dp differentiates real functions),
-    and for a masked array (`dp.node.plain_array`: a subclass becomes a plain ndarray)."""
+    ``TypeError`` for strings, objects, Nodes and complex numbers (dp differentiates real
+    functions), saying what to do instead, and for a masked array (`dp.node.plain_array`:
+    another subclass becomes a plain ndarray)."""
+    if isinstance(value, Node):  # before NumPy, whose refusal of a Node cannot name `what`
+        raise TypeError(f"{what} must be numeric (bool, int or float), not {NODE_INSTEAD}")
     array = plain_array(value, what)
     if array.dtype.kind not in "biuf":
-        why = ": complex numbers are not supported" if array.dtype.kind == "c" else ""
-        raise TypeError(f"{what} must be numeric (bool, int or float), not {array.dtype}{why}")
+        raise TypeError(f"{what} must be numeric (bool, int or float), not {_not_numeric(array)}")
     return array
+
+
+def _not_numeric(array: np.ndarray) -> str:
+    """What ``array`` holds instead of numbers, with the way out."""
+    why = {
+        "c": ": complex numbers are not supported",
+        "U": ": text must be turned into numbers first (one 0/1 column per category, say)",
+        "S": ": text must be turned into numbers first (one 0/1 column per category, say)",
+    }
+    return f"{array.dtype}{why.get(array.dtype.kind, '')}"
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -201,7 +215,7 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != features:
         raise ValueError(f"{what} must have shape (n, {features}); got {x.shape}")
     if x.shape[0] == 0:
-        raise ValueError(f"{what} is empty (0 rows)")
+        raise ValueError(f"{what}: empty (shape {x.shape}); at least one row is needed")
     return finite(x, what)
 
 

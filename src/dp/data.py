@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dp.checks import Real, finite, install_hint
+from dp.checks import Real, finite, install_hint, numeric_array
 
 # As in sklearn.datasets.load_breast_cancer (hard-coded there too, not in the CSV file).
 FEATURE_NAMES: tuple[str, ...] = tuple(
@@ -200,10 +200,11 @@ def make_split(
     ``feature_names`` (empty, or one per column) and ``target_names`` are stored as given.
 
     Raises ``ValueError`` for x that is not 2-D with finite values, y of another
-    length, names that don't match the columns, or fractions `stratified_split` refuses
-    (``TypeError`` for a fraction that is not a number).
+    length, names that don't match the columns, or fractions `stratified_split` refuses;
+    ``TypeError`` for x that is not numbers (a text column, say) or a fraction that is not
+    a number.
     """
-    x = np.array(x, dtype=np.float64)  # a copy: the split owns its arrays
+    x = np.array(numeric_array(x, "x"), dtype=np.float64)  # a copy: the split owns its arrays
     labels = _labels(y)
     if x.ndim != 2 or x.shape[0] != labels.size:
         raise ValueError(f"x must have shape (n, features) with n = {labels.size} rows (one per label); got {x.shape}")

@@ -13,7 +13,7 @@ arrays: on Nodes, use the operators and methods (``a + b``, ``x.tanh()``).
 
 Everything else dp computes is composed of these (mean and variance inside batch
 norm, say), except a few fused primitives that pay for themselves: `linear` here,
-batch norm in `dp.layers` and `dp.fused`, the losses in `dp.nn.losses`.
+batch norm in `dp.nn.normalization`, the losses in `dp.nn.losses`.
 """
 
 import warnings

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from dp.optim import OPTIMIZERS
@@ -94,27 +96,59 @@ def _at_least(kind: type, low: float, strictly: bool) -> Callable[[str], Any]:
     return parse
 
 
-def output_file(text: str) -> str:
-    """An argparse ``type`` for a file to write: its folder must exist and be writable,
-    checked before any work, so that a typo does not cost a whole training run."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; give a file name")
-    _require_writable_folder(os.path.dirname(os.path.abspath(text)), text)
-    return text
+# One rule for every output option (--save, --plot, --plots, --out): the path is checked
+# when the command line is read, before any work (a typo must not cost a training run),
+# and folders on it that are missing are created when the command writes there.
+FOLDERS_RULE = "missing folders are created"
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """An argparse ``type`` for a file to write, with one of ``suffixes`` (any if none):
+    not empty, not a folder, in a folder that exists or can be created and is writable.
+    Checked by trying (a nameless temporary file), not by permission bits, which say
+    yes to root where nothing can be written (/proc)."""
+
+    def output_file(text: str) -> str:
+        _require_path(text)
+        if os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder; give a file name")
+        if suffixes and os.path.splitext(text)[1].lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"cannot write {text}: the file name must end in {' or '.join(suffixes)}")
+        _require_writable(os.path.dirname(os.path.abspath(text)), text)
+        return text
+
+    return output_file
 
 
 def output_folder(text: str) -> str:
-    """An argparse ``type`` for a folder to write into (created if missing): the nearest
-    existing folder on its path must be writable, checked before any work."""
-    existing = os.path.abspath(text)
-    while not os.path.lexists(existing):  # os.path answers False where Path.exists raises
-        existing = os.path.dirname(existing)
-    _require_writable_folder(existing, text)
+    """An argparse ``type`` for a folder to write into: not empty, an existing folder or
+    one that can be created (see `output_file` for how it is checked)."""
+    _require_path(text)
+    _require_writable(os.path.abspath(text), text)
     return text
 
 
-def _require_writable_folder(folder: str, text: str) -> None:
-    if not os.path.isdir(folder):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is not an existing folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: no permission to write in {folder}")
+def make_folders_for(path: str, folder: bool = False) -> Path:
+    """Create the missing folders on ``path`` (the file's folder; with ``folder``, ``path``
+    itself), as `FOLDERS_RULE` says, when a command is about to write there. Returns ``path``."""
+    target = Path(path)
+    (target if folder else target.parent).mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _require_path(text: str) -> None:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+
+
+def _require_writable(folder: str, text: str) -> None:
+    """``folder``, or the nearest folder above it that exists, is a writable folder."""
+    existing = folder
+    while not os.path.lexists(existing):  # os.path answers False where Path.exists raises
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {existing} is not a folder")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {error.strerror or error} ({existing})") from None

@@ -15,9 +15,11 @@ batch-norm learning-rate sweep (`dp.studies.breast_cancer`, docs/experiment.md).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import BrokenExecutor
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -25,24 +27,37 @@ from typing import Any
 import numpy as np
 
 import dp
-from dp.checks import install_hint
-from dp.cli.arguments import add_training_options, non_negative, output_file, output_folder, positive
+from dp.checks import Constraint, OrNone, Real, Whole, checked, install_hint
+from dp.cli import interrupted
+from dp.cli.arguments import (
+    FOLDERS_RULE,
+    add_training_options,
+    make_folders_for,
+    non_negative,
+    output_file,
+    output_folder,
+    positive,
+)
 from dp.data import Split
-from dp.studies.reference import TEST_SIZE, Recipe, train_network
+from dp.studies.reference import TEST_SIZE, Recipe, fit_network, reference_network
 
+# What dp evaluate reads from a checkpoint's metadata, checked as any input is.
+RECORDED_SPLIT: dict[str, Constraint] = {"seed": OrNone(Whole("[0, inf)")), "test_size": Real("(0, 1)")}
 DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `dp` command with ``argv`` (default: the process's arguments); return
     the exit status: 0 on success, 1 on an error reported to standard error in one line,
-    130 when interrupted (Ctrl-C); argparse exits with 2 on a usage error."""
-    args = _parser().parse_args(argv)
+    130 when interrupted (Ctrl-C, from the building of the parser on; `dp.cli.main` covers
+    the imports before it too); argparse exits with 2 on a usage error."""
     try:
+        args = _parser().parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:  # Ctrl-C: files are written atomically, so nothing is left half-written
-        print("dp: interrupted", file=sys.stderr)
-        return 130  # the shell's code for a process ended by SIGINT
+        return interrupted()
+    except BrokenExecutor as error:  # a parallel worker died: one line, not joblib's traceback
+        print(f"dp: error: {_worker_died(error)}", file=sys.stderr)
     except ImportError as error:  # dp's own ImportErrors say how to install what is missing; Python's do not
         hint = "" if "pip install" in str(error) else f"; the dp command needs its train extra, {install_hint('train')}"
         print(f"dp: {error}{hint}", file=sys.stderr)
@@ -51,23 +66,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
+def _worker_died(error: BrokenExecutor) -> str:
+    """What to say when a process of `dp experiment` or `dp paper` died (killed, out of
+    memory, crashed): joblib's exit codes if it gave them, and what to try."""
+    codes = re.search(r"exit codes of the workers are (\{.*?\})", str(error))
+    detail = f" (exit codes {codes.group(1)})" if codes else f" ({' '.join(str(error).split())})"
+    return f"a parallel worker stopped{detail}: killed, or out of memory? Try fewer --jobs"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dp", description="Train and evaluate dp's batch-norm networks.")
     parser.add_argument("--version", action="version", version=f"dp {dp.__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train the reference network and report on the test rows")
+    train = commands.add_parser(
+        "train",
+        help="train the reference network and report on the test rows",
+        description="Train the reference network (30-20-10-1, batch norm, tanh) on the breast-cancer data "
+        "and report on the held-out test rows in eval mode: accuracy, confusion matrix, losses, time. "
+        "The defaults were chosen on other splits than the ones reported (docs/training.md).",
+    )
     add_training_options(train)
     train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
     train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
     train.add_argument(
-        "--save", metavar="PATH", type=output_file, help="write the trained model to PATH (.npz checkpoint)"
+        "--save",
+        metavar="PATH",
+        type=output_file(),
+        help=f"write the trained model to PATH (an .npz checkpoint; {FOLDERS_RULE})",
     )
-    train.add_argument("--plots", metavar="DIR", type=output_folder, help="write figures (PNG) to DIR")
+    train.add_argument(
+        "--plots", metavar="DIR", type=output_folder, help=f"write figures (PNG) to DIR ({FOLDERS_RULE})"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar; print only the test accuracy")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="report on the test rows for a saved model")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="report on the test rows for a saved model",
+        description="Report on the test rows of the split a checkpoint of `dp train --save` was trained on.",
+    )
     evaluate.add_argument("path", metavar="PATH", help="a checkpoint written by `dp train --save`")
     evaluate.add_argument(
         "--seed",
@@ -90,20 +128,19 @@ def _train(args: argparse.Namespace) -> int:
 
     recipe = Recipe(**{option.name: getattr(args, option.name) for option in fields(Recipe)})
     split = data.breast_cancer(test_size=TEST_SIZE, seed=args.seed)
-    model, optimizer, history = train_network(
-        split, not args.no_batch_norm, recipe, progress=False if args.quiet else None
-    )
-    if not args.quiet:
+    model, optimizer = reference_network(not args.no_batch_norm, recipe)
+    if not args.quiet:  # before training: seen with the progress bar, and after Ctrl-C
         print(f"dp train: network {_describe(model)}")
         print(
             f"  {type(optimizer).__name__} lr {args.lr} ({args.schedule}), {args.steps} steps of "
             f"{args.batch_size} rows, seed {args.seed}"
         )
-        print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows")
+        print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows", flush=True)
+    history = fit_network(model, optimizer, split, recipe, progress=False if args.quiet else None)
     _report(model, split, args.quiet, history)
     if args.save:
         metadata = {"data": {"name": "breast_cancer", "test_size": TEST_SIZE, "seed": args.seed}}
-        path = checkpoint.save(model, args.save, optimizer, metadata=metadata)
+        path = checkpoint.save(model, make_folders_for(args.save), optimizer, metadata=metadata)
         if not args.quiet:
             print(f"saved to {path}")
     if args.plots:
@@ -142,9 +179,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dp.tools import checkpoint
 
     model, _, metadata = checkpoint.load_all(args.path)
-    split_of = metadata.get("data", {})
-    if split_of.get("name", "breast_cancer") != "breast_cancer":
-        raise ValueError(f"{args.path} was trained on {split_of['name']!r}; dp evaluate knows breast_cancer only")
+    recorded_seed, test_size = _recorded_split(args.path, metadata)
     if model.sizes[0] != len(data.FEATURE_NAMES) or model.sizes[-1] != 1:
         raise ValueError(
             f"{args.path} holds a {_architecture(model)} network; dp evaluate scores breast-cancer "
@@ -156,13 +191,32 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.path} was saved before training: {' and '.join(untrained)} {verb} no moving averages yet"
         )
-    seed = _split_seed(args.path, split_of.get("seed"), args.seed)
-    split = data.breast_cancer(test_size=split_of.get("test_size", TEST_SIZE), seed=seed)
+    seed = _split_seed(args.path, recorded_seed, args.seed)
+    split = data.breast_cancer(test_size=test_size, seed=seed)
     if not args.quiet:
         print(f"dp evaluate: {args.path}: network {_describe(model)}")
         print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
     _report(model, split, args.quiet)
     return 0
+
+
+def _recorded_split(path: str, metadata: dict[str, Any]) -> tuple[int | None, float]:
+    """The split a checkpoint's metadata records (`dp train --save` writes ``{"data": {"name":
+    "breast_cancer", "test_size": 0.2, "seed": 0}}``): its seed (None when not recorded) and
+    test fraction (dp train's when not recorded). A file is not trusted: anything else there,
+    another data set, a seed that is not a whole number >= 0, a test_size that is not a
+    fraction, is a ``ValueError`` that says so."""
+    split_of = metadata.get("data", {})
+    if not isinstance(split_of, dict):
+        raise ValueError(f"{path} records its data as {split_of!r}, not as a dict such as dp train writes")
+    name = split_of.get("name", "breast_cancer")
+    if name != "breast_cancer":
+        raise ValueError(f"{path} was trained on {name!r}; dp evaluate knows breast_cancer only")
+    try:
+        recorded = checked(RECORDED_SPLIT, seed=split_of.get("seed"), test_size=split_of.get("test_size", TEST_SIZE))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} records a split dp evaluate cannot use: the {error}") from None
+    return recorded["seed"], recorded["test_size"]
 
 
 def _architecture(model: Any) -> str:
@@ -205,7 +259,7 @@ def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:
     predicted = model.predict(split.x_test).reshape(-1)
     correct = int((predicted == y).sum())
     if quiet:
-        print(f"test accuracy {correct / len(y):.4f}")
+        print(f"test accuracy {100 * correct / len(y):.2f} %")  # as the full report words it
         return
     print(f"\ntest accuracy   {100 * correct / len(y):.2f} %  ({correct} of {len(y)} rows)")
     confusion = np.zeros((2, 2), dtype=int)

@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from dp.cli.arguments import add_training_options, jobs, learning_rates, output_file, positive
+from dp.cli.arguments import (
+    FOLDERS_RULE,
+    add_training_options,
+    jobs,
+    learning_rates,
+    make_folders_for,
+    output_file,
+    positive,
+)
 from dp.studies.breast_cancer import DEFAULT_LRS, DEFAULT_SEEDS, Settings, markdown_table, summarize, sweep
 
 
@@ -46,7 +54,11 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--eval-every", type=positive(int), default=1, help="steps between evaluations (%(default)s)")
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all)")
     parser.add_argument(
-        "--plot", metavar="PATH", type=output_file, default="experiment.png", help="the figure to write (%(default)s)"
+        "--plot",
+        metavar="PATH",
+        type=output_file(".png"),
+        default="experiment.png",
+        help=f"the figure to write, a .png (%(default)s; {FOLDERS_RULE})",
     )
     parser.set_defaults(run=_experiment)
 
@@ -69,7 +81,7 @@ def _experiment(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     cells = summarize(sweep(settings, args.lrs, seeds, args.jobs))
     print(markdown_table(cells, args.target, args.steps))
-    path = plots.experiment_figure(args.plot, cells, args.target, description)
+    path = plots.experiment_figure(make_folders_for(args.plot), cells, args.target, description)
     print(f"\n{len(cells) * args.seeds} runs in {time.perf_counter() - start:.1f} s; wrote {path}")
     return 0
 

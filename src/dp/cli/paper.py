@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from dp.cli.arguments import jobs, learning_rates, output_folder, positive
+from dp.cli.arguments import FOLDERS_RULE, jobs, learning_rates, make_folders_for, output_folder, positive
 from dp.studies.ioffe2015 import (
     BATCH,
     DEFAULT_LRS,
@@ -59,7 +58,10 @@ def add_command(commands: Any) -> None:
     )
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
     parser.add_argument(
-        "--out", type=output_folder, default="paper", help="folder for the tables and figures (%(default)s)"
+        "--out",
+        type=output_folder,
+        default="paper",
+        help=f"folder for the tables and figures (%(default)s; {FOLDERS_RULE})",
     )
     parser.set_defaults(run=_paper)
 
@@ -81,12 +83,12 @@ def _paper(args: argparse.Namespace) -> int:
     lrs = args.lrs or (QUICK_LRS if args.quick else DEFAULT_LRS)
     runs = plan(budget, args.data, args.weight_std, lrs, args.seed, args.experiments)
     _require_data(args.data)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(_header(args, budget, len(runs)), flush=True)
+    out = make_folders_for(args.out, folder=True)
+    header = _header(args, budget, len(runs))
+    print(header, flush=True)
     start = time.perf_counter()
     results = sweep(runs, args.jobs, progress=sys.stderr.isatty())
-    for line in report(results, budget, out, _header(args, budget, len(runs))):
+    for line in report(results, budget, out, header):
         print(line)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
     return 0

@@ -296,24 +296,50 @@ def sweep_table(results: Sequence[Result], key: str) -> str:
     return "\n".join(lines)
 
 
+STUCK = (
+    "stuck: runs whose final test accuracy is within 5 points of chance (10 % for ten digits), "
+    "or that diverged: they learned nothing"
+)
+
+
 def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
-    """Write each experiment's table (Markdown) and figure (PNG) to ``out``; yield the text to print."""
+    """Write each experiment's Markdown file and figure (PNG) to ``out``; yield the text to
+    print for each. The Markdown holds the title, ``header`` (the settings), the tables and a
+    link to the figure; the printed text the title and the tables only, as the caller prints
+    ``header`` once for all. Files are written atomically (`dp.tools.files`)."""
     from dp.tools import plots
+    from dp.tools.files import write_text
 
     sections = (
-        ("figure1", "Figure 1: median test accuracy (%) over training", figure1_table, _figure1),
+        ("figure1", "Figure 1: median test accuracy (%) over training", _figure1_tables, _figure1),
         ("learning_rates", "Final test accuracy (%) against the learning rate", _lr_table, plots.paper_sweep),
         ("deep", f"{DEEP_LAYERS} hidden sigmoid layers of {DEEP_WIDTH}: final test accuracy (%)", _lr_table,
          plots.paper_sweep),
     )  # fmt: skip
-    for name, title, table, figure in sections:
+    for name, title, tables, figure in sections:
         mine = by(results, name)
         if not mine:
             continue
-        text = f"## {title}\n\n{header}\n\n{table(mine)}\n"
-        (out / f"{name}.md").write_text(text)
+        body = tables(mine)
+        text = f"## {title}\n\n{header}\n\n{body}\n\n![{title}]({name}.png)\n"
+        write_text(out / f"{name}.md", text)
         figure(out / f"{name}.png", mine, title)
-        yield f"\n{text}"
+        yield f"\n## {title}\n\n{body}"
+
+
+def _figure1_tables(results: Sequence[Result]) -> str:
+    return f"{figure1_table(results)}\n\n{percentile_table(results)}"
+
+
+def percentile_table(results: Sequence[Result]) -> str:
+    """Figure 1 (b, c) as numbers: one row per evaluated step, the medians over seeds of the
+    15th, 50th and 85th percentiles of the watched sigmoid's input, without and with batch norm."""
+    (steps, plain), (_, normed) = (median_bands([r for r in results if r.run.batch_norm == bn]) for bn in (False, True))
+    title = "The input of a typical sigmoid (unit 0 of the last hidden layer), percentiles 15th, 50th, 85th:"
+    lines = [title, "", "| step | without: 15th | 50th | 85th | with: 15th | 50th | 85th |", "|--:" * 7 + "|"]
+    for step, a, b in zip(steps, plain, normed):
+        lines.append(f"| {step:,} | " + " | ".join(f"{v:.2f}" for v in (*a, *b)) + " |")
+    return "\n".join(lines)
 
 
 def _figure1(path: Path, results: Sequence[Result], title: str) -> None:
@@ -332,4 +358,4 @@ def median_bands(results: Sequence[Result]) -> tuple[list[int], np.ndarray]:
 
 
 def _lr_table(results: Sequence[Result]) -> str:
-    return sweep_table(results, "learning rate")
+    return f"{sweep_table(results, 'learning rate')}\n\n{STUCK}"

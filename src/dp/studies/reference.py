@@ -49,9 +49,21 @@ def train_network(split: Split, batch_norm: bool, recipe: Recipe, **fit_options:
     ``split``'s training rows as ``recipe`` says, its validation rows (if any) evaluated,
     with ``fit_options`` passed on to `dp.train.fit`. Returns (model, optimizer, history).
     Raises what `fit` raises, `dp.train.Diverged` included."""
-    model = MLP(batch_norm=batch_norm, seed=recipe.seed)
-    optimizer = make_optimizer(recipe.optimizer, lr=recipe.lr)
-    history = fit(
+    model, optimizer = reference_network(batch_norm, recipe)
+    return model, optimizer, fit_network(model, optimizer, split, recipe, **fit_options)
+
+
+def reference_network(batch_norm: bool, recipe: Recipe) -> tuple[MLP, Optimizer]:
+    """The untrained reference network (with or without batch norm, initialized from
+    ``recipe.seed``) and the optimizer ``recipe`` names: what `train_network` trains,
+    for a caller that describes them before training (`dp train` does)."""
+    return MLP(batch_norm=batch_norm, seed=recipe.seed), make_optimizer(recipe.optimizer, lr=recipe.lr)
+
+
+def fit_network(model: MLP, optimizer: Optimizer, split: Split, recipe: Recipe, **fit_options: Any) -> History:
+    """Train ``model`` with ``optimizer`` (from `reference_network`) as `train_network` does;
+    the history."""
+    return fit(
         model,
         split.x_train,
         split.y_train,
@@ -63,7 +75,6 @@ def train_network(split: Split, batch_norm: bool, recipe: Recipe, **fit_options:
         schedule=recipe.schedule,
         **fit_options,
     )
-    return model, optimizer, history
 
 
 def split_with_validation(seed: int) -> Split:

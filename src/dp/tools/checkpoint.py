@@ -32,18 +32,21 @@ is about to write, so it never writes a checkpoint that ``load`` would refuse.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
-import tempfile
+import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dp.checks import is_whole
 from dp.nn.models import MLP
 from dp.optim import Optimizer, make_optimizer
+from dp.tools.files import write_atomically
 
 FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
 READABLE_VERSIONS = (1, 2)
@@ -56,6 +59,16 @@ OPTIMIZER_KEY = "__dp_optimizer__"
 METADATA_KEY = "__dp_metadata__"
 
 PathLike = str | os.PathLike
+
+# Limits on what a file may make the reader do, checked from the zip directory and the arrays'
+# headers before any data is read or any model is built, so that a crafted file of a few
+# kilobytes cannot take gigabytes of memory or minutes (the data of a file is read only once
+# its shapes are known to be the model's, so these bound everything loading allocates):
+MAX_PARAMETERS = 50_000_000  # weights: 400 MB in float64, 1.2 GB with Adam's two moments. dp trains
+# on NumPy on a CPU, where a network that size is far beyond its use (the paper's MNIST network has
+# 100,000); a file that claims more is a mistake or an attack. Raise it to load a larger model.
+MAX_TEXT = 1_000_000  # characters of a JSON entry: an architecture is about 200, metadata a caller's dict
+MAX_DEPTH = 100  # levels of nesting of a JSON entry: dp's own are 2 deep; deeper would exhaust Python's stack
 
 
 class CheckpointError(ValueError):
@@ -87,9 +100,7 @@ def save(
     if metadata is not None:
         arrays[METADATA_KEY] = _json_array(dict(metadata))
     _decode(arrays)  # the checks of load, on what is about to be written
-    path = Path(path)
-    _write_atomically(path, arrays)
-    return path
+    return write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
 
 
 def load(path: PathLike) -> MLP:
@@ -120,7 +131,9 @@ def load_metadata(path: PathLike) -> dict[str, Any]:
 def load_all(path: PathLike) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
     """Everything in the checkpoint at ``path``, read and checked once: the model (as
     `load`), the optimizer or ``None`` and the metadata ({} if none). Errors as `load`."""
-    return _decode(_read(Path(path)))
+    path = Path(path)
+    with path.open("rb") as file, _archive(path, file) as archive:  # a missing path is FileNotFoundError
+        return _decode(_directory(path, archive))
 
 
 # ----- encoding -----
@@ -141,7 +154,12 @@ def _encode(model: MLP, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
 
 
 def _json_array(value: Any) -> np.ndarray:
-    return np.array(json.dumps(value, default=_plain))
+    """``value`` as JSON text in a 0-d string array; `CheckpointError` for a value nested
+    too deeply to write (`_json_entry` refuses nesting deeper than `MAX_DEPTH` on reading)."""
+    try:
+        return np.array(json.dumps(value, default=_plain))
+    except RecursionError:
+        raise CheckpointError(f"cannot store a value nested more than {MAX_DEPTH} levels deep") from None
 
 
 def _plain(value: Any) -> Any:
@@ -151,98 +169,90 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} {value!r} in a checkpoint's JSON")
 
 
-def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the target's directory (so the rename stays on one
-    file system, where it is atomic), flush it to disk, then rename it over the target."""
-    mode = _mode_for(path)
-    try:
-        file = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    except OSError as error:
-        raise _about(path, error) from error
-    try:
-        with file:
-            np.savez(file, allow_pickle=False, **arrays)
-            file.flush()
-            os.fsync(file.fileno())  # the data is on disk before the name points at it
-        os.chmod(file.name, mode)
-        os.replace(file.name, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(file.name)
-        if isinstance(error, OSError):
-            raise _about(path, error) from error
-        raise
-    _sync_directory(path.parent)
-
-
-def _about(path: Path, error: OSError) -> OSError:
-    """``error`` (same class and errno) told about the checkpoint the user named, not
-    the temporary file it was being written to."""
-    message = f"cannot write {path}: {error.strerror or error}"
-    return type(error)(message) if error.errno is None else type(error)(error.errno, message)
-
-
-def _mode_for(path: Path) -> int:
-    """The permissions the file should end with: an existing target's, else the usual
-    ones for a new file (temporary files are created readable by their owner only)."""
-    with contextlib.suppress(OSError):
-        return path.stat().st_mode & 0o777
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process's umask. Linux reports it in /proc; elsewhere the only way is to set
-    it and put it back, which a thread creating a file in between would see."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    umask = os.umask(0o077)  # briefly the strictest mask, not 0: a racing file is private, not open
-    os.umask(umask)
-    return umask
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort where directories can't be synced."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # ----- reading and checking -----
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """Every entry of the .npz file at ``path``, read eagerly (so that a truncated or
-    corrupt member fails here, with the file still open)."""
-    with path.open("rb") as file:  # a missing path is FileNotFoundError, not a CheckpointError
+@dataclass(frozen=True)
+class _Stored:
+    """An array in a checkpoint file as its .npy header declares it (shape and dtype): its
+    data stays in the file until `read`, called once the declaration has been checked."""
+
+    path: Path
+    archive: zipfile.ZipFile
+    member: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def read(self) -> np.ndarray:
         try:
-            content = np.load(file, allow_pickle=False)
-            if not isinstance(content, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path} holds a single array (.npy), not a dp checkpoint (.npz)")
-            with content:
-                return {name: content[name] for name in content.files}
-        except CheckpointError:
-            raise
+            with self.archive.open(self.member) as file:
+                return np.lib.format.read_array(file, allow_pickle=False)
         except Exception as error:
-            # np.load and zipfile report damage in many ways (BadZipFile on a bad CRC or a
-            # missing directory, ValueError or EOFError on a short read, UnicodeDecodeError,
-            # MemoryError for a header claiming a huge array, ...): to the caller, all mean
-            # "this file is not a readable checkpoint". For a file that is not an .npz, NumPy's
-            # own words suggest loading it with pickle, which a checkpoint never needs and an
-            # unknown file must never get: those are left out.
-            detail = type(error).__name__ if "pickle" in str(error) else f"{type(error).__name__}: {error}"
-            raise CheckpointError(f"{path} is not a dp checkpoint, or it is truncated or corrupt ({detail})") from error
+            raise _corrupt(self.path, error) from error
 
 
-def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0}  # versions 2 and 3: the 2.0 reader
+Entry = np.ndarray | _Stored  # save checks arrays in memory, load the entries of a file
+
+
+def _value(entry: Entry) -> np.ndarray:
+    """An entry's data: an array as it is, or a stored one read from its file now."""
+    return entry.read() if isinstance(entry, _Stored) else entry
+
+
+def _archive(path: Path, file: Any) -> zipfile.ZipFile:
+    """The zip archive (an .npz file is one) in the open ``file``; its directory only is read."""
+    if file.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+        raise CheckpointError(f"{path} holds a single array (.npy), not a dp checkpoint (.npz)")
+    file.seek(0)
+    try:
+        return zipfile.ZipFile(file)
+    except Exception as error:
+        raise _corrupt(path, error) from error
+
+
+def _directory(path: Path, archive: zipfile.ZipFile) -> dict[str, _Stored]:
+    """Every entry of the archive, by name, from the zip directory and each array's header:
+    nothing else is decompressed. An entry that declares more data than it holds, or Python
+    objects, is refused here."""
+    entries = {}
+    for member in archive.infolist():
+        try:
+            with archive.open(member) as file:
+                header = HEADER_READERS.get(np.lib.format.read_magic(file), np.lib.format.read_array_header_2_0)
+                shape, _, dtype = header(file)
+        except Exception as error:
+            raise _corrupt(path, error) from error
+        name, entry = member.filename.removesuffix(".npy"), _Stored(path, archive, member, shape, dtype)
+        if dtype.hasobject or entry.nbytes > member.file_size:
+            what = "Python objects" if dtype.hasobject else f"{entry.nbytes:,} bytes but holds {member.file_size:,}"
+            raise CheckpointError(f"{path} is not a dp checkpoint, or it is corrupt: entry {name!r} declares {what}")
+        entries[name] = entry
+    return entries
+
+
+def _corrupt(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file that cannot be read as an .npz. zipfile and NumPy report damage in
+    many ways (BadZipFile on a bad CRC or a missing directory, ValueError or EOFError on a
+    short read, UnicodeDecodeError, ...): to the caller, all mean "this file is not a readable
+    checkpoint". NumPy's words about loading with pickle, which a checkpoint never needs and an
+    unknown file must never get, are left out."""
+    if isinstance(error, CheckpointError):
+        return error
+    detail = type(error).__name__ if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+    return CheckpointError(f"{path} is not a dp checkpoint, or it is truncated or corrupt ({detail})")
+
+
+def _decode(arrays: Mapping[str, Entry]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
     """The model, optimizer (or None) and metadata ({} if none) described by a
-    checkpoint's entries, after every check."""
+    checkpoint's entries, after every check. An entry's data is read only once its
+    declared shape and dtype are what the architecture makes, and the architecture is
+    built only once its size is within `MAX_PARAMETERS`: a file cannot make the reader
+    allocate more than the model it describes."""
     version = _format_version(arrays)
     _refuse_unknown_entries(arrays)
     model = _model(arrays)
@@ -251,7 +261,7 @@ def _decode(arrays: Mapping[str, Any]) -> tuple[MLP, Optimizer | None, dict[str,
         params = _with_batch_counts(model, params)
     _check_params(model, params)
     try:
-        model.set_param(params)  # and its checks of the values
+        model.set_param({k: _value(v) for k, v in params.items()})  # and its checks of the values
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"the parameters do not fit the architecture {model.config}: {error}") from error
     metadata = _json_entry(arrays, METADATA_KEY, "the metadata") if METADATA_KEY in arrays else {}
@@ -263,8 +273,12 @@ def _format_version(arrays: Mapping[str, Any]) -> int:
     version = arrays.get(FORMAT_KEY)
     if version is None:
         raise CheckpointError(f"not a dp checkpoint: no format version ({FORMAT_KEY!r} entry)")
-    if not (isinstance(version, np.ndarray) and version.shape == () and version.dtype.kind in "iu"):
-        raise CheckpointError(f"not a dp checkpoint: the format version is not an integer ({version!r})")
+    if not (version.shape == () and version.dtype.kind in "iu"):
+        raise CheckpointError(
+            f"not a dp checkpoint: the format version is not an integer (an array of {version.dtype}, "
+            f"shape {version.shape})"
+        )
+    version = _value(version)
     if int(version) not in READABLE_VERSIONS:
         raise CheckpointError(
             f"checkpoint format version {int(version)} is not known to this version of dp, "
@@ -289,8 +303,10 @@ def _with_batch_counts(model: MLP, params: dict[str, Any]) -> dict[str, Any]:
     counts = {}
     for key in model.params:
         if key.startswith("batches_") and key not in params:
-            variance = np.asarray(params.get("avg_variance_" + key[len("batches_") :], 0.0))
-            counts[key] = np.full((1, 1), float(variance.any()), dtype=model.dtype)
+            name = "avg_variance_" + key[len("batches_") :]
+            variance = params.get(name)  # of another shape: refused by _check_params, not read here
+            trained = variance is not None and variance.shape == model.params[name].shape and _value(variance).any()
+            counts[key] = np.full((1, 1), float(trained), dtype=model.dtype)
     return {**params, **counts}
 
 
@@ -299,6 +315,7 @@ def _model(arrays: Mapping[str, Any]) -> MLP:
     if MODEL_KEY not in arrays:
         raise CheckpointError(f"the checkpoint has no architecture ({MODEL_KEY!r} entry)")
     config = _json_entry(arrays, MODEL_KEY, "the architecture")
+    _check_size(config, sum(not k.startswith(RESERVED) for k in arrays))
     try:
         model = MLP(**config)
     except (TypeError, ValueError) as error:
@@ -310,7 +327,26 @@ def _model(arrays: Mapping[str, Any]) -> MLP:
     return model
 
 
-def _check_params(model: MLP, params: Mapping[str, Any]) -> None:
+def _check_size(config: dict, entries: int) -> None:
+    """An architecture of whole-number ``sizes`` (others are MLP's to refuse) is small
+    enough to build: at most `MAX_PARAMETERS` weights, and no more layers than a file of
+    ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each)."""
+    sizes = config.get("sizes")
+    if not (isinstance(sizes, list) and all(is_whole(size) and size > 0 for size in sizes)):
+        return
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    if weights > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"the checkpoint's architecture has {weights:,} weights, more than the {MAX_PARAMETERS:,} "
+            "dp loads (dp.tools.checkpoint.MAX_PARAMETERS)"
+        )
+    if 2 * (len(sizes) - 1) > entries:
+        raise CheckpointError(
+            f"the checkpoint's architecture has {len(sizes) - 1} layers, but the file holds only {entries} parameters"
+        )
+
+
+def _check_params(model: MLP, params: Mapping[str, Entry]) -> None:
     """The stored parameters are exactly the architecture's: names, shapes, dtypes (their
     values, finite and a variance not negative, are `NeuralNode.set_param`'s checks)."""
     expected = model.params
@@ -322,9 +358,7 @@ def _check_params(model: MLP, params: Mapping[str, Any]) -> None:
         problems.append(f"parameters {extra} that the architecture does not have")
     for name in sorted(set(expected) & set(params)):
         value, like = params[name], expected[name]
-        if not isinstance(value, np.ndarray):
-            problems.append(f"{name!r} is not an array")
-        elif value.shape != like.shape:
+        if value.shape != like.shape:
             problems.append(f"{name!r} has shape {value.shape}, the architecture needs {like.shape}")
         elif value.dtype != like.dtype:
             problems.append(f"{name!r} has dtype {value.dtype}, the architecture needs {like.dtype}")
@@ -351,32 +385,51 @@ def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
     return optimizer
 
 
-def _optimizer_state(entries: Mapping[str, Any], model: MLP) -> dict[str, dict[str, Any]]:
+def _optimizer_state(entries: Mapping[str, Entry], model: MLP) -> dict[str, dict[str, Any]]:
     """``{param: {slot: value}}`` from the entries ``{param}/{slot}``, each for a parameter
-    of the model and, for an array slot, of its shape."""
+    of the model and of its shape (a ``step`` count: a single number), checked before it is read."""
     state: dict[str, dict[str, Any]] = {}
     for key, value in entries.items():
         name, _, slot = key.rpartition("/")  # slots never contain "/", parameter names might
         like = model.params.get(name)
         if like is None:
             raise CheckpointError(f"the checkpoint has optimizer state for {name!r}, which is not a parameter")
-        if slot != "step" and getattr(value, "shape", None) != like.shape:
-            raise CheckpointError(
-                f"the optimizer's {slot!r} for {name!r} has shape {getattr(value, 'shape', None)}, "
-                f"the parameter has {like.shape}"
-            )
-        state.setdefault(name, {})[slot] = value
+        shape = () if slot == "step" else like.shape
+        if value.shape != shape:
+            raise CheckpointError(f"the optimizer's {slot!r} for {name!r} has shape {value.shape}, it must be {shape}")
+        state.setdefault(name, {})[slot] = _value(value)
     return state
 
 
-def _json_entry(arrays: Mapping[str, Any], key: str, what: str) -> dict:
+def _json_entry(arrays: Mapping[str, Entry], key: str, what: str) -> dict:
+    """The JSON object in the entry ``key``: a string of at most `MAX_TEXT` characters,
+    nested at most `MAX_DEPTH` levels deep, checked before it is read and decoded."""
     value = arrays[key]
-    if not (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind == "U"):
+    if not (value.shape == () and value.dtype.kind == "U"):
         raise CheckpointError(f"{what} ({key!r}) must be a JSON string")
+    if value.dtype.itemsize // 4 > MAX_TEXT:  # NumPy stores text in UTF-32: 4 bytes a character
+        raise CheckpointError(f"{what} ({key!r}) is longer than the {MAX_TEXT:,} characters a checkpoint may hold")
     try:
-        decoded = json.loads(str(value))
+        decoded = json.loads(str(_value(value)))
+    except RecursionError:
+        decoded = None
     except ValueError as error:
         raise CheckpointError(f"{what} ({key!r}) is not valid JSON: {error}") from error
+    if decoded is None or _depth(decoded) > MAX_DEPTH:
+        raise CheckpointError(f"{what} ({key!r}) is nested more than {MAX_DEPTH} levels deep")
     if not isinstance(decoded, dict):
         raise CheckpointError(f"{what} ({key!r}) must be a JSON object, not {decoded!r}")
     return decoded
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in a decoded JSON value (a number or string: 0),
+    measured without recursion, so that any depth is measured."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ import numpy as np
 
 from dp.checks import install_hint
 from dp.node import Node, topological_order
+from dp.tools.files import write_atomically, write_text
 
+NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 LIMIT = 60  # boxes; beyond that a drawing stops being readable, so group it by layer
 SHOWN = (6, 4)  # arrays of at most this many rows and columns are shown in full
 
@@ -164,18 +167,17 @@ class Drawing:
         return self.svg
 
     def save(self, path: str | os.PathLike[str], scale: float = 2.0) -> Path:
-        """Write the drawing to ``path``: ``.svg`` (text) or ``.png`` (``scale`` pixels per
+        """Write the drawing to ``path``, atomically (an interrupted write leaves the older
+        file): ``.svg`` (text) or ``.png`` (``scale`` pixels per
         SVG pixel; needs matplotlib, from the ``train`` extra). Returns the path.
         Raises ``ValueError`` for another extension, ``ImportError`` without matplotlib."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".svg":
-            path.write_text(self.svg, encoding="utf-8")
-        elif suffix == ".png":
-            _png(self, path, scale)
-        else:
-            raise ValueError(f"cannot save a drawing as {suffix or 'a file without extension'!r}: use .svg or .png")
-        return path
+            return write_text(path, self.svg)
+        if suffix == ".png":
+            return _png(self, path, scale)
+        raise ValueError(f"cannot save a drawing as {suffix or 'a file without extension'!r}: use .svg or .png")
 
 
 def draw(
@@ -211,7 +213,7 @@ def draw(
     found = _in_order(layers, order)
     collapsed = set(found) - _expanded(expand, found, grouped=layer is not None)
     boxes, links = _boxes(order, gradients, layers, collapsed)
-    _check_size(len(boxes), len(order), limit, grouped=layer is not None)
+    _check_size(len(boxes), order, limit, grouped=layer is not None)
     arrows = _layout(boxes, links)
     return Drawing(boxes, arrows, _notes(order, grads), found)
 
@@ -259,29 +261,47 @@ def _layer_of_name(name: str) -> str | None:
 
 
 def _expanded(expand: str | Iterable[str], found: tuple[str, ...], grouped: bool) -> set[str]:
+    """The groups of ``found`` that ``expand`` names: a group by its name (``"l1/bn1"``, the
+    layers of an operation that takes parameters of both) or by one of its layers' (``"bn1"``)."""
     names = {expand} if isinstance(expand, str) else set(expand)
     if names and not grouped:
         raise ValueError("expand opens layers of a grouped drawing: pass group=True as well")
-    unknown = sorted(names - set(found))
+    opened = {name: _groups_named(name, found) for name in names}
+    unknown = sorted(name for name, groups in opened.items() if not groups)
     if unknown:
         raise ValueError(f"no layer named {', '.join(map(repr, unknown))} to expand; the layers are {list(found)}")
-    return names
+    return {group for groups in opened.values() for group in groups}
 
 
-def _check_size(boxes: int, nodes: int, limit: int, grouped: bool) -> None:
+def _groups_named(name: str, found: tuple[str, ...]) -> list[str]:
+    """The groups of ``found`` that are ``name`` or have a layer of that name."""
+    return [group for group in found if name == group or name in group.split("/")]
+
+
+def _check_size(boxes: int, order: list[Node], limit: int, grouped: bool) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a whole number of boxes, at least 1, not {limit!r}")
     if boxes <= limit:
         return
     if not grouped:
         raise ValueError(
-            f"this graph has {nodes} nodes, more than the {limit} a drawing keeps readable: draw it by "
-            "layer with group=True (one box per layer; expand=['bn1'] opens one), or raise limit="
+            f"this graph has {len(order)} nodes, more than the {limit} a drawing keeps readable: draw it by "
+            f"layer with group=True (one box per layer{_expand_example(order)}), or raise limit="
         )
     raise ValueError(
         f"grouped by layer, this graph still has {boxes} boxes, more than limit={limit}: "
         "expand fewer layers, or raise limit="
     )
+
+
+def _expand_example(order: list[Node]) -> str:
+    """How to open one layer of this graph drawn by layer, with a name it has (a batch norm's
+    if there is one): "; expand=['bn1'] opens one", or nothing for a graph without layers."""
+    layers = [name for group in _in_order(_assign_layers(order, _layer_of_name), order) for name in group.split("/")]
+    if not layers:
+        return ""
+    example = next((name for name in layers if name.startswith("bn")), layers[0])
+    return f"; expand=[{example!r}] opens one"
 
 
 def _notes(order: list[Node], grads: bool | Mapping[str, Any]) -> list[str]:
@@ -437,11 +457,18 @@ def _data_lines(value: np.ndarray, grad: np.ndarray | None) -> list[list[Span]]:
 
 
 def _small(a: np.ndarray) -> bool:
-    return a.ndim <= 2 and (a.ndim < 2 or a.shape[0] <= SHOWN[0]) and (a.shape[-1] if a.ndim else 1) <= SHOWN[1]
+    return (
+        a.size == 0
+        or a.ndim <= 2
+        and (a.ndim < 2 or a.shape[0] <= SHOWN[0])
+        and (a.shape[-1] if a.ndim else 1) <= SHOWN[1]
+    )
 
 
 def _table(a: np.ndarray) -> list[str]:
-    """The rows of a small array, numbers right-aligned in columns."""
+    """The rows of a small array, numbers right-aligned in columns ("(empty)" for no numbers)."""
+    if a.size == 0:
+        return ["(empty)"]
     matrix = a if a.ndim == 2 else a.reshape(1, -1)
     rows = [[_number(float(v), 4) for v in row] for row in matrix]
     widths = [max(len(row[j]) for row in rows) for j in range(matrix.shape[1])]
@@ -727,8 +754,11 @@ def _baseline(box: Box, row: int) -> float:
 
 
 def escape(text: str) -> str:
-    """``text`` safe inside an XML element or a double-quoted attribute."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    """``text`` safe inside an XML element or a double-quoted attribute: markup characters
+    as entities, and characters XML 1.0 forbids (control characters but tab and newlines,
+    lone surrogates, U+FFFE, U+FFFF) written out as Python does, ``\\x00``."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return NOT_IN_XML.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 def _svg(drawing: Drawing) -> str:
@@ -789,7 +819,7 @@ def _svg_box(box: Box) -> str:
     return "".join(parts) + "</g>"
 
 
-def _png(drawing: Drawing, path: Path, scale: float) -> None:
+def _png(drawing: Drawing, path: Path, scale: float) -> Path:
     """The drawing as a PNG through matplotlib's Agg renderer, 1 SVG pixel = 1 point at
     72 dpi times ``scale``, in the coordinates of the SVG (y pointing down)."""
     try:
@@ -812,7 +842,7 @@ def _png(drawing: Drawing, path: Path, scale: float) -> None:
     top = drawing.height - MARGIN / 2 - len(drawing.notes) * LINE + SMALL_FONT
     for i, note in enumerate(drawing.notes):
         ax.text(MARGIN, top + i * LINE, note, fontsize=SMALL_FONT, family="monospace", color=INK["note"], va="baseline")
-    figure.savefig(path, format="png", facecolor="white")
+    return write_atomically(path, lambda file: figure.savefig(file, format="png", facecolor="white"))
 
 
 def _png_arrow(ax: Any, arrow: Arrow) -> None:

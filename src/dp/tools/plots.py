@@ -6,6 +6,8 @@
 
 This module draws what it is given (training histories, parameters, sweep results)
 and trains nothing: the runs are `dp.reference`'s and `dp.experiment`'s.
+Figures are written atomically, as checkpoints are (`dp.tools.files`): an interrupted
+write leaves the older file, never half of a new one.
 Figures are `matplotlib.figure.Figure` objects saved directly, never through
 pyplot: no global state, no window, no backend to choose, so this works on a
 machine without a display. matplotlib is imported only here, and this module
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dp.tools.files import write_atomically
 
 DPI = 120
 SHOWN_UNITS = 4  # hidden units whose distributions are drawn (of 10): enough to see a pattern, few enough to read
@@ -218,9 +222,7 @@ def experiment_figure(path: str | Path, cells: Sequence[Any], target: float, set
         _draw_sweep_lines(accuracy_axes, steps_axes, mine, batch_norm, color)
     _label_sweep_axes(accuracy_axes, steps_axes, sorted({cell.lr for cell in cells}), target)
     figure.suptitle(f"Learning-rate sweep, with and without batch norm\n{settings}")
-    path = Path(path)
-    figure.savefig(path, dpi=DPI)
-    return path
+    return _save(figure, path)
 
 
 def _draw_sweep_lines(accuracy_axes: Any, steps_axes: Any, cells: Sequence[Any], batch_norm: bool, color: str) -> None:
@@ -356,6 +358,6 @@ def _setting(batch_norm: bool) -> str:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
-    path = Path(path)
-    figure.savefig(path, dpi=DPI)
-    return path
+    """Write ``figure`` to ``path`` as a PNG, atomically (`dp.tools.files.write_atomically`):
+    an interrupted write leaves the older file, never half of a new one."""
+    return write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=DPI))

@@ -27,17 +27,21 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone  # type: ignore[import-untyped]
-from sklearn.preprocessing import LabelEncoder  # type: ignore[import-untyped]
-from sklearn.utils import check_random_state  # type: ignore[import-untyped]
-from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
-from sklearn.utils.validation import check_is_fitted, validate_data  # type: ignore[import-untyped]
 
-from dp.checks import Flag, OneOf, Real, Several, Whole
+from dp.checks import Flag, OneOf, Real, Several, Whole, install_hint
 from dp.nn.activations import ACTIVATIONS
 from dp.nn.models import MLP
 from dp.optim import OPTIMIZERS, Optimizer, make_optimizer
 from dp.train import SCHEDULES, History, fit
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, clone  # type: ignore[import-untyped]
+    from sklearn.preprocessing import LabelEncoder  # type: ignore[import-untyped]
+    from sklearn.utils import check_random_state  # type: ignore[import-untyped]
+    from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
+    from sklearn.utils.validation import check_is_fitted, validate_data  # type: ignore[import-untyped]
+except ImportError as error:  # as every other extra: say how to install it
+    raise ImportError(f"dp.sklearn needs scikit-learn, {install_hint('train')}") from error
 
 
 class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
