@@ -109,7 +109,9 @@ PROMISES = [
     pytest.param(
         lambda: Net().forward(np.ones((1, 3))), ValueError, ["'bn1'", "at least 2 rows"], id="one-row-neural-node"
     ),
-    pytest.param(_mlp_loss(x=ROWS[:0], y=LABELS[:0]), ValueError, ["empty", "(0, 30)", "at least one row"], id="empty-batch"),
+    pytest.param(
+        _mlp_loss(x=ROWS[:0], y=LABELS[:0]), ValueError, ["empty", "(0, 30)", "at least one row"], id="empty-batch"
+    ),
     pytest.param(_mlp_loss(reduction="avg"), ValueError, ["reduction", "'avg'", "'sum'", "'mean'"], id="reduction"),
     pytest.param(lambda: NoForward().forward(ROWS), NotImplementedError, ["NoForward", "forward(x"], id="no-forward"),
     pytest.param(
