@@ -356,3 +356,14 @@ def test_set_param_refuses_values_that_overflow_the_models_dtype_and_changes_not
     with pytest.raises(dp.NonFiniteError, match=f"too large for {np.dtype(dtype).name}"):
         model.set_param({"weight_l1": np.full((30, 20), value)})
     np.testing.assert_array_equal(model.params["weight_l1"], before["weight_l1"])
+
+
+def test_record_in_training_mode_refuses_a_batch_of_one_row_and_honours_eps():
+    """record(train=True) normalizes with the batch's own statistics through BatchNorm.normalize."""
+    model = dp.MLP(eps=0.1)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        model.record(X[:1], train=True)
+    x = X[:8]
+    z = model.record(x, ["l1"], train=True)["l1"]
+    mean, var = z.mean(axis=0, keepdims=True), z.var(axis=0, keepdims=True)
+    np.testing.assert_allclose(model.record(x, ["bn1"], train=True)["bn1"], (z - mean) / np.sqrt(var + 0.1), atol=1e-12)
