@@ -153,3 +153,11 @@ def test_against_reads_dp_over_the_floor_from_a_step_report():
     )
     assert against.ratios_in(report) == {"seed": 1.5, "wide-f64": 1.01}
     assert against.ratios_in(report, "dp graph") == {"seed": 1.6, "wide-f64": 1.0}
+
+
+def test_the_profile_of_fit_names_the_engine_and_the_batch_norm_primitive_a_student_reads():
+    import profile_fit
+
+    text = profile_fit.table(profile_fit.profile(steps=3), rows=10)
+    assert "`grad` (node.py:" in text and "`batch_norm_closed_form` (nn/normalization.py:" in text
+    assert "`train_step` (train.py:" in text
