@@ -3,7 +3,8 @@
     PYTHONPATH=src python benchmarks/profile_fit.py [--steps 300] [--rows 15] [--out docs/speed/profile.md]
 
 The network of benchmarks/step.py's ``paper`` workload (784-100-100-100-10, batch norm, sigmoid,
-softmax cross-entropy, SGD), trained by `dp.train.fit` on the workload's rows (evaluated once, at the end), one BLAS thread.
+softmax cross-entropy, SGD), trained by `dp.train.fit` on the workload's rows (evaluated once, at
+the end), one BLAS thread.
 The table lists the functions with the most time of their own (``tottime``) and, for the
 engine's and the layers' entry points, the time under them (``cumtime``); cProfile's own cost
 inflates the share of small Python functions, so read it for where the time goes, not for
