@@ -87,7 +87,7 @@ ops | `>=` -> `>` | the sigmoid at 0: both branches give 1/2
     return np.where(a >= 0, 1, e) / (1 + e)
 ops | `0` -> `1` | logsumexp's shift for a slice of -inf only: -inf either way
     m = np.where(np.isfinite(m), m, 0)
-nn/normalization | drop `statistics=(mean, var)` | the primitive computes x's statistics by the same function: the same bits
+nn/normalization | drop `statistics=(mean, var)` | the primitive computes x's statistics by the same function
     y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=(mean, var))
 nn/normalization | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
     self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
