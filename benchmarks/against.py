@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = ("dp", "dp graph")  # the first columns of step.py's table
+COLUMNS = ("dp", "dp graph")  # rows of step.py's table at every commit compared: "{row} us/step" columns
+FLOOR = "NumPy floor us/step"
+HEADER = re.compile(r"^\| workload \| (?P<cells>.*)\|$", re.M)
 ROW = re.compile(r"^\| (?P<workload>[\w-]+) \| (?P<cells>.*)\|$", re.M)
 
 
@@ -36,13 +38,16 @@ def dp_over_floor(source: Path, benchmarks: Path, workloads: str, repeats: int, 
 
 
 def ratios_in(report: str, row: str = "dp") -> dict[str, float]:
-    """{workload: ``row``'s us/step ("dp" or "dp graph") over the floor's, from a step.py report's table."""
-    column = COLUMNS.index(row)
+    """{workload: ``row``'s us/step ("dp" or "dp graph") over the floor's, from a step.py report's table.
+    The columns are found by their headers, so today's table and an older commit's (without the
+    "dp fused" column, say) are read alike."""
+    header = [c.strip() for c in HEADER.search(report).group("cells").split("|")]
+    column, floor = header.index(f"{row} us/step"), header.index(FLOOR)
     ratios = {}
     for match in ROW.finditer(report):
         cells = [c.strip().replace(",", "") for c in match.group("cells").split("|")]
-        if cells[0].replace(".", "").isdigit():  # dp us/step first, dp graph's second, the floor fifth
-            ratios[match.group("workload")] = float(cells[column]) / float(cells[4])
+        if cells[0].replace(".", "").isdigit():  # a workload's row, not the header or the rule below it
+            ratios[match.group("workload")] = float(cells[column]) / float(cells[floor])
     return ratios
 
 

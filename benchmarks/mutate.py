@@ -57,7 +57,8 @@ MODULES = {
     "nn/dropout": [*LAYER_TESTS, *CHECKED],
     "nn/module": [*LAYER_TESTS, "test_train.py", *CHECKED],
     "nn/losses": ["test_losses.py", "test_models.py", *CHECKED],
-    "nn/models": ["test_models.py", "test_layers.py", "test_batch_norm_levels.py", *CHECKED],
+    "nn/models": ["test_models.py", "test_layers.py", "test_batch_norm_levels.py", "test_fused.py", *CHECKED],
+    "nn/fused": ["test_fused.py", *CHECKED],
     "optim": ["test_optim.py", "test_classic.py", "test_train.py", *CHECKED],
     "train": ["test_train.py", "test_histories.py", *CHECKED],
 }

@@ -19,6 +19,8 @@ Implementations (`IMPLEMENTATIONS`), all starting from dp's initial parameters:
   checked, all or nothing.
 - ``dp graph``: `dp.MLP` in the documented style, ``model.loss(x, y).grad(1)`` and a
   new params entry per gradient: the same graph without fit's safeguards.
+- ``dp fused``: fit's step, as ``dp``, on ``dp.MLP(..., fused=True)``: each hidden layer
+  one `dp.nn.fused` primitive (the same math, fewer arrays; opt-in).
 - ``torch``: PyTorch eager on the CPU, ``nn.Sequential`` (skipped if not installed).
 - ``autograd``: HIPS autograd, batch norm composed of mean, var and sqrt (skipped
   if not installed).
@@ -32,7 +34,7 @@ process, interleaved (best of ``--repeats`` blocks of several steps each), and
 one step's peak memory is measured with `tracemalloc`. A Markdown table goes to
 stdout, with the targets of the performance issue marked met or not met.
 
-``--sweep`` times dp, dp graph, the floor and PyTorch on the paper's network over batch
+``--sweep`` times dp, dp graph, dp fused, the floor and PyTorch on the paper's network over batch
 sizes 16 to 4096, and on 784-w-w-10 (batch 256) over widths 32 to 1024, with peak
 memory, prints the table and draws it (log-log) into ``--plot`` (needs matplotlib).
 """
@@ -124,9 +126,9 @@ WORKLOADS = {
 }
 
 
-def model_for(workload: Workload) -> dp.nn.models.MLP:
-    """dp's network for the workload, with its initial parameters (seed 0)."""
-    return dp.nn.models.MLP(workload.sizes, activation=workload.activation, seed=0, dtype=workload.dtype)
+def model_for(workload: Workload, fused: bool = False) -> dp.nn.models.MLP:
+    """dp's network for the workload, with its initial parameters (seed 0); ``fused``: `dp.MLP`'s option."""
+    return dp.nn.models.MLP(workload.sizes, activation=workload.activation, seed=0, dtype=workload.dtype, fused=fused)
 
 
 def hidden_layers(workload: Workload) -> range:
@@ -148,10 +150,11 @@ class DpGraphStep:
     params entry per gradient. Moving averages are updated by the forward pass."""
 
     name = "dp graph"
+    fused = False  # MLP's option
 
     def __init__(self, workload: Workload, params: Arrays) -> None:
         self.lr = workload.lr
-        self.model = model_for(workload)
+        self.model = model_for(workload, self.fused)
         self.model.set_param(params)
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +189,14 @@ class DpStep(DpGraphStep):
 
     def step(self, batch: tuple[np.ndarray, np.ndarray]) -> None:
         dp.train.train_step(self.model, self.optimizer, *batch)
+
+
+class DpFusedStep(DpStep):
+    """The step `dp.train.fit` takes, as `DpStep`, on ``dp.MLP(..., fused=True)``: each
+    hidden layer one `dp.nn.fused` primitive."""
+
+    name = "dp fused"
+    fused = True
 
 
 class FloorStep:
@@ -497,11 +508,13 @@ AUTOGRAD_ACTIVATIONS = {"tanh": lambda a: anp.tanh(a), "sigmoid": lambda a: 0.5 
 IMPLEMENTATIONS = {
     "dp": DpStep,
     "dp graph": DpGraphStep,
+    "dp fused": DpFusedStep,
     "torch": TorchStep,
     "autograd": AutogradStep,
     "floor": FloorStep,
 }
 REFERENCES = ("torch", "autograd", "floor")
+DP_ROWS = ("dp", "dp graph", "dp fused")  # timed on every workload; each checked against dp graph
 
 
 def available() -> list[str]:
@@ -654,7 +667,7 @@ def run_workload(workload: Workload, references: Sequence[str], repeats: int, mi
     """Time dp and the references on one workload, interleaved, and measure peak memory."""
     x, y = workload.data()
     initial = model_for(workload).get_param()
-    variants: dict[str, Any] = {"dp": DpStep(workload, initial), "dp graph": DpGraphStep(workload, initial)}
+    variants: dict[str, Any] = {name: IMPLEMENTATIONS[name](workload, initial) for name in DP_ROWS}
     for name in references:
         if name == "torch":  # both ways of updating; the faster one is reported
             variants["torch optim"] = TorchStep(workload, initial, update="optim")
@@ -670,7 +683,7 @@ def run_workload(workload: Workload, references: Sequence[str], repeats: int, mi
     if "torch optim" in seconds:
         faster = min(("optim", "manual"), key=lambda update: seconds[f"torch {update}"])
         seconds["torch"], result.torch_update = seconds[f"torch {faster}"], faster
-    result.peak_bytes = {name: peak_step_memory(steps[name]) for name in ("dp", "dp graph", "floor") if name in steps}
+    result.peak_bytes = {name: peak_step_memory(steps[name]) for name in (*DP_ROWS, "floor") if name in steps}
     return result
 
 
@@ -694,14 +707,15 @@ def report(results: Sequence[Result], torch_warning: str | None = None) -> str:
     """The Markdown table, the targets and the notes; a ``torch_warning`` marks the
     verdicts that involve PyTorch as unreliable and is printed last."""
     lines = [
-        "| workload | dp us/step | dp graph us/step | PyTorch us/step | autograd us/step | NumPy floor us/step "
-        "| dp/floor | dp graph/floor | dp/PyTorch | peak MB dp | peak MB floor | ratio |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| workload | dp us/step | dp graph us/step | dp fused us/step | PyTorch us/step | autograd us/step "
+        "| NumPy floor us/step | dp/floor | dp graph/floor | dp fused/floor | dp/PyTorch | peak MB dp "
+        "| peak MB dp fused | peak MB floor | ratio |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *(_report_row(r) for r in results),
         "",
-        "us/step: the best of the rounds, each a block of steps; peak MB: the most memory one step holds beyond",
-        "what is held between steps, by tracemalloc (which sees NumPy's arrays, not PyTorch's allocator);",
-        "MB = 2**20 bytes.",
+        "dp fused: fit's step on MLP(fused=True). us/step: the best of the rounds, each a block of steps;",
+        "peak MB: the most memory one step holds beyond what is held between steps, by tracemalloc",
+        "(which sees NumPy's arrays, not PyTorch's allocator); MB = 2**20 bytes.",
         "",
         "Targets:",
         *_verdicts(results, torch_warning),
@@ -732,11 +746,11 @@ def _report_row(r: Result) -> str:
 
     cells = [
         r.workload.name,
-        *(us(name) for name in ("dp", "dp graph", "torch", "autograd", "floor")),
-        _times(_ratio(r.seconds, "dp", "floor")),
-        _times(_ratio(r.seconds, "dp graph", "floor")),
+        *(us(name) for name in (*DP_ROWS, "torch", "autograd", "floor")),
+        *(_times(_ratio(r.seconds, name, "floor")) for name in DP_ROWS),
         _times(_ratio(r.seconds, "dp", "torch")),
         mb("dp"),
+        mb("dp fused"),
         mb("floor"),
         _times(_ratio(r.peak_bytes, "dp", "floor")),
     ]
@@ -894,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workloads = [WORKLOADS[name] for name in arguments.workloads]
     if arguments.sweep:
         workloads = [w for points in sweep_workloads().values() for w in points]
-    if not checked(workloads, ["dp", *references], verbose=not arguments.sweep):
+    if not checked(workloads, ["dp", "dp fused", *references], verbose=not arguments.sweep):
         return 1
     if arguments.check_only:
         return 0
@@ -952,7 +966,7 @@ def checked(workloads: Sequence[Workload], implementations: Sequence[str], verbo
 SWEEP_BATCHES = (16, 64, 256, 1024, 4096)  # the paper's network, sigmoid
 SWEEP_WIDTHS = (32, 64, 128, 256, 512, 1024)  # 784-w-w-10, tanh, batch SWEEP_WIDTH_BATCH
 SWEEP_WIDTH_BATCH = 256
-SWEEP_SHOWN = ("dp", "dp graph", "floor", "torch")
+SWEEP_SHOWN = (*DP_ROWS, "floor", "torch")
 
 
 def sweep_workloads() -> dict[str, list[Workload]]:
@@ -967,7 +981,7 @@ def sweep_workloads() -> dict[str, list[Workload]]:
 
 
 def run_sweep(references: Sequence[str], repeats: int, min_block: float, plot: str | None) -> int:
-    """Time every point of the sweep (dp, dp graph, the floor, PyTorch), print the table and
+    """Time every point of the sweep (dp, dp graph, dp fused, the floor, PyTorch), print the table and
     draw it into ``plot`` (a PNG) if given."""
     shown = [name for name in references if name in SWEEP_SHOWN]
     sweeps = {}
@@ -987,15 +1001,17 @@ def run_sweep(references: Sequence[str], repeats: int, min_block: float, plot: s
 def sweep_report(sweeps: dict[str, list[Result]]) -> str:
     """The sweep as a Markdown table: microseconds per step and peak MB per point."""
     lines = [
-        "| point | dp us | dp graph us | floor us | PyTorch us | dp/floor | dp graph/floor "
-        "| peak MB dp | peak MB floor |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| point | dp us | dp graph us | dp fused us | floor us | PyTorch us | dp/floor | dp graph/floor "
+        "| dp fused/floor | peak MB dp | peak MB dp fused | peak MB floor |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for results in sweeps.values():
         for r in results:
             cells = [f"{r.seconds[n] * 1e6:,.0f}" if n in r.seconds else "n/a" for n in SWEEP_SHOWN]
-            ratios = [_ratio(r.seconds, n, "floor") for n in ("dp", "dp graph")]
-            memory = [f"{r.peak_bytes[n] / 2**20:,.2f}" if n in r.peak_bytes else "n/a" for n in ("dp", "floor")]
+            ratios = [_ratio(r.seconds, n, "floor") for n in DP_ROWS]
+            memory = [
+                f"{r.peak_bytes[n] / 2**20:,.2f}" if n in r.peak_bytes else "n/a" for n in ("dp", "dp fused", "floor")
+            ]
             lines.append(
                 "| " + " | ".join([r.workload.name, *cells, *(f"{x:.2f}" for x in ratios if x), *memory]) + " |"
             )
@@ -1019,10 +1035,11 @@ def draw_sweep(sweeps: dict[str, list[Result]], path: str) -> None:
     plt.close(figure)
 
 
-SWEEP_STYLES = {"dp": "o-", "dp graph": "s--", "floor": "k^-", "torch": "d:"}
+SWEEP_STYLES = {"dp": "o-", "dp graph": "s--", "dp fused": "v-.", "floor": "k^-", "torch": "d:"}
 SWEEP_LABELS = {
     "dp": "dp (fit's step)",
     "dp graph": "dp graph (loss.grad)",
+    "dp fused": "dp fused (fit's step, fused=True)",
     "floor": "hand-written NumPy",
     "torch": "PyTorch eager",
 }

@@ -1,10 +1,11 @@
 """The benchmarks run and are right; their timings are never checked here.
 
-benchmarks/step.py: every reference computes dp's loss, gradients and moving
-averages. The benchmark is only meaningful if its four implementations do the
+benchmarks/step.py: every reference, and dp's fused row, computes dp's loss, gradients
+and moving averages. The benchmark is only meaningful if its implementations do the
 same work; this runs its correctness check on the seed network and on a reduced
 wide network, in float64 and float32. PyTorch and autograd are optional: their
-cases are skipped when they are not installed.
+cases are skipped when they are not installed. Its report's columns are where
+benchmarks/against.py reads them.
 
 benchmarks/accuracy.py: its table counts rows and splits right, and it runs.
 """
@@ -46,7 +47,7 @@ OPTIONAL = {"torch": "torch", "autograd": "autograd"}  # implementation -> modul
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
-@pytest.mark.parametrize("implementation", ["dp", "floor", "torch", "autograd"])
+@pytest.mark.parametrize("implementation", ["dp", "dp fused", "floor", "torch", "autograd"])
 def test_reference_agrees_with_dp_after_one_step(workload, implementation):
     if implementation in OPTIONAL:
         pytest.importorskip(OPTIONAL[implementation])
@@ -69,7 +70,8 @@ def test_a_wrong_gradient_is_reported_with_its_name(monkeypatch):
 
 def test_check_only_exits_zero_when_everything_agrees(capsys):
     assert step.main(["--workloads", "seed", "--check-only"]) == 0
-    assert "Gradient check passed: seed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Gradient check passed: seed" in out and "dp, dp fused, " in out
 
 
 def test_the_benchmarks_workloads_are_the_issues():
@@ -93,6 +95,36 @@ def test_the_dp_row_is_fits_step_and_moves_the_model_as_the_graph_does():
         graph.step(graph.prepare(x, y))
     for key, value in graph.model.params.items():
         np.testing.assert_array_equal(fits.model.params[key], value, err_msg=key)  # bit for bit
+
+
+def test_the_dp_fused_row_is_fits_step_on_the_fused_mlp_and_moves_it_as_the_graph_does():
+    workload = step.WORKLOADS["paper"]
+    x, y = workload.data()
+    initial = step.model_for(workload).get_param()
+    fused, graph = step.DpFusedStep(workload, initial), step.DpGraphStep(workload, initial)
+    assert fused.model.fused and not graph.model.fused and isinstance(fused, step.DpStep)
+    for _ in range(3):
+        fused.step(fused.prepare(x, y))
+        graph.step(graph.prepare(x, y))
+    for key, value in graph.model.params.items():
+        np.testing.assert_allclose(fused.model.params[key], value, rtol=0, atol=1e-12, err_msg=key)
+
+
+def test_the_report_places_the_fused_columns_after_the_graphs_and_against_reads_it():
+    import against
+
+    seconds = {"dp": 150e-6, "dp graph": 160e-6, "dp fused": 120e-6, "torch": 300e-6, "floor": 100e-6}
+    peaks = {"dp": 3 * 2**20, "dp graph": 3 * 2**20, "dp fused": 2 * 2**20, "floor": 2**20}
+    table = step.report([step.Result(step.WORKLOADS["seed"], seconds, peaks)])
+    header, _, row = table.splitlines()[:3]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | ")))
+    names = list(cells)
+    assert names.index("dp fused us/step") == names.index("dp graph us/step") + 1
+    assert names.index("dp fused/floor") == names.index("dp graph/floor") + 1
+    assert cells["dp fused us/step"] == "120" and cells["dp fused/floor"] == "1.20"
+    assert cells["peak MB dp fused"] == "2.000" and cells["NumPy floor us/step"] == "100"
+    assert against.ratios_in(table) == {"seed": 1.5}
+    assert against.ratios_in(table, "dp graph") == {"seed": 1.6}
 
 
 def test_the_sweep_is_checked_tabled_and_drawn(tmp_path, monkeypatch):
@@ -142,15 +174,25 @@ def test_accuracy_benchmark_runs_on_one_split(capsys):
     assert len(rows) == 1 and all(100 <= int(n) <= 113 for n in rows[0].strip("| ").split(" | ")[1:])
 
 
-def test_against_reads_dp_over_the_floor_from_a_step_report():
+def step_table(*before_the_floor):
+    """A step.py report's table, with ``before_the_floor`` columns (each cell 7) between dp
+    graph's and PyTorch's: none at 03eca92, "dp fused us/step" today."""
+    extra = ["7"] * len(before_the_floor)
+    head = ["workload", "dp us/step", "dp graph us/step", *before_the_floor, "PyTorch us/step", "autograd us/step"]
+    rows = [
+        ["seed", "150", "160", *extra, "300", "n/a", "100", "1.50"],
+        ["wide-f64", "1,010,000", "1,000,000", *extra, "n/a", "n/a", "1,000,000", "1.01"],
+    ]
+    lines = [[*head, "NumPy floor us/step", "x"], ["---"] + ["--:"] * (len(head) + 1), *rows]
+    return "".join("| " + " | ".join(line) + " |\n" for line in lines)
+
+
+@pytest.mark.parametrize("columns", [(), ("dp fused us/step",)], ids=["then", "today"])
+def test_against_reads_dp_over_the_floor_from_a_step_report_of_then_and_of_today(columns):
+    """The columns are found by their headers: a column more before the floor's changes nothing."""
     import against
 
-    report = (
-        "| workload | dp us/step | dp graph us/step | PyTorch us/step | autograd us/step | NumPy floor us/step | x |\n"
-        "|---|--:|--:|--:|--:|--:|--:|\n"
-        "| seed | 150 | 160 | 300 | n/a | 100 | 1.50 |\n"
-        "| wide-f64 | 1,010,000 | 1,000,000 | n/a | n/a | 1,000,000 | 1.01 |\n"
-    )
+    report = step_table(*columns)
     assert against.ratios_in(report) == {"seed": 1.5, "wide-f64": 1.01}
     assert against.ratios_in(report, "dp graph") == {"seed": 1.6, "wide-f64": 1.0}
 

@@ -4,7 +4,8 @@ initializations and the models (`MLP`, `fold_batch_norm`).
 
 Read in this order: `module` (one params dict, the layer builders), `linear`,
 `normalization` (batch norm: the paper's four lines, then its closed-form backward), `dropout`,
-`losses`, `models`.
+`losses`, `models`. `fused` is not part of the lesson: an opt-in, leaner copy of one hidden
+layer for ``MLP(fused=True)``, held to the plain layers by tests.
 """
 
 from dp.nn import init, losses
