@@ -603,3 +603,19 @@ def test_the_batch_norm_function_takes_two_rows_of_one_feature_and_refuses_one_r
 def test_eval_mode_batch_norm_uses_eps_1e_5_by_default():
     x, mean, var = np.array([[1.0]]), np.zeros((1, 1)), np.full((1, 1), 1e-6)
     np.testing.assert_allclose(batch_norm_eval(Node(x), 1.0, 0.0, mean, var).value, [[1 / np.sqrt(1.1e-5)]])
+
+
+def test_a_batch_whose_centering_overflows_is_refused_as_too_large_without_a_warning():
+    """x - mean overflows although the mean is finite: the statistics check names it, NumPy does not warn."""
+    x = np.array([[-1.7e308], [1.7e308], [1.7e308]])
+    with pytest.raises(dp.NonFiniteError, match="too large"):
+        dp.nn.batch_statistics(x, "bn")
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_the_batch_norm_builders_activation_is_applied(activation):
+    net = dp.NeuralNode(seed=0)
+    plain, activated = net.batch_norm(3, "plain"), net.batch_norm(3, "activated", activation=activation)
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    expected = getattr(plain(x), activation)().value
+    np.testing.assert_array_equal(activated(x).value, expected)
