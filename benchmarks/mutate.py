@@ -92,27 +92,27 @@ nn/dropout | `>=` -> `>` | u == p has probability 0 for a uniform u in [0, 1): t
     keep = rng.random(node.shape) >= options["p"]
 nn/module | drop `bound=Callable[..., Any]` | a type variable's bound is for type checkers; nothing runs differently
     Method = TypeVar("Method", bound=Callable[..., Any])
-nn/module | remove `super().__init_subclass__(**kwargs)` | object.__init_subclass__ does nothing, and no base of NeuralNode defines one
+nn/module | remove `super().__init_subclass__(**kwargs)` | object.__init_subclass__ does nothing
     super().__init_subclass__(**kwargs)
-nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts against (N, F) and (1, F) as (1, F) does
+nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts as (1, F) does
     dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
-nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts against (N, F) and (1, F) as (1, F) does
+nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts as (1, F) does
     dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
-nn/normalization | `True` -> `False` (1 of 2) | a column sum of shape (F,) broadcasts against (N, F) and (1, F) as (1, F) does
+nn/normalization | `True` -> `False` (1 of 2) | a column sum of shape (F,) broadcasts as (1, F) does
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `keepdims=True` (1 of 2) | a column sum of shape (F,) broadcasts against (N, F) and (1, F) as (1, F) does
+nn/normalization | drop `keepdims=True` (1 of 2) | a column sum of shape (F,) broadcasts as (1, F) does
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `True` -> `False` (2 of 2) | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | `True` -> `False` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `keepdims=True` (2 of 2) | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | drop `keepdims=True` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `axis=0` (2 of 2) | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | drop `axis=0` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `2` -> `3` | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | `2` -> `3` | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `/` -> `*` (2 of 2) | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | `/` -> `*` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `+` -> `-` | dl/dmu_B's second term: the x_i - mu_B sum to 0, so the term is 0 (1e-17) however it is mutated
+nn/normalization | `+` -> `-` | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
     dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
 nn/normalization | drop `statistics=(mean, var)` | the primitive computes x's statistics by the same function
     y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=(mean, var))
