@@ -41,10 +41,12 @@ def ratios_in(report: str, row: str = "dp") -> dict[str, float]:
     """{workload: ``row``'s us/step ("dp" or "dp graph") over the floor's, from a step.py report's table.
     The columns are found by their headers, so today's table and an older commit's (without the
     "dp fused" column, say) are read alike."""
-    header = [c.strip() for c in HEADER.search(report).group("cells").split("|")]
+    found = HEADER.search(report)
+    header = [c.strip() for c in found.group("cells").split("|")]
     column, floor = header.index(f"{row} us/step"), header.index(FLOOR)
+    table = report[found.start() :].split("\n\n", 1)[0]  # the first table only: other tables follow it
     ratios = {}
-    for match in ROW.finditer(report):
+    for match in ROW.finditer(table):
         cells = [c.strip().replace(",", "") for c in match.group("cells").split("|")]
         if cells[0].replace(".", "").isdigit():  # a workload's row, not the header or the rule below it
             ratios[match.group("workload")] = float(cells[column]) / float(cells[floor])

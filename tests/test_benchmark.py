@@ -125,6 +125,8 @@ def test_the_report_places_the_fused_columns_after_the_graphs_and_against_reads_
     assert cells["peak MB dp fused"] == "2.000" and cells["NumPy floor us/step"] == "100"
     assert against.ratios_in(table) == {"seed": 1.5}
     assert against.ratios_in(table, "dp graph") == {"seed": 1.6}
+    fused_table = "| workload | time, dp over dp fused | peak memory, dp over dp fused |\n|---|--:|--:|\n"
+    assert fused_table + "| seed | 1.25 | 1.50 |" in table
 
 
 def test_the_sweep_is_checked_tabled_and_drawn(tmp_path, monkeypatch):

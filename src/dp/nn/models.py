@@ -117,6 +117,11 @@ class MLP(NeuralNode):
             self.hidden.append((linear, norm))
         self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}", init=init, std=init_std)
 
+    def __repr__(self) -> str:
+        """The constructor call that makes this architecture: ``MLP(sizes=(30, 20, 10, 1), ...)``."""
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({settings})"
+
     @property
     def sizes(self) -> tuple[int, ...]:
         return self.config["sizes"]

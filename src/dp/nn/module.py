@@ -109,6 +109,11 @@ class NeuralNode:
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":  # an integer model would truncate every weight to 0
             raise TypeError(f"dtype must be a floating-point type, not {self.dtype}")
+        if self.dtype.itemsize < 4:
+            raise TypeError(
+                f"dtype {self.dtype} is too small to train in: its largest value is 65504 and small steps "
+                "underflow (Adam's epsilon, 1e-8, is 0 in it); use float32 (half of float64's memory) or float64"
+            )
 
     # ----- layers -----
 
@@ -145,7 +150,7 @@ class NeuralNode:
         State, never in ``grad()``: ``avg_mean_{name}`` and ``avg_variance_{name}``
         (zeros, (1, fan_in)) and ``batches_{name}``, the number of training batches seen
         (as PyTorch's ``num_batches_tracked``), a (1, 1) array in the model's dtype like
-        every entry (whole numbers are exact in it up to 2**11 in float16, 2**24 in float32, 2**53 in float64).
+        every entry (whole numbers are exact in it up to 2**24 in float32, 2**53 in float64).
 
         Training (``train=True``, or ``None`` while the model is in training mode),
         for a batch x of shape (N, fan_in), per feature::
@@ -264,8 +269,17 @@ class NeuralNode:
         return losses.categorical_cross_entropy(p, y, reduction)
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k)."""
-        return self.forward(x, train=False).value
+        """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k).
+        Raises `NonFiniteError` when finite rows are too large for the network (the sums of
+        a layer overflow, and a NaN would be a silent class 0)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a message that says why
+            p = self.forward(x, train=False).value
+        if not checks.all_finite(p):
+            raise NonFiniteError(
+                "the network's output is NaN or inf for these rows: their values are too large for it "
+                "(a layer's sums overflow); scale them as the training rows were"
+            )
+        return p
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted classes in eval mode, as an (n, 1) int column: probability > 0.5 for
