@@ -372,7 +372,7 @@ def test_record_in_training_mode_refuses_a_batch_of_one_row_and_honours_eps():
 def test_finite_rows_too_large_for_the_network_are_refused_in_eval_mode_not_a_nan_class():
     model = dp.MLP(seed=0)
     model.loss(X[:20], Y[:20])  # one training batch: eval mode has averages
-    huge = np.full((3, 30), 1.7e308) * np.array([[1.0], [-1.0], [1.0]])
+    huge = 1.7e308 * np.random.default_rng(3).choice([-1.0, 1.0], size=(3, 30))  # +inf and -inf meet: NaN
     for predict in (model.predict_proba, model.predict):
         with pytest.raises(dp.NonFiniteError, match="too large for it"):
             predict(huge)
