@@ -148,13 +148,7 @@ class Optimizer:
         # say which was the cause. Finite gradients can still overflow (a huge lr, or g**2 in float32).
         overflowed = sorted(k for k, (value, state) in results.items() if not _all_finite(value, *state.values()))
         if overflowed:
-            not_finite = sorted(k for k, g in gradients.items() if not all_finite(g))
-            if not_finite:
-                raise NonFiniteError(f"the gradients of {not_finite} have NaN or inf values; nothing was updated")
-            raise NonFiniteError(
-                f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
-                "nothing was updated"
-            )
+            raise _not_finite(overflowed, gradients)
         # Commit in two calls that a Ctrl-C cannot split: the state as a new dict (never written
         # into, so that dp.train can keep the old one to put back), the parameters in one update.
         new_state = {**self.state, **{k: state for k, (_, state) in results.items() if state}}
@@ -426,6 +420,18 @@ def _state_value(key: str, slot: str, value: Any) -> np.ndarray | int:
 
 def _copy_state(state: State) -> State:
     return {slot: v.copy() if isinstance(v, np.ndarray) else v for slot, v in state.items()}
+
+
+def _not_finite(overflowed: list[str], gradients: Mapping[str, np.ndarray]) -> NonFiniteError:
+    """The error for a step whose results are not all finite: the keys whose gradients hold
+    NaN or inf, when some do (the cause), else the keys whose update overflowed."""
+    not_finite = sorted(k for k, g in gradients.items() if not all_finite(g))
+    if not_finite:
+        return NonFiniteError(f"the gradients of {not_finite} have NaN or inf values; nothing was updated")
+    return NonFiniteError(
+        f"the update of {overflowed} would make the parameters or this optimizer's state NaN or inf; "
+        "nothing was updated"
+    )
 
 
 def _all_finite(*values: Any) -> bool:
