@@ -1,4 +1,4 @@
-"""The original dp's API (dp.classic): client code written the way the course's notebooks are
+"""The original dp's API (dp.tools.classic): client code written the way the course's notebooks are
 (a Model subclass, the optimizer workflow, each optimizer) on scikit-learn's digits; the
 classic update rules against steps computed by hand; and clear errors for bad input."""
 

@@ -286,7 +286,7 @@ def test_defaults_are_the_documented_ones():
 
 def test_the_original_dp_names_are_not_dp_optim_classes():
     """The original SGD_Momentum and RMS_Prop are other rules with another constructor: they
-    live in dp.classic, and dp.optim does not pass its own classes off under their names."""
+    live in dp.tools.classic, and dp.optim does not pass its own classes off under their names."""
     assert not hasattr(optim, "SGD_Momentum") and not hasattr(optim, "RMS_Prop")
     for name in ("SGD_Momentum", "RMS_Prop"):
         with pytest.raises(ValueError, match=f"unknown optimizer '{name}'.*dp.tools.classic's: dp.SGD_Momentum"):

@@ -95,7 +95,7 @@ def from_logits(z: Node, labels: np.ndarray, scale: float) -> Node:
 
 def logits_loss(outputs: int) -> Callable[..., Node]:
     """The primitive `from_logits` applies to ``outputs`` output columns: binary cross-entropy
-    for one, softmax cross-entropy for more (its ``forward`` takes arrays: `dp.fast`)."""
+    for one, softmax cross-entropy for more."""
     return _binary_cross_entropy_with_logits if outputs == 1 else _softmax_cross_entropy
 
 
