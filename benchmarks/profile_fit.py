@@ -25,6 +25,7 @@ import dp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step as bench  # noqa: E402  # the workloads
 
+X
 ENTRY_POINTS = ("train_step", "loss", "grad", "step", "forward", "vjp", "batch_norm_closed_form", "apply")
 
 
@@ -51,7 +52,7 @@ def table(stats: pstats.Stats, rows: int) -> str:
 
     def where(key: tuple[str, int, str]) -> str:
         path, line, name = key
-        short = path.split("/src/dp/")[-1] if "/src/dp/" in path else Path(path).name if path != "~" else ""
+        short = path[len(PACKAGE) :] if path.startswith(PACKAGE) else Path(path).name if path != "~" else ""
         return f"`{name}` ({short}:{line})" if short else f"`{name}`"
 
     by_own = sorted(entries.items(), key=lambda item: -item[1][2])[:rows]
