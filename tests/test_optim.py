@@ -551,3 +551,10 @@ def test_a_call_in_pytorchs_style_to_the_original_courses_class_names_dp_optim(c
 def test_each_convention_still_takes_its_own_calls():
     assert dp.optim.SGD(0.1).lr == 0.1 and dp.optim.Adam(lr=0.1).lr == 0.1
     assert dp.SGD(dp.Model(), hyperparam={"alpha": 0.1}).alpha == 0.1
+
+
+def test_dp_optims_own_positional_arguments_are_not_taken_for_the_original_courses_call():
+    assert dp.optim.Momentum(0.1, 0.5).beta == 0.5
+    assert dp.optim.RMSProp(0.1, 0.5, 1e-6).epsilon == 1e-6
+    adam = dp.optim.Adam(0.1, 0.8, 0.99, 1e-6)
+    assert (adam.lr, adam.beta1, adam.beta2, adam.epsilon) == (0.1, 0.8, 0.99, 1e-6)

@@ -654,6 +654,18 @@ def test_fit_calls_a_helper_an_mlp_subclass_adds_on_the_steps_path():
     assert seen.count("logits") >= 3
 
 
+def test_fit_trains_through_an_mlp_subclasss_own_logits_when_only_logits_is_overridden():
+    class Frozen(MLP):  # logits that ignore the hidden layers: they must get no gradient in training
+        def logits(self, x, train=None):
+            return super().logits(x, train) * 0.0 + Node(self.params["bias_l3"], "bias_l3")
+
+    split = data.breast_cancer(seed=0)
+    model = Frozen(seed=0)
+    before = model.params["weight_l1"].copy()
+    fit(model, split.x_train, split.y_train, SGD(lr=0.01), steps=3, batch_size=50, progress=False, eval_every=100)
+    np.testing.assert_array_equal(model.params["weight_l1"], before)
+
+
 @pytest.mark.parametrize("kind", ["seed-style", "classic"])
 def test_fit_trains_seed_style_and_classic_models_through_the_same_loop(kind):
     split = data.breast_cancer(seed=0)

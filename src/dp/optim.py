@@ -81,7 +81,9 @@ class Optimizer:
     def other_convention(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """What to say when the arguments are the original course's (a model, training data, a
         ``hyperparam`` dict), or None: ``dp.SGD(model, x, y, hyperparam)`` is `dp.tools.classic`'s."""
-        if not ("hyperparam" in kwargs or len(args) > 1 or (args and hasattr(args[0], "params"))):
+        # The original's calls start with a model or give a hyperparam dict; several numbers
+        # (Momentum(0.1, 0.9), Adam(1e-3, 0.9, 0.999)) are this class's own positional arguments.
+        if not ("hyperparam" in kwargs or (args and hasattr(args[0], "params"))):
             return None
         classic = CLASSIC_EQUIVALENTS.get(cls.__name__, "SGD")
         return (

@@ -147,11 +147,12 @@ class MLP(NeuralNode):
     def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
         """The cross-entropy of the batch (summed over rows by default), computed stably
         from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot.
-        Everything is checked before the forward pass, which may update moving averages."""
+        Everything is checked before the forward pass, which may update moving averages. The
+        logits are the model's own ``logits``, so that a subclass's override of it is trained."""
         x = self._input(x)
         labels = checks.labels(y, x.shape[0], self.sizes[-1])
         scale = losses.scale(reduction, x.shape[0])
-        return losses.from_logits(self._logits(x, train), labels.astype(self.dtype, copy=False), scale)
+        return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
 
     def record(self, x: Any, layers: Sequence[str] | None = None, train: bool = False) -> dict[str, np.ndarray]:
         """The values inside the network for a batch x, by layer name, without changing
