@@ -346,7 +346,7 @@ def test_a_subclass_override_is_itself_a_transaction_and_still_runs():
 
     net = Logged()
     net.forward(np.ones((3, 4)) + np.arange(3)[:, None])
-    assert calls == [3] and getattr(Logged.forward, "all_or_nothing", False)
+    assert calls == [3] and getattr(Logged.forward, "transaction", False)
 
 
 @pytest.mark.parametrize("dtype, value", [(np.float32, 1e300)])

@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 import dp
 from dp import optim
+from dp.checks import NonFiniteError
 from dp.optim import SGD, Adam, Momentum, RMSProp, make_optimizer
 
 ALL = {
@@ -558,3 +559,29 @@ def test_dp_optims_own_positional_arguments_are_not_taken_for_the_original_cours
     assert dp.optim.RMSProp(0.1, 0.5, 1e-6).epsilon == 1e-6
     adam = dp.optim.Adam(0.1, 0.8, 0.99, 1e-6)
     assert (adam.lr, adam.beta1, adam.beta2, adam.epsilon) == (0.1, 0.8, 0.99, 1e-6)
+
+
+# ----- what the results' one look must still see (the gradients are looked at only when a result is bad) -----
+
+
+def test_a_nan_in_a_large_gradient_is_named_as_the_cause():
+    params = {"big": np.zeros((300, 200)), "small": np.zeros((1, 3))}
+    grads = {"big": np.zeros((300, 200)), "small": np.ones((1, 3))}
+    grads["big"][123, 45] = np.nan
+    before = dict(params)
+    for optimizer in (SGD(lr=0.1), Adam(lr=0.1)):
+        with pytest.raises(NonFiniteError, match=r"the gradients of \['big'\] have NaN or inf values"):
+            optimizer.step(params, grads)
+        assert all(params[k] is before[k] for k in params) and optimizer.state == {}
+
+
+def test_finite_gradients_whose_sum_would_overflow_are_not_refused():
+    params, grads = {"w": np.zeros((1, 4))}, {"w": np.full((1, 4), 1e308)}
+    SGD(lr=1e-10).step(params, grads)
+    np.testing.assert_allclose(params["w"], np.full((1, 4), -1e298), rtol=1e-15)
+
+
+def test_a_nan_parameter_with_finite_gradients_is_refused_as_its_update():
+    params, grads = {"w": np.array([[np.nan, 1.0]])}, {"w": np.ones((1, 2))}
+    with pytest.raises(NonFiniteError, match=r"the update of \['w'\] would make the parameters"):
+        SGD(lr=0.1).step(params, grads)

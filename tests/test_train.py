@@ -759,3 +759,13 @@ def test_ctrl_c_at_any_line_of_a_training_step_leaves_the_model_and_the_optimize
             sys.settrace(None)
         now = snapshot()
         assert same(now, before) or same(now, after), f"a Ctrl-C at line {line} of {lines} left a mix"
+
+
+def test_a_training_step_changes_neither_the_rows_nor_the_labels():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 30)), rng.integers(0, 2, (8, 1)).astype(float)
+    x_before, y_before = x.copy(), y.copy()
+    for model in (MLP(seed=0), MLP(seed=0, fused=True)):
+        dp.train.train_step(model, Adam(lr=0.1), x, y)
+        np.testing.assert_array_equal(x, x_before)
+        np.testing.assert_array_equal(y, y_before)

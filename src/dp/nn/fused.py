@@ -99,7 +99,7 @@ def hidden_layer(h: Node, linear: Linear, norm: BatchNorm, activation: str, trai
 
     In training, the layer moves its moving averages and counts the batch as
     `BatchNorm.forward` does (`BatchNorm.update_averages`), once its output is computed;
-    a model's entry point puts them back if a later layer fails (`dp.nn.module.all_or_nothing`).
+    a model's entry point puts them back if a later layer fails (`dp.nn.module.transaction`).
     """
     w = Node(linear.model.params[linear.weight_key], linear.weight_key)
     gamma, beta = norm.learned()

@@ -39,12 +39,12 @@ TRANSACTIONS = ("forward", "logits", "loss")  # a model's methods that run as on
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def all_or_nothing(method: Method) -> Method:
+def transaction(method: Method) -> Method:
     """``method`` of a model as one transaction on the model's ``params``: if it raises, every
     entry is put back as it was (`restore`), moving averages and batch counts included."""
 
     @functools.wraps(method)
-    def transaction(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         before = dict(self.params)  # cheap: arrays in params are replaced, never written into
         try:
             return method(self, *args, **kwargs)
@@ -52,8 +52,8 @@ def all_or_nothing(method: Method) -> Method:
             restore(self.params, before)
             raise
 
-    transaction.all_or_nothing = True  # type: ignore[attr-defined]
-    return cast(Method, transaction)
+    run.transaction = True  # type: ignore[attr-defined]
+    return cast(Method, run)
 
 
 def restore(params: dict[str, Any], before: dict[str, Any]) -> None:
@@ -85,7 +85,7 @@ class NeuralNode:
     ``self.seed = 0`` before creating layers to make them reproducible.
 
     A model's ``forward``, ``logits`` and ``loss`` are transactions on ``params``
-    (`all_or_nothing`): the base class wraps a subclass's own definitions of them, so that
+    (`transaction`): the base class wraps a subclass's own definitions of them, so that
     when a later layer refuses a batch, the moving averages an earlier layer already moved
     are put back. A layer called on its own (``net.bn1(x)``) updates its averages at once.
     """
@@ -94,8 +94,8 @@ class NeuralNode:
         super().__init_subclass__(**kwargs)
         for name in TRANSACTIONS:
             method = cls.__dict__.get(name)
-            if callable(method) and not getattr(method, "all_or_nothing", False):
-                setattr(cls, name, all_or_nothing(method))
+            if callable(method) and not getattr(method, "transaction", False):
+                setattr(cls, name, transaction(method))
 
     training: bool = True  # class-level defaults: a subclass need not call __init__
     seed: int | None = None
@@ -170,7 +170,7 @@ class NeuralNode:
         ``1 - m``. ``unbiased_average=True`` stores the unbiased batch variance
         ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
         normalization itself always uses the biased one, as in the paper.
-        ``activation`` ("tanh", "sigmoid" or "relu") is applied to the output.
+        ``activation`` (one of `dp.nn.activations.ACTIVATIONS`) is applied to the output.
 
         Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
         of fewer than 2 rows (one value per feature has no variance); NaN, inf or
@@ -248,12 +248,12 @@ class NeuralNode:
         """Eval mode: batch norm uses its moving averages. Same as ``train(False)``."""
         return self.train(False)
 
-    @all_or_nothing
+    @transaction
     def forward(self, x: Any, train: bool | None = None) -> Node:
         """The model's output probabilities for a batch ``x``; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(x, train=None)")
 
-    @all_or_nothing
+    @transaction
     def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
         """The cross-entropy of ``forward(x, train)`` against labels y, summed over rows
         by default: binary for one output column (labels 0/1), categorical for more
@@ -272,6 +272,9 @@ class NeuralNode:
         """Probabilities in eval mode, as an ndarray: (n, 1) for one output, else (n, k).
         Raises `NonFiniteError` when finite rows are too large for the network (the sums of
         a layer overflow, and a NaN would be a silent class 0)."""
+        # A sum that overflows to inf and meets a -inf is NaN: refused, never read as class 0. (An inf
+        # that a saturating activation turns back into a number is not an error here: `fit` evaluates
+        # diverging models this way, and training mode refuses such batches by their statistics.)
         with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a message that says why
             p = self.forward(x, train=False).value
         if not checks.all_finite(p):

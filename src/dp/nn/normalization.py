@@ -86,7 +86,8 @@ class BatchNorm:
         gamma, beta = self.learned()
         if training:
             self.require_batch(x.shape[0])
-            return batch_norm_closed_form(x, gamma, beta, eps=self.eps)
+            statistics = batch_statistics(x.value, self.what)  # checked: finite, or NonFiniteError
+            return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics)
         self.require_trained()
         return batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
 
