@@ -25,7 +25,7 @@ import dp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step as bench  # noqa: E402  # the workloads
 
-X
+PACKAGE = str(Path(dp.__file__).parent) + "/"  # dp's files as the profiler names them, in src/ or installed
 ENTRY_POINTS = ("train_step", "loss", "grad", "step", "forward", "vjp", "batch_norm_closed_form", "apply")
 
 
