@@ -58,9 +58,8 @@ def table(stats: pstats.Stats, rows: int) -> str:
     by_own = sorted(entries.items(), key=lambda item: -item[1][2])[:rows]
     lines = ["| function | calls | own time, % of all | time under it, % of all |", "|---|--:|--:|--:|"]
     lines += [f"| {where(k)} | {v[1]:,} | {100 * v[2] / total:.1f} | {100 * v[3] / total:.1f} |" for k, v in by_own]
-    under = [
-        (k, v) for k, v in entries.items() if k[2] in ENTRY_POINTS and "/src/dp/" in k[0] and k not in dict(by_own)
-    ]
+    shown = dict(by_own)
+    under = [(k, v) for k, v in entries.items() if k[2] in ENTRY_POINTS and k[0].startswith(PACKAGE) and k not in shown]
     lines += [f"| {where(k)} | {v[1]:,} | {100 * v[2] / total:.1f} | {100 * v[3] / total:.1f} |"
               for k, v in sorted(under, key=lambda item: -item[1][3])]  # fmt: skip
     return "\n".join(lines)
