@@ -94,6 +94,18 @@ nn/module | drop `bound=Callable[..., Any]` | a type variable's bound is for typ
     Method = TypeVar("Method", bound=Callable[..., Any])
 nn/module | remove `super().__init_subclass__(**kwargs)` | object.__init_subclass__ does nothing
     super().__init_subclass__(**kwargs)
+ops | `1` -> `0` | a 0-d array's axes are empty, and an empty array modulo 0 is empty
+    inverse = None if axes is None else np.argsort(np.atleast_1d(axes) % (a.ndim or 1))
+nn/fused | default `activation='tanh'` -> `'XX'` | hidden_layer always passes the activation
+    def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation="tanh", input_needs_grad=True):
+nn/fused | default `activation='tanh'` -> `'XX'` | hidden_layer always passes the activation
+    def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation="tanh", input_needs_grad=True):
+nn/fused | default `eps=1e-05` -> `1.00001` | hidden_layer always passes eps
+    def linear_batch_norm(h, w, gamma, beta, centered, var, eps=1e-5, activation="tanh", input_needs_grad=True):
+nn/fused | default `eps=1e-05` -> `1.00001` | hidden_layer always passes eps
+    def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation="tanh", input_needs_grad=True):
+nn/fused | drop `out=centered` | xhat in a new array instead of in place: the same values, more memory
+    xhat = np.multiply(centered, inv, out=centered)
 nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts as (1, F) does
     dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
 nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts as (1, F) does

@@ -400,3 +400,14 @@ def test_an_mlp_shows_the_call_that_makes_it():
         "unbiased_average=False, init='glorot', init_std=None)"
     )
     assert repr(dp.MLP((4, 2), batch_norm=False)).startswith("MLP(sizes=(4, 2), batch_norm=False")
+
+
+def test_sizes_with_a_zero_width_are_refused_by_the_model_itself():
+    with pytest.raises(ValueError, match="all >= 1; got"):
+        dp.MLP((30, 0, 1))
+
+
+def test_checked_data_refuses_labels_the_loss_would_refuse_before_any_step():
+    model = dp.MLP()
+    with pytest.raises(ValueError, match="0 or 1"):
+        model.checked_data(X[:4], [0, 1, 2, 1])
