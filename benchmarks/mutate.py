@@ -106,6 +106,8 @@ nn/fused | default `eps=1e-05` -> `1.00001` | hidden_layer always passes eps
     def linear_batch_norm_eval(h, w, gamma, beta, x, mean, var, eps=1e-5, activation="tanh", input_needs_grad=True):
 nn/fused | drop `out=centered` | xhat in a new array instead of in place: the same values, more memory
     xhat = np.multiply(centered, inv, out=centered)
+optim | drop `divide='ignore'` | no rule divides by what can be 0: Adam's and RMSProp's eps is > 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
 nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts as (1, F) does
     dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
 nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts as (1, F) does

@@ -769,3 +769,27 @@ def test_a_training_step_changes_neither_the_rows_nor_the_labels():
         dp.train.train_step(model, Adam(lr=0.1), x, y)
         np.testing.assert_array_equal(x, x_before)
         np.testing.assert_array_equal(y, y_before)
+
+
+class _Divides(dp.NeuralNode):
+    """A model whose logits are divided by ``scale(train)``: by 0 where the test says so."""
+
+    def __init__(self, scale):
+        super().__init__(seed=0)
+        self.scale, self.l1 = scale, self.linear(30, 1, "l1")
+
+    def forward(self, x, train=None):
+        training = self.training if train is None else train
+        return (self.l1(x) / Node(self.scale(training))).sigmoid()
+
+
+def test_a_loss_divided_by_zero_is_divergence_not_a_numpy_warning(split):
+    """fit checks the loss for NaN and inf itself: NumPy's divide-by-zero warning is not raised."""
+    with pytest.raises(Diverged, match="step 1"):
+        fit(_Divides(lambda training: 0.0), split.x_train, split.y_train, SGD(lr=0.01), steps=3, progress=False)
+
+
+def test_an_evaluation_that_divides_by_zero_raises_no_numpy_warning(split):
+    model = _Divides(lambda training: 1.0 if training else 0.0)  # eval mode only: saturated, finite
+    history = fit(model, split.x_train, split.y_train, SGD(lr=0.01), steps=2, eval_every=1, progress=False)
+    assert history.step == [1, 2]
