@@ -750,6 +750,7 @@ def test_ctrl_c_at_any_line_of_a_training_step_leaves_the_model_and_the_optimize
         optimizer.state = {
             k: {s: getattr(v, "copy", lambda v=v: v)() for s, v in slots.items()} for k, slots in before[1].items()
         }
+        floating_point = np.geterr()  # a Ctrl-C inside np.errstate's own exit would leave its setting behind
         sys.settrace(_interrupt_at(line)[0])
         try:
             dp.train.train_step(model, optimizer, x, y)
@@ -757,6 +758,7 @@ def test_ctrl_c_at_any_line_of_a_training_step_leaves_the_model_and_the_optimize
             pass
         finally:
             sys.settrace(None)
+            np.seterr(**floating_point)  # for the tests after this one, which read NumPy's warnings
         now = snapshot()
         assert same(now, before) or same(now, after), f"a Ctrl-C at line {line} of {lines} left a mix"
 
