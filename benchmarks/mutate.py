@@ -108,6 +108,8 @@ nn/fused | drop `out=centered` | xhat in a new array instead of in place: the sa
     xhat = np.multiply(centered, inv, out=centered)
 optim | drop `divide='ignore'` | no rule divides by what can be 0: Adam's and RMSProp's eps is > 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+nn/normalization | drop `statistics=statistics` | the primitive computes x's statistics by the same function
+    return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics)
 nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts as (1, F) does
     dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
 nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts as (1, F) does
