@@ -73,23 +73,26 @@ class BatchNorm:
         training = self.model.training if train is None else train
         if not training:
             return activate(self.normalize(x, training=False), self.activation)
-        self.require_batch(x.shape[0])
-        mean, var = batch_statistics(x.value, self.what)
-        gamma, beta = self.learned()
-        y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=(mean, var))
+        y, (mean, var) = self.with_batch_statistics(x)
         self.update_averages(mean, var, x.shape[0])
         return activate(y, self.activation)
 
     def normalize(self, x: Node, training: bool) -> Node:
         """Batch norm of x, without the activation, changing nothing: with the batch's
         statistics (``training``) or with the moving averages."""
-        gamma, beta = self.learned()
         if training:
-            self.require_batch(x.shape[0])
-            statistics = batch_statistics(x.value, self.what)  # checked: finite, or NonFiniteError
-            return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics)
+            return self.with_batch_statistics(x)[0]
         self.require_trained()
+        gamma, beta = self.learned()
         return batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
+
+    def with_batch_statistics(self, x: Node) -> tuple[Node, tuple[np.ndarray, np.ndarray]]:
+        """Training-mode batch norm of x and the batch's mean and variance, computed once and
+        checked (at least 2 rows, finite statistics), for the moving averages too."""
+        self.require_batch(x.shape[0])
+        statistics = batch_statistics(x.value, self.what)
+        gamma, beta = self.learned()
+        return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics), statistics
 
     def learned(self) -> tuple[Node, Node]:
         """gamma and beta, as parameter Nodes."""
