@@ -181,10 +181,10 @@ class Optimizer:
     def _gradient(self, k: str, p: Any, g: Any) -> np.ndarray:
         """The gradient ``g`` of parameter ``k`` as an array of the dtype of its value ``p``,
         after the checks of `step` but finiteness (`_store` looks at that)."""
-        if type(g) is np.ndarray and type(p) is np.ndarray and g.dtype is p.dtype and g.shape == p.shape:
-            if p.dtype.kind == "f":  # what dp's own grad() hands back: nothing to convert
-                self._require_state_fits(k, p)
-                return g
+        fits = type(g) is np.ndarray and type(p) is np.ndarray and g.dtype is p.dtype and g.shape == p.shape
+        if fits and p.dtype.kind == "f":  # what dp's own grad() hands back: nothing to convert
+            self._require_state_fits(k, p)
+            return g
         if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
             raise TypeError(f"parameter {k!r} must be a floating-point ndarray, not {describe(p)}")
         g = np.asarray(g)
