@@ -202,6 +202,19 @@ def all_finite(array: np.ndarray) -> bool:
     return np.count_nonzero(np.isfinite(array)) == array.size  # faster than .all(), which goes through Python
 
 
+def in_dtype(array: np.ndarray, dtype: Any, what: str, whose: str, copy: bool = False) -> np.ndarray:
+    """``array`` in ``dtype`` (itself if it has it, unless ``copy``); `NonFiniteError` for finite
+    values the cast makes inf (1e39 into float32), named as too large for ``whose`` dtype ("the
+    model's"), where a check of the cast array would call them NaN or inf."""
+    if array.dtype == dtype and not copy:
+        return array
+    with np.errstate(over="ignore"):  # checked below, with a message that says why
+        cast = array.astype(dtype)
+    if not all_finite(cast) and all_finite(array):
+        raise NonFiniteError(f"{what} has values too large for {np.dtype(dtype)}, {whose} dtype")
+    return cast
+
+
 def finite(array: np.ndarray, what: str) -> np.ndarray:
     """``array``, after raising `NonFiniteError` if it has NaN or inf values."""
     if not all_finite(array):

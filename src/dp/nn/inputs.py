@@ -15,21 +15,11 @@ def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     model's computation into float64: a Node (cast, unless it needs its own gradient,
     which a cast would cut off) or an array (cast if numeric; the caller checks it)."""
     if isinstance(x, Node):
-        return x if x.dtype == dtype or x.needs_grad else Node(_cast(x.value, dtype))
+        return (
+            x if x.dtype == dtype or x.needs_grad else Node(checks.in_dtype(x.value, dtype, "the input", "the model's"))
+        )
     value = plain_array(x, "the input")  # a masked array is refused, np.matrix made plain
-    return _cast(value, dtype) if value.dtype.kind in "biuf" else value
-
-
-def _cast(value: np.ndarray, dtype: Any) -> np.ndarray:
-    """``value`` in ``dtype``; `NonFiniteError` for finite values that the cast makes inf
-    (1e39 into float32), which would otherwise be reported as NaN or inf in the data."""
-    if value.dtype == dtype:
-        return value
-    with np.errstate(over="ignore"):  # checked below, with a message that says why
-        cast = value.astype(dtype)
-    if not checks.all_finite(cast) and checks.all_finite(value):
-        raise checks.NonFiniteError(f"the input has values too large for {np.dtype(dtype)}, the model's dtype")
-    return cast
+    return checks.in_dtype(value, dtype, "the input", "the model's") if value.dtype.kind in "biuf" else value
 
 
 def checked_input(x: Any, features: int, what: str, dtype: Any) -> Node:

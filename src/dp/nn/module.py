@@ -331,11 +331,7 @@ class NeuralNode:
             raise ValueError(f"{what} is a {'variance' if key.startswith('avg') else 'count'}: it cannot be negative")
         if key.startswith("batches_") and (given != np.round(given)).any():
             raise ValueError(f"{what} counts batches: it must hold a whole number")
-        with np.errstate(over="ignore"):  # checked below, with a message that says why
-            stored = np.array(given, dtype=like.dtype)
-        if not checks.all_finite(stored):  # finite in float64, but too large for a float32 or float16 model
-            raise NonFiniteError(f"{what} has values too large for {like.dtype}, the parameter's dtype")
-        return stored
+        return checks.in_dtype(given, like.dtype, what, "the parameter's", copy=True)
 
 
 def classes(probabilities: np.ndarray) -> np.ndarray:
