@@ -85,7 +85,10 @@ def test_a_layer_norm_layers_default_eps_is_1e_5():
     model = dp.NeuralNode()
     default, documented = model.layer_norm(3, "a"), model.layer_norm(3, "b", eps=1e-5)
     _same(default(X).value, documented(X).value)
-    _same(default(X).value, _by_hand(X, 1, 0, X.mean(1, keepdims=True), X.var(1, keepdims=True), 1e-5))
+    # To rounding (the layer's primitive divides in another order than the formula): any other
+    # eps, 1e-6 or 1e-4 say, moves these values by more than 1e-7, far above 1e-12.
+    by_hand = _by_hand(X, 1, 0, X.mean(1, keepdims=True), X.var(1, keepdims=True), 1e-5)
+    np.testing.assert_allclose(default(X).value, by_hand, rtol=1e-12, atol=1e-14)
 
 
 def test_dropouts_default_p_is_0_5():

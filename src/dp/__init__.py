@@ -32,7 +32,17 @@ try:
     from dp import checks, data, nn, ops, optim, train
     from dp.checks import NonFiniteError
     from dp.finite_differences import GradcheckError, gradcheck
-    from dp.nn import MLP, NeuralNode, fold_batch_norm
+    from dp.nn import (
+        MLP,
+        NeuralNode,
+        batch_norm,
+        batch_norm2d,
+        fold_batch_norm,
+        group_norm,
+        instance_norm,
+        layer_norm,
+        normalize,
+    )
     from dp.node import Node, concatenate, dot, primitive
 except KeyboardInterrupt:
     # Ctrl-C while the `dp` command starts (these imports are most of its start-up): the
@@ -76,13 +86,19 @@ __all__ = [
     "NeuralNode",
     "Node",
     "NonFiniteError",
+    "batch_norm",
+    "batch_norm2d",
     "checks",
     "concatenate",
     "data",
     "dot",
     "fold_batch_norm",
     "gradcheck",
+    "group_norm",
+    "instance_norm",
+    "layer_norm",
     "nn",
+    "normalize",
     "ops",
     "optim",
     "primitive",

@@ -19,6 +19,7 @@ The concepts:
 - `numeric_array`: what a Node, an input batch or a parameter may hold;
 - `finite` (and `all_finite`): no NaN or inf, else `NonFiniteError`;
 - `input_batch`: rows of features for a layer or a model, (n, features);
+- `input_images`: images for a convolutional layer or model, (n, channels, height, width);
 - `labels`: the labels of a batch, for a model with one output (binary, 0/1) or
   k > 1 outputs (class indices or one-hot rows).
 """
@@ -229,6 +230,20 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
         raise ValueError(f"{what} must have shape (n, {features}); got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{what}: empty (shape {x.shape}); at least one row is needed")
+    return finite(x, what)
+
+
+def input_images(x: Any, channels: int, what: str) -> np.ndarray:
+    """Images of ``channels`` channels: a numeric, finite array of shape (n, channels, height,
+    width), n >= 1, as PyTorch lays them out (NCHW)."""
+    x = numeric_array(x, what)
+    if x.ndim != 4 or x.shape[1] != channels:
+        hint = (
+            " (rows of pixels? reshape them into images: x.reshape(n, channels, height, width))" if x.ndim == 2 else ""
+        )
+        raise ValueError(f"{what} must be images of shape (n, {channels}, height, width); got {x.shape}{hint}")
+    if x.shape[0] == 0 or 0 in x.shape[2:]:
+        raise ValueError(f"{what}: empty (shape {x.shape}); at least one image of at least one pixel is needed")
     return finite(x, what)
 
 

@@ -22,10 +22,13 @@ def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     return checks.in_dtype(value, dtype, "the input", "the model's") if value.dtype.kind in "biuf" else value
 
 
-def checked_input(x: Any, features: int, what: str, dtype: Any) -> Node:
+def checked_input(x: Any, features: int, what: str, dtype: Any, images: bool = False) -> Node:
     """A layer's input as a Node of the model's ``dtype`` (by `Node`'s conventions, so a
-    1-D array is a column), after `dp.checks.input_batch`: (n, features), numeric, finite."""
+    1-D array is a column), after `dp.checks.input_batch`: (n, features), numeric, finite;
+    with ``images``, after `dp.checks.input_images`: (n, features, height, width), where the
+    features are channels."""
     x = as_input(x, dtype)
     node = x if isinstance(x, Node) else Node(x)
-    checks.input_batch(node.value, features, f"{what}: the input")
+    check = checks.input_images if images else checks.input_batch
+    check(node.value, features, f"{what}: the input")
     return node

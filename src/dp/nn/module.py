@@ -30,7 +30,14 @@ from dp.nn import losses
 from dp.nn.dropout import DROPOUT_CONSTRAINTS, Dropout
 from dp.nn.init import weights as init_weights
 from dp.nn.linear import Linear
-from dp.nn.normalization import BATCH_NORM_CONSTRAINTS, LAYER_NORM_CONSTRAINTS, BatchNorm, LayerNorm
+from dp.nn.normalization import (
+    BATCH_NORM_CONSTRAINTS,
+    GROUP_NORM_CONSTRAINTS,
+    LAYER_NORM_CONSTRAINTS,
+    BatchNorm,
+    GroupNorm,
+    LayerNorm,
+)
 from dp.node import Node
 
 STATE_PREFIXES = ("avg_mean_", "avg_variance_", "batches_")  # params entries that are state, never learned
@@ -178,18 +185,72 @@ class NeuralNode:
         evaluation before any training batch (the averages are still zeros, and
         dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
         """
+        return self._batch_norm(fan_in, name, (momentum, eps, unbiased_average, activation), images=False)
+
+    def _batch_norm(self, fan_in: int, name: str, settings: tuple[Any, ...], images: bool) -> BatchNorm:
+        """`batch_norm` (or, with ``images``, `batch_norm2d`): the settings (momentum, eps,
+        unbiased_average, activation) checked, the entries registered, the layer made."""
         what = f"batch norm {name!r}:"
-        fan_in = checks.Whole("[1, inf)")(fan_in, f"{what} fan_in")
+        fan_in = checks.Whole("[1, inf)")(fan_in, f"{what} {'channels' if images else 'fan_in'}")
+        momentum, eps, unbiased_average, activation = settings
         options = {
             key: BATCH_NORM_CONSTRAINTS[key](value, f"{what} {key}")
             for key, value in (("momentum", momentum), ("eps", eps), ("unbiased_average", unbiased_average))
         }
         if activation is not None:
             BATCH_NORM_CONSTRAINTS["activation"](activation, f"{what} activation")
-        row = np.zeros((1, fan_in))
-        learned = {f"gamma_{name}": row + 1, f"beta_{name}": row}
-        self._register({**learned, f"avg_mean_{name}": row, f"avg_variance_{name}": row, f"batches_{name}": row[:, :1]})
-        return BatchNorm(self, name, fan_in, activation=activation, **options)
+        zeros = np.zeros((1, fan_in, 1, 1) if images else (1, fan_in))  # shaped to broadcast against the input
+        learned = {f"gamma_{name}": zeros + 1, f"beta_{name}": zeros}
+        state = {f"avg_mean_{name}": zeros, f"avg_variance_{name}": zeros, f"batches_{name}": np.zeros((1, 1))}
+        self._register({**learned, **state})
+        return BatchNorm(self, name, fan_in, activation=activation, images=images, **options)
+
+    def batch_norm2d(
+        self,
+        channels: int,
+        name: str,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+        activation: str | None = None,
+    ) -> BatchNorm:
+        """Register batch norm over the ``channels`` channels of NCHW images, as PyTorch's
+        ``BatchNorm2d``; return ``forward(x, train=None)`` for x (N, channels, H, W).
+
+        It is `batch_norm` with each channel as a feature whose values are all of the
+        batch's positions: per channel c, the mean and biased variance are taken over the
+        N * H * W values ``x[:, c, :, :]`` (axes (0, 2, 3)). A feature map's statistics are
+        shared over its positions, as its convolution's weights are (docs/cnn.md). Everything
+        else is `batch_norm`'s: the momentum convention, ``unbiased_average`` (N * H * W / (N *
+        H * W - 1)), the batch count, train and eval, ``activation`` and the errors, with
+        "at least 2 values per channel" (N * H * W >= 2) for a training batch.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros); state:
+        ``avg_mean_{name}`` and ``avg_variance_{name}`` (zeros), each (1, channels, 1, 1) so
+        that it broadcasts against the images as the (1, F) rows do against rows; and
+        ``batches_{name}`` (1, 1).
+        """
+        return self._batch_norm(channels, name, (momentum, eps, unbiased_average, activation), images=True)
+
+    def group_norm(self, channels: int, groups: int, name: str, eps: float = 1e-5) -> GroupNorm:
+        """Register group norm (Wu & He, 2018) over the ``channels`` channels of NCHW images in
+        ``groups`` groups of consecutive channels, as PyTorch's ``GroupNorm(groups, channels)``;
+        return ``forward(x)`` for x (N, channels, H, W). Per sample and group, the mean and
+        biased variance are taken over the group's channels and every position
+        (`dp.nn.normalization.group_norm`); no state and no modes, as layer norm.
+
+        Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros), per channel,
+        (1, channels, 1, 1). One group is layer norm over (C, H, W); ``channels`` groups are
+        instance norm. ``ValueError`` when ``groups`` does not divide ``channels``.
+        """
+        what = f"group norm {name!r}:"
+        channels = checks.Whole("[1, inf)")(channels, f"{what} channels")
+        options = checks.checked(GROUP_NORM_CONSTRAINTS, groups=groups, eps=eps)
+        if channels % options["groups"]:
+            raise ValueError(f"{what} {options['groups']} groups do not divide the {channels} channels")
+        shape = (1, channels, 1, 1)
+        self._register({f"gamma_{name}": np.ones(shape), f"beta_{name}": np.zeros(shape)})
+        return GroupNorm(self, name, channels, options["groups"], options["eps"])
 
     def layer_norm(self, fan_in: int, name: str, eps: float = 1e-5) -> LayerNorm:
         """Register layer norm over ``fan_in`` features; return ``forward(x)``.

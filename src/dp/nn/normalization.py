@@ -1,18 +1,32 @@
-"""Normalization: batch norm and layer norm, as layers and as functions.
+"""Normalization, one idea over axes: batch, layer, instance and group norm, as layers and
+as functions.
 
-Batch norm (Ioffe & Szegedy, 2015, Algorithm 1) is here twice, as the same
-function of x, gamma and beta:
+Every member of the family computes, for a choice of axes of x::
+
+    mean = x.mean(axes)    var = ((x - mean) ** 2).mean(axes)    # biased: divided by the count
+    y = gamma * (x - mean) / sqrt(var + eps) + beta
+
+and they differ only in the axes (images are NCHW; rows of features are (N, F)):
+
+    batch norm      (0,) for rows, (0, 2, 3) for images: per feature or channel, over the batch
+    layer norm      (1,) for rows, (1, 2, 3) for images: per sample, over its features
+    instance norm   (2, 3): per sample and channel, over the positions
+    group norm      per sample and group of C/G channels, over those channels and the positions
+
+`normalize` is that function; the named forms choose the axes. gamma and beta are per
+feature (per channel for images) in every form.
+
+Batch norm (Ioffe & Szegedy, 2015, Algorithm 1) is here twice, as the same function of x,
+gamma and beta:
 
 - `batch_norm_composed`: the paper's four lines in Node operations; autodiff
   derives the backward pass. This is what a student writes.
 - `batch_norm_closed_form`: one primitive whose backward pass is the paper's chain
-  rule (section 3), one line per gradient. The `BatchNorm` layer uses it,
-  and `batch_norm` is the same with its arguments checked, for direct calls.
+  rule (section 3), one line per gradient, for any set of axes. The `BatchNorm` layer
+  uses it, and so do `normalize` and every named form.
 
-The tests pin the two to each other.
-
-Layer norm (`layer_norm_composed`) is batch norm's four lines with the axis turned:
-statistics per row instead of per feature, hence no moving averages and no modes.
+The tests pin the two to each other. Only batch norm has moving averages and modes: its
+statistics depend on the batch. The others normalize each sample by itself.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dp import checks
-from dp.checks import Flag, NonFiniteError, OneOf, Real
+from dp.checks import Flag, NonFiniteError, OneOf, Real, Whole
 from dp.nn.activations import ACTIVATIONS, activate
 from dp.nn.inputs import checked_input
 from dp.node import Node, primitive
@@ -38,11 +52,16 @@ BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
 }
 
 LAYER_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)")}
+GROUP_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)"), "groups": Whole("[1, inf)")}
+
+ROWS, IMAGES = (0,), (0, 2, 3)  # batch norm's axes: over the rows of (N, F), over batch and positions of NCHW
 
 
 class BatchNorm:
     """Batch norm over fan_in features, ``forward(x, train=None)``: see
-    `NeuralNode.batch_norm` for the formulas, the options and the errors."""
+    `NeuralNode.batch_norm` for the formulas, the options and the errors. With ``images``,
+    over the fan_in channels of NCHW images, each channel's statistics taken over the batch
+    and every position (`NeuralNode.batch_norm2d`)."""
 
     def __init__(
         self,
@@ -53,8 +72,10 @@ class BatchNorm:
         eps: float = 1e-5,
         unbiased_average: bool = False,
         activation: str | None = None,
+        images: bool = False,
     ) -> None:
         self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
+        self.images, self.axes = images, IMAGES if images else ROWS
         self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
         self.gamma_key, self.beta_key = f"gamma_{name}", f"beta_{name}"
         self.mean_key, self.variance_key, self.batches_key = (
@@ -64,8 +85,9 @@ class BatchNorm:
         )
 
     def __call__(self, x: Any, train: bool | None = None) -> Node:
-        """The layer on a batch x, checked: (N, fan_in), numeric and finite."""
-        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype), train)
+        """The layer on a batch x, checked: (N, fan_in) (images: (N, fan_in, H, W)), numeric
+        and finite."""
+        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype, self.images), train)
 
     def forward(self, x: Node, train: bool | None = None) -> Node:
         """The layer on a Node already checked (by a model's entry point). In training, the
@@ -74,7 +96,7 @@ class BatchNorm:
         if not training:
             return activate(self.normalize(x, training=False), self.activation)
         y, (mean, var) = self.with_batch_statistics(x)
-        self.update_averages(mean, var, x.shape[0])
+        self.update_averages(mean, var, group_size(x.shape, self.axes))
         return activate(y, self.activation)
 
     def normalize(self, x: Node, training: bool) -> Node:
@@ -88,16 +110,15 @@ class BatchNorm:
 
     def with_batch_statistics(self, x: Node) -> tuple[Node, tuple[np.ndarray, np.ndarray]]:
         """Training-mode batch norm of x and the batch's mean and variance, computed once and
-        checked (at least 2 rows, finite statistics), for the moving averages too."""
-        self.require_batch(x.shape[0])
-        statistics = batch_statistics(x.value, self.what)
+        checked (at least 2 values per feature, finite statistics), for the moving averages too."""
+        self.require_batch(group_size(x.shape, self.axes))
+        statistics = batch_statistics(x.value, self.what, self.axes)
         gamma, beta = self.learned()
-        return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics), statistics
+        return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes), statistics
 
     def learned(self) -> tuple[Node, Node]:
         """gamma and beta, as parameter Nodes."""
-        params = self.model.params
-        return Node(params[self.gamma_key], self.gamma_key), Node(params[self.beta_key], self.beta_key)
+        return learned(self.model.params, self.gamma_key, self.beta_key)
 
     def average_mean(self) -> np.ndarray:
         return self.model.params[self.mean_key]
@@ -111,8 +132,9 @@ class BatchNorm:
         self.model.params.update(self.averaged(mean, var, rows))
 
     def averaged(self, mean: np.ndarray, var: np.ndarray, rows: int) -> dict[str, np.ndarray]:
-        """The new moving averages and batch count after a batch of ``rows`` rows with these
-        statistics, as new arrays, without storing them: ``{key: array}`` for ``params``."""
+        """The new moving averages and batch count after a batch with these statistics, each
+        taken over ``rows`` values per feature (N, or N * H * W for images), as new arrays,
+        without storing them: ``{key: array}`` for ``params``."""
         params, momentum = self.model.params, self.momentum
         stored = var * (rows / (rows - 1)) if self.unbiased_average else var
         dtype = params[self.mean_key].dtype  # a float64 batch must not turn float32 averages into float64
@@ -139,13 +161,15 @@ class BatchNorm:
                 "zeros. Train first (train=True), or load trained parameters."
             )
 
-    def require_batch(self, rows: int) -> None:
-        """Raise ``ValueError`` for a training batch of fewer than 2 rows."""
-        if rows < 2:
+    def require_batch(self, values: int) -> None:
+        """Raise ``ValueError`` for a training batch of fewer than 2 values per feature (rows;
+        for images, N * H * W per channel)."""
+        if values < 2:
+            counted = "values per channel (N x H x W)" if self.images else "rows"
             raise ValueError(
-                f"{self.what}: a training batch needs at least 2 rows, got {rows}: with one value per "
-                "feature the batch variance is 0 and normalizing is meaningless. Use larger "
-                "batches, or train=False to use the moving averages."
+                f"{self.what}: a training batch needs at least 2 {counted}, got {values}: with one value per "
+                f"{'channel' if self.images else 'feature'} the batch variance is 0 and normalizing is "
+                "meaningless. Use larger batches, or train=False to use the moving averages."
             )
 
 
@@ -162,31 +186,67 @@ class LayerNorm:
 
     def forward(self, x: Node) -> Node:
         """The layer on a Node already checked (by a model's entry point)."""
-        params = self.model.params
-        gamma, beta = Node(params[self.gamma_key], self.gamma_key), Node(params[self.beta_key], self.beta_key)
-        return layer_norm_composed(x, gamma, beta, self.eps)
+        gamma, beta = learned(self.model.params, self.gamma_key, self.beta_key)
+        return normalized(x, (1,), gamma, beta, self.eps, self.what)
 
 
-# ----- batch norm: the statistics, then the same normalization two ways, and eval mode -----
+class GroupNorm:
+    """Group norm over the channels of NCHW images in ``groups`` groups, ``forward(x)``: see
+    `NeuralNode.group_norm`."""
+
+    def __init__(self, model: NeuralNode, name: str, channels: int, groups: int, eps: float = 1e-5) -> None:
+        self.model, self.channels, self.groups, self.eps = model, channels, groups, eps
+        self.what = f"group norm {name!r}"
+        self.gamma_key, self.beta_key = f"gamma_{name}", f"beta_{name}"
+
+    def __call__(self, x: Any) -> Node:
+        """The layer on images x, checked: (N, channels, H, W), numeric and finite."""
+        return self.forward(checked_input(x, self.channels, self.what, self.model.dtype, images=True))
+
+    def forward(self, x: Node) -> Node:
+        """The layer on a Node already checked (by a model's entry point)."""
+        gamma, beta = learned(self.model.params, self.gamma_key, self.beta_key)
+        return grouped(x, self.groups, gamma, beta, self.eps, self.what)
 
 
-def batch_statistics(x: np.ndarray, what: str = "batch norm") -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and biased variance of a batch x (N, F), each (1, F): the values
-    that normalize the batch and that the moving averages take in. Raises `NonFiniteError`
-    for values so large that their sum or squares overflow."""
+def learned(params: dict[str, np.ndarray], gamma_key: str, beta_key: str) -> tuple[Node, Node]:
+    """A layer's gamma and beta, as parameter Nodes."""
+    return Node(params[gamma_key], gamma_key), Node(params[beta_key], beta_key)
+
+
+# ----- the statistics: per group of values, over the axes -----
+
+
+def group_size(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+    """How many values share one mean and variance: the product of the sizes along ``axes``
+    (N for batch norm on rows, N * H * W per channel for batch norm on images)."""
+    return int(np.prod([shape[axis] for axis in axes]))
+
+
+def batch_statistics(
+    x: np.ndarray, what: str = "batch norm", axes: tuple[int, ...] = ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and biased variance of x over ``axes``, with those axes kept (so (1, F) for a
+    batch of rows, (1, C, 1, 1) per channel of images): the values that normalize the batch
+    and that the moving averages take in. Raises `NonFiniteError` for NaN or inf in x, or
+    values so large that their sum or squares overflow."""
     with np.errstate(over="ignore", invalid="ignore"):  # checked below, with a clearer message
-        mean, var = _batch_mean_and_variance(x)
+        mean, var = mean_and_variance(x, axes)
     require_finite_statistics(mean, var, what)
     return mean, var
 
 
-def _batch_mean_and_variance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mini-batch mean and biased variance over axis 0, as the paper defines them:
-    ``mean = sum(x) / N`` and ``var = sum((x - mean)**2) / N``, per feature."""
-    n = x.shape[0]
-    mean = np.einsum("ij->j", x)[None, :] / n  # einsum: the sums in one call each, no (N, F) temporary for var
+def mean_and_variance(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and biased variance over ``axes``, as the paper defines them for the batch:
+    ``mean = sum(x) / m`` and ``var = sum((x - mean)**2) / m``, m values per group, axes kept.
+    (einsum: each sum in one call, with no temporary of x's size for the squares.)"""
+    letters = "abcdefgh"[: x.ndim]
+    kept = "".join(letter for axis, letter in enumerate(letters) if axis not in axes)
+    shape = tuple(1 if axis in axes else size for axis, size in enumerate(x.shape))
+    m = group_size(x.shape, axes)
+    mean = np.einsum(f"{letters}->{kept}", x).reshape(shape) / m
     centered = x - mean
-    return mean, np.einsum("ij,ij->j", centered, centered)[None, :] / n
+    return mean, np.einsum(f"{letters},{letters}->{kept}", centered, centered).reshape(shape) / m
 
 
 def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> None:
@@ -197,7 +257,10 @@ def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> N
         raise NonFiniteError(f"{what}: the batch has values too large to square (or to add up)")
 
 
-def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+# ----- batch norm: the same normalization two ways, and eval mode -----
+
+
+def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5, axes: tuple[int, ...] = ROWS) -> Node:
     """Training-mode batch norm as the paper writes it, in Node operations: for x (N, F)
     and per-feature gamma, beta (1, F), every statistic over the batch (axis 0)::
 
@@ -208,19 +271,21 @@ def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> No
 
     Its gradient is autodiff's, through every one of these steps: mean and var are
     functions of every row, so each output depends on every input of its feature.
+    ``axes`` turns the same four lines into every other member of the family: (0, 2, 3)
+    for images (per channel), (1,) for layer norm, (2, 3) for instance norm.
     """
-    mean = x.mean(axis=0)
-    var = ((x - mean) ** 2).mean(axis=0)
+    mean = x.mean(axis=axes)
+    var = ((x - mean) ** 2).mean(axis=axes)
     xhat = (x - mean) / (var + eps).sqrt()
     return gamma * xhat + beta
 
 
 @primitive
-def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: ANN001, ANN202 - a primitive
+def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None, axes=ROWS):  # noqa: ANN001, ANN202 - a primitive
     """Training-mode batch norm as one primitive: the forward pass of `batch_norm_composed`,
     and the backward pass as Ioffe & Szegedy (2015, section 3) write it, by the chain rule
-    through Algorithm 1. With g = dl/dy, m rows, and every sum over the batch (axis 0), per
-    feature::
+    through Algorithm 1. With g = dl/dy, m values per feature, and every sum over the batch
+    (``axes``: axis 0 for rows), per feature::
 
         dl/dxhat_i    = dl/dy_i * gamma
         dl/dsigma_B^2 = sum_i dl/dxhat_i * (x_i - mu_B) * -1/2 * (sigma_B^2 + eps)^(-3/2)
@@ -235,28 +300,35 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None):  # noqa: 
     ``(m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)) / (m * sqrt(var + eps))``:
     docs/batch_norm_backward.md derives it. The tests hold this primitive to
     `batch_norm_composed` (autodiff through the four forward lines) to 1e-12 and to
-    finite differences. ``statistics``, the batch's ``(mean, var)`` when the caller has
-    them already (the `BatchNorm` layer computes them once, checked, for its moving
-    averages too), are used instead of computing them again. They must be x's own: the
-    backward pass differentiates through them as functions of x.
+    finite differences.
+
+    ``axes`` are the axes the statistics are taken over, (0,) by default: the same lines
+    serve batch norm on images ((0, 2, 3): m = N * H * W per channel) and the rest of the
+    family (`normalize`). gamma and beta broadcast against x; their gradients are summed over
+    every axis they are broadcast along (by the engine, `dp.node.unbroadcast`): over the
+    batch for batch norm, the paper's sum_i. ``statistics``, the batch's ``(mean, var)``
+    when the caller has them already (the `BatchNorm` layer computes them once, checked,
+    for its moving averages too), are used instead of computing them again. They must be
+    x's own: the backward pass differentiates through them as functions of x.
     """
-    m = x.shape[0]
-    mean, var = _batch_mean_and_variance(x) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
+    m = group_size(x.shape, axes)
+    mean, var = mean_and_variance(x, axes) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
     centered = x - mean  # x_i - mu_B
     std = np.sqrt(var + eps)
     xhat = centered / std
     y = gamma * xhat + beta
 
     def vjp(g):  # one vjp for x, gamma and beta, one line per equation of the paper
-        # Per-feature factors are formed on the (1, F) rows first, so each line makes as few (N, F) arrays as it can.
+        # Per-feature factors are formed on the statistics' shape first: as few x-sized arrays as can be.
         dxhat = g * gamma  # dl/dxhat_i = dl/dy_i * gamma
-        dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
+        dvar = (dxhat * centered).sum(axis=axes, keepdims=True) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
         # dl/dmu_B: its second term is 0 in exact arithmetic (the x_i - mu_B sum to 0), kept as the paper has it
-        dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
+        dmean = dxhat.sum(axis=axes, keepdims=True) * (-1 / std) + dvar * (
+            -2 * centered.sum(axis=axes, keepdims=True) / m
+        )
         dx = dxhat * (1 / std) + centered * (dvar * 2 / m) + dmean / m  # dl/dx_i: through xhat_i, sigma_B^2, mu_B
-        dgamma = (g * xhat).sum(axis=0, keepdims=True)  # dl/dgamma = sum_i dl/dy_i * xhat_i
-        dbeta = g.sum(axis=0, keepdims=True)  # dl/dbeta = sum_i dl/dy_i
-        return dx, dgamma, dbeta
+        dgamma = g * xhat  # dl/dgamma = sum_i dl/dy_i * xhat_i: the engine sums it to gamma's shape
+        return dx, dgamma, g  # dl/dbeta = sum_i dl/dy_i, summed by the engine too
 
     return y, vjp
 
@@ -267,28 +339,176 @@ def batch_norm_eval(x: Node, gamma: Any, beta: Any, mean: np.ndarray, var: np.nd
     return gamma * ((x - mean) * (1 / np.sqrt(var + eps))) + beta
 
 
+# ----- the family as functions: one normalize over axes, and the named forms -----
+
+
+def normalize(x: Any, axes: Any, eps: float = 1e-5, gamma: Any = 1.0, beta: Any = 0.0) -> Node:
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with the mean and the biased variance
+    taken over ``axes`` of x (an int or a tuple; negative axes count from the end): the one
+    function every normalization is. gamma and beta (numbers, Nodes or arrays that broadcast
+    against x; arrays take x's dtype) default to 1 and 0, which leaves the normalized x.
+    Computed by the closed-form primitive, so its gradient is the paper's chain rule::
+
+        >>> dp.normalize(np.array([[1.0, 3.0], [3.0, 5.0]]), axes=0).value.round(4)
+        array([[-1., -1.],
+               [ 1.,  1.]])
+
+    Errors: ``ValueError`` for axes that x does not have (or repeated), gamma or beta that
+    do not broadcast against x, eps <= 0; `NonFiniteError` for NaN or inf in x.
+    """
+    x = as_node(x, "normalize")
+    axes = _axes(axes, x.ndim)
+    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
+    gamma, beta = (_broadcasting(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta")))
+    return normalized(x, axes, gamma, beta, eps, "normalize")
+
+
+def normalized(x: Node, axes: tuple[int, ...], gamma: Any, beta: Any, eps: float, what: str) -> Node:
+    """`normalize` of arguments already checked, the statistics checked finite: the one call
+    every named form and layer makes."""
+    statistics = batch_statistics(x.value, what, axes)
+    return batch_norm_closed_form(x, gamma, beta, eps=eps, statistics=statistics, axes=axes)
+
+
 def batch_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
     """Training-mode batch norm as a plain function (no moving averages): x (N, F) with
     N >= 2, gamma and beta per feature, each a Node, an array ((1, F), or (F,), taken as a
-    row) or a number. Arrays take x's dtype. The closed-form primitive computes it."""
-    x = x if isinstance(x, Node) else Node(x)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"batch norm needs a batch of shape (N, features) with N >= 2, got {x.shape}")
-    eps = BATCH_NORM_CONSTRAINTS["eps"](eps, "eps")
-    return batch_norm_closed_form(x, _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta"), eps=eps)
+    row) or a number. Arrays take x's dtype. Statistics over the batch, axis 0."""
+    x = _checked_shape(x, "batch norm", "a batch of shape (N, features) with N >= 2", ndim=2, at_least=(ROWS, 2))
+    return _named(x, ROWS, gamma, beta, eps, "batch norm")
 
 
-def _per_feature(v: Any, x: Node, what: str) -> Any:
-    """A per-feature gamma or beta for x (N, F) as a (1, F) row (or a number) in x's dtype:
-    a float64 array must not upcast float32 x, and a 1-D array is a row here, never the
-    column `Node` would make of it."""
+def batch_norm2d(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Training-mode batch norm of NCHW images as a plain function (no moving averages), as
+    PyTorch's ``BatchNorm2d`` in training: each channel normalized by its mean and biased
+    variance over the batch and every position, axes (0, 2, 3). gamma and beta per channel,
+    (C,) or (1, C, 1, 1) (or numbers); arrays take x's dtype. A channel needs at least 2
+    values (N * H * W >= 2), else ``ValueError``."""
+    x = _checked_shape(x, "batch_norm2d", "images (N, C, H, W) with N * H * W >= 2", ndim=4, at_least=(IMAGES, 2))
+    return _named(x, IMAGES, gamma, beta, eps, "batch_norm2d")
+
+
+def layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Layer norm as a plain function: each sample normalized over its features, axis 1 for
+    rows x (N, F), or (1, 2, 3) for images x (N, C, H, W). gamma and beta per feature (per
+    channel for images), each a Node, an array ((F,), or the keepdims shape (1, F) or
+    (1, C, 1, 1)) or a number. Arrays take x's dtype. For images it is `group_norm` with one
+    group (PyTorch's ``GroupNorm(1, C)``)."""
+    x = _checked_shape(
+        x, "layer norm", "rows of features, shape (N, features) with N >= 1, or images (N, C, H, W)", ndim=(2, 4)
+    )
+    return _named(x, (1,) if x.ndim == 2 else (1, 2, 3), gamma, beta, eps, "layer norm")
+
+
+def instance_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Instance norm (Ulyanov et al., 2016) of NCHW images: each sample's each channel
+    normalized over its positions, axes (2, 3), as PyTorch's ``InstanceNorm2d(affine=True)``
+    in training. gamma and beta per channel, (C,) or (1, C, 1, 1). Needs H * W >= 2."""
+    x = _checked_shape(x, "instance norm", "images (N, C, H, W) with H * W >= 2", ndim=4, at_least=((2, 3), 2))
+    return _named(x, (2, 3), gamma, beta, eps, "instance norm")
+
+
+def group_norm(x: Any, groups: int, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
+    """Group norm (Wu & He, 2018) of NCHW images: the C channels in ``groups`` groups of
+    C / groups consecutive channels, each sample's each group normalized over its channels
+    and positions, as PyTorch's ``GroupNorm(groups, C)``. gamma and beta per channel, (C,)
+    or (1, C, 1, 1). One group is layer norm; C groups are instance norm. ``ValueError``
+    when groups does not divide C."""
+    x = _checked_shape(x, "group norm", "images (N, C, H, W)", ndim=4)
+    groups = GROUP_NORM_CONSTRAINTS["groups"](groups, "groups")
+    if x.shape[1] % groups:
+        raise ValueError(f"group norm: {groups} groups do not divide the {x.shape[1]} channels")
+    eps = GROUP_NORM_CONSTRAINTS["eps"](eps, "eps")
+    return grouped(
+        x, groups, *(_per_channel(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta"))), eps, "group norm"
+    )
+
+
+def grouped(x: Node, groups: int, gamma: Any, beta: Any, eps: float, what: str) -> Node:
+    """Group norm of checked images x (N, C, H, W): seen as (N, G, C / G, H, W), normalized
+    over axes (2, 3, 4), with gamma and beta per channel seen the same way (1, G, C / G, 1, 1)."""
+    n, c, h, w = x.shape
+    split = (n, groups, c // groups, h, w)
+    per_group = [_regrouped(v, (1, groups, c // groups, 1, 1)) for v in (gamma, beta)]
+    return normalized(x.reshape(split), (2, 3, 4), *per_group, eps, what).reshape(x.shape)
+
+
+def _regrouped(v: Any, shape: tuple[int, ...]) -> Any:
+    """A per-channel gamma or beta (a number, or an array or Node of C values) in ``shape``."""
+    return v if isinstance(v, (int, float)) else v.reshape(shape)
+
+
+def _named(x: Node, axes: tuple[int, ...], gamma: Any, beta: Any, eps: float, what: str) -> Node:
+    """A named form on checked x: its eps, gamma and beta checked, then `normalized`."""
+    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
+    gamma, beta = (_per_channel(v, x, name) for v, name in ((gamma, "gamma"), (beta, "beta")))
+    return normalized(x, axes, gamma, beta, eps, what)
+
+
+# ----- the checks of the functions' arguments -----
+
+
+def as_node(x: Any, what: str) -> Node:
+    """x as a Node (an array becomes a constant), its values numeric."""
+    node = x if isinstance(x, Node) else Node(x)
+    checks.numeric_array(node.value, f"{what}: x")
+    return node
+
+
+def _checked_shape(
+    x: Any, what: str, needs: str, ndim: Any, at_least: tuple[tuple[int, ...], int] | None = None
+) -> Node:
+    """x as a Node of ``ndim`` dimensions (one of them, for a tuple), with at least
+    ``at_least[1]`` values along the axes ``at_least[0]`` (and at least one value), else a
+    ``ValueError`` saying that the form ``what`` ``needs`` such an x."""
+    node = as_node(x, what)
+    axes, least = at_least or ((0,), 1)
+    if node.ndim not in np.atleast_1d(ndim) or node.value.size == 0 or group_size(node.shape, axes) < least:
+        raise ValueError(f"{what} needs {needs}, got {node.shape}")
+    return node
+
+
+def _axes(axes: Any, ndim: int) -> tuple[int, ...]:
+    """``axes`` (an int or a sequence of ints) as a sorted tuple of distinct axes of an
+    ndim-dimensional x, negative ones counted from the end."""
+    listed = [axes] if checks.is_whole(axes) else list(axes) if isinstance(axes, (tuple, list)) else None
+    if not listed or not all(checks.is_whole(a) and -ndim <= a < ndim for a in listed):
+        raise ValueError(f"normalize: axes must be axes of x, which has {ndim} dimensions; got {axes!r}")
+    chosen = sorted({int(a) % ndim for a in listed})
+    if len(chosen) != len(listed):
+        raise ValueError(f"normalize: axes {axes!r} repeat an axis")
+    return tuple(chosen)
+
+
+def _broadcasting(v: Any, x: Node, what: str) -> Any:
+    """gamma or beta for `normalize`: a number or a Node as given, an array in x's dtype;
+    ``ValueError`` unless it broadcasts against x without changing x's shape."""
+    if isinstance(v, (int, float)):
+        return v
+    value = v if isinstance(v, Node) else np.asarray(v, dtype=x.dtype)
+    shape = np.shape(value.value if isinstance(value, Node) else value)
+    try:
+        fits = np.broadcast_shapes(shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"normalize: {what} of shape {shape} does not broadcast against x of shape {x.shape}")
+    return value
+
+
+def _per_channel(v: Any, x: Node, what: str) -> Any:
+    """A per-feature (per-channel, for images) gamma or beta for x, in the keepdims shape of
+    the statistics' kept axis 1, (1, F) or (1, C, 1, 1) (or a number), in x's dtype: a float64
+    array must not upcast float32 x, and a 1-D array is a row here, never the column `Node`
+    would make of it. Given as (F,) / (C,), or already in that shape."""
     if isinstance(v, Node) or isinstance(v, (int, float)):
         return v
     array = np.asarray(v, dtype=x.dtype)
-    features = x.shape[1]
-    if array.shape not in ((), (features,), (1, features)):
-        raise ValueError(f"{what} must have shape (1, {features}) or ({features},), got {array.shape}")
-    return array.reshape(1, -1) if array.ndim else array
+    channels = x.shape[1]
+    shape = (1, channels) + (1,) * (x.ndim - 2)
+    if array.shape not in ((), (channels,), shape):
+        raise ValueError(f"{what} must have shape {shape} or ({channels},), got {array.shape}")
+    return array.reshape(shape) if array.ndim else array
 
 
 # ----- layer norm: batch norm's statistics taken per row -----
@@ -310,19 +530,7 @@ def layer_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5) -> No
     them over one row's features: each row is normalized by itself, so training and
     evaluation are the same function, a single row works, and nothing is kept between
     batches. Its gradient is autodiff's through these four lines. With F = 1 every row
-    normalizes to beta (x - mean is 0), and x gets no gradient.
+    normalizes to beta (x - mean is 0), and x gets no gradient. (`layer_norm` and the layer
+    compute the same with the closed-form primitive, ``axes=(1,)``.)
     """
-    mean = x.mean(axis=1)
-    var = ((x - mean) ** 2).mean(axis=1)
-    xhat = (x - mean) / (var + eps).sqrt()
-    return gamma * xhat + beta
-
-
-def layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Node:
-    """Layer norm as a plain function: x (N, F) with N >= 1, gamma and beta per feature, each
-    a Node, an array ((1, F), or (F,), taken as a row) or a number. Arrays take x's dtype."""
-    x = x if isinstance(x, Node) else Node(x)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"layer norm needs rows of features, shape (N, features) with N >= 1, got {x.shape}")
-    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
-    return layer_norm_composed(x, _per_feature(gamma, x, "gamma"), _per_feature(beta, x, "beta"), eps=eps)
+    return batch_norm_composed(x, gamma, beta, eps, axes=(1,))
