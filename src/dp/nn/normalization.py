@@ -419,9 +419,8 @@ def group_norm(x: Any, groups: int, gamma: Any, beta: Any, eps: float = 1e-5) ->
     if x.shape[1] % groups:
         raise ValueError(f"group norm: {groups} groups do not divide the {x.shape[1]} channels")
     eps = GROUP_NORM_CONSTRAINTS["eps"](eps, "eps")
-    return grouped(
-        x, groups, *(_per_channel(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta"))), eps, "group norm"
-    )
+    gamma, beta = (_per_channel(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta")))
+    return grouped(x, groups, gamma, beta, eps, "group norm")
 
 
 def grouped(x: Node, groups: int, gamma: Any, beta: Any, eps: float, what: str) -> Node:
@@ -429,8 +428,8 @@ def grouped(x: Node, groups: int, gamma: Any, beta: Any, eps: float, what: str) 
     over axes (2, 3, 4), with gamma and beta per channel seen the same way (1, G, C / G, 1, 1)."""
     n, c, h, w = x.shape
     split = (n, groups, c // groups, h, w)
-    per_group = [_regrouped(v, (1, groups, c // groups, 1, 1)) for v in (gamma, beta)]
-    return normalized(x.reshape(split), (2, 3, 4), *per_group, eps, what).reshape(x.shape)
+    gamma, beta = (_regrouped(v, (1, groups, c // groups, 1, 1)) for v in (gamma, beta))
+    return normalized(x.reshape(split), (2, 3, 4), gamma, beta, eps, what).reshape(x.shape)
 
 
 def _regrouped(v: Any, shape: tuple[int, ...]) -> Any:
