@@ -1,8 +1,10 @@
-"""Models: `MLP` (whose defaults are the reference breast-cancer network) and
-`fold_batch_norm`, which bakes eval-mode batch norm into the linear layers."""
+"""Models: `MLP` (whose defaults are the reference breast-cancer network), `CNN` (a
+LeNet-style network for MNIST and digits images) and `fold_batch_norm`, which bakes
+eval-mode batch norm into the linear layers and convolutions before it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -14,6 +16,7 @@ from dp.nn import fused as dp_fused
 from dp.nn import init as dp_init
 from dp.nn import losses
 from dp.nn.activations import ACTIVATIONS, activate
+from dp.nn.conv import max_pool
 from dp.nn.inputs import as_input
 from dp.nn.linear import Linear
 from dp.nn.module import NeuralNode
@@ -43,7 +46,59 @@ def fused_config(fused: bool, batch_norm: bool, activation: str) -> dict[str, bo
     return {"fused": True}
 
 
-class MLP(NeuralNode):
+class Classifier(NeuralNode):
+    """What `MLP` and `CNN` share: a network of layers ending in ``logits``, read as a
+    sigmoid (one output) or a softmax (more), trained on the exact cross-entropy of the
+    logits. A subclass defines ``outputs``, ``_input`` (its input, checked, as a Node) and
+    ``_logits`` (its layers on that input), and keeps its settings in ``config``."""
+
+    config: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """The constructor call that makes this architecture: ``MLP(sizes=(30, 20, 10, 1), ...)``."""
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({settings})"
+
+    @property
+    def outputs(self) -> int:
+        raise NotImplementedError
+
+    def logits(self, x: Any, train: bool | None = None) -> Node:
+        """The last linear layer's output, (n, outputs), for a batch x."""
+        return self._logits(self._input(x), train)
+
+    def forward(self, x: Any, train: bool | None = None) -> Node:
+        """Probabilities: a sigmoid column for one output, else a softmax over the outputs."""
+        z = self.logits(x, train)
+        return z.sigmoid() if z.shape[1] == 1 else z.softmax(axis=1)
+
+    def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
+        """The cross-entropy of the batch (summed over rows by default), computed stably
+        from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot.
+        Everything is checked before the forward pass, which may update moving averages. The
+        logits are the model's own ``logits``, so that a subclass's override of it is trained."""
+        x = self._input(x)
+        labels = checks.labels(y, x.shape[0], self.outputs)
+        scale = losses.scale(reduction, x.shape[0])
+        return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
+
+    def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+        """As `NeuralNode.checked_data`, for this network: rows it takes (see ``_input``), and
+        labels its loss takes (binary for one output, class indices or one-hot for more),
+        which are returned as given (y a column if it is a vector)."""
+        x, y = super().checked_data(x, y, what)
+        self._input(x, f"the {what} rows")
+        checks.labels(y, len(x), self.outputs)
+        return x, y
+
+    def _input(self, x: Any, what: str = "the input") -> Node:
+        raise NotImplementedError
+
+    def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
+        raise NotImplementedError
+
+
+class MLP(Classifier):
     """A multi-layer perceptron, by default the reference network of the seed notebook::
 
         30 -> linear l1 (30, 20) -> batch norm bn1 -> tanh
@@ -117,42 +172,18 @@ class MLP(NeuralNode):
             self.hidden.append((linear, norm))
         self.output = self.linear(sizes[-2], sizes[-1], f"l{len(sizes) - 1}", init=init, std=init_std)
 
-    def __repr__(self) -> str:
-        """The constructor call that makes this architecture: ``MLP(sizes=(30, 20, 10, 1), ...)``."""
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-        return f"{type(self).__name__}({settings})"
-
     @property
     def sizes(self) -> tuple[int, ...]:
         return self.config["sizes"]
 
     @property
-    def has_batch_norm(self) -> bool:
-        return self.config["batch_norm"]
+    def outputs(self) -> int:
+        return self.sizes[-1]
 
     @property
     def fused(self) -> bool:
         """Whether the hidden layers run as `dp.nn.fused` primitives (``MLP(fused=True)``)."""
         return self.config.get("fused", False)
-
-    def logits(self, x: Any, train: bool | None = None) -> Node:
-        """The last linear layer's output, (n, outputs), for a batch x (n, inputs)."""
-        return self._logits(self._input(x), train)
-
-    def forward(self, x: Any, train: bool | None = None) -> Node:
-        """Probabilities: a sigmoid column for one output, else a softmax over the outputs."""
-        z = self.logits(x, train)
-        return z.sigmoid() if z.shape[1] == 1 else z.softmax(axis=1)
-
-    def loss(self, x: Any, y: Any, train: bool | None = None, reduction: str = "sum") -> Node:
-        """The cross-entropy of the batch (summed over rows by default), computed stably
-        from the logits. y: labels (n,) or (n, 1); for k > 1 outputs, class indices or one-hot.
-        Everything is checked before the forward pass, which may update moving averages. The
-        logits are the model's own ``logits``, so that a subclass's override of it is trained."""
-        x = self._input(x)
-        labels = checks.labels(y, x.shape[0], self.sizes[-1])
-        scale = losses.scale(reduction, x.shape[0])
-        return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
 
     def record(self, x: Any, layers: Sequence[str] | None = None, train: bool = False) -> dict[str, np.ndarray]:
         """The values inside the network for a batch x, by layer name, without changing
@@ -186,21 +217,11 @@ class MLP(NeuralNode):
             raise ValueError(f"this network has no layer {', '.join(map(repr, unknown))}; its layers are {known}")
         return names
 
-    def checked_data(self, x: Any, y: Any, what: str = "training") -> tuple[np.ndarray, np.ndarray]:
-        """As `NeuralNode.checked_data`, for this network: x of shape (n, inputs), and labels
-        its loss takes (binary for one output, class indices or one-hot for more), which
-        are returned as given (y a column if it is a vector)."""
-        x, y = super().checked_data(x, y, what)
-        if x.shape[1] != self.sizes[0]:
-            raise ValueError(f"the {what} rows must have shape (n, {self.sizes[0]}); got {x.shape}")
-        checks.labels(y, len(x), self.sizes[-1])
-        return x, y
-
-    def _input(self, x: Any) -> Node:
-        """The network's input as a Node of its dtype, checked as it was given (a 1-D
-        array is refused, not taken for a column)."""
+    def _input(self, x: Any, what: str = "the input") -> Node:
+        """The network's input as a Node of its dtype, checked as it was given: (n, inputs)
+        (a 1-D array is refused, not taken for a column)."""
         x = as_input(x, self.dtype)
-        value = checks.input_batch(x.value if isinstance(x, Node) else x, self.sizes[0], "the input")
+        value = checks.input_batch(x.value if isinstance(x, Node) else x, self.sizes[0], what)
         return x if isinstance(x, Node) else Node(value)
 
     def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
@@ -222,6 +243,11 @@ class MLP(NeuralNode):
             seen[f"l{len(self.hidden) + 1}"] = logits.value
         return logits
 
+    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
+        """(layer name, its batch norm) for every linear layer followed by batch norm, for
+        `fold_batch_norm`: l{i} and bn{i}."""
+        return [(f"l{i}", norm) for i, (_, norm) in enumerate(self.hidden, start=1) if norm is not None]
+
     def _fused_logits(self, h: Node, train: bool | None) -> Node:
         """`_logits` of a `fused` model: each hidden layer as one `dp.nn.fused.hidden_layer`
         primitive (the same math, fewer arrays), then the output layer."""
@@ -230,31 +256,234 @@ class MLP(NeuralNode):
         return self.output.forward(h)
 
 
-def fold_batch_norm(model: MLP) -> MLP:
-    """A copy of ``model`` in which each eval-mode batch norm is folded into the linear
-    layer before it, for inference. Per feature::
+CNN_CONSTRAINTS: dict[str, checks.Constraint] = {
+    "kernel_size": Whole("[1, inf)"),
+    "classes": Whole("[2, inf)"),
+    "batch_norm": Flag(),
+    "activation": OneOf(*ACTIVATIONS),
+    "seed": MLP_CONSTRAINTS["seed"],
+}
+
+
+class CNN(Classifier):
+    """A LeNet-style convolutional network for images, by default for MNIST's 28 x 28::
+
+        (1, 28, 28) -> conv1 3x3, 8 channels  -> batch norm bn1 -> relu -> 2x2 max pool -> (8, 14, 14)
+                    -> conv2 3x3, 16 channels -> batch norm bn2 -> relu -> 2x2 max pool -> (16, 7, 7)
+                    -> flatten (784) -> linear fc1 (784, 10) -> softmax
+
+    ``image`` is (channels, height, width): (1, 8, 8) for scikit-learn's digits. Each entry
+    of ``channels`` is a block: a convolution ``conv{i}`` of ``kernel_size`` with padding
+    kernel_size // 2 (the image keeps its size for an odd kernel), batch norm per channel
+    ``bn{i}`` when ``batch_norm`` (`NeuralNode.batch_norm2d`), the ``activation``, and a 2 x 2
+    max pool (halving the height and width, rounding down). Then the feature maps are
+    flattened into rows, go through the ``hidden`` linear layers (``fc{j}``, each followed
+    by batch norm ``bn{k}`` when ``batch_norm``, then the activation), and a last linear
+    layer gives the ``classes`` logits. As in `MLP`, a layer followed by batch norm has no
+    bias (the batch mean removes it). ``init`` draws every weight (default "he", for ReLU),
+    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's, ``seed`` and ``dtype``
+    as in `MLP`.
+
+    Input: images (n, channels, height, width), or rows of their pixels (n, channels *
+    height * width) as `dp.data.mnist` gives them, which are taken as images (row-major,
+    as ``x.reshape(n, channels, height, width)``). Trains with `dp.train.fit`, saves and
+    loads with `dp.checkpoint`, folds with `fold_batch_norm`, draws with
+    ``dp.draw(model.loss(x, y), group=True)``.
+    """
+
+    def __init__(
+        self,
+        image: Sequence[int] = (1, 28, 28),
+        channels: Sequence[int] = (8, 16),
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (),
+        classes: int = 10,
+        batch_norm: bool = True,
+        activation: str = "relu",
+        seed: int | None = 0,
+        dtype: Any = np.float64,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        unbiased_average: bool = False,
+        init: str = "he",
+        init_std: float | None = None,
+    ) -> None:
+        image, channels, hidden = (
+            _widths(v, what) for v, what in ((image, "image"), (channels, "channels"), (hidden, "hidden"))
+        )
+        options = checked(
+            CNN_CONSTRAINTS,
+            kernel_size=kernel_size,
+            classes=classes,
+            batch_norm=batch_norm,
+            activation=activation,
+            seed=seed,
+        )
+        norm_options = checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+        init, init_std = dp_init.check(init, init_std)
+        if len(image) != 3 or not channels:
+            raise ValueError(
+                f"image must be (channels, height, width) and channels list at least one block; got {image}, {channels}"
+            )
+        super().__init__(seed, dtype)
+        self.config = dict(image=image, channels=channels, kernel_size=options["kernel_size"], hidden=hidden)
+        self.config.update(classes=options["classes"], batch_norm=options["batch_norm"], activation=activation)
+        self.config.update(dtype=self.dtype.name, **norm_options, init=init, init_std=init_std)
+        self.blocks = self._blocks(norm_options)
+        self.dense = self._dense(self.flat_size, norm_options)
+
+    def _blocks(self, norm_options: dict[str, Any]) -> list[tuple[Any, BatchNorm | None]]:
+        """The convolution blocks, each (conv{i}, bn{i} or None); ``ValueError`` when the image
+        becomes smaller than the kernel or the 2 x 2 pool on the way."""
+        config, blocks = self.config, []
+        k, batch_norm, init = config["kernel_size"], config["batch_norm"], config["init"]
+        for i, (fan_in, fan_out) in enumerate(
+            zip(config["image"][:1] + config["channels"], config["channels"]), start=1
+        ):
+            conv = self.conv2d(
+                fan_in, fan_out, k, f"conv{i}", padding=k // 2, bias=not batch_norm, init=init, std=config["init_std"]
+            )
+            norm = self.batch_norm2d(fan_out, f"bn{i}", **norm_options) if batch_norm else None
+            blocks.append((conv, norm))
+        return blocks
+
+    @property
+    def feature_maps(self) -> list[tuple[int, int, int]]:
+        """The shape (channels, height, width) after each block, for one image."""
+        return feature_maps(self.config["image"], self.config["channels"], self.config["kernel_size"])
+
+    @property
+    def flat_size(self) -> int:
+        """The width of the rows the feature maps are flattened into."""
+        return int(np.prod(self.feature_maps[-1]))
+
+    def _dense(self, fan_in: int, norm_options: dict[str, Any]) -> list[tuple[Linear, BatchNorm | None]]:
+        """The linear layers after the blocks, each (fc{j}, bn{k} or None); the last, to the
+        classes, has a bias and no batch norm."""
+        config, layers = self.config, []
+        widths = (fan_in, *config["hidden"], config["classes"])
+        first_norm = len(config["channels"]) + 1
+        for j, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            last = j == len(widths) - 1
+            norm_here = config["batch_norm"] and not last
+            linear = self.linear(a, b, f"fc{j}", bias=not norm_here, init=config["init"], std=config["init_std"])
+            norm = self.batch_norm(b, f"bn{first_norm + j - 1}", **norm_options) if norm_here else None
+            layers.append((linear, norm))
+        return layers
+
+    @property
+    def outputs(self) -> int:
+        return self.config["classes"]
+
+    def _input(self, x: Any, what: str = "the input") -> Node:
+        """The network's input as a Node of its dtype: images (n, C, H, W) of the network's
+        size, or rows of their C * H * W pixels, taken as images; checked as given."""
+        x = as_input(x, self.dtype)
+        node = x if isinstance(x, Node) else Node(x)
+        c, h, w = self.config["image"]
+        if node.ndim == 2 and node.shape[1] == c * h * w:  # rows of pixels, as dp.data gives them
+            node = node.reshape(-1, c, h, w)
+        checks.input_images(node.value, c, what)
+        if node.shape[2:] != (h, w):
+            raise ValueError(
+                f"{what} must be images of shape (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels); got {node.shape}"
+            )
+        return node
+
+    def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
+        """The layers on an input already checked: each block (convolution, batch norm,
+        activation, pool), the feature maps flattened into rows, then the linear layers."""
+        activation = self.config["activation"]
+        for conv, norm in self.blocks:
+            z = conv.forward(h)
+            h = max_pool(
+                activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+            )
+        h = h.reshape(h.shape[0], -1)
+        for linear, norm in self.dense[:-1]:
+            z = linear.forward(h)
+            h = activate(z if norm is None else norm.forward(z, train), activation)
+        return self.dense[-1][0].forward(h)
+
+    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
+        """(layer name, its batch norm) for every layer followed by batch norm, for
+        `fold_batch_norm`: conv{i} and bn{i}, then the hidden fc{j} and theirs."""
+        convs = [(f"conv{i}", norm) for i, (_, norm) in enumerate(self.blocks, start=1)]
+        dense = [(f"fc{j}", norm) for j, (_, norm) in enumerate(self.dense, start=1)]
+        return [(layer, norm) for layer, norm in convs + dense if norm is not None]
+
+
+def feature_maps(image: Sequence[int], channels: Sequence[int], kernel_size: int) -> list[tuple[int, int, int]]:
+    """The shape (channels, height, width) after each block of a `CNN` for an ``image`` of
+    shape (channels, height, width): a convolution of ``kernel_size`` with padding
+    kernel_size // 2, then a 2 x 2 max pool. ``ValueError`` when the image becomes smaller
+    than the pool on the way."""
+    _, height, width = image
+    k, shapes = kernel_size, []
+    for c in channels:
+        height, width = (size + 2 * (k // 2) - k + 1 for size in (height, width))  # the convolution
+        if min(height, width) < 2:
+            raise ValueError(
+                f"the image {tuple(image)} is too small for {len(channels)} blocks "
+                f"of a {k} x {k} convolution and a 2 x 2 pool"
+            )
+        height, width = height // 2, width // 2  # the pool
+        shapes.append((c, height, width))
+    return shapes
+
+
+def cnn_weights(config: dict[str, Any]) -> int:
+    """How many weights a `CNN` of ``config`` has, from its settings alone (to refuse an
+    architecture too large to build before building it)."""
+    (c, _, _), k = config["image"], config["kernel_size"]
+    convs = sum(a * b * k * k for a, b in zip((c, *config["channels"]), config["channels"]))
+    widths = (
+        int(np.prod(feature_maps(config["image"], config["channels"], k)[-1])),
+        *config["hidden"],
+        config["classes"],
+    )
+    return convs + sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def _widths(values: Sequence[int], what: str) -> tuple[int, ...]:
+    """A sequence of whole numbers >= 1 (``image``, ``channels``, ``hidden``) as a tuple."""
+    if isinstance(values, (str, bytes)) or not all(checks.is_whole(v) and v >= 1 for v in values):
+        raise ValueError(f"{what} must list whole numbers >= 1, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def fold_batch_norm(model: MLP | CNN) -> MLP | CNN:
+    """A copy of ``model`` (an `MLP` or a `CNN`) in which each eval-mode batch norm is folded
+    into the linear layer or convolution before it, for inference. Per output feature (a
+    column of a linear layer's weight, an output channel of a convolution's)::
 
         s = gamma / sqrt(avg_variance + eps)
         W' = W * s        b' = (b - avg_mean) * s + beta      (b = 0 without a bias)
 
-    so that ``x @ W' + b'`` equals batch norm (eval mode) of ``x @ W + b``. The result
-    has no batch-norm layers (so it is never `MLP.fused`) and predicts what ``model``
-    predicts in eval mode.
+    so that ``x @ W' + b'`` (or the convolution with W' and b') equals batch norm (eval mode)
+    of ``x @ W + b``: both are affine in x, and the fold multiplies out the scale and the
+    shift (docs/cnn.md derives it). The result has no batch-norm layers (so it is never
+    `MLP.fused`) and predicts what ``model`` predicts in eval mode.
     """
-    if not isinstance(model, MLP):
-        raise TypeError("fold_batch_norm needs a dp.MLP: it must know which linear layer feeds which batch norm")
-    folded = MLP(**{**model.config, "batch_norm": False, "fused": False})
-    if not model.has_batch_norm:
-        folded.set_param(model.params)
-        return folded
-    p, eps, new = model.params, model.config["eps"], {}
-    norms = [norm for _, norm in model.hidden if norm is not None]  # one per hidden layer, with batch norm
-    for i, norm in enumerate(norms, start=1):
+    if not isinstance(model, (MLP, CNN)):
+        raise TypeError("fold_batch_norm needs a dp.MLP or a dp.CNN: it must know which layer feeds which batch norm")
+    folded = type(model)(
+        **{**model.config, "batch_norm": False, **({"fused": False} if isinstance(model, MLP) else {})}
+    )
+    new = {key: value for key, value in model.params.items() if key in folded.params}  # layers without batch norm
+    for layer, norm in model.folded_pairs():
         norm.require_trained()
-        scale = p[f"gamma_bn{i}"] / np.sqrt(p[f"avg_variance_bn{i}"] + eps)
-        new[f"weight_l{i}"] = p[f"weight_l{i}"] * scale
-        new[f"bias_l{i}"] = (p.get(f"bias_l{i}", 0.0) - p[f"avg_mean_bn{i}"]) * scale + p[f"beta_bn{i}"]
-    last = len(model.sizes) - 1
-    new[f"weight_l{last}"], new[f"bias_l{last}"] = p[f"weight_l{last}"], p[f"bias_l{last}"]
+        new.update(_folded_layer(model.params, layer, norm))
     folded.set_param(new)
     return folded
+
+
+def _folded_layer(p: dict[str, np.ndarray], layer: str, norm: BatchNorm) -> dict[str, np.ndarray]:
+    """The weight and bias of ``layer`` with eval-mode batch norm ``norm`` folded into them."""
+    scale = p[norm.gamma_key] / np.sqrt(p[norm.variance_key] + norm.eps)  # per output: (1, out) or (1, out, 1, 1)
+    weight = p[f"weight_{layer}"]
+    per_output = (
+        scale.reshape(-1, 1, 1, 1) if weight.ndim == 4 else scale
+    )  # a convolution's weight is (out, in, kh, kw)
+    bias = (p.get(f"bias_{layer}", 0.0) - p[norm.mean_key]) * scale + p[norm.beta_key]
+    return {f"weight_{layer}": weight * per_output, f"bias_{layer}": bias}

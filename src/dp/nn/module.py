@@ -354,13 +354,19 @@ class NeuralNode:
         """Rows ``x`` and labels ``y`` as arrays this model trains on, after the checks that
         training on them would make, so that `dp.train.fit` can refuse bad data before the
         first step (and never mistake it for divergence). ``what`` names the data in errors
-        ("training", "validation"). Here: x a finite numeric (n, features) array with n >= 1,
-        y finite numbers, one per row; returned as given, y as a column if it is a vector.
-        A model whose loss takes particular labels overrides this (`dp.nn.models.MLP` does)."""
+        ("training", "validation"). Here: x a finite numeric (n, features) array with n >= 1
+        (or images, (n, channels, height, width)), y finite numbers, one per row; returned as
+        given, y as a column if it is a vector. A model whose input or loss takes particular
+        shapes or labels overrides this (`dp.nn.models.MLP` and `CNN` do)."""
         x = checks.numeric_array(x, f"the {what} rows")
-        if x.ndim != 2:
-            raise ValueError(f"the {what} rows must be a 2-D array (rows, features), got shape {x.shape}")
-        x = checks.input_batch(x, x.shape[1], f"the {what} rows")
+        if x.ndim not in (2, 4):
+            raise ValueError(
+                f"the {what} rows must be a 2-D array (rows, features) or images (n, channels, height, width), "
+                f"got shape {x.shape}"
+            )
+        x = checks.input_batch(x, x.shape[1], f"the {what} rows") if x.ndim == 2 else checks.input_images(
+            x, x.shape[1], f"the {what} rows"
+        )
         y = checks.finite(checks.numeric_array(y, f"the {what} labels"), f"the {what} labels")
         if y.ndim == 0 or len(y) != len(x):
             raise ValueError(f"{len(y) if y.ndim else 'a scalar: no'} labels for {len(x)} {what} rows")

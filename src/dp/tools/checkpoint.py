@@ -1,4 +1,4 @@
-"""Checkpoints: a `dp.nn.models.MLP`, and optionally its optimizer, in one ``.npz`` file.
+"""Checkpoints: a `dp.nn.models.MLP` or `dp.nn.models.CNN`, and optionally its optimizer, in one ``.npz`` file.
 
     dp.checkpoint.save(model, "model.npz", optimizer=adam)
     model = dp.checkpoint.load("model.npz")
@@ -10,7 +10,8 @@ Every entry is a NumPy array and nothing is pickled (files are read with
 ``allow_pickle=False``), so loading a checkpoint never runs code from it:
 
     __dp_format__                    int64 scalar, the format version (2)
-    __dp_model__                     str scalar, JSON of ``model.config`` (the architecture)
+    __dp_model__                     str scalar, JSON of ``model.config`` (the architecture;
+                                     a CNN's with "model": "CNN", an MLP's as it always was)
     weight_l1, avg_mean_bn1, ...     every entry of ``model.params`` under its own name,
                                      batch-norm moving averages and batch counts included
     __dp_optimizer__                 str scalar, JSON {"name": ..., "config": {...}}   (with an optimizer)
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from dp.checks import is_whole
-from dp.nn.models import MLP
+from dp.nn.models import CNN, MLP, Classifier, cnn_weights
 from dp.optim import Optimizer, make_optimizer
 from dp.tools.files import write_atomically
 
@@ -52,6 +53,8 @@ FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
 READABLE_VERSIONS = (1, 2)
 # MLP settings added after format 1: a file without them was made with their defaults.
 LATER_SETTINGS = {"init", "init_std"}
+MODELS = {"MLP": MLP, "CNN": CNN}  # the architectures a checkpoint holds, by the name stored with a CNN's
+# config ("model": "CNN"); a config without that name is an MLP's, as every file before CNNs was
 RESERVED = "__dp_"  # prefix of the entries that are not parameters
 FORMAT_KEY = "__dp_format__"
 MODEL_KEY = "__dp_model__"
@@ -77,7 +80,7 @@ class CheckpointError(ValueError):
 
 
 def save(
-    model: MLP, path: PathLike, optimizer: Optimizer | None = None, metadata: Mapping[str, Any] | None = None
+    model: Classifier, path: PathLike, optimizer: Optimizer | None = None, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``model`` (and ``optimizer``'s hyperparameters and state, and ``metadata``, a
     JSON-able dict, if given) to ``path``, atomically, in the layout of this module's docstring. ``path`` is used
@@ -87,13 +90,13 @@ def save(
     and keeps its permissions; a new file gets the usual ones (0o666 minus the umask).
 
     Returns ``path`` as a `Path`. Raises ``TypeError`` when ``model`` is not a
-    `dp.nn.models.MLP` or ``optimizer`` not a `dp.optim.Optimizer`; `CheckpointError`
+    `dp.MLP` or `dp.CNN` or ``optimizer`` not a `dp.optim.Optimizer`; `CheckpointError`
     when ``load`` would refuse the result (e.g. NaN parameters); ``OSError`` when
     writing fails. On any error an existing file at ``path`` is left untouched
     and no temporary file remains.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"save needs a dp.nn.models.MLP (it stores the architecture), not {type(model).__name__}")
+    if not isinstance(model, (MLP, CNN)):
+        raise TypeError(f"save needs a dp.MLP or a dp.CNN (it stores the architecture), not {type(model).__name__}")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a dp.optim.Optimizer or None, not {type(optimizer).__name__}")
     arrays = _encode(model, optimizer)
@@ -103,8 +106,8 @@ def save(
     return write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
 
 
-def load(path: PathLike) -> MLP:
-    """The model saved at ``path``: a new `dp.nn.models.MLP` of the saved architecture
+def load(path: PathLike) -> Classifier:
+    """The model saved at ``path``: a new `dp.MLP` (or `dp.CNN`) of the saved architecture
     with the saved parameters, bit for bit, in training mode (call ``eval()`` for
     inference). Optimizer state in the file is checked but not returned; see
     `load_with_optimizer`.
@@ -115,7 +118,7 @@ def load(path: PathLike) -> MLP:
     return load_with_optimizer(path)[0]
 
 
-def load_with_optimizer(path: PathLike) -> tuple[MLP, Optimizer | None]:
+def load_with_optimizer(path: PathLike) -> tuple[Classifier, Optimizer | None]:
     """The model saved at ``path`` (as `load`) and its optimizer: a new `dp.optim.Optimizer`
     of the saved kind, hyperparameters and state, or ``None`` if none was saved.
     Errors as `load`."""
@@ -128,7 +131,7 @@ def load_metadata(path: PathLike) -> dict[str, Any]:
     return load_all(path)[2]
 
 
-def load_all(path: PathLike) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
+def load_all(path: PathLike) -> tuple[Classifier, Optimizer | None, dict[str, Any]]:
     """Everything in the checkpoint at ``path``, read and checked once: the model (as
     `load`), the optimizer or ``None`` and the metadata ({} if none). Errors as `load`."""
     path = Path(path)
@@ -139,11 +142,12 @@ def load_all(path: PathLike) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
 # ----- encoding -----
 
 
-def _encode(model: MLP, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
+def _encode(model: Classifier, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
     reserved = sorted(k for k in model.params if k.startswith(RESERVED))
     if reserved:
         raise CheckpointError(f"parameter names {reserved} start with {RESERVED!r}, which checkpoints reserve")
-    arrays = {FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64), MODEL_KEY: _json_array(model.config)}
+    config = model.config if isinstance(model, MLP) else {"model": "CNN", **model.config}
+    arrays = {FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64), MODEL_KEY: _json_array(config)}
     arrays.update(model.params)
     if optimizer is not None:
         arrays[OPTIMIZER_KEY] = _json_array({"name": optimizer.name, "config": optimizer.config})
@@ -247,7 +251,7 @@ def _corrupt(path: Path, error: Exception) -> CheckpointError:
     return CheckpointError(f"{path} is not a dp checkpoint, or it is truncated or corrupt ({detail})")
 
 
-def _decode(arrays: Mapping[str, Entry]) -> tuple[MLP, Optimizer | None, dict[str, Any]]:
+def _decode(arrays: Mapping[str, Entry]) -> tuple[Classifier, Optimizer | None, dict[str, Any]]:
     """The model, optimizer (or None) and metadata ({} if none) described by a
     checkpoint's entries, after every check. An entry's data is read only once its
     declared shape and dtype are what the architecture makes, and the architecture is
@@ -296,7 +300,7 @@ def _refuse_unknown_entries(arrays: Mapping[str, Any]) -> None:
         raise CheckpointError(f"the checkpoint has entries this version of dp does not know: {unknown}")
 
 
-def _with_batch_counts(model: MLP, params: dict[str, Any]) -> dict[str, Any]:
+def _with_batch_counts(model: Classifier, params: dict[str, Any]) -> dict[str, Any]:
     """Format 1 did not count batch norm's training batches: a layer whose stored moving
     variance is not all zeros has trained (count 1, the least that explains it), one
     whose variance is all zeros has not (0), as format 1's readers judged it."""
@@ -310,43 +314,60 @@ def _with_batch_counts(model: MLP, params: dict[str, Any]) -> dict[str, Any]:
     return {**params, **counts}
 
 
-def _model(arrays: Mapping[str, Any]) -> MLP:
-    """A fresh MLP of the architecture stored in the checkpoint (MLP checks its settings)."""
+def _model(arrays: Mapping[str, Any]) -> Classifier:
+    """A fresh model (an MLP, or the kind the config names) of the architecture stored in
+    the checkpoint (the model's class checks its settings)."""
     if MODEL_KEY not in arrays:
         raise CheckpointError(f"the checkpoint has no architecture ({MODEL_KEY!r} entry)")
     config = _json_entry(arrays, MODEL_KEY, "the architecture")
+    kind = config.pop("model", "MLP") if isinstance(config, dict) else None
+    if kind not in MODELS:
+        raise CheckpointError(f"the checkpoint's architecture {config} is not one of dp's models {sorted(MODELS)}")
     _check_size(config, sum(not k.startswith(RESERVED) for k in arrays))
     try:
-        model = MLP(**config)
+        model = MODELS[kind](**config)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint's architecture {config} is not a valid MLP: {error}") from error
+        raise CheckpointError(f"the checkpoint's architecture {config} is not a valid {kind}: {error}") from error
     if not set(model.config) - LATER_SETTINGS <= set(config) <= set(model.config):
         raise CheckpointError(
-            f"the checkpoint's architecture has the settings {sorted(config)}, an MLP has {sorted(model.config)}"
+            f"the checkpoint's architecture has the settings {sorted(config)}, a {kind} has {sorted(model.config)}"
         )
     return model
 
 
 def _check_size(config: dict, entries: int) -> None:
-    """An architecture of whole-number ``sizes`` (others are MLP's to refuse) is small
-    enough to build: at most `MAX_PARAMETERS` weights, and no more layers than a file of
-    ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each)."""
+    """An architecture of whole-number sizes (others are the model's to refuse) is small
+    enough to build: at most `MAX_PARAMETERS` weights, and (an MLP) no more layers than a
+    file of ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each)."""
     sizes = config.get("sizes")
-    if not (isinstance(sizes, list) and all(is_whole(size) and size > 0 for size in sizes)):
-        return
-    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    if _all_whole(sizes):
+        _require_weights(sum(a * b for a, b in zip(sizes, sizes[1:])))
+        if 2 * (len(sizes) - 1) > entries:
+            raise CheckpointError(
+                f"the checkpoint's architecture has {len(sizes) - 1} layers, "
+                f"but the file holds only {entries} parameters"
+            )
+    elif all(_all_whole(config.get(key)) for key in ("image", "channels", "hidden")):
+        try:
+            weights = cnn_weights(config)
+        except (KeyError, TypeError, ValueError):  # settings a CNN refuses, with its own message
+            return
+        _require_weights(weights)
+
+
+def _all_whole(sizes: Any) -> bool:
+    return isinstance(sizes, list) and all(is_whole(size) and size > 0 for size in sizes)
+
+
+def _require_weights(weights: int) -> None:
     if weights > MAX_PARAMETERS:
         raise CheckpointError(
             f"the checkpoint's architecture has {weights:,} weights, more than the {MAX_PARAMETERS:,} "
             "dp loads (dp.tools.checkpoint.MAX_PARAMETERS)"
         )
-    if 2 * (len(sizes) - 1) > entries:
-        raise CheckpointError(
-            f"the checkpoint's architecture has {len(sizes) - 1} layers, but the file holds only {entries} parameters"
-        )
 
 
-def _check_params(model: MLP, params: Mapping[str, Entry]) -> None:
+def _check_params(model: Classifier, params: Mapping[str, Entry]) -> None:
     """The stored parameters are exactly the architecture's: names, shapes, dtypes (their
     values, finite and a variance not negative, are `NeuralNode.set_param`'s checks)."""
     expected = model.params
@@ -366,7 +387,7 @@ def _check_params(model: MLP, params: Mapping[str, Entry]) -> None:
         raise CheckpointError(f"the parameters do not fit the architecture {model.config}: " + "; ".join(problems))
 
 
-def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
+def _optimizer(arrays: Mapping[str, Any], model: Classifier) -> Optimizer | None:
     """The optimizer stored with the model, with its state checked against the model's parameters."""
     prefix = OPTIMIZER_KEY + "/"
     entries = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
@@ -385,7 +406,7 @@ def _optimizer(arrays: Mapping[str, Any], model: MLP) -> Optimizer | None:
     return optimizer
 
 
-def _optimizer_state(entries: Mapping[str, Entry], model: MLP) -> dict[str, dict[str, Any]]:
+def _optimizer_state(entries: Mapping[str, Entry], model: Classifier) -> dict[str, dict[str, Any]]:
     """``{param: {slot: value}}`` from the entries ``{param}/{slot}``, each for a parameter
     of the model and of its shape (a ``step`` count: a single number), checked before it is read."""
     state: dict[str, dict[str, Any]] = {}
