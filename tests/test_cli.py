@@ -388,7 +388,7 @@ def _saved_with_metadata(path, metadata):
         ({"name": "breast_cancer", "seed": -1}, "the seed must be a whole number in [0, inf)"),
         ({"name": "breast_cancer", "seed": 0, "test_size": "0.2"}, "the test_size must be a real number"),
         ({"name": "breast_cancer", "seed": 0, "test_size": 1.5}, "the test_size must be a finite number in (0, 1)"),
-        ({"name": ["mnist"], "seed": 0}, "was trained on ['mnist']; dp evaluate knows breast_cancer only"),
+        ({"name": ["mnist"], "seed": 0}, "was trained on ['mnist']; dp evaluate knows breast_cancer, mnist, digits"),
     ],
 )
 def test_evaluate_refuses_crafted_split_metadata_in_one_line(capsys, tmp_path, data, message):

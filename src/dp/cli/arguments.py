@@ -17,29 +17,45 @@ from pathlib import Path
 from typing import Any
 
 from dp.optim import OPTIMIZERS
-from dp.studies.reference import Recipe
+from dp.studies.reference import WORKLOADS, Recipe
 from dp.train import SCHEDULES
 
 
-def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+def add_training_options(parser: argparse.ArgumentParser, per_workload: bool = False, **defaults: Any) -> None:
     """Add the options every training command shares: --steps --batch-size --optimizer
-    --schedule --seed, with `dp.studies.reference.Recipe`'s defaults unless ``defaults`` says otherwise."""
+    --schedule --seed, with `dp.studies.reference.Recipe`'s defaults unless ``defaults`` says
+    otherwise. With ``per_workload`` (dp train), the defaults of --steps, --batch-size,
+    --optimizer and --schedule are None: the recipe of the data and model chosen
+    (`dp.studies.reference.WORKLOADS`) fills in what is not given."""
     d = {**asdict(Recipe()), **defaults}
-    parser.add_argument("--steps", type=positive(int), default=d["steps"], help="optimizer steps (%(default)s)")
+
+    def shown(key: str) -> str:  # the default, as the help states it
+        if not per_workload or key == "seed":
+            return "(%(default)s)"
+        recipes = ", ".join(f"{getattr(recipe, key)} for {data} {model}" for (data, model), recipe in WORKLOADS.items())
+        return f"({recipes})"
+
+    chosen = {key: None if per_workload and key != "seed" else value for key, value in d.items()}
     parser.add_argument(
-        "--batch-size", type=at_least(int, 2), default=d["batch_size"], help="rows per step, 2 or more (%(default)s)"
+        "--steps", type=positive(int), default=chosen["steps"], help=f"optimizer steps {shown('steps')}"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=at_least(int, 2),
+        default=chosen["batch_size"],
+        help=f"rows per step, 2 or more {shown('batch_size')}",
     )
     parser.add_argument(
         "--optimizer",
-        default=d["optimizer"],
+        default=chosen["optimizer"],
         choices=sorted({kind.name for kind in OPTIMIZERS.values()}),  # without the classic aliases
-        help="optimizer (%(default)s)",
+        help=f"optimizer {shown('optimizer')}",
     )
     parser.add_argument(
         "--schedule",
-        default=d["schedule"],
+        default=chosen["schedule"],
         choices=sorted(SCHEDULES),
-        help="learning-rate schedule (%(default)s)",
+        help=f"learning-rate schedule {shown('schedule')}",
     )
     parser.add_argument(
         "--seed",

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,15 @@ from dp.cli.arguments import (
     positive,
 )
 from dp.data import Split
-from dp.studies.reference import TEST_SIZE, Recipe, fit_network, reference_network
+from dp.studies.reference import TEST_SIZE, WORKLOADS, Recipe, fit_network, workload_data, workload_network
 
 # What dp evaluate reads from a checkpoint's metadata, checked as any input is.
 RECORDED_SPLIT: dict[str, Constraint] = {"seed": OrNone(Whole("[0, inf)")), "test_size": Real("(0, 1)")}
-DEFAULTS = asdict(Recipe())  # dp train's defaults: steps, lr, batch_size, optimizer, schedule, seed
+DATA = {
+    "breast_cancer": "breast cancer",
+    "mnist": "MNIST",
+    "digits": "digits",
+}  # dp train's data sets, as reports name them
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,8 +90,18 @@ def _parser() -> argparse.ArgumentParser:
         "and report on the held-out test rows in eval mode: accuracy, confusion matrix, losses, time. "
         "The defaults were chosen on other splits than the ones reported (docs/training.md).",
     )
-    add_training_options(train)
-    train.add_argument("--lr", type=positive(float), default=DEFAULTS["lr"], help="learning rate (%(default)s)")
+    train.add_argument(
+        "--data", choices=DATA, default="breast_cancer", help="the data set (%(default)s; mnist and digits are images)"
+    )
+    train.add_argument(
+        "--model",
+        choices=("mlp", "cnn"),
+        help="the network: mlp, the reference 30-20-10-1 for breast_cancer; cnn, the LeNet-style dp.CNN for "
+        "mnist and digits (default: mlp for breast_cancer, cnn for the images)",
+    )
+    add_training_options(train, per_workload=True)
+    recipes = ", ".join(f"{recipe.lr} for {data} {model}" for (data, model), recipe in WORKLOADS.items())
+    train.add_argument("--lr", type=positive(float), help=f"learning rate ({recipes})")
     train.add_argument("--no-batch-norm", action="store_true", help="the same network without batch norm")
     train.add_argument(
         "--save",
@@ -123,23 +137,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dp import data
     from dp.tools import checkpoint
 
-    recipe = Recipe(**{option.name: getattr(args, option.name) for option in fields(Recipe)})
-    split = data.breast_cancer(test_size=TEST_SIZE, seed=args.seed)
-    model, optimizer = reference_network(not args.no_batch_norm, recipe)
+    model_name = args.model or ("mlp" if args.data == "breast_cancer" else "cnn")
+    if args.plots and (args.data, model_name) != ("breast_cancer", "mlp"):
+        raise ValueError("--plots draws the breast-cancer network's figures; the CNN's are in docs/cnn.md")
+    recipe = _recipe(args, WORKLOADS.get((args.data, model_name), Recipe()))
+    model, optimizer = workload_network(args.data, model_name, not args.no_batch_norm, recipe)
+    split = workload_data(args.data, args.seed)
     if not args.quiet:  # before training: seen with the progress bar, and after Ctrl-C
         print(f"dp train: network {_describe(model)}")
         print(
-            f"  {type(optimizer).__name__} lr {args.lr} ({args.schedule}), {args.steps} steps of "
-            f"{args.batch_size} rows, seed {args.seed}"
+            f"  {type(optimizer).__name__} lr {recipe.lr} ({recipe.schedule}), {recipe.steps} steps of "
+            f"{recipe.batch_size} rows, seed {args.seed}"
         )
-        print(f"  breast cancer: {len(split.y_train)} training rows, {len(split.y_test)} test rows", flush=True)
+        name = DATA[args.data]
+        print(f"  {name}: {len(split.y_train)} training rows, {len(split.y_test)} test rows", flush=True)
     history = fit_network(model, optimizer, split, recipe, progress=False if args.quiet else None)
     _report(model, split, args.quiet, history)
     if args.save:
-        metadata = {"data": {"name": "breast_cancer", "test_size": TEST_SIZE, "seed": args.seed}}
+        metadata = {"data": {"name": args.data, "test_size": TEST_SIZE, "seed": args.seed}}
         path = checkpoint.save(model, make_folders_for(args.save), optimizer, metadata=metadata)
         if not args.quiet:
             print(f"saved to {path}")
@@ -148,6 +165,13 @@ def _train(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"wrote {path}")
     return 0
+
+
+def _recipe(args: argparse.Namespace, defaults: Recipe) -> Recipe:
+    """The training settings of `dp train`: those given on the command line, the rest from
+    the recipe of its data and model (``defaults``)."""
+    given = {option.name: getattr(args, option.name) for option in fields(Recipe)}
+    return Recipe(**{key: getattr(defaults, key) if value is None else value for key, value in given.items()})
 
 
 def _training_figures(directory: str, recipe: Recipe) -> list[Path]:
@@ -175,52 +199,72 @@ def _figure_settings(recipe: Recipe, split: Split) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dp import data
     from dp.tools import checkpoint
 
     model, _, metadata = checkpoint.load_all(args.path)
-    recorded_seed, test_size = _recorded_split(args.path, metadata)
-    if model.sizes[0] != len(data.FEATURE_NAMES) or model.sizes[-1] != 1:
-        raise ValueError(
-            f"{args.path} holds a {_architecture(model)} network; dp evaluate scores breast-cancer "
-            f"classifiers, with {len(data.FEATURE_NAMES)} inputs and 1 output"
-        )
-    untrained = [norm.what for _, norm in model.hidden if norm is not None and not norm.trained]
+    name, recorded_seed, test_size = _recorded_split(args.path, metadata)
+    untrained = [norm.what for _, norm in model.folded_pairs() if not norm.trained]
     if untrained:
         verb = "has" if len(untrained) == 1 else "have"
         raise ValueError(
             f"{args.path} was saved before training: {' and '.join(untrained)} {verb} no moving averages yet"
         )
     seed = _split_seed(args.path, recorded_seed, args.seed)
-    split = data.breast_cancer(test_size=test_size, seed=seed)
+    split = workload_data(name, seed, test_size)
+    _require_fit(args.path, model, split, name)
     if not args.quiet:
         print(f"dp evaluate: {args.path}: network {_describe(model)}")
-        print(f"  breast cancer, the split of seed {seed}: {len(split.y_test)} test rows")
+        print(f"  {DATA[name]}, the split of seed {seed}: {len(split.y_test)} test rows")
     _report(model, split, args.quiet)
     return 0
 
 
-def _recorded_split(path: str, metadata: dict[str, Any]) -> tuple[int | None, float]:
+def _require_fit(path: str, model: Any, split: Split, name: str) -> None:
+    """``ValueError`` unless ``model`` classifies the data set ``name``: its inputs and outputs
+    are the data's."""
+    classes = len(split.target_names)
+    outputs = 1 if classes == 2 else classes  # a binary classifier has one output
+    try:
+        model.checked_data(split.x_test[:1], split.y_test[:1], "test")
+        fits = model.outputs == outputs
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{path} holds a {_architecture(model)} network; dp evaluate scores {DATA[name]} classifiers, with "
+            f"{split.x_test.shape[1]} inputs and {outputs} output{'s' if outputs > 1 else ''} (the data it records, "
+            f"or breast cancer)"
+        )
+
+
+def _recorded_split(path: str, metadata: dict[str, Any]) -> tuple[str, int | None, float]:
     """The split a checkpoint's metadata records (`dp train --save` writes ``{"data": {"name":
-    "breast_cancer", "test_size": 0.2, "seed": 0}}``): its seed (None when not recorded) and
-    test fraction (dp train's when not recorded). A file is not trusted: anything else there,
-    another data set, a seed that is not a whole number >= 0, a test_size that is not a
-    fraction, is a ``ValueError`` that says so."""
+    "breast_cancer", "test_size": 0.2, "seed": 0}}``): the data set's name (breast_cancer
+    when not recorded), its seed (None when not recorded) and test fraction (dp train's when
+    not recorded). A file is not trusted: anything else there, a data set dp train does not
+    have, a seed that is not a whole number >= 0, a test_size that is not a fraction, is a
+    ``ValueError`` that says so."""
     split_of = metadata.get("data", {})
     if not isinstance(split_of, dict):
         raise ValueError(f"{path} records its data as {split_of!r}, not as a dict such as dp train writes")
     name = split_of.get("name", "breast_cancer")
-    if name != "breast_cancer":
-        raise ValueError(f"{path} was trained on {name!r}; dp evaluate knows breast_cancer only")
+    if not isinstance(name, str) or name not in DATA:
+        raise ValueError(f"{path} was trained on {name!r}; dp evaluate knows {', '.join(DATA)}")
     try:
         recorded = checked(RECORDED_SPLIT, seed=split_of.get("seed"), test_size=split_of.get("test_size", TEST_SIZE))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path} records a split dp evaluate cannot use: the {error}") from None
-    return recorded["seed"], recorded["test_size"]
+    return name, recorded["seed"], recorded["test_size"]
 
 
 def _architecture(model: Any) -> str:
-    """The layer widths, as in "30-20-10-1"."""
+    """The layer widths, as in "30-20-10-1"; a CNN's image, blocks and classes, as in
+    "CNN 1x28x28, conv 8-16, 10 classes"."""
+    if isinstance(model, dp.CNN):
+        config = model.config
+        hidden = f", hidden {'-'.join(map(str, config['hidden']))}" if config["hidden"] else ""
+        image = "x".join(map(str, config["image"]))
+        return f"CNN {image}, conv {'-'.join(map(str, config['channels']))}{hidden}, {config['classes']} classes"
     return "-".join(map(str, model.sizes))
 
 
@@ -253,8 +297,7 @@ def _split_seed(path: str, recorded: int | None, given: int | None) -> int:
 def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:
     """Print test accuracy, the confusion matrix, losses and time, all in eval mode; with
     the training ``history``, the final training loss and the training time too."""
-    from dp.data import TARGET_NAMES
-
+    names = split.target_names
     y = split.y_test.reshape(-1).astype(int)
     predicted = model.predict(split.x_test).reshape(-1)
     correct = int((predicted == y).sum())
@@ -262,12 +305,12 @@ def _report(model: Any, split: Any, quiet: bool, history: Any = None) -> None:
         print(f"test accuracy {100 * correct / len(y):.2f} %")  # as the full report words it
         return
     print(f"\ntest accuracy   {100 * correct / len(y):.2f} %  ({correct} of {len(y)} rows)")
-    confusion = np.zeros((2, 2), dtype=int)
+    confusion = np.zeros((len(names), len(names)), dtype=int)
     np.add.at(confusion, (y, predicted), 1)
-    width = max(map(len, TARGET_NAMES)) + 2
+    width = max(max(map(len, names)) + 2, len(str(len(y))) + 1)
     print("confusion matrix (rows: true class, columns: predicted)")
-    print(" " * (width + 2) + "".join(f"{name:>{width}}" for name in TARGET_NAMES))
-    for name, row in zip(TARGET_NAMES, confusion):
+    print(" " * (width + 2) + "".join(f"{name:>{width}}" for name in names))
+    for name, row in zip(names, confusion):
         print(f"  {name:<{width}}" + "".join(f"{count:>{width}}" for count in row))
     test_loss = model.loss(split.x_test, split.y_test, train=False, reduction="mean").value.item()
     timing = f"{_seconds_since_start():.2f} s in all (imports included)"

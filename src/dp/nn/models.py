@@ -4,7 +4,6 @@ eval-mode batch norm into the linear layers and convolutions before it."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, cast
 

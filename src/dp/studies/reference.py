@@ -1,4 +1,5 @@
-"""The reference runs: the breast-cancer network trained the way `dp train` trains it.
+"""The reference runs: the breast-cancer network trained the way `dp train` trains it,
+and the convolutional networks of ``dp train --data mnist --model cnn`` (and digits).
 
 `dp train`, its figures (``--plots``), `dp experiment` and ``benchmarks/accuracy.py``
 train the same network on the same splits; this is where they agree on how::
@@ -7,7 +8,9 @@ train the same network on the same splits; this is where they agree on how::
     model, optimizer, history = train_network(split, True, Recipe(seed=0))
 
 A `Recipe` is the training settings of one run; its defaults are `dp train`'s, chosen
-on splits other than the ones it reports on (docs/training.md).
+on splits other than the ones it reports on (docs/training.md). `WORKLOADS` holds the
+recipe of each data set and model `dp train` offers (docs/cnn.md for the CNNs'), and
+`workload_network` makes its network.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dp import data
 from dp.data import Split, breast_cancer
-from dp.nn.models import MLP
+from dp.nn.models import CNN, MLP, Classifier
 from dp.optim import Optimizer, make_optimizer
 from dp.train import Diverged, History, fit
 
@@ -44,6 +48,37 @@ class Recipe:
     seed: int = 0
 
 
+# (data, model) -> the recipe `dp train` uses for it. The CNNs' were chosen on a validation part
+# of the training images of seed 1 (docs/cnn.md), never on the test images dp train reports.
+WORKLOADS: dict[tuple[str, str], Recipe] = {
+    ("breast_cancer", "mlp"): Recipe(),
+    ("mnist", "cnn"): Recipe(steps=600, lr=0.01, batch_size=64, optimizer="adam", schedule="cosine"),
+    ("digits", "cnn"): Recipe(steps=600, lr=0.01, batch_size=64, optimizer="adam", schedule="cosine"),
+}
+IMAGES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width) of each image data set
+
+
+def workload_data(name: str, seed: int, test_size: float = TEST_SIZE, validation_size: float = 0.0) -> Split:
+    """The split `dp train` uses for the data set ``name`` (breast_cancer, mnist or digits):
+    ``test_size`` of the rows held out for testing, by ``seed``."""
+    load = {"breast_cancer": breast_cancer, "mnist": data.mnist, "digits": data.digits}[name]
+    return load(test_size=test_size, validation_size=validation_size, seed=seed)
+
+
+def workload_network(name: str, model: str, batch_norm: bool, recipe: Recipe) -> tuple[Classifier, Optimizer]:
+    """The untrained network of `dp train --data name --model model` (with or without batch
+    norm, initialized from ``recipe.seed``) and the optimizer ``recipe`` names: the reference
+    MLP for breast_cancer, the default `dp.CNN` for the images' size for mnist and digits.
+    ``ValueError`` for a pair `WORKLOADS` does not have."""
+    if (name, model) not in WORKLOADS:
+        offered = ", ".join(f"--data {d} --model {m}" for d, m in WORKLOADS)
+        raise ValueError(f"dp train has no network for --data {name} --model {model}; it offers {offered}")
+    if model == "mlp":
+        return reference_network(batch_norm, recipe)
+    network = CNN(image=IMAGES[name], batch_norm=batch_norm, seed=recipe.seed)
+    return network, make_optimizer(recipe.optimizer, lr=recipe.lr)
+
+
 def train_network(split: Split, batch_norm: bool, recipe: Recipe, **fit_options: Any) -> tuple[MLP, Optimizer, History]:
     """A fresh reference network (`dp.nn.models.MLP`, with or without batch norm) trained on
     ``split``'s training rows as ``recipe`` says, its validation rows (if any) evaluated,
@@ -60,7 +95,7 @@ def reference_network(batch_norm: bool, recipe: Recipe) -> tuple[MLP, Optimizer]
     return MLP(batch_norm=batch_norm, seed=recipe.seed), make_optimizer(recipe.optimizer, lr=recipe.lr)
 
 
-def fit_network(model: MLP, optimizer: Optimizer, split: Split, recipe: Recipe, **fit_options: Any) -> History:
+def fit_network(model: Classifier, optimizer: Optimizer, split: Split, recipe: Recipe, **fit_options: Any) -> History:
     """Train ``model`` with ``optimizer`` (from `reference_network`) as `train_network` does;
     the history."""
     return fit(
