@@ -1,4 +1,5 @@
-"""A layer's input: a Node of the model's dtype, checked once where data enters a model."""
+"""A layer's input: a Node of the model's dtype, checked once where data enters a model:
+rows of features (`checked_input`) or images (`checked_images`)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def checked_input(x: Any, features: int, what: str, dtype: Any) -> Node:
     node = x if isinstance(x, Node) else Node(x)
     checks.input_batch(node.value, features, f"{what}: the input")
     return node
+
+
+def checked_images(x: Any, channels: int | None, what: str, dtype: Any = None) -> Node:
+    """A batch of images as a Node, after `dp.checks.input_images`: (N, C, H, W), numeric,
+    finite, N >= 1, and C == ``channels`` unless it is None. With a model's ``dtype``, in it
+    (`as_input`); without, in its own, by `Node`'s conventions (float32 stays float32,
+    integers become float64). A Node is returned as it is (a parameter keeps its gradient)."""
+    if dtype is not None:
+        x = as_input(x, dtype)
+    checks.input_images(x.value if isinstance(x, Node) else x, channels, what)
+    return x if isinstance(x, Node) else Node(x)
