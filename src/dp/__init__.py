@@ -7,7 +7,8 @@ The package is laid out as that loop, the lesson first, then the product built o
 
 - the engine: `dp.node` (Node, the reverse sweep), `dp.ops` (the primitives),
   `dp.checks` (validation), `dp.finite_differences` (gradcheck);
-- `dp.nn`: what networks are made of (the model base class, layers, losses, models);
+- `dp.nn`: what networks are made of (the model base class, layers, convolution and
+  pooling, losses, models);
 - `dp.optim` (the optimizers), `dp.train` (fit), `dp.data` (the data sets);
 - the product: `dp.studies` (reproductions), `dp.cli` (the `dp` command) and `dp.tools`
   (checkpoint, draw, plots, sklearn, classic). A lower room never imports a higher one.
@@ -32,7 +33,7 @@ try:
     from dp import checks, data, nn, ops, optim, train
     from dp.checks import NonFiniteError
     from dp.finite_differences import GradcheckError, gradcheck
-    from dp.nn import MLP, NeuralNode, fold_batch_norm
+    from dp.nn import MLP, NeuralNode, avg_pool2d, conv2d, fold_batch_norm, max_pool2d
     from dp.node import Node, concatenate, dot, primitive
 except KeyboardInterrupt:
     # Ctrl-C while the `dp` command starts (these imports are most of its start-up): the
@@ -76,12 +77,15 @@ __all__ = [
     "NeuralNode",
     "Node",
     "NonFiniteError",
+    "avg_pool2d",
     "checks",
     "concatenate",
+    "conv2d",
     "data",
     "dot",
     "fold_batch_norm",
     "gradcheck",
+    "max_pool2d",
     "nn",
     "ops",
     "optim",
