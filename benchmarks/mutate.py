@@ -54,6 +54,7 @@ MODULES = {
     "ops": ["test_course_ops.py", "test_node.py", "test_ops.py", *CHECKED],
     "nn/normalization": [*LAYER_TESTS, *CHECKED],
     "nn/linear": [*LAYER_TESTS, *CHECKED],
+    "nn/conv": ["test_conv.py", *CHECKED],
     "nn/dropout": [*LAYER_TESTS, *CHECKED],
     "nn/module": [*LAYER_TESTS, "test_train.py", *CHECKED],
     "nn/losses": ["test_losses.py", "test_models.py", *CHECKED],

@@ -1,4 +1,5 @@
-"""dp's batch norm against PyTorch's ``torch.nn.BatchNorm1d``, in float64, to 1e-10.
+"""dp's batch norm against PyTorch's ``torch.nn.BatchNorm1d``, and its convolution and
+pooling against ``torch.nn.functional``'s, in float64, to 1e-10.
 
 Optional: skipped when PyTorch is not installed. ``pip install ".[test,bench]"``
 installs it; then ``python -m pytest tests/test_torch_parity.py``.
@@ -7,7 +8,8 @@ Compared: the forward pass in training and in eval mode, the gradients for x, ga
 (PyTorch's ``weight``) and beta (``bias``) given a random upstream gradient, the
 moving averages after several training steps, and a whole reference network (loss,
 every gradient, and several Adam steps) against the same network built from
-``torch.nn`` modules with the same weights.
+``torch.nn`` modules with the same weights. For convolution and pooling: the output and the
+gradients for the images, the kernels and the bias, given a random upstream gradient.
 
 Conventions, and how the tests line them up:
 
@@ -29,6 +31,7 @@ import numpy as np
 import pytest
 
 import dp
+from dp.nn import avg_pool2d, conv2d, max_pool2d
 from dp.nn.normalization import batch_norm
 from dp.optim import Adam
 
@@ -255,3 +258,46 @@ def test_adam_training_of_the_reference_network_follows_torchs_step_by_step():
     x = rng.standard_normal((20, 30))
     network.eval()
     assert_close(model.predict_proba(x), torch.sigmoid(network(tensor(x))), "eval predictions")
+
+
+# ----- convolution and pooling -----
+
+
+@pytest.mark.parametrize("stride, padding", [(2, 1), (1, 0), ((2, 1), (0, 1))])
+def test_conv2d_output_and_gradients_match_torchs(rng, stride, padding):
+    x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    y = conv2d(dp.Node(x, "x"), dp.Node(w, "w"), dp.Node(b.reshape(1, 4, 1, 1), "b"), stride=stride, padding=padding)
+    upstream = rng.standard_normal(y.shape)
+    grads = y.grad(upstream)
+    xt, wt, bt = tensor(x, grad=True), tensor(w, grad=True), tensor(b, grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    yt.backward(tensor(upstream))
+    assert y.shape == tuple(yt.shape)
+    assert_close(y.value, yt, "output")
+    for name, t in (("x", xt), ("w", wt), ("b", bt)):
+        assert_close(grads[name], t.grad, name)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), ((2, 3), (1, 2))])
+@pytest.mark.parametrize("ours, theirs", [(max_pool2d, "max_pool2d"), (avg_pool2d, "avg_pool2d")])
+def test_pooling_output_and_gradient_match_torchs(rng, ours, theirs, kernel, stride):
+    x = rng.standard_normal((2, 3, 9, 8))
+    y = ours(dp.Node(x, "x"), kernel, stride)
+    upstream = rng.standard_normal(y.shape)
+    xt = tensor(x, grad=True)
+    yt = getattr(torch.nn.functional, theirs)(xt, kernel, stride)
+    yt.backward(tensor(upstream))
+    assert y.shape == tuple(yt.shape)
+    assert_close(y.value, yt, "output")
+    assert_close(y.grad(upstream)["x"], xt.grad, "x")
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (2, 1)])
+def test_max_pool_sends_a_tied_window_gradient_where_torch_does(rng, kernel, stride):
+    """After a ReLU whole windows are 0: both give each window's gradient to its first maximum."""
+    x = np.maximum(rng.standard_normal((2, 2, 8, 7)) - 1, 0)  # mostly zeros
+    y = max_pool2d(dp.Node(x, "x"), kernel, stride)
+    upstream = rng.standard_normal(y.shape)
+    xt = tensor(x, grad=True)
+    torch.nn.functional.max_pool2d(xt, kernel, stride).backward(tensor(upstream))
+    assert_close(y.grad(upstream)["x"], xt.grad, "x")

@@ -7,7 +7,8 @@ The package is laid out as that loop, the lesson first, then the product built o
 
 - the engine: `dp.node` (Node, the reverse sweep), `dp.ops` (the primitives),
   `dp.checks` (validation), `dp.finite_differences` (gradcheck);
-- `dp.nn`: what networks are made of (the model base class, layers, losses, models);
+- `dp.nn`: what networks are made of (the model base class, layers, convolution and
+  pooling, losses, models);
 - `dp.optim` (the optimizers), `dp.train` (fit), `dp.data` (the data sets);
 - the product: `dp.studies` (reproductions), `dp.cli` (the `dp` command) and `dp.tools`
   (checkpoint, draw, plots, sklearn, classic). A lower room never imports a higher one.
@@ -35,12 +36,15 @@ try:
     from dp.nn import (
         MLP,
         NeuralNode,
+        avg_pool2d,
         batch_norm,
         batch_norm2d,
+        conv2d,
         fold_batch_norm,
         group_norm,
         instance_norm,
         layer_norm,
+        max_pool2d,
         normalize,
     )
     from dp.node import Node, concatenate, dot, primitive
@@ -88,8 +92,10 @@ __all__ = [
     "NonFiniteError",
     "batch_norm",
     "batch_norm2d",
+    "avg_pool2d",
     "checks",
     "concatenate",
+    "conv2d",
     "data",
     "dot",
     "fold_batch_norm",
@@ -97,6 +103,7 @@ __all__ = [
     "group_norm",
     "instance_norm",
     "layer_norm",
+    "max_pool2d",
     "nn",
     "normalize",
     "ops",

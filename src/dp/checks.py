@@ -15,11 +15,13 @@ The concepts:
 
 - a real number in an interval (`Real`), a whole number in an interval (`Whole`),
   a truth value (`Flag`), one of a few names (`OneOf`), a callback (`Function`),
-  each of them optional with `OrNone`, or one or more with `Several`: for hyperparameters;
+  each of them optional with `OrNone`, or one or more with `Several` (one per image axis with
+  `Pair`): for hyperparameters;
 - `numeric_array`: what a Node, an input batch or a parameter may hold;
 - `finite` (and `all_finite`): no NaN or inf, else `NonFiniteError`;
 - `input_batch`: rows of features for a layer or a model, (n, features);
-- `input_images`: images for a convolutional layer or model, (n, channels, height, width);
+- `input_images`: a batch of images for a convolution, a pooling, a per-channel normalization or a
+  convolutional model, (N, C, H, W);
 - `labels`: the labels of a batch, for a model with one output (binary, 0/1) or
   k > 1 outputs (class indices or one-hot rows).
 """
@@ -124,6 +126,20 @@ class Several:
     def __call__(self, value: Any, name: str) -> tuple[Any, ...]:
         values = tuple(value) if np.ndim(value) == 1 else (value,)
         return tuple(self.constraint(item, name) for item in values)
+
+
+class Pair:
+    """One value for both axes of an image, or an (h, w) pair, each accepted by ``constraint``;
+    checked, a tuple (h, w): ``Pair(Whole("[1, inf)"))`` takes 2, as (2, 2), or (2, 3)."""
+
+    def __init__(self, constraint: Any) -> None:
+        self.constraint = constraint
+
+    def __call__(self, value: Any, name: str) -> tuple[Any, Any]:
+        values = Several(self.constraint)(value, name)
+        if len(values) not in (1, 2):
+            raise ValueError(f"{name} must be one number or an (h, w) pair, got {value!r}")
+        return (values[0], values[-1])
 
 
 class OrNone:
@@ -233,18 +249,21 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
     return finite(x, what)
 
 
-def input_images(x: Any, channels: int, what: str) -> np.ndarray:
-    """Images of ``channels`` channels: a numeric, finite array of shape (n, channels, height,
-    width), n >= 1, as PyTorch lays them out (NCHW)."""
-    x = numeric_array(x, what)
-    if x.ndim != 4 or x.shape[1] != channels:
-        hint = (
-            " (rows of pixels? reshape them into images: x.reshape(n, channels, height, width))" if x.ndim == 2 else ""
+def input_images(x: Any, channels: int | None, what: str) -> np.ndarray:
+    """A batch of images: a numeric, finite array (N, C, H, W) with N >= 1 and, unless
+    ``channels`` is None, C == ``channels``. ``what`` names the caller ("conv2d")."""
+    x = numeric_array(x, f"{what}: the input")
+    if x.ndim != 4:
+        rows = " (rows of features: reshape them, e.g. x.reshape(-1, 1, 28, 28) for 28 x 28 grey images)"
+        raise ValueError(f"{what} needs images (N, C, H, W); got shape {x.shape}{rows if x.ndim == 2 else ''}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{what}: the images have {x.shape[1]} channels (shape {x.shape}), but {channels} are expected "
+            "(the weights' in_channels, axis 1 of (N, C, H, W))"
         )
-        raise ValueError(f"{what} must be images of shape (n, {channels}, height, width); got {x.shape}{hint}")
-    if x.shape[0] == 0 or 0 in x.shape[2:]:
-        raise ValueError(f"{what}: empty (shape {x.shape}); at least one image of at least one pixel is needed")
-    return finite(x, what)
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: no images (shape {x.shape}); at least one is needed")
+    return finite(x, f"{what}: the input")
 
 
 # ----- labels -----

@@ -1,4 +1,5 @@
-"""Weight initializations by name: each draws a (fan_in, fan_out) weight matrix.
+"""Weight initializations by name: each draws a (fan_in, fan_out) weight matrix (or a
+convolution's kernels, given their fans).
 
     dp.nn.init.weights("he", rng, 784, 100)                  # N(0, 2 / fan_in)
     dp.nn.init.weights("normal", rng, 784, 100, std=0.01)    # the paper's "small random Gaussian values"
@@ -59,13 +60,24 @@ def check(init: str, std: float | None) -> tuple[str, float | None]:
     return init, checks.Real("(0, inf)")(std, "std")
 
 
-def weights(init: str, rng: np.random.Generator, fan_in: int, fan_out: int, std: float | None = None) -> np.ndarray:
+def weights(
+    init: str,
+    rng: np.random.Generator,
+    fan_in: int,
+    fan_out: int,
+    std: float | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """A float64 (fan_in, fan_out) weight matrix drawn from ``rng`` by the rule ``init``
-    (see the table above). Raises ``ValueError`` for an unknown name or a bad ``std``."""
+    (see the table above), or an array of another ``shape`` drawn by the same rule with the
+    fans given: a convolution's kernels (out, in, kh, kw) have fan_in = in * kh * kw and
+    fan_out = out * kh * kw (each output reads in * kh * kw inputs; each input reaches out
+    * kh * kw outputs), as PyTorch counts them. Raises ``ValueError`` for an unknown name
+    or a bad ``std``."""
     init, std = check(init, std)
     distribution, spread = RULES[init]
     s = spread(fan_in, fan_out) if spread is not None else (DEFAULT_STD if std is None else std)
-    shape = (fan_in, fan_out)
+    shape = (fan_in, fan_out) if shape is None else shape
     if distribution == "zeros":
         return np.zeros(shape)
     if distribution == "normal":

@@ -1,4 +1,5 @@
-"""A layer's input: a Node of the model's dtype, checked once where data enters a model."""
+"""A layer's input: a Node of the model's dtype, checked once where data enters a model:
+rows of features (`checked_input`) or images (`checked_images`)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,21 @@ def as_input(x: Any, dtype: Any) -> Node | np.ndarray:
     return checks.in_dtype(value, dtype, "the input", "the model's") if value.dtype.kind in "biuf" else value
 
 
-def checked_input(x: Any, features: int, what: str, dtype: Any, images: bool = False) -> Node:
+def checked_input(x: Any, features: int, what: str, dtype: Any) -> Node:
     """A layer's input as a Node of the model's ``dtype`` (by `Node`'s conventions, so a
-    1-D array is a column), after `dp.checks.input_batch`: (n, features), numeric, finite;
-    with ``images``, after `dp.checks.input_images`: (n, features, height, width), where the
-    features are channels."""
+    1-D array is a column), after `dp.checks.input_batch`: (n, features), numeric, finite."""
     x = as_input(x, dtype)
     node = x if isinstance(x, Node) else Node(x)
-    check = checks.input_images if images else checks.input_batch
-    check(node.value, features, f"{what}: the input")
+    checks.input_batch(node.value, features, f"{what}: the input")
     return node
+
+
+def checked_images(x: Any, channels: int | None, what: str, dtype: Any = None) -> Node:
+    """A batch of images as a Node, after `dp.checks.input_images`: (N, C, H, W), numeric,
+    finite, N >= 1, and C == ``channels`` unless it is None. With a model's ``dtype``, in it
+    (`as_input`); without, in its own, by `Node`'s conventions (float32 stays float32,
+    integers become float64). A Node is returned as it is (a parameter keeps its gradient)."""
+    if dtype is not None:
+        x = as_input(x, dtype)
+    checks.input_images(x.value if isinstance(x, Node) else x, channels, what)
+    return x if isinstance(x, Node) else Node(x)

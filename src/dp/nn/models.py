@@ -62,6 +62,14 @@ class Classifier(NeuralNode):
     def outputs(self) -> int:
         raise NotImplementedError
 
+    @property
+    def has_batch_norm(self) -> bool:
+        return self.config["batch_norm"]
+
+    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
+        """(layer name, the batch norm after it) for every layer followed by batch norm."""
+        raise NotImplementedError
+
     def logits(self, x: Any, train: bool | None = None) -> Node:
         """The last linear layer's output, (n, outputs), for a batch x."""
         return self._logits(self._input(x), train)

@@ -12,7 +12,7 @@ changes the model::
             self.bn1 = self.batch_norm(20, "bn1")
             ...
 
-The layers live in files by kind (`dp.nn.linear`, `dp.nn.normalization`,
+The layers live in files by kind (`dp.nn.linear`, `dp.nn.conv`, `dp.nn.normalization`,
 `dp.nn.dropout`) and never import this module back: they are handed the model.
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 from dp import checks
 from dp.checks import NonFiniteError
 from dp.nn import losses
+from dp.nn.conv import CONV_CONSTRAINTS, Conv2d
 from dp.nn.dropout import DROPOUT_CONSTRAINTS, Dropout
 from dp.nn.init import weights as init_weights
 from dp.nn.linear import Linear
@@ -141,6 +142,51 @@ class NeuralNode:
         weight = init_weights(init, self._generator(), fan_in, fan_out, std)
         self._register({f"weight_{name}": weight, **({f"bias_{name}": np.zeros((1, fan_out))} if bias else {})})
         return Linear(self, name, fan_in, bias)
+
+    def conv2d(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        name: str,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        init: str = "he",
+        std: float | None = None,
+    ) -> Conv2d:
+        """Register ``weight_{name}`` (out_channels, in_channels, kh, kw), PyTorch's layout, and,
+        if ``bias``, ``bias_{name}`` (1, out_channels, 1, 1); return ``forward(x)``, the
+        convolution (`dp.nn.conv.conv2d`) of images x (N, in_channels, H, W)::
+
+            y[n, o, p, q] = bias[o] + sum over c, i, j of weight[o, c, i, j] * xp[n, c, p * sh + i, q * sw + j]
+
+        with xp the images padded with ``padding`` zeros on each side; y is (N, out_channels,
+        OH, OW), OH = (H + 2 ph - kh) // sh + 1 and OW likewise. ``kernel_size``, ``stride``
+        and ``padding`` are ints or (h, w) pairs. The bias is stored as (1, out, 1, 1), not
+        PyTorch's (out,), so that it broadcasts over (N, C, H, W) as dp's (1, n) rows do over
+        (N, F); its gradient has that shape too.
+
+        Weights are drawn by the rule ``init`` (`dp.init`), with fan_in = in_channels * kh * kw
+        and fan_out = out_channels * kh * kw, as PyTorch counts them; biases start at 0. The
+        default, He-normal, N(0, 2 / fan_in), keeps the variance of activations roughly constant
+        through ReLU layers (He et al., 2015), the activation convolutional networks use.
+
+        Errors: ``ValueError`` for channels or a kernel < 1, a stride < 1, a padding < 0
+        (``TypeError`` for one that is not a whole number) and, when the layer is called,
+        for an input that is not (N, in_channels, H, W), numeric and finite, or smaller
+        than the kernel once padded.
+        """
+        size = checks.Whole("[1, inf)")
+        in_channels, out_channels = size(in_channels, "in_channels"), size(out_channels, "out_channels")
+        kh, kw = checks.Pair(size)(kernel_size, "kernel_size")
+        options = checks.checked(CONV_CONSTRAINTS, stride=stride, padding=padding)
+        shape = (out_channels, in_channels, kh, kw)
+        weight = init_weights(init, self._generator(), in_channels * kh * kw, out_channels * kh * kw, std, shape)
+        self._register(
+            {f"weight_{name}": weight, **({f"bias_{name}": np.zeros((1, out_channels, 1, 1))} if bias else {})}
+        )
+        return Conv2d(self, name, in_channels, options["stride"], options["padding"], bias)
 
     def batch_norm(
         self,
@@ -364,8 +410,10 @@ class NeuralNode:
                 f"the {what} rows must be a 2-D array (rows, features) or images (n, channels, height, width), "
                 f"got shape {x.shape}"
             )
-        x = checks.input_batch(x, x.shape[1], f"the {what} rows") if x.ndim == 2 else checks.input_images(
-            x, x.shape[1], f"the {what} rows"
+        x = (
+            checks.input_batch(x, x.shape[1], f"the {what} rows")
+            if x.ndim == 2
+            else checks.input_images(x, x.shape[1], f"the {what} rows")
         )
         y = checks.finite(checks.numeric_array(y, f"the {what} labels"), f"the {what} labels")
         if y.ndim == 0 or len(y) != len(x):

@@ -38,7 +38,7 @@ import numpy as np
 from dp import checks
 from dp.checks import Flag, NonFiniteError, OneOf, Real, Whole
 from dp.nn.activations import ACTIVATIONS, activate
-from dp.nn.inputs import checked_input
+from dp.nn.inputs import checked_images, checked_input
 from dp.node import Node, primitive
 
 if TYPE_CHECKING:
@@ -87,7 +87,13 @@ class BatchNorm:
     def __call__(self, x: Any, train: bool | None = None) -> Node:
         """The layer on a batch x, checked: (N, fan_in) (images: (N, fan_in, H, W)), numeric
         and finite."""
-        return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype, self.images), train)
+        dtype = self.model.dtype
+        checked = (
+            checked_images(x, self.fan_in, self.what, dtype)
+            if self.images
+            else checked_input(x, self.fan_in, self.what, dtype)
+        )
+        return self.forward(checked, train)
 
     def forward(self, x: Node, train: bool | None = None) -> Node:
         """The layer on a Node already checked (by a model's entry point). In training, the
@@ -201,7 +207,7 @@ class GroupNorm:
 
     def __call__(self, x: Any) -> Node:
         """The layer on images x, checked: (N, channels, H, W), numeric and finite."""
-        return self.forward(checked_input(x, self.channels, self.what, self.model.dtype, images=True))
+        return self.forward(checked_images(x, self.channels, self.what, self.model.dtype))
 
     def forward(self, x: Node) -> Node:
         """The layer on a Node already checked (by a model's entry point)."""

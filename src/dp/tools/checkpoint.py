@@ -339,7 +339,7 @@ def _check_size(config: dict, entries: int) -> None:
     """An architecture of whole-number sizes (others are the model's to refuse) is small
     enough to build: at most `MAX_PARAMETERS` weights, and (an MLP) no more layers than a
     file of ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each)."""
-    sizes = config.get("sizes")
+    sizes: Any = config.get("sizes")
     if _all_whole(sizes):
         _require_weights(sum(a * b for a, b in zip(sizes, sizes[1:])))
         if 2 * (len(sizes) - 1) > entries:
@@ -350,7 +350,7 @@ def _check_size(config: dict, entries: int) -> None:
     elif all(_all_whole(config.get(key)) for key in ("image", "channels", "hidden")):
         try:
             weights = cnn_weights(config)
-        except (KeyError, TypeError, ValueError):  # settings a CNN refuses, with its own message
+        except (KeyError, IndexError, TypeError, ValueError):  # settings a CNN refuses, with its own message
             return
         _require_weights(weights)
 
