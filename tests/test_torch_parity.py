@@ -1,5 +1,7 @@
-"""dp's batch norm against PyTorch's ``torch.nn.BatchNorm1d``, and its convolution and
-pooling against ``torch.nn.functional``'s, in float64, to 1e-10.
+"""dp's batch norm against PyTorch's ``torch.nn.BatchNorm1d``, in float64, to 1e-10; the rest
+of the family on images: ``batch_norm2d`` against ``torch.nn.BatchNorm2d``, group, instance
+and layer norm against ``torch.nn.functional``'s and ``torch.nn.GroupNorm``; and the
+convolution and pooling against ``torch.nn.functional``'s.
 
 Optional: skipped when PyTorch is not installed. ``pip install ".[test,bench]"``
 installs it; then ``python -m pytest tests/test_torch_parity.py``.
@@ -108,19 +110,32 @@ def test_training_mode_matches_for_small_and_large_batches(rng, rows):
     assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=True))
 
 
-def test_the_functional_batch_norm_matches_torchs():
-    rng = np.random.default_rng(5)
-    x, gamma, beta = batch(rng), rng.uniform(0.5, 2, (1, FEATURES)), rng.standard_normal((1, FEATURES))
-    upstream = rng.standard_normal((ROWS, FEATURES))
-    nodes = dp.Node(x, "x"), dp.Node(gamma, "gamma"), dp.Node(beta, "beta")
-    y = batch_norm(*nodes, eps=1e-5)
+def assert_function_matches(ours, theirs, x, gamma, beta, rng):
+    """dp's ``ours(x, gamma, beta)`` and PyTorch's ``theirs(x, weight, bias)`` (weight and
+    bias flat, per channel): the output and the gradients for x, gamma and beta, given a
+    random upstream gradient."""
+    upstream = rng.standard_normal(x.shape)
+    y = ours(dp.Node(x, "x"), dp.Node(gamma, "gamma"), dp.Node(beta, "beta"))
     grads = y.grad(upstream)
-    xt, gt, bt = tensor(x, grad=True), tensor(gamma[0], grad=True), tensor(beta[0], grad=True)
-    yt = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=1e-5)
+    xt, gt, bt = tensor(x, grad=True), tensor(gamma.ravel(), grad=True), tensor(beta.ravel(), grad=True)
+    yt = theirs(xt, gt, bt)
     yt.backward(tensor(upstream))
     assert_close(y.value, yt, "output")
     for name, t in (("x", xt), ("gamma", gt), ("beta", bt)):
         assert_close(grads[name], t.grad, name)
+
+
+def test_the_functional_batch_norm_matches_torchs():
+    rng = np.random.default_rng(5)
+    x, gamma, beta = batch(rng), rng.uniform(0.5, 2, (1, FEATURES)), rng.standard_normal((1, FEATURES))
+    assert_function_matches(
+        lambda x, g, b: batch_norm(x, g, b, eps=1e-5),
+        lambda x, g, b: torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=1e-5),
+        x,
+        gamma,
+        beta,
+        rng,
+    )
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.3, 1.0])
@@ -301,3 +316,129 @@ def test_max_pool_sends_a_tied_window_gradient_where_torch_does(rng, kernel, str
     xt = tensor(x, grad=True)
     torch.nn.functional.max_pool2d(xt, kernel, stride).backward(tensor(upstream))
     assert_close(y.grad(upstream)["x"], xt.grad, "x")
+
+
+# ----- images: batch norm (BatchNorm2d), group, instance and layer norm -----
+
+IMAGES = (6, 4, 3, 5)  # N, C, H, W; 4 channels: 1, 2 and 4 groups
+CHANNELS = IMAGES[1]
+PER_CHANNEL = (1, CHANNELS, 1, 1)
+
+
+def images(rng, n=IMAGES[0]):
+    """NCHW images whose channels are on different scales and offsets."""
+    scale, offset = rng.uniform(0.1, 10, PER_CHANNEL), rng.uniform(-5, 5, PER_CHANNEL)
+    return rng.standard_normal((n, *IMAGES[1:])) * scale + offset
+
+
+def affine(rng):
+    """A random per-channel gamma and beta, (1, C, 1, 1)."""
+    return rng.uniform(0.5, 2.0, PER_CHANNEL), rng.standard_normal(PER_CHANNEL)
+
+
+def layers2d(rng, momentum=0.1, eps=1e-5):
+    """dp's batch_norm2d layer (unbiased_average, avg_variance started at ones) and PyTorch's
+    BatchNorm2d, with the same random gamma and beta."""
+    net = dp.NeuralNode()
+    ours = net.batch_norm2d(CHANNELS, "bn", momentum=momentum, eps=eps, unbiased_average=True)
+    gamma, beta = affine(rng)
+    net.set_param({"gamma_bn": gamma, "beta_bn": beta, "avg_variance_bn": np.ones(PER_CHANNEL)})
+    theirs = torch.nn.BatchNorm2d(CHANNELS, momentum=momentum, eps=eps, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(tensor(gamma.ravel()))
+        theirs.bias.copy_(tensor(beta.ravel()))
+    return net, ours, theirs
+
+
+@pytest.mark.parametrize("momentum, eps", [(0.1, 1e-5), (0.5, 1e-3)])
+def test_batch_norm2d_in_training_matches_torchs_batch_norm2d(rng, momentum, eps):
+    net, ours, theirs = layers2d(rng, momentum, eps)
+    x, upstream = images(rng), rng.standard_normal(IMAGES)
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=True))
+
+
+def test_batch_norm2d_running_statistics_match_torchs_after_three_steps(rng):
+    net, ours, theirs = layers2d(rng, momentum=0.2)
+    for n in (6, 2, 9):  # batch sizes vary: m / (m - 1), m = N * H * W, is per batch
+        x = images(rng, n)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    assert_close(net.params["avg_mean_bn"], theirs.running_mean, "mean")
+    assert_close(net.params["avg_variance_bn"], theirs.running_var, "variance")
+    assert net.params["batches_bn"][0, 0] == theirs.num_batches_tracked.item() == 3
+
+
+def test_batch_norm2d_in_eval_mode_matches_torchs_with_the_same_running_statistics(rng):
+    net, ours, theirs = layers2d(rng, momentum=0.3)
+    for _ in range(3):
+        x = images(rng)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    averages = net.get_param()
+    x, upstream = images(rng), rng.standard_normal(IMAGES)
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=False))
+    assert all(np.array_equal(net.params[k], averages[k]) for k in averages)  # evaluation changed nothing
+
+
+@pytest.mark.parametrize("groups", [1, 2, CHANNELS])
+def test_group_norm_matches_torchs_group_norm(rng, groups):
+    assert_function_matches(
+        lambda x, g, b: dp.group_norm(x, groups, g, b, eps=1e-5),
+        lambda x, g, b: torch.nn.functional.group_norm(x, groups, g, b, eps=1e-5),
+        images(rng),
+        *affine(rng),
+        rng,
+    )
+
+
+def test_instance_norm_matches_torchs_instance_norm_with_weight_and_bias(rng):
+    assert_function_matches(
+        lambda x, g, b: dp.instance_norm(x, g, b, eps=1e-5),
+        lambda x, g, b: torch.nn.functional.instance_norm(x, weight=g, bias=b, eps=1e-5),
+        images(rng),
+        *affine(rng),
+        rng,
+    )
+
+
+def test_layer_norm_on_rows_matches_torchs_layer_norm(rng):
+    x, gamma, beta = batch(rng), rng.uniform(0.5, 2, (1, FEATURES)), rng.standard_normal((1, FEATURES))
+    assert_function_matches(
+        lambda x, g, b: dp.layer_norm(x, g, b, eps=1e-5),
+        lambda x, g, b: torch.nn.functional.layer_norm(x, (FEATURES,), g, b, eps=1e-5),
+        x,
+        gamma,
+        beta,
+        rng,
+    )
+
+
+def test_layer_norm_on_images_matches_torchs_group_norm_with_one_group(rng):
+    assert_function_matches(
+        lambda x, g, b: dp.layer_norm(x, g, b, eps=1e-5),
+        lambda x, g, b: torch.nn.functional.group_norm(x, 1, g, b, eps=1e-5),
+        images(rng),
+        *affine(rng),
+        rng,
+    )
+
+
+@pytest.mark.parametrize("groups", [1, 2, CHANNELS])
+def test_the_group_norm_layer_matches_torchs_group_norm_module(rng, groups):
+    net = dp.NeuralNode()
+    ours = net.group_norm(CHANNELS, groups, "gn", eps=1e-3)
+    gamma, beta = affine(rng)
+    net.set_param({"gamma_gn": gamma, "beta_gn": beta})
+    theirs = torch.nn.GroupNorm(groups, CHANNELS, eps=1e-3, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(tensor(gamma.ravel()))
+        theirs.bias.copy_(tensor(beta.ravel()))
+    x, upstream = images(rng), rng.standard_normal(IMAGES)
+    y = ours(dp.Node(x, "x"))
+    grads = y.grad(upstream)
+    xt = tensor(x, grad=True)
+    yt = theirs(xt)
+    yt.backward(tensor(upstream))
+    assert_same_outputs_and_gradients(
+        (y.value, grads), (yt, {"x": xt.grad, "gamma_gn": theirs.weight.grad, "beta_gn": theirs.bias.grad})
+    )

@@ -439,8 +439,9 @@ def grouped(x: Node, groups: int, gamma: Any, beta: Any, eps: float, what: str) 
 
 
 def _regrouped(v: Any, shape: tuple[int, ...]) -> Any:
-    """A per-channel gamma or beta (a number, or an array or Node of C values) in ``shape``."""
-    return v if isinstance(v, (int, float)) else v.reshape(shape)
+    """A per-channel gamma or beta (an array or Node of C values) in ``shape``; one value (a
+    number, a () array, a (1, 1) Node) as it is: it broadcasts, and it cannot take ``shape``."""
+    return v if isinstance(v, (int, float)) or v.shape in ((), (1, 1)) else v.reshape(shape)
 
 
 def _named(x: Node, axes: tuple[int, ...], gamma: Any, beta: Any, eps: float, what: str) -> Node:
@@ -454,9 +455,10 @@ def _named(x: Node, axes: tuple[int, ...], gamma: Any, beta: Any, eps: float, wh
 
 
 def as_node(x: Any, what: str) -> Node:
-    """x as a Node (an array becomes a constant), its values numeric."""
+    """x as a Node (an array becomes a constant), its values numeric and finite (else the
+    statistics' check would call a NaN "too large to square")."""
     node = x if isinstance(x, Node) else Node(x)
-    checks.numeric_array(node.value, f"{what}: x")
+    checks.finite(checks.numeric_array(node.value, f"{what}: x"), f"{what}: x")
     return node
 
 
@@ -505,12 +507,19 @@ def _per_channel(v: Any, x: Node, what: str) -> Any:
     """A per-feature (per-channel, for images) gamma or beta for x, in the keepdims shape of
     the statistics' kept axis 1, (1, F) or (1, C, 1, 1) (or a number), in x's dtype: a float64
     array must not upcast float32 x, and a 1-D array is a row here, never the column `Node`
-    would make of it. Given as (F,) / (C,), or already in that shape."""
-    if isinstance(v, Node) or isinstance(v, (int, float)):
+    would make of it. Given as (F,) / (C,), or already in that shape; a Node as it is, so in
+    that shape (or (1, 1), one value): a column Node (C, 1) would broadcast along H or N."""
+    if isinstance(v, (int, float)):
         return v
-    array = np.asarray(v, dtype=x.dtype)
     channels = x.shape[1]
     shape = (1, channels) + (1,) * (x.ndim - 2)
+    if isinstance(v, Node):
+        if v.shape not in ((1, 1), shape):
+            raise ValueError(
+                f"{what}, a Node, must have shape {shape} (a Node of a 1-D array is a column), got {v.shape}"
+            )
+        return v
+    array = np.asarray(v, dtype=x.dtype)
     if array.shape not in ((), (channels,), shape):
         raise ValueError(f"{what} must have shape {shape} or ({channels},), got {array.shape}")
     return array.reshape(shape) if array.ndim else array

@@ -1,0 +1,574 @@
+"""Normalization as one function over axes (`dp.normalize`) and its named forms: batch norm
+on rows and on images (`dp.batch_norm`, `dp.batch_norm2d`), layer norm on rows and images,
+instance norm and group norm, and the layers `NeuralNode.batch_norm2d` and `group_norm`.
+
+Pinned down, in float64 unless a test is about float32:
+
+- every form's gradient (x, gamma, beta) against central finite differences (`dp.gradcheck`);
+- the closed-form primitive against autodiff through the paper's lines (`batch_norm_composed`),
+  and group norm's reshape against a group norm composed here from Node operations, to 1e-12;
+- the family's identities: one group is layer norm, C groups are instance norm, batch norm on
+  images is batch norm on the (N * H * W, C) rows of its pixels; dtypes; the normalized moments;
+- the layers' moving averages, batch count, eval mode and parameters;
+- bad input: a clear error, and nothing changed.
+"""
+
+import numpy as np
+import pytest
+
+import dp
+from dp import Node, NonFiniteError
+from dp.nn.normalization import batch_norm_closed_form, batch_norm_composed
+
+EPS = 1e-5
+TOL = 1e-12
+N, C, H, W = 3, 4, 2, 3  # small enough for finite differences, one element at a time
+IMAGE = (N, C, H, W)
+PER_CHANNEL = (1, C, 1, 1)
+
+
+def images(shape=IMAGE, seed=0, scale=2.0):
+    """Images far from mean 0 and variance 1, and a per-channel gamma and beta (1, C, 1, 1)."""
+    rng = np.random.default_rng(seed)
+    channels = (1, shape[1], 1, 1)
+    return rng.normal(1.0, scale, shape), rng.uniform(0.5, 2.0, channels), rng.normal(size=channels)
+
+
+def rows(n=5, features=C, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(1.0, 2.0, (n, features)), rng.uniform(0.5, 2.0, (1, features)), rng.normal(size=(1, features))
+
+
+def close(ours, expected, tol=TOL):
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=tol)
+
+
+def value_and_grads(f, x, gamma, beta, upstream):
+    """f's output at Nodes x, gamma, beta (named so) and their gradients given ``upstream``."""
+    y = f(Node(x, "x"), Node(gamma, "gamma"), Node(beta, "beta"))
+    return y.value, y.grad(upstream)
+
+
+def assert_same_value_and_grads(f, g, x, gamma, beta, seed=1, tol=TOL):
+    upstream = np.random.default_rng(seed).standard_normal(x.shape)
+    (y_f, grads_f), (y_g, grads_g) = (value_and_grads(h, x, gamma, beta, upstream) for h in (f, g))
+    close(y_f, y_g, tol)
+    assert grads_f.keys() == grads_g.keys() == {"x", "gamma", "beta"}
+    for name in grads_f:
+        assert grads_f[name].shape == grads_g[name].shape
+        close(grads_f[name], grads_g[name], tol)
+
+
+def gradcheck(f, *arrays):
+    """Every gradient of f (w.r.t. x, gamma and beta) against central finite differences, for
+    two random projections of the output (gradcheck's seed 0 is skipped, as in
+    test_batch_norm_levels)."""
+    for seed in (3, 4):
+        assert dp.gradcheck(f, *arrays, tol=1e-6, seed=seed) < 1e-6
+
+
+# ----- gradients against finite differences -----
+
+AXES = [(0,), (1,), (0, 2, 3), (2, 3), (1, 2, 3), (-1,), (-3, -1)]
+
+
+@pytest.mark.parametrize("axes", AXES, ids=str)
+def test_normalize_over_any_axes_has_the_gradient_of_finite_differences(axes):
+    x, gamma, beta = images()
+    gradcheck(lambda x, g, b: dp.normalize(x, axes, EPS, g, b), x, gamma, beta)
+
+
+@pytest.mark.parametrize("axes", [(0,), (1,), (-1,)], ids=str)
+def test_normalize_on_rows_has_the_gradient_of_finite_differences(axes):
+    gradcheck(lambda x, g, b: dp.normalize(x, axes, EPS, g, b), *rows())
+
+
+def test_normalize_with_an_elementwise_gamma_and_beta_has_the_gradient_of_finite_differences():
+    x, _, _ = images()
+    rng = np.random.default_rng(5)
+    gamma, beta = rng.uniform(0.5, 2.0, (1, C, H, W)), rng.normal(size=(1, C, H, W))
+    gradcheck(lambda x, g, b: dp.normalize(x, (1, 2, 3), EPS, g, b), x, gamma, beta)
+
+
+NAMED_FORMS = {
+    "batch_norm2d": lambda x, g, b: dp.batch_norm2d(x, g, b, EPS),
+    "instance_norm": lambda x, g, b: dp.instance_norm(x, g, b, EPS),
+    "layer_norm on images": lambda x, g, b: dp.layer_norm(x, g, b, EPS),
+    "group_norm, 1 group": lambda x, g, b: dp.group_norm(x, 1, g, b, EPS),
+    "group_norm, 2 groups": lambda x, g, b: dp.group_norm(x, 2, g, b, EPS),
+    "group_norm, C groups": lambda x, g, b: dp.group_norm(x, C, g, b, EPS),
+}
+
+
+@pytest.mark.parametrize("form", NAMED_FORMS.values(), ids=NAMED_FORMS.keys())
+def test_every_named_form_on_images_has_the_gradient_of_finite_differences(form):
+    gradcheck(form, *images(seed=2))
+
+
+# ----- the closed-form primitive pinned to the paper's lines in Node operations -----
+
+
+@pytest.mark.parametrize("axes", [(0, 2, 3), (2, 3), (1, 2, 3)], ids=str)
+def test_the_closed_form_primitive_equals_the_composed_lines_on_images(axes):
+    x, gamma, beta = images(shape=(4, C, 3, 5), seed=3)
+    assert_same_value_and_grads(
+        lambda x, g, b: batch_norm_closed_form(x, g, b, EPS, axes=axes),
+        lambda x, g, b: batch_norm_composed(x, g, b, EPS, axes=axes),
+        x,
+        gamma,
+        beta,
+    )
+
+
+def test_the_closed_form_primitive_equals_the_composed_lines_over_the_batch_of_rows():
+    assert_same_value_and_grads(
+        lambda x, g, b: batch_norm_closed_form(x, g, b, EPS, axes=(0,)),
+        lambda x, g, b: batch_norm_composed(x, g, b, EPS, axes=(0,)),
+        *rows(n=9, features=6, seed=4),
+    )
+
+
+def composed_group_norm(x, groups, gamma, beta, eps=EPS):
+    """Group norm written out in Node operations (Wu & He, 2018, figure 3): each sample's
+    channels split into groups, each group normalized over its channels and positions."""
+    n, c, h, w = x.shape
+    split = x.reshape(n, groups, c // groups, h, w)
+    mean = split.mean(axis=(2, 3, 4))
+    var = ((split - mean) ** 2).mean(axis=(2, 3, 4))
+    xhat = ((split - mean) / (var + eps).sqrt()).reshape(n, c, h, w)
+    return gamma * xhat + beta
+
+
+@pytest.mark.parametrize("groups", [1, 2, C])
+def test_group_norm_through_the_closed_form_equals_a_composed_group_norm(groups):
+    x, gamma, beta = images(shape=(2, C, 3, 3), seed=6)
+    assert_same_value_and_grads(
+        lambda x, g, b: dp.group_norm(x, groups, g, b, EPS),
+        lambda x, g, b: composed_group_norm(x, groups, g, b),
+        x,
+        gamma,
+        beta,
+    )
+
+
+# ----- the family's identities -----
+
+
+def test_group_norm_with_one_group_is_layer_norm_on_images():
+    assert_same_value_and_grads(
+        lambda x, g, b: dp.group_norm(x, 1, g, b, EPS), lambda x, g, b: dp.layer_norm(x, g, b, EPS), *images()
+    )
+
+
+def test_group_norm_with_one_group_per_channel_is_instance_norm():
+    assert_same_value_and_grads(
+        lambda x, g, b: dp.group_norm(x, C, g, b, EPS), lambda x, g, b: dp.instance_norm(x, g, b, EPS), *images()
+    )
+
+
+def pixels(images):
+    """(N, C, H, W) images as (N * H * W, C) rows, one per pixel."""
+    return images.transpose(0, 2, 3, 1).reshape(-1, images.shape[1])
+
+
+def test_batch_norm2d_is_batch_norm_on_the_pixels_as_rows_of_channels():
+    x, gamma, beta = images(seed=7)
+    upstream = np.random.default_rng(8).standard_normal(x.shape)
+    y, grads = value_and_grads(lambda x, g, b: dp.batch_norm2d(x, g, b, EPS), x, gamma, beta, upstream)
+    y_rows, grads_rows = value_and_grads(
+        lambda x, g, b: dp.batch_norm(x, g, b, EPS),
+        pixels(x),
+        gamma.reshape(1, C),
+        beta.reshape(1, C),
+        pixels(upstream),
+    )
+    close(pixels(y), y_rows)
+    close(pixels(grads["x"]), grads_rows["x"])
+    close(grads["gamma"].reshape(1, C), grads_rows["gamma"])
+    close(grads["beta"].reshape(1, C), grads_rows["beta"])
+
+
+def test_gamma_and_beta_per_channel_may_be_given_flat_or_in_the_statistics_shape():
+    x, gamma, beta = images()
+    for form in NAMED_FORMS.values():
+        close(form(x, gamma.ravel(), beta.ravel()).value, form(x, gamma, beta).value, 0)
+    x, gamma, beta = rows()
+    close(dp.layer_norm(x, gamma.ravel(), beta.ravel()).value, dp.layer_norm(x, gamma, beta).value, 0)
+    close(dp.batch_norm(x, gamma.ravel(), beta.ravel()).value, dp.batch_norm(x, gamma, beta).value, 0)
+
+
+def test_gamma_and_beta_may_be_single_values_in_every_form():
+    x, _, _ = images()
+    for form in NAMED_FORMS.values():
+        expected = 2.0 * form(x, 1.0, 0.0).value - 1.0
+        for gamma, beta in ((2.0, -1.0), (np.array(2.0), np.array(-1.0)), (Node(2.0, "g"), Node(-1.0, "b"))):
+            close(form(x, gamma, beta).value, expected)
+
+
+ALL_FORMS = {
+    **NAMED_FORMS,
+    "normalize": lambda x, g, b: dp.normalize(x, (0, 2, 3), EPS, g, b),
+    "batch_norm on rows": lambda x, g, b: dp.batch_norm(x[:, :, 0, 0], g.reshape(1, -1), b.reshape(1, -1)),
+    "layer_norm on rows": lambda x, g, b: dp.layer_norm(x[:, :, 0, 0], g.reshape(1, -1), b.reshape(1, -1)),
+}
+
+
+@pytest.mark.parametrize("form", ALL_FORMS.values(), ids=ALL_FORMS.keys())
+def test_float32_in_is_float32_out_even_with_a_float64_gamma_and_beta(form):
+    x, gamma, beta = images()
+    y = form(x.astype(np.float32), gamma, beta)  # gamma and beta stay float64
+    assert y.dtype == np.float32
+    grads = form(Node(x.astype(np.float32), "x"), gamma, beta).grad(1)
+    assert grads["x"].dtype == np.float32
+    close(y.value, form(x, gamma, beta).value, 1e-4)
+
+
+@pytest.mark.parametrize("axes", [(0,), (1,), (0, 2, 3), (2, 3), (1, 2, 3), (-1,)], ids=str)
+def test_normalize_has_mean_0_and_variance_var_over_var_plus_eps_over_its_axes(axes):
+    """With gamma 1 and beta 0: eps shrinks the variance, visibly when var is near eps."""
+    x, _, _ = images(shape=(4, C, 3, 5), seed=9, scale=0.005)  # var about 2.5e-5, near eps
+    var = x.var(axis=axes, keepdims=True)
+    y = dp.normalize(x, axes, eps=EPS).value
+    close(y.mean(axis=axes, keepdims=True), 0)
+    close(y.var(axis=axes, keepdims=True), var / (var + EPS))
+    assert (var / (var + EPS)).max() < 0.9
+
+
+def test_normalize_takes_one_axis_as_an_int_and_negative_axes_from_the_end():
+    x, _, _ = images()
+    close(dp.normalize(x, 1).value, dp.normalize(x, (1,)).value, 0)
+    close(dp.normalize(x, (-3, -1)).value, dp.normalize(x, (1, 3)).value, 0)
+    close(dp.normalize(x, [3, 1]).value, dp.normalize(x, (1, 3)).value, 0)
+
+
+def test_normalize_is_the_formula_with_gamma_and_beta():
+    x, gamma, beta = images()
+    mean, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
+    close(dp.normalize(x, (2, 3), EPS, gamma, beta).value, gamma * (x - mean) / np.sqrt(var + EPS) + beta)
+
+
+# ----- the layers -----
+
+
+def bn2d_net(momentum=0.1, unbiased_average=False, dtype=np.float64, activation=None):
+    net = dp.NeuralNode(seed=0, dtype=dtype)
+    layer = net.batch_norm2d(C, "bn", momentum=momentum, unbiased_average=unbiased_average, activation=activation)
+    _, gamma, beta = images(seed=10)
+    net.set_param({"gamma_bn": gamma, "beta_bn": beta})
+    return net, layer
+
+
+def test_batch_norm2d_registers_per_channel_gamma_beta_and_averages_and_a_batch_count():
+    fresh = dp.NeuralNode()
+    fresh.batch_norm2d(C, "bn")
+    fresh = fresh.params
+    shapes = {k: v.shape for k, v in fresh.items()}
+    assert shapes == {
+        "gamma_bn": PER_CHANNEL,
+        "beta_bn": PER_CHANNEL,
+        "avg_mean_bn": PER_CHANNEL,
+        "avg_variance_bn": PER_CHANNEL,
+        "batches_bn": (1, 1),
+    }
+    assert (fresh["gamma_bn"] == 1).all() and not any(fresh[k].any() for k in shapes if k != "gamma_bn")
+    net, _ = bn2d_net()
+    grads = net.batch_norm2d(C, "other")(images()[0]).grad(1)
+    assert grads.keys() == {"gamma_other", "beta_other"}  # the averages and count are state
+    assert all(g.shape == PER_CHANNEL for g in grads.values())
+
+
+def test_group_norm_registers_only_gamma_and_beta_per_channel():
+    net = dp.NeuralNode()
+    net.group_norm(C, 2, "gn")
+    assert {k: v.shape for k, v in net.params.items()} == {"gamma_gn": PER_CHANNEL, "beta_gn": PER_CHANNEL}
+    assert (net.params["gamma_gn"] == 1).all() and not net.params["beta_gn"].any()
+
+
+@pytest.mark.parametrize("unbiased_average", [False, True])
+def test_batch_norm2d_moves_its_averages_with_momentum_and_counts_batches(unbiased_average):
+    momentum, m = 0.3, N * H * W
+    net, layer = bn2d_net(momentum, unbiased_average)
+    mean, variance = np.zeros(PER_CHANNEL), np.zeros(PER_CHANNEL)
+    for step in range(1, 4):
+        x = images(seed=20 + step)[0]
+        layer(x)
+        var = x.var(axis=(0, 2, 3), keepdims=True)
+        mean = (1 - momentum) * mean + momentum * x.mean(axis=(0, 2, 3), keepdims=True)
+        variance = (1 - momentum) * variance + momentum * (var * m / (m - 1) if unbiased_average else var)
+        close(net.params["avg_mean_bn"], mean)
+        close(net.params["avg_variance_bn"], variance)
+        assert net.params["batches_bn"].shape == (1, 1) and net.params["batches_bn"][0, 0] == step
+
+
+def test_batch_norm2d_in_training_is_the_function_batch_norm2d():
+    net, layer = bn2d_net()
+    x, gamma, beta = images(seed=11)[0], net.params["gamma_bn"], net.params["beta_bn"]
+    upstream = np.random.default_rng(12).standard_normal(x.shape)
+    y = layer(Node(x, "x"), train=True)
+    grads = y.grad(upstream)
+    y_f, grads_f = value_and_grads(lambda x, g, b: dp.batch_norm2d(x, g, b, EPS), x, gamma, beta, upstream)
+    close(y.value, y_f, 0)
+    for ours, theirs in (("x", "x"), ("gamma_bn", "gamma"), ("beta_bn", "beta")):
+        close(grads[ours], grads_f[theirs], 0)
+
+
+def test_batch_norm2d_in_eval_mode_uses_the_averages_and_changes_nothing():
+    net, layer = bn2d_net()
+    for seed in (13, 14):
+        layer(images(seed=seed)[0])
+    saved = net.get_param()
+    p = net.params
+    x = images(seed=15)[0]
+    expected = p["gamma_bn"] * (x - p["avg_mean_bn"]) / np.sqrt(p["avg_variance_bn"] + EPS) + p["beta_bn"]
+    close(layer(x, train=False).value, expected)
+    net.eval()
+    close(layer(x).value, expected)  # the model's mode, when train is not given
+    close(layer(x[:1, :, :1, :1], train=False).value, expected[:1, :, :1, :1])  # one value per channel is fine
+    assert_unchanged(net, saved)
+
+
+def test_batch_norm2d_in_eval_mode_before_any_training_batch_raises_runtime_error():
+    net, layer = bn2d_net()
+    saved = net.get_param()
+    with pytest.raises(RuntimeError, match="'bn' has not seen a training batch yet"):
+        layer(images()[0], train=False)
+    assert_unchanged(net, saved)
+
+
+def test_batch_norm2d_applies_its_activation_after_normalizing():
+    x = images(seed=16)[0]
+    plain, with_relu = bn2d_net()[1], bn2d_net(activation="relu")[1]
+    close(with_relu(x).value, np.maximum(plain(x).value, 0), 0)
+
+
+@pytest.mark.parametrize("groups", [1, 2, C])
+def test_the_group_norm_layer_is_the_function_group_norm(groups):
+    net = dp.NeuralNode()
+    layer = net.group_norm(C, groups, "gn", eps=1e-3)
+    _, gamma, beta = images(seed=17)
+    net.set_param({"gamma_gn": gamma, "beta_gn": beta})
+    x = images(seed=18)[0]
+    upstream = np.random.default_rng(19).standard_normal(x.shape)
+    y = layer(Node(x, "x"))
+    grads = y.grad(upstream)
+    y_f, grads_f = value_and_grads(lambda x, g, b: dp.group_norm(x, groups, g, b, 1e-3), x, gamma, beta, upstream)
+    close(y.value, y_f, 0)
+    for ours, theirs in (("x", "x"), ("gamma_gn", "gamma"), ("beta_gn", "beta")):
+        close(grads[ours], grads_f[theirs], 0)
+    saved = net.get_param()
+    close(layer(x).value, y_f, 0)  # no modes, no state: the same output again, nothing changed
+    assert_unchanged(net, saved)
+
+
+def test_the_layers_of_a_float32_model_compute_and_keep_float32():
+    net, bn = bn2d_net(dtype=np.float32)
+    gn = net.group_norm(C, 2, "gn")
+    x = images()[0]  # float64 data, cast at the layer
+    assert bn(x).dtype == np.float32 and gn(x).dtype == np.float32
+    assert bn(x, train=False).dtype == np.float32
+    assert all(v.dtype == np.float32 for v in net.params.values())
+
+
+# ----- bad input: a clear error, and nothing changed -----
+
+
+def assert_unchanged(net, saved):
+    assert net.params.keys() == saved.keys()
+    for k, v in saved.items():
+        got = net.params[k]
+        assert (got.dtype, got.shape, got.tobytes()) == (v.dtype, v.shape, v.tobytes()), k
+
+
+def with_value(x, value):
+    x = x.copy()
+    x[1, 2, 0, 1] = value
+    return x
+
+
+X = images()[0]
+BAD_LAYER_INPUT = {  # name: (x, exception, message, refused in evaluation too)
+    "rows, not images": (X[:, :, 0, 0], ValueError, r"images of shape \(n, 4, height, width\); got \(3, 4\)", True),
+    "3 channels for 4": (X[:, :3], ValueError, r"images of shape \(n, 4, height, width\); got \(3, 3, 2, 3\)", True),
+    "no images": (X[:0], ValueError, r"empty \(shape \(0, 4, 2, 3\)\)", True),
+    "nan": (with_value(X, np.nan), NonFiniteError, "the input has NaN or inf values", True),
+    "inf": (with_value(X, -np.inf), NonFiniteError, "the input has NaN or inf values", True),
+    "strings": (X.astype(str), TypeError, "must be numeric", True),
+}
+
+
+@pytest.mark.parametrize(
+    "x, error, message, train",
+    [
+        pytest.param(x, error, message, train, id=f"{name}-{'training' if train else 'evaluation'}")
+        for name, (x, error, message, in_evaluation) in {
+            **BAD_LAYER_INPUT,
+            "one value per channel": (X[:1, :, :1, :1], ValueError, "at least 2 values per channel", False),
+            "too large to square": (X * 1e200, NonFiniteError, "'bn'.*too large to square", False),
+        }.items()
+        for train in ((True, False) if in_evaluation else (True,))
+    ],
+)
+def test_a_batch_norm2d_layer_refuses_bad_input_and_keeps_its_averages(x, error, message, train):
+    net, layer = bn2d_net()
+    layer(X)  # a first training batch: averages to use and to keep
+    saved = net.get_param()
+    with pytest.raises(error, match=message):
+        layer(x, train=train)
+    assert_unchanged(net, saved)
+
+
+@pytest.mark.parametrize("x, error, message", [v[:3] for v in BAD_LAYER_INPUT.values()], ids=BAD_LAYER_INPUT.keys())
+def test_a_group_norm_layer_refuses_bad_input_and_changes_nothing(x, error, message):
+    net = dp.NeuralNode()
+    layer = net.group_norm(C, 2, "gn")
+    saved = net.get_param()
+    with pytest.raises(error, match=message):
+        layer(x)
+    assert_unchanged(net, saved)
+
+
+class NormNet(dp.NeuralNode):
+    """batch_norm2d then group_norm: the second refuses what the first let through."""
+
+    def __init__(self):
+        super().__init__(seed=0)
+        self.bn = self.batch_norm2d(C, "bn")
+        self.gn = self.group_norm(C, 2, "gn")
+
+    def forward(self, x, train=None):
+        return self.gn(self.bn(x, train))
+
+
+def test_a_model_whose_group_norm_refuses_the_batch_keeps_its_batch_norm2d_averages():
+    net = NormNet()
+    net.forward(X)
+    net.set_param({"gamma_bn": np.full(PER_CHANNEL, 1e200)})  # bn's output is finite, its squares are not
+    saved = net.get_param()
+    with pytest.raises(NonFiniteError, match="group norm 'gn'.*too large to square"):
+        net.forward(images(seed=1)[0])
+    assert_unchanged(net, saved)
+
+
+BAD_BUILDERS = {  # name: (build on a model, exception, message)
+    "groups that do not divide the channels": (
+        lambda net: net.group_norm(C, 3, "new"),
+        ValueError,
+        "group norm 'new': 3 groups do not divide the 4 channels",
+    ),
+    "more groups than channels": (lambda net: net.group_norm(C, 8, "new"), ValueError, "8 groups do not divide"),
+    "no groups": (lambda net: net.group_norm(C, 0, "new"), ValueError, r"groups must be a whole number in \[1, inf\)"),
+    "group norm eps 0": (lambda net: net.group_norm(C, 2, "new", eps=0), ValueError, r"eps must be .* \(0, inf\)"),
+    "batch_norm2d eps 0": (lambda net: net.batch_norm2d(C, "new", eps=0), ValueError, r"'new': eps must be"),
+    "batch_norm2d eps < 0": (lambda net: net.batch_norm2d(C, "new", eps=-1e-5), ValueError, r"'new': eps must be"),
+    "batch_norm2d momentum 0": (lambda net: net.batch_norm2d(C, "new", momentum=0), ValueError, "momentum must be"),
+    "batch_norm2d no channels": (lambda net: net.batch_norm2d(0, "new"), ValueError, "channels must be"),
+    "group norm no channels": (lambda net: net.group_norm(0, 1, "new"), ValueError, "channels must be"),
+    "a name in use": (lambda net: net.group_norm(C, 2, "bn"), ValueError, "already in use"),
+}
+
+
+@pytest.mark.parametrize("build, error, message", BAD_BUILDERS.values(), ids=BAD_BUILDERS.keys())
+def test_a_bad_layer_setting_is_refused_and_registers_nothing(build, error, message):
+    net, _ = bn2d_net()
+    saved = net.get_param()
+    with pytest.raises(error, match=message):
+        build(net)
+    assert_unchanged(net, saved)
+
+
+G, B = np.ones(C), np.zeros(C)
+BAD_CALLS = {  # name: (call, exception, message)
+    "batch_norm2d of rows": (lambda: dp.batch_norm2d(X[:, :, 0, 0], G, B), ValueError, r"images \(N, C, H, W\)"),
+    "group_norm of rows": (lambda: dp.group_norm(X[:, :, 0, 0], 2, G, B), ValueError, r"images \(N, C, H, W\)"),
+    "instance_norm of rows": (lambda: dp.instance_norm(X[:, :, 0, 0], G, B), ValueError, r"images \(N, C, H, W\)"),
+    "layer_norm of a 3-d x": (lambda: dp.layer_norm(X[:, :, 0], G, B), ValueError, r"or images \(N, C, H, W\)"),
+    "batch_norm2d, one value per channel": (
+        lambda: dp.batch_norm2d(X[:1, :, :1, :1], G, B),
+        ValueError,
+        r"N \* H \* W >= 2, got \(1, 4, 1, 1\)",
+    ),
+    "instance_norm, one position": (
+        lambda: dp.instance_norm(X[:, :, :1, :1], G, B),
+        ValueError,
+        r"H \* W >= 2, got \(3, 4, 1, 1\)",
+    ),
+    "groups that do not divide the channels": (
+        lambda: dp.group_norm(X, 3, G, B),
+        ValueError,
+        "group norm: 3 groups do not divide the 4 channels",
+    ),
+    "no groups": (lambda: dp.group_norm(X, 0, G, B), ValueError, r"groups must be a whole number in \[1, inf\)"),
+    "normalize, an axis past the last": (lambda: dp.normalize(X, (1, 4)), ValueError, "x, which has 4 dimensions"),
+    "normalize, an axis before the first": (lambda: dp.normalize(X, -5), ValueError, "x, which has 4 dimensions"),
+    "normalize, no axes": (lambda: dp.normalize(X, ()), ValueError, "axes must be axes of x"),
+    "normalize, a repeated axis": (lambda: dp.normalize(X, (1, -3)), ValueError, r"axes \(1, -3\) repeat an axis"),
+    "normalize, gamma that does not broadcast": (
+        lambda: dp.normalize(X, (0, 2, 3), gamma=np.ones((1, 3, 1, 1))),
+        ValueError,
+        r"gamma of shape \(1, 3, 1, 1\) does not broadcast",
+    ),
+    "normalize, beta that would grow x": (
+        lambda: dp.normalize(X, (0, 2, 3), beta=np.zeros((2, *IMAGE))),
+        ValueError,
+        "beta of shape .* does not broadcast",
+    ),
+}
+
+
+def poisoned(x, value):
+    x = x.copy()
+    x.flat[5] = value
+    return x
+
+
+FORMS = {  # name: (the function, f(x, gamma, beta, eps), a good x)
+    "batch_norm2d": (dp.batch_norm2d, X),
+    "instance_norm": (dp.instance_norm, X),
+    "layer_norm on images": (dp.layer_norm, X),
+    "group_norm, 1 group": (lambda x, g, b, eps=EPS: dp.group_norm(x, 1, g, b, eps), X),
+    "group_norm, 2 groups": (lambda x, g, b, eps=EPS: dp.group_norm(x, 2, g, b, eps), X),
+    "batch_norm on rows": (dp.batch_norm, X[:, :, 0, 0]),
+    "layer_norm on rows": (dp.layer_norm, X[:, :, 0, 0]),
+}
+for name, (call, x) in FORMS.items():
+    shape = r"\(1, 4\)" if x.ndim == 2 else r"\(1, 4, 1, 1\)"
+    BAD_CALLS |= {
+        f"{name}, gamma of 3 values for 4 channels": (
+            lambda call=call, x=x: call(x, np.ones(3), B),
+            ValueError,
+            rf"gamma must have shape {shape} or \(4,\), got \(3,\)",
+        ),
+        f"{name}, beta of 5 values for 4 channels": (
+            lambda call=call, x=x: call(x, G, np.zeros((1, 5))),
+            ValueError,
+            rf"beta must have shape {shape} or \(4,\), got \(1, 5\)",
+        ),
+        f"{name}, gamma a column Node": (
+            lambda call=call, x=x: call(x, Node(np.ones(C), "gamma"), B),
+            ValueError,
+            rf"gamma, a Node, must have shape {shape} .*got \(4, 1\)",
+        ),
+        f"{name}, eps 0": (lambda call=call, x=x: call(x, G, B, 0.0), ValueError, r"eps must be .* \(0, inf\), got 0"),
+        f"{name}, eps < 0": (lambda call=call, x=x: call(x, G, B, -1e-5), ValueError, r"eps must be .*, got -1e-05"),
+        f"{name}, nan": (lambda call=call, x=x: call(poisoned(x, np.nan), G, B), NonFiniteError, "x has NaN or inf"),
+        f"{name}, inf": (lambda call=call, x=x: call(poisoned(x, np.inf), G, B), NonFiniteError, "x has NaN or inf"),
+    }
+BAD_CALLS |= {
+    "normalize, eps 0": (lambda: dp.normalize(X, (0, 2, 3), eps=0.0), ValueError, r"eps must be .* \(0, inf\)"),
+    "normalize, nan": (lambda: dp.normalize(with_value(X, np.nan), 1), NonFiniteError, "normalize: x has NaN or inf"),
+    "normalize, -inf": (lambda: dp.normalize(with_value(X, -np.inf), 1), NonFiniteError, "x has NaN or inf"),
+}
+
+
+@pytest.mark.parametrize("call, error, message", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_the_functions_refuse_bad_input_clearly(call, error, message):
+    saved = X.copy()
+    with pytest.raises(error, match=message):
+        call()
+    assert np.array_equal(X, saved)  # and leave their input alone
+
+
+def test_values_too_large_to_square_are_refused_by_every_function():
+    for form in ALL_FORMS.values():
+        with pytest.raises(NonFiniteError, match="too large to square"):
+            form(X * 1e200, G.reshape(PER_CHANNEL), B.reshape(PER_CHANNEL))
