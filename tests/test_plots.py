@@ -194,12 +194,70 @@ def test_experiment_figure_is_written_with_diverged_and_unreached_cells(tmp_path
     assert path == tmp_path / "sweep.png" and path.read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_a_figure_interrupted_while_it_is_written_leaves_the_older_file_and_no_partial_one(tmp_path, monkeypatch):
+def test_the_normalization_axes_figure_is_written_as_a_png_and_its_path_returned(tmp_path):
+    path = plots.normalization_axes_figure(tmp_path / "axes.png")
+    assert path == tmp_path / "axes.png" and path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+STATISTICS_OF = {  # which statistics a value at (sample, channel) is normalized with, every position included
+    "Batch norm": lambda n, c: c,
+    "Layer norm": lambda n, c: n,
+    "Instance norm": lambda n, c: (n, c),
+    "Group norm": lambda n, c: (n, c // 2),
+}
+
+
+@pytest.mark.parametrize("normalization", plots.NORMALIZATIONS, ids=lambda n: n.title)
+def test_the_shaded_values_are_exactly_those_that_share_one_mean_and_variance(normalization):
+    statistics = STATISTICS_OF[normalization.title]
+    samples, _, channels = plots.BOX
+    shaded = {(n, c) for n in normalization.samples for c in normalization.channels}
+    one = statistics(*min(shaded))
+    assert shaded == {(n, c) for n in range(samples) for c in range(channels) if statistics(n, c) == one}
+
+
+def test_the_normalization_axes_figure_names_each_normalization_and_its_axes_and_no_text_overlaps():
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    figure = plots.normalization_axes()
+    drawn = [" ".join(text.split()) for text in texts(figure)]  # a caption's line breaks as spaces
+    for title, axes in (
+        ("Batch norm", "axes (0, 2, 3), per channel"),
+        ("Layer norm", "axes (1, 2, 3), per sample"),
+        ("Instance norm", "axes (2, 3), per sample and channel"),
+        ("Group norm", "channels in groups of C/G and axes (2, 3), per sample and group"),
+    ):
+        assert title in drawn and axes in drawn
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)  # lays the figure out, as saving does
+    hidden = {
+        t
+        for axes in figure.findobj(Axes)
+        if not axes.axison
+        for t in axes.xaxis.findobj(Text) + axes.yaxis.findobj(Text)
+    }
+    shown = [t for t in figure.findobj(Text) if t.get_text() and t.get_visible() and t not in hidden]
+    assert len(shown) == 2 + 4 * 5  # the title, the line under it; each panel's title, axes and three axis names
+    boxes = [t.get_window_extent(renderer) for t in shown]
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    assert not overlapping
+
+
+@pytest.mark.parametrize("figure", ["experiment", "normalization axes"])
+def test_a_figure_interrupted_while_it_is_written_leaves_the_older_file_and_no_partial_one(
+    figure, tmp_path, monkeypatch
+):
     from matplotlib.figure import Figure
 
     cells = [Cell(0.01, batch_norm, 1, 0, (0.9,), (10,)) for batch_norm in (True, False)]
-    path = tmp_path / "sweep.png"
-    older = plots.experiment_figure(path, cells, target=0.95, settings="older").read_bytes()
+    write = {
+        "experiment": lambda path: plots.experiment_figure(path, cells, target=0.95, settings="a sweep"),
+        "normalization axes": plots.normalization_axes_figure,
+    }[figure]
+    path = tmp_path / "figure.png"
+    older = write(path).read_bytes()
 
     def interrupted(self, file, **kwargs):  # Ctrl-C halfway through the PNG (given as a path or a file)
         if isinstance(file, (str, os.PathLike)):
@@ -210,6 +268,6 @@ def test_a_figure_interrupted_while_it_is_written_leaves_the_older_file_and_no_p
 
     monkeypatch.setattr(Figure, "savefig", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        plots.experiment_figure(path, cells, target=0.95, settings="newer")
+        write(path)
     assert path.read_bytes() == older
-    assert [p.name for p in tmp_path.iterdir()] == ["sweep.png"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]  # no temporary file left

@@ -3,6 +3,8 @@
     dp train --plots DIR          training_figures: curves with vs without batch norm,
                                   and histograms of a hidden layer before and after batch norm
     dp experiment --plot PATH     experiment_figure: the learning-rate sweep
+    normalization_axes_figure     the axes batch, layer, instance and group norm share
+                                  statistics over (docs/cnn_axes.png)
 
 This module draws what it is given (training histories, parameters, sweep results)
 and trains nothing: the runs are `dp.reference`'s and `dp.experiment`'s.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -355,6 +357,129 @@ def _draw_sweep(
 
 def _setting(batch_norm: bool) -> str:
     return "with batch norm" if batch_norm else "without batch norm"
+
+
+# ----- the normalization family -----
+
+BOX = (4, 5, 6)  # cells along N (samples), H·W (positions) and C (channels): six channels make three groups of two
+DEPTH = (0.4, 0.4)  # one step along C, drawn obliquely: right and up
+SHARED_COLOR, OTHER_COLOR, EDGE_COLOR = "#7fb1dc", "white", "0.35"
+
+
+class _Normalization(NamedTuple):
+    """One panel: the cells shaded are those of ``samples`` and ``channels`` at every position."""
+
+    title: str
+    samples: range
+    channels: range
+    axes: str  # what it normalizes over, in NCHW terms
+    group: int = 0  # channels a group, whose boundaries are drawn thicker (0: no groups)
+
+
+NORMALIZATIONS = (
+    _Normalization("Batch norm", range(BOX[0]), range(1), "axes (0, 2, 3),\nper channel"),
+    _Normalization("Layer norm", range(1), range(BOX[2]), "axes (1, 2, 3),\nper sample"),
+    _Normalization("Instance norm", range(1), range(1), "axes (2, 3),\nper sample and channel"),
+    _Normalization(
+        "Group norm", range(1), range(2), "channels in groups of C/G\nand axes (2, 3),\nper sample and group", group=2
+    ),
+)
+
+
+def normalization_axes_figure(path: str | Path) -> Path:
+    """Write to ``path`` (a PNG) Figure 2 of Wu & He (2018), "Group Normalization": a batch
+    of images (N samples, C channels, H·W positions drawn as one axis) as a box, four times,
+    with the values that share one mean and variance shaded, under batch, layer, instance
+    and group norm, and under each the axes it normalizes over in NCHW terms. Returns
+    ``path`` as a `Path`. docs/cnn_axes.png is made by::
+
+        python -c "import dp.tools.plots as p; p.normalization_axes_figure('docs/cnn_axes.png')"
+    """
+    return _save(normalization_axes(), path)
+
+
+def normalization_axes() -> Any:
+    """The figure (a `matplotlib.figure.Figure`) that `normalization_axes_figure` writes."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.4), layout="constrained")
+    body = _titled(
+        figure,
+        "One normalization, four choices of axes",
+        "the shaded values share one mean and variance (images are NCHW: N samples, C channels, H × W positions)",
+    )
+    for axes, normalization in zip(body.subplots(1, 4), NORMALIZATIONS):
+        _draw_box(axes, normalization.samples, normalization.channels)
+        _draw_group_boundaries(axes, normalization.group)
+        _label_box_axes(axes)
+        axes.set_title(normalization.title, fontweight="bold")
+        axes.text(0.5, 0, normalization.axes, transform=axes.transAxes, ha="center", va="top")
+        axes.set_aspect("equal")
+        axes.set_axis_off()
+    return figure
+
+
+def _draw_box(axes: Any, samples: range, channels: range) -> None:
+    """The three visible faces of the `BOX` of cells, the cells of ``samples`` and ``channels``
+    (every position) shaded, the others outlined."""
+    from matplotlib.collections import PolyCollection
+
+    cells, corners = zip(*_visible_cells())
+    colors = [SHARED_COLOR if cell[0] in samples and cell[2] in channels else OTHER_COLOR for cell in cells]
+    axes.add_collection(PolyCollection(corners, facecolors=colors, edgecolors=EDGE_COLOR, linewidths=0.7))
+    width, height = _oblique(BOX)
+    axes.set(xlim=(-1.1, width + 0.2), ylim=(-1.1, height + 0.2))
+
+
+def _draw_group_boundaries(axes: Any, group: int) -> None:
+    """Thick lines across the top and down the right of the `BOX` between groups of ``group``
+    channels (none for 0)."""
+    if not group:
+        return
+    from matplotlib.collections import LineCollection
+
+    samples, positions, channels = BOX
+    lines = [
+        _oblique(np.array([(0, positions, c), (samples, positions, c), (samples, 0, c)]).T).T
+        for c in range(group, channels, group)
+    ]
+    axes.add_collection(LineCollection(lines, colors="black", linewidths=2))
+
+
+def _visible_cells() -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """(cell, its face's four corners as drawn) for each cell face seen on the `BOX`: the
+    front (the first channel), the top (the last position) and the right (the last sample)."""
+    square = np.array([(0, 0), (1, 0), (1, 1), (0, 1)])
+    faces = []
+    for axis, side in ((2, 0), (1, 1), (0, 1)):
+        across = [a for a in range(3) if a != axis]
+        for cell in np.ndindex(*(BOX[a] for a in across)):
+            corner = np.zeros((4, 3))
+            corner[:, across] = np.add(cell, square)
+            corner[:, axis] = side * BOX[axis]
+            index = (*cell[:axis], side * (BOX[axis] - 1), *cell[axis:])  # the cell's (sample, position, channel)
+            faces.append((index, _oblique(corner.T).T))
+    return faces
+
+
+def _oblique(point: Any) -> np.ndarray:
+    """Where (sample, position, channel) coordinates are drawn: samples to the right,
+    positions up, channels into the page (obliquely, `DEPTH` a step)."""
+    sample, position, channel = point
+    return np.array([sample + DEPTH[0] * np.asarray(channel), position + DEPTH[1] * np.asarray(channel)])
+
+
+def _label_box_axes(axes: Any) -> None:
+    """Name the box's three axes along its front bottom, front left and top left edges."""
+    samples, positions, channels = BOX
+    angle = np.degrees(np.arctan2(DEPTH[1], DEPTH[0]))
+    axes.text(samples / 2, -0.25, "N (batch)", ha="center", va="top")
+    axes.text(-0.25, positions / 2, "H, W (positions)", ha="right", va="center", rotation=90)
+    x, y = _oblique((-0.15, positions + 0.15, channels / 2))
+    axes.text(x, y, "C (channels)", ha="center", va="bottom", rotation=angle, rotation_mode="anchor")
+
+
+# ----- writing -----
 
 
 def _save(figure: Any, path: str | Path) -> Path:
