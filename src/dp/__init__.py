@@ -34,6 +34,7 @@ try:
     from dp.checks import NonFiniteError
     from dp.finite_differences import GradcheckError, gradcheck
     from dp.nn import (
+        CNN,
         MLP,
         NeuralNode,
         avg_pool2d,
@@ -85,6 +86,7 @@ _MOVED = {
 }
 
 __all__ = [
+    "CNN",
     "MLP",
     "GradcheckError",
     "NeuralNode",

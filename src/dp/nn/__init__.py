@@ -15,7 +15,7 @@ from dp.nn.conv import Conv2d, avg_pool2d, conv2d, max_pool2d
 from dp.nn.dropout import Dropout, dropout
 from dp.nn.inputs import as_input, checked_images, checked_input
 from dp.nn.linear import Linear, linear
-from dp.nn.models import MLP, fold_batch_norm
+from dp.nn.models import CNN, MLP, fold_batch_norm
 from dp.nn.module import NeuralNode, classes, is_state
 from dp.nn.normalization import (
     BatchNorm,
@@ -37,6 +37,7 @@ from dp.nn.normalization import (
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "CNN",
     "BatchNorm",
     "GroupNorm",
     "Conv2d",
