@@ -374,7 +374,7 @@ def test_saving_a_broken_model_is_refused_and_keeps_the_old_checkpoint(break_it,
 @pytest.mark.parametrize(
     "arguments, error, message",
     [
-        (lambda model, optimizer, path: (model.params, path / "m.npz"), TypeError, "needs a dp.nn.models.MLP"),
+        (lambda model, optimizer, path: (model.params, path / "m.npz"), TypeError, "needs a dp.MLP or a dp.CNN"),
         (lambda model, optimizer, path: (model, path / "m.npz", "adam"), TypeError, "dp.optim.Optimizer or None"),
         (lambda model, optimizer, path: (model, path / "no" / "m.npz", optimizer), FileNotFoundError, "no"),
     ],

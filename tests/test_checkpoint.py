@@ -210,8 +210,8 @@ def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
     assert (save(model, existing).stat().st_mode & 0o777) == 0o640
 
 
-def test_only_an_mlp_and_an_optimizer_can_be_saved(model, tmp_path):
-    with pytest.raises(TypeError, match="dp.nn.models.MLP"):
+def test_only_an_mlp_or_a_cnn_and_an_optimizer_can_be_saved(model, tmp_path):
+    with pytest.raises(TypeError, match=r"save needs a dp.MLP or a dp.CNN .*, not NeuralNode"):
         save(dp.NeuralNode(), tmp_path / "x.npz")
     with pytest.raises(TypeError, match="dp.optim.Optimizer"):
         save(model, tmp_path / "x.npz", optimizer="adam")

@@ -200,7 +200,7 @@ def test_evaluate_refuses_a_seed_other_than_the_recorded_one(capsys, tmp_path):
 @pytest.mark.parametrize(
     "mlp_options, message",
     [
-        ({"sizes": (30, 8, 3)}, "a 30-8-3 network; dp evaluate scores breast-cancer classifiers"),
+        ({"sizes": (30, 8, 3)}, "a 30-8-3 network; dp evaluate scores classifiers of the breast cancer data"),
         ({"sizes": (4, 8, 1)}, "a 4-8-1 network"),
     ],
 )

@@ -259,7 +259,7 @@ def input_images(x: Any, channels: int | None, what: str) -> np.ndarray:
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
             f"{what}: the images have {x.shape[1]} channels (shape {x.shape}), but {channels} are expected "
-            "(the weights' in_channels, axis 1 of (N, C, H, W))"
+            "(axis 1 of (N, C, H, W))"
         )
     if x.shape[0] == 0:
         raise ValueError(f"{what}: no images (shape {x.shape}); at least one is needed")

@@ -203,15 +203,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model, _, metadata = checkpoint.load_all(args.path)
     name, recorded_seed, test_size = _recorded_split(args.path, metadata)
+    seed = _split_seed(args.path, recorded_seed, args.seed)
+    split = workload_data(name, seed, test_size)
+    _require_fit(args.path, model, split, name)
     untrained = [norm.what for _, norm in model.folded_pairs() if not norm.trained]
     if untrained:
         verb = "has" if len(untrained) == 1 else "have"
         raise ValueError(
             f"{args.path} was saved before training: {' and '.join(untrained)} {verb} no moving averages yet"
         )
-    seed = _split_seed(args.path, recorded_seed, args.seed)
-    split = workload_data(name, seed, test_size)
-    _require_fit(args.path, model, split, name)
     if not args.quiet:
         print(f"dp evaluate: {args.path}: network {_describe(model)}")
         print(f"  {DATA[name]}, the split of seed {seed}: {len(split.y_test)} test rows")
@@ -231,9 +231,9 @@ def _require_fit(path: str, model: Any, split: Split, name: str) -> None:
         fits = False
     if not fits:
         raise ValueError(
-            f"{path} holds a {_architecture(model)} network; dp evaluate scores {DATA[name]} classifiers, with "
-            f"{split.x_test.shape[1]} inputs and {outputs} output{'s' if outputs > 1 else ''} (the data it records, "
-            f"or breast cancer)"
+            f"{path} holds a {_architecture(model)} network; dp evaluate scores classifiers of the "
+            f"{DATA[name]} data, with {split.x_test.shape[1]} inputs and {outputs} output{'s' if outputs > 1 else ''} "
+            "(the data it records, or breast cancer)"
         )
 
 
