@@ -308,3 +308,34 @@ def test_a_sweep_on_a_dask_cluster_gets_exactly_the_local_results(runs, results)
             remote = sweep(runs, jobs=-1, progress=False)
     assert tasks.data, "the runs went to the cluster's workers"
     assert [measured(r) for r in remote] == [measured(r) for r in results]  # accuracies and percentiles, exactly
+
+
+# ----- the same comparison with a CNN (--experiments cnn) -----
+
+
+@pytest.fixture(scope="module")
+def cnn_results():
+    budget = dataclasses.replace(TINY, cnn_steps=40)
+    return sweep(tiny_plan(budget=budget, experiments=("cnn",)), jobs=1, progress=False)
+
+
+def test_the_cnn_experiment_runs_only_on_request_with_and_without_batch_norm():
+    assert "cnn" not in {r.experiment for r in tiny_plan()}
+    runs = tiny_plan(budget=dataclasses.replace(TINY, seeds=2, cnn_steps=40), experiments=("cnn",))
+    assert sorted((r.batch_norm, r.seed) for r in runs) == [(False, 1), (False, 2), (True, 1), (True, 2)]
+    assert {(r.model, r.lr, r.steps, r.eval_every, r.watch) for r in runs} == {("cnn", ioffe2015.CNN_LR, 40, 2, False)}
+
+
+def test_a_cnn_run_trains_dp_cnn_and_is_evaluated_at_every_twentieth_of_its_steps(cnn_results):
+    for result in cnn_results:
+        assert result.step == list(range(2, 41, 2)) and len(result.accuracy) == 20 and not result.percentiles
+    assert max(r.final for r in cnn_results if r.run.batch_norm) > 0.5  # 40 steps: well above chance (0.1)
+
+
+def test_the_cnn_report_is_a_table_and_a_figure_of_the_accuracy(cnn_results, tmp_path):
+    (printed,) = ioffe2015.report(cnn_results, TINY, tmp_path, "the header")
+    rows = table_rows(printed)
+    assert rows[0] == ["step", "without batch norm", "with batch norm"] and len(rows) == 1 + 20
+    assert (tmp_path / "cnn.md").read_text().count("| 40 |") == 1
+    assert (tmp_path / "cnn.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert imread(tmp_path / "cnn.png").shape[1] > 500

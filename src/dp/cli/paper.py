@@ -11,6 +11,8 @@ from typing import Any
 from dp.cli.arguments import FOLDERS_RULE, jobs, learning_rates, make_folders_for, output_folder, positive
 from dp.studies.ioffe2015 import (
     BATCH,
+    CNN_LR,
+    DEFAULT_EXPERIMENTS,
     DEFAULT_LRS,
     EXPERIMENTS,
     FULL,
@@ -53,8 +55,9 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--experiments",
         type=_experiments,
-        default=EXPERIMENTS,
-        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (all)",
+        default=DEFAULT_EXPERIMENTS,
+        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (" + ",".join(DEFAULT_EXPERIMENTS) + "; cnn, the "
+        "same comparison with dp.CNN, on request)",
     )
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
     parser.add_argument(
@@ -108,4 +111,5 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
         f"dp paper: {args.data}, {runs} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; SGD on the mean loss "
         f"of {BATCH} rows; Figure 1: {budget.figure_steps:,} steps, lr 0.5, weights N(0, {args.weight_std:g}^2); "
         f"learning rates: {budget.sweep_steps:,} steps; deep: {budget.deep_steps:,} steps"
+        + (f"; cnn: {budget.cnn_steps:,} steps, lr {CNN_LR:g}" if "cnn" in args.experiments else "")
     )

