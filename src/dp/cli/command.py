@@ -1,14 +1,15 @@
 """The `dp` command (also ``python -m dp``).
 
-    dp train [--steps N --lr LR --batch-size B --optimizer NAME --schedule NAME
-              --no-batch-norm --seed S --save PATH --plots DIR --quiet]
+    dp train [--data NAME --model mlp|cnn --steps N --lr LR --batch-size B --optimizer NAME
+              --schedule NAME --no-batch-norm --seed S --save PATH --plots DIR --quiet]
     dp evaluate PATH [--seed S] [--quiet]
     dp experiment [--help for its options]
     dp paper [--quick] [--help for its options]
 
-`dp train` trains the reference network on the breast-cancer data and reports
-on the held-out test rows in eval mode. Its defaults were chosen on data splits
-other than the ones it reports on (see docs/training.md). `dp experiment` is the
+`dp train` trains the reference network on the breast-cancer data (or, with
+``--data mnist --model cnn``, `dp.CNN` on MNIST images) and reports on the held-out
+test rows in eval mode. Its defaults were chosen on data splits other than the ones
+it reports on (see docs/training.md and docs/cnn.md). `dp experiment` is the
 batch-norm learning-rate sweep (`dp.studies.breast_cancer`, docs/experiment.md).
 """
 
@@ -85,10 +86,11 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train the reference network and report on the test rows",
-        description="Train the reference network (30-20-10-1, batch norm, tanh) on the breast-cancer data "
-        "and report on the held-out test rows in eval mode: accuracy, confusion matrix, losses, time. "
-        "The defaults were chosen on other splits than the ones reported (docs/training.md).",
+        help="train the reference network (or a CNN on MNIST) and report on the test rows",
+        description="Train the reference network (30-20-10-1, batch norm, tanh) on the breast-cancer data, "
+        "or with --data mnist --model cnn the LeNet-style dp.CNN on MNIST images, and report on the held-out "
+        "test rows in eval mode: accuracy, confusion matrix, losses, time. The defaults were chosen on other "
+        "splits than the ones reported (docs/training.md, docs/cnn.md).",
     )
     train.add_argument(
         "--data", choices=DATA, default="breast_cancer", help="the data set (%(default)s; mnist and digits are images)"

@@ -15,7 +15,7 @@ from dp.nn.conv import Conv2d, avg_pool2d, conv2d, max_pool2d
 from dp.nn.dropout import Dropout, dropout
 from dp.nn.inputs import as_input, checked_images, checked_input
 from dp.nn.linear import Linear, linear
-from dp.nn.models import CNN, MLP, fold_batch_norm
+from dp.nn.models import CNN, MLP, fold_batch_norm, fold_layer
 from dp.nn.module import NeuralNode, classes, is_state
 from dp.nn.normalization import (
     BatchNorm,
@@ -59,6 +59,7 @@ __all__ = [
     "conv2d",
     "dropout",
     "fold_batch_norm",
+    "fold_layer",
     "group_norm",
     "init",
     "instance_norm",

@@ -15,7 +15,7 @@ from dp.nn import fused as dp_fused
 from dp.nn import init as dp_init
 from dp.nn import losses
 from dp.nn.activations import ACTIVATIONS, activate
-from dp.nn.conv import max_pool
+from dp.nn.conv import Conv2d, max_pool
 from dp.nn.inputs import as_input
 from dp.nn.linear import Linear
 from dp.nn.module import NeuralNode
@@ -66,8 +66,8 @@ class Classifier(NeuralNode):
     def has_batch_norm(self) -> bool:
         return self.config["batch_norm"]
 
-    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
-        """(layer name, the batch norm after it) for every layer followed by batch norm."""
+    def folded_pairs(self) -> list[tuple[Any, BatchNorm]]:
+        """(layer, the batch norm after it) for every layer followed by batch norm."""
         raise NotImplementedError
 
     def logits(self, x: Any, train: bool | None = None) -> Node:
@@ -250,10 +250,10 @@ class MLP(Classifier):
             seen[f"l{len(self.hidden) + 1}"] = logits.value
         return logits
 
-    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
-        """(layer name, its batch norm) for every linear layer followed by batch norm, for
+    def folded_pairs(self) -> list[tuple[Linear, BatchNorm]]:
+        """(layer, its batch norm) for every linear layer followed by batch norm, for
         `fold_batch_norm`: l{i} and bn{i}."""
-        return [(f"l{i}", norm) for i, (_, norm) in enumerate(self.hidden, start=1) if norm is not None]
+        return [(linear, norm) for linear, norm in self.hidden if norm is not None]
 
     def _fused_logits(self, h: Node, train: bool | None) -> Node:
         """`_logits` of a `fused` model: each hidden layer as one `dp.nn.fused.hidden_layer`
@@ -412,12 +412,10 @@ class CNN(Classifier):
             h = activate(z if norm is None else norm.forward(z, train), activation)
         return self.dense[-1][0].forward(h)
 
-    def folded_pairs(self) -> list[tuple[str, BatchNorm]]:
-        """(layer name, its batch norm) for every layer followed by batch norm, for
+    def folded_pairs(self) -> list[tuple[Conv2d | Linear, BatchNorm]]:
+        """(layer, its batch norm) for every layer followed by batch norm, for
         `fold_batch_norm`: conv{i} and bn{i}, then the hidden fc{j} and theirs."""
-        convs = [(f"conv{i}", norm) for i, (_, norm) in enumerate(self.blocks, start=1)]
-        dense = [(f"fc{j}", norm) for j, (_, norm) in enumerate(self.dense, start=1)]
-        return [(layer, norm) for layer, norm in convs + dense if norm is not None]
+        return [(layer, norm) for layer, norm in [*self.blocks, *self.dense] if norm is not None]
 
 
 def feature_maps(image: Sequence[int], channels: Sequence[int], kernel_size: int) -> list[tuple[int, int, int]]:
@@ -479,18 +477,25 @@ def fold_batch_norm(model: MLP | CNN) -> MLP | CNN:
     )
     new = {key: value for key, value in model.params.items() if key in folded.params}  # layers without batch norm
     for layer, norm in model.folded_pairs():
-        norm.require_trained()
-        new.update(_folded_layer(model.params, layer, norm))
+        new.update(fold_layer(layer, norm))
     folded.set_param(new)
     return folded
 
 
-def _folded_layer(p: dict[str, np.ndarray], layer: str, norm: BatchNorm) -> dict[str, np.ndarray]:
-    """The weight and bias of ``layer`` with eval-mode batch norm ``norm`` folded into them."""
-    scale = p[norm.gamma_key] / np.sqrt(p[norm.variance_key] + norm.eps)  # per output: (1, out) or (1, out, 1, 1)
-    weight = p[f"weight_{layer}"]
-    per_output = (
-        scale.reshape(-1, 1, 1, 1) if weight.ndim == 4 else scale
-    )  # a convolution's weight is (out, in, kh, kw)
-    bias = (p.get(f"bias_{layer}", 0.0) - p[norm.mean_key]) * scale + p[norm.beta_key]
-    return {f"weight_{layer}": weight * per_output, f"bias_{layer}": bias}
+def fold_layer(layer: Conv2d | Linear, norm: BatchNorm) -> dict[str, np.ndarray]:
+    """The weight and bias of ``layer`` (a convolution or a linear layer of a model) with the
+    eval-mode batch norm ``norm`` after it folded in (see `fold_batch_norm` for the formula),
+    as new ``params`` entries ``{"weight_{name}": W', "bias_{name}": b'}``: for a model of
+    your own, set them into a copy without the batch norm and with a bias on that layer.
+    ``RuntimeError`` when ``norm`` has not seen a training batch (its averages are zeros)."""
+    norm.require_trained()
+    p, q = layer.model.params, norm.model.params
+    scale = q[norm.gamma_key] / np.sqrt(q[norm.variance_key] + norm.eps)  # per output: (1, out) or (1, out, 1, 1)
+    weight = p[layer.weight_key]
+    per_output = scale.reshape(-1, 1, 1, 1) if weight.ndim == 4 else scale  # a convolution's is (out, in, kh, kw)
+    name = layer.weight_key.removeprefix("weight_")
+    shift = p[layer.bias_key] if layer.bias_key else 0.0
+    return {
+        layer.weight_key: weight * per_output,
+        f"bias_{name}": (shift - q[norm.mean_key]) * scale + q[norm.beta_key],
+    }
