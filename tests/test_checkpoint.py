@@ -459,16 +459,124 @@ def test_metadata_that_is_not_json_is_refused_before_writing(tmp_path):
 
 def test_an_architecture_too_large_to_build_is_refused_before_any_model_is_built(saved, monkeypatch):
     rewrite(saved, __dp_model__=np.array(json.dumps({**dp.MLP().config, "sizes": [30, 20000, 20000, 1]})))
-    monkeypatch.setattr(checkpoint, "MLP", lambda **config: pytest.fail("built the model before checking its size"))
+    monkeypatch.setitem(checkpoint.MODELS, "MLP", lambda **config: pytest.fail("built the model before checking"))
     with pytest.raises(CheckpointError, match=r"400,620,000 weights, more than the 50,000,000 dp loads"):
         load(saved)
 
 
 def test_an_architecture_of_more_layers_than_the_file_holds_is_refused_before_any_model_is_built(saved, monkeypatch):
     rewrite(saved, __dp_model__=np.array(json.dumps({**dp.MLP().config, "sizes": [2] * 100_000})))
-    monkeypatch.setattr(checkpoint, "MLP", lambda **config: pytest.fail("built the model before checking its size"))
+    monkeypatch.setitem(checkpoint.MODELS, "MLP", lambda **config: pytest.fail("built the model before checking"))
     with pytest.raises(CheckpointError, match="99,999 layers|99999 layers"):
         load(saved)
+
+
+# ----- CNNs -----
+
+IMAGES = np.random.default_rng(5).random((12, 1, 8, 8))
+DIGITS = np.arange(12) % 10
+
+
+def train_cnn(model, optimizer, steps=3):
+    for _ in range(steps):
+        optimizer.step(model.params, model.loss(IMAGES, DIGITS).grad(1))
+    return model
+
+
+@pytest.fixture
+def cnn_saved(tmp_path):
+    model, adam = dp.CNN(image=(1, 8, 8), channels=(3, 4), hidden=(5,), seed=2), Adam(lr=0.01)
+    train_cnn(model, adam)
+    return model, adam, save(model, tmp_path / "cnn.npz", optimizer=adam)
+
+
+def test_a_cnn_and_its_adam_state_round_trip_bit_for_bit(cnn_saved):
+    model, adam, path = cnn_saved
+    loaded, loaded_adam = load_with_optimizer(path)
+    assert type(loaded) is dp.CNN and loaded.config == model.config and repr(loaded) == repr(model)
+    assert_same_params(loaded.params, model.params)
+    assert type(loaded_adam) is Adam and loaded_adam.config == adam.config
+    for name, slots in adam.state_dict().items():
+        for slot, value in slots.items():
+            assert np.asarray(loaded_adam.state_dict()[name][slot]).tobytes() == np.asarray(value).tobytes()
+    assert np.array_equal(loaded.predict_proba(IMAGES), model.predict_proba(IMAGES))
+    assert np.array_equal(loaded.predict(IMAGES.reshape(12, -1)), model.predict(IMAGES))
+    train_cnn(model, adam, steps=2)
+    train_cnn(loaded, loaded_adam, steps=2)  # training resumes where it stopped
+    assert_same_params(loaded.params, model.params)
+
+
+def test_a_cnn_is_stored_with_its_kind_and_an_mlp_as_it_always_was(cnn_saved, saved):
+    model, _, path = cnn_saved
+    stored = json.loads(str(entries(path)["__dp_model__"]))
+    assert stored["model"] == "CNN" and stored["channels"] == [3, 4] and stored["hidden"] == [5]
+    assert "model" not in json.loads(str(entries(saved)["__dp_model__"]))
+    assert type(load(saved)) is dp.MLP
+
+
+def test_a_file_that_names_an_unknown_kind_of_model_is_refused(cnn_saved):
+    _, _, path = cnn_saved
+    config = json.loads(str(entries(path)["__dp_model__"]))
+    rewrite(path, __dp_model__=np.array(json.dumps({**config, "model": "Other"})))
+    with pytest.raises(CheckpointError, match=r"is not one of dp's models \['CNN', 'MLP'\]"):
+        load(path)
+
+
+def test_a_cnn_file_with_the_parameters_of_another_cnn_is_refused_by_name(cnn_saved):
+    _, _, path = cnn_saved
+    config = json.loads(str(entries(path)["__dp_model__"]))
+    rewrite(path, __dp_model__=np.array(json.dumps({**config, "channels": [3, 6]})))
+    with pytest.raises(CheckpointError, match=r"'weight_conv2' has shape \(4, 3, 3, 3\), the architecture needs \(6,"):
+        load(path)
+
+
+def cnn_architecture(**changes):
+    """The saved CNN's architecture entry with some settings changed."""
+    config = dp.CNN(image=(1, 8, 8), channels=(3, 4), hidden=(5,)).config
+    return np.array(json.dumps({"model": "CNN", **config, **changes}))
+
+
+def refuse_to_build(monkeypatch):
+    monkeypatch.setitem(checkpoint.MODELS, "CNN", lambda **config: pytest.fail("built the model before checking"))
+    monkeypatch.setattr(dp.NeuralNode, "conv2d", lambda *a, **k: pytest.fail("drew weights before checking"))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"channels": [100_000, 100_000]}, r"90,002,900,050 weights, more than the 50,000,000 dp loads"),
+        ({"hidden": [10**6, 10**6]}, "more than the 50,000,000 dp loads"),
+        ({"image": [1, 10**5, 10**5]}, "more than the 50,000,000 dp loads"),
+        ({"kernel_size": 10**4}, "more than the 50,000,000 dp loads"),
+    ],
+)
+def test_a_cnn_architecture_too_large_to_build_is_refused_before_it_is_built(cnn_saved, monkeypatch, changes, message):
+    _, _, path = cnn_saved
+    rewrite(path, __dp_model__=cnn_architecture(**changes))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(CheckpointError, match=message):
+        load(path)
+
+
+@pytest.mark.parametrize("missing", ["image", "kernel_size", "hidden", "classes"])
+def test_a_cnn_architecture_that_leaves_out_a_size_is_refused_before_it_is_built(cnn_saved, monkeypatch, missing):
+    """Built with that setting's default, a file's huge channels would be drawn before the
+    settings are compared."""
+    _, _, path = cnn_saved
+    config = json.loads(str(cnn_architecture(channels=[100_000, 100_000])))
+    del config[missing]
+    rewrite(path, __dp_model__=np.array(json.dumps(config)))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(CheckpointError, match=rf"does not state \['{missing}'\]"):
+        load(path)
+
+
+def test_a_cnn_image_too_small_for_its_blocks_is_refused_before_any_weight_is_drawn(cnn_saved, monkeypatch):
+    _, _, path = cnn_saved
+    rewrite(path, __dp_model__=cnn_architecture(image=[1, 2, 2], channels=[100_000, 100_000]))
+    monkeypatch.setattr(dp.NeuralNode, "conv2d", lambda *a, **k: pytest.fail("drew weights before checking"))
+    with pytest.raises(CheckpointError, match=r"not a valid CNN: the image \(1, 2, 2\) is too small for 2 blocks"):
+        load(path)
 
 
 @pytest.fixture

@@ -368,6 +368,88 @@ def test_an_untrained_checkpoint_names_its_layers_in_good_grammar(tmp_path, caps
     assert "batch norm 'bn1' and batch norm 'bn2' have no moving averages yet" in capsys.readouterr().err
 
 
+# ----- the convolutional networks: dp train --data digits --model cnn -----
+
+
+def test_train_a_cnn_on_the_digits_quietly_prints_only_the_test_accuracy(capsys):
+    status, out, err = run(capsys, "train", "--data", "digits", "--model", "cnn", "--steps", "20", "--quiet")
+    assert status == 0 and err == ""
+    assert QUIET_LINE.fullmatch(out.strip())
+
+
+def test_train_on_the_digits_reports_the_cnn_and_a_10_by_10_confusion_matrix(capsys):
+    status, out, _ = run(capsys, "train", "--data", "digits", "--steps", "20", "--seed", "1")  # a CNN by default
+    assert status == 0
+    assert out.splitlines()[:3] == [
+        "dp train: network CNN 1x8x8, conv 8-16, 10 classes, batch norm, relu",
+        "  Adam lr 0.01 (cosine), 20 steps of 64 rows, seed 1",
+        "  digits: 1438 training rows, 359 test rows",
+    ]
+    correct, rows = map(int, re.search(r"test accuracy +[\d.]+ %  \((\d+) of (\d+) rows\)", out).groups())
+    assert rows == 359
+    lines = out.splitlines()
+    header = lines.index("confusion matrix (rows: true class, columns: predicted)")
+    assert lines[header + 1].split() == [str(digit) for digit in range(10)]
+    matrix = np.array([[int(count) for count in line.split()[1:]] for line in lines[header + 2 : header + 12]])
+    assert [line.split()[0] for line in lines[header + 2 : header + 12]] == [str(digit) for digit in range(10)]
+    assert matrix.shape == (10, 10) and matrix.sum() == rows and np.trace(matrix) == correct
+    assert re.search(r"final loss +\d\.\d{4} per row .*; \d\.\d{4} on the test rows", lines[header + 12])
+
+
+def test_train_a_cnn_without_batch_norm_says_so(capsys):
+    status, out, _ = run(capsys, "train", "--data", "digits", "--steps", "5", "--no-batch-norm")
+    assert status == 0 and "network CNN 1x8x8, conv 8-16, 10 classes, no batch norm, relu" in out
+
+
+def test_a_saved_cnn_evaluates_to_the_same_accuracy_on_the_digits_it_records(capsys, tmp_path):
+    path = tmp_path / "cnn.npz"
+    argv = ["train", "--data", "digits", "--model", "cnn", "--steps", "20", "--seed", "3", "--quiet", "--save"]
+    status, trained, _ = run(capsys, *argv, str(path))
+    assert status == 0 and path.is_file()
+    assert dp.checkpoint.load_metadata(path) == {"data": {"name": "digits", "test_size": 0.2, "seed": 3}}
+    status, evaluated, _ = run(capsys, "evaluate", str(path), "--quiet")
+    assert status == 0 and evaluated == trained
+    status, report, _ = run(capsys, "evaluate", str(path))
+    assert status == 0 and report.splitlines()[:2] == [
+        f"dp evaluate: {path}: network CNN 1x8x8, conv 8-16, 10 classes, batch norm, relu",
+        "  digits, the split of seed 3: 359 test rows",
+    ]
+    accuracy = re.compile(r"test accuracy +(\d+\.\d\d) %")
+    assert accuracy.search(report).group(1) == accuracy.search(trained).group(1)  # the full report's too
+
+
+def test_evaluate_refuses_a_cnn_saved_without_the_data_it_classifies(capsys, tmp_path):
+    model = dp.CNN(image=(1, 8, 8), channels=(2,))
+    model.loss(np.random.default_rng(0).random((4, 64)), [0, 1, 2, 3])  # trained on one batch
+    path = dp.checkpoint.save(model, tmp_path / "cnn.npz")  # no metadata: taken for breast cancer
+    status, _, err = run(capsys, "evaluate", str(path), "--seed", "0")
+    assert status == 1 and err.count("\n") == 1
+    assert "holds a CNN 1x8x8, conv 2, 10 classes network; dp evaluate scores classifiers of the breast cancer" in err
+
+
+@pytest.mark.parametrize(
+    "data, model",
+    [("breast_cancer", "cnn"), ("mnist", "mlp"), ("digits", "mlp")],
+)
+def test_a_network_dp_train_does_not_offer_for_the_data_is_one_line_that_names_what_it_offers(
+    capsys, monkeypatch, data, model
+):
+    monkeypatch.setattr("dp.cli.command.workload_data", lambda *a, **k: pytest.fail("loaded the data first"))
+    status, out, err = run(capsys, "train", "--data", data, "--model", model, "--steps", "5")
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"dp: error: dp train has no network for --data {data} --model {model}; it offers ")
+    assert "--data breast_cancer --model mlp, --data mnist --model cnn, --data digits --model cnn" in err
+
+
+@pytest.mark.parametrize("data", ["digits", "mnist"])
+def test_plots_of_a_cnn_are_refused_before_training_or_writing(capsys, monkeypatch, tmp_path, data):
+    monkeypatch.setattr("dp.cli.command.fit_network", lambda *a, **k: pytest.fail("trained before refusing --plots"))
+    figures = tmp_path / "figures"
+    status, out, err = run(capsys, "train", "--data", data, "--plots", str(figures))
+    assert status == 1 and out == "" and not figures.exists()
+    assert err == "dp: error: --plots draws the breast-cancer network's figures; the CNN's are in docs/cnn.md\n"
+
+
 # ----- crafted checkpoints, start-up, workers: one line, never a traceback -----
 
 

@@ -221,8 +221,8 @@ def torch_names(network):
     return names
 
 
-def assert_same_network(model, network, values=lambda t: t, what=""):
-    names = torch_names(network)
+def assert_same_network(model, network, values=lambda t: t, what="", names=torch_names):
+    names = names(network)
     for name, (t, transposed) in names.items():
         value = values(t)
         if value is not None:
@@ -273,6 +273,151 @@ def test_adam_training_of_the_reference_network_follows_torchs_step_by_step():
     x = rng.standard_normal((20, 30))
     network.eval()
     assert_close(model.predict_proba(x), torch.sigmoid(network(tensor(x))), "eval predictions")
+
+
+# ----- a convolutional network -----
+
+
+def copy_into(parameter, value):
+    with torch.no_grad():
+        parameter.copy_(tensor(value).reshape(parameter.shape))
+
+
+def torch_norm(kind, model, name, size):
+    """PyTorch's batch norm (``kind``, BatchNorm1d or BatchNorm2d) with dp's layer ``name``'s
+    settings, gamma, beta and moving averages as its weight, bias and running statistics."""
+    p, config = model.params, model.config
+    norm = kind(size, momentum=config["momentum"], eps=config["eps"], dtype=torch.float64)
+    for parameter, key in ((norm.weight, "gamma"), (norm.bias, "beta"), (norm.running_mean, "avg_mean")):
+        copy_into(parameter, p[f"{key}_{name}"])
+    copy_into(norm.running_var, p[f"avg_variance_{name}"])
+    return norm
+
+
+def torch_cnn(model):
+    """``model`` (a dp CNN with batch norm and ReLU) as ``torch.nn`` modules with the same
+    weights and statistics: per block Conv2d (no bias, padding kernel_size // 2), BatchNorm2d,
+    ReLU and MaxPool2d(2); Flatten; per hidden layer Linear (no bias), BatchNorm1d and ReLU;
+    the output Linear."""
+    config, p = model.config, model.params
+    k, blocks = config["kernel_size"], len(config["channels"])
+    modules = []
+    for i, (fan_in, fan_out) in enumerate(zip(config["image"][:1] + config["channels"], config["channels"]), start=1):
+        conv = torch.nn.Conv2d(fan_in, fan_out, k, padding=k // 2, bias=False, dtype=torch.float64)
+        copy_into(conv.weight, p[f"weight_conv{i}"])  # (out, in, kh, kw) in both
+        modules += [conv, torch_norm(torch.nn.BatchNorm2d, model, f"bn{i}", fan_out), torch.nn.ReLU()]
+        modules.append(torch.nn.MaxPool2d(2))
+    modules.append(torch.nn.Flatten())  # row-major, as dp's reshape
+    widths = (model.flat_size, *config["hidden"], config["classes"])
+    for j, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
+        last = j == len(widths) - 1
+        linear = torch.nn.Linear(fan_in, fan_out, bias=last, dtype=torch.float64)
+        copy_into(linear.weight, p[f"weight_fc{j}"].T)  # PyTorch stores (out, in)
+        if last:
+            copy_into(linear.bias, p[f"bias_fc{j}"])
+        modules.append(linear)
+        if not last:
+            modules += [torch_norm(torch.nn.BatchNorm1d, model, f"bn{blocks + j}", fan_out), torch.nn.ReLU()]
+    return torch.nn.Sequential(*modules)
+
+
+NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+
+
+def torch_cnn_names(network):
+    """dp's parameter name -> (PyTorch tensor, whether it is stored transposed), for `torch_cnn`."""
+    names, counts = {}, {"conv": 0, "fc": 0, "bn": 0}
+    for module in network:
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            kind = "conv" if isinstance(module, torch.nn.Conv2d) else "fc"
+            counts[kind] += 1
+            names[f"weight_{kind}{counts[kind]}"] = (module.weight, kind == "fc")
+            if module.bias is not None:
+                names[f"bias_{kind}{counts[kind]}"] = (module.bias, False)
+        elif isinstance(module, NORMS):
+            counts["bn"] += 1
+            n = counts["bn"]
+            names |= {
+                f"gamma_bn{n}": (module.weight, False),
+                f"beta_bn{n}": (module.bias, False),
+                f"avg_mean_bn{n}": (module.running_mean, False),
+                f"avg_variance_bn{n}": (module.running_var, False),
+            }
+    return names
+
+
+def small_cnn(hidden):
+    """A dp CNN of two blocks on 2 x 8 x 8 images, 5 classes, ``unbiased_average`` and its
+    moving variances started at ones, as PyTorch's running_var."""
+    model = dp.CNN(image=(2, 8, 8), channels=(3, 4), hidden=hidden, classes=5, seed=0, unbiased_average=True)
+    model.set_param({k: np.ones_like(v) for k, v in model.params.items() if k.startswith("avg_variance_")})
+    return model
+
+
+def cnn_batch(rng, n=6):
+    return rng.standard_normal((n, 2, 8, 8)) * 2 + 0.5, rng.integers(0, 5, n)
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_a_cnn_has_torchs_loss_gradients_and_running_statistics(hidden):
+    rng = np.random.default_rng(len(hidden))
+    model = small_cnn(hidden)
+    network = torch_cnn(model)
+    x, y = cnn_batch(rng)
+    loss = model.loss(x, y, train=True, reduction="mean")
+    grads = loss.grad(1)
+    theirs = torch.nn.CrossEntropyLoss(reduction="mean")(network.train()(tensor(x)), torch.tensor(y))
+    theirs.backward()
+    assert_close(loss.value, theirs, "loss")
+    assert set(grads) == {k for k, (t, _) in torch_cnn_names(network).items() if t.requires_grad}
+    assert_same_network(grads, network, lambda t: t.grad, "gradient", names=torch_cnn_names)
+    assert_same_network(model, network, what="after one training batch", names=torch_cnn_names)
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_sgd_training_of_a_cnn_follows_torchs_weights_running_statistics_and_eval_predictions(hidden):
+    rng = np.random.default_rng(7)
+    model = small_cnn(hidden)
+    network = torch_cnn(model)
+    ours, theirs = dp.optim.SGD(lr=0.1), torch.optim.SGD(network.parameters(), lr=0.1)
+    criterion = torch.nn.CrossEntropyLoss(reduction="mean")
+    network.train()
+    for n in (8, 3, 6):  # batch sizes vary: PyTorch's unbiased variance is per batch
+        x, y = cnn_batch(rng, n)
+        ours.step(model.params, model.loss(x, y, reduction="mean").grad(1))
+        theirs.zero_grad()
+        criterion(network(tensor(x)), torch.tensor(y)).backward()
+        theirs.step()
+    assert_same_network(model, network, what="after 3 SGD steps", names=torch_cnn_names)
+    counts = [m.num_batches_tracked.item() for m in network if isinstance(m, NORMS)]
+    assert [model.params[f"batches_bn{i}"].item() for i in range(1, len(counts) + 1)] == counts == [3] * len(counts)
+    x, _ = cnn_batch(rng, 10)
+    network.eval()
+    assert_close(model.predict_proba(x), torch.softmax(network(tensor(x)), dim=1), "eval predictions")
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_folding_a_trained_cnn_gives_torchs_fused_convolutions_and_linear_layers(hidden):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    rng = np.random.default_rng(3)
+    model = small_cnn(hidden)
+    optimizer = dp.optim.Adam(lr=0.05)
+    for _ in range(4):
+        optimizer.step(model.params, model.loss(*cnn_batch(rng)).grad(1))
+    folded = dp.fold_batch_norm(model)
+    network = torch_cnn(model).eval()  # PyTorch's running statistics are dp's trained moving averages
+    modules = list(network)
+    pairs = [(a, b) for a, b in zip(modules, modules[1:]) if isinstance(b, NORMS)]  # each layer and its norm
+    fused = [(fuse_conv_bn_eval if isinstance(a, torch.nn.Conv2d) else fuse_linear_bn_eval)(a, b) for a, b in pairs]
+    layers = [layer for layer, _ in model.folded_pairs()]
+    assert len(layers) == len(fused) == 2 + len(hidden)
+    for layer, module in zip(layers, fused):
+        weight = module.weight.detach().numpy()
+        assert_close(folded.params[f"weight_{layer}"], weight if layer.startswith("conv") else weight.T, layer)
+        assert_close(folded.params[f"bias_{layer}"], module.bias, layer)
+    x, _ = cnn_batch(rng, 10)
+    assert_close(folded.predict_proba(x), torch.softmax(network(tensor(x)), dim=1), "folded predictions")
 
 
 # ----- convolution and pooling -----

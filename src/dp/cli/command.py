@@ -162,11 +162,16 @@ def _train(args: argparse.Namespace) -> int:
         path = checkpoint.save(model, make_folders_for(args.save), optimizer, metadata=metadata)
         if not args.quiet:
             print(f"saved to {path}")
+    _write_figures(args, recipe)
+    return 0
+
+
+def _write_figures(args: argparse.Namespace, recipe: Recipe) -> None:
+    """The figures of ``dp train --plots DIR`` (none without it), each named as written."""
     if args.plots:
         for path in _training_figures(args.plots, recipe):
             if not args.quiet:
                 print(f"wrote {path}")
-    return 0
 
 
 def _recipe(args: argparse.Namespace, defaults: Recipe) -> Recipe:

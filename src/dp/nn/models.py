@@ -4,7 +4,7 @@ eval-mode batch norm into the linear layers and convolutions before it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -332,6 +332,7 @@ class CNN(Classifier):
             raise ValueError(
                 f"image must be (channels, height, width) and channels list at least one block; got {image}, {channels}"
             )
+        feature_maps(image, channels, options["kernel_size"])  # an image too small: refused before any weight is drawn
         super().__init__(seed, dtype)
         self.config = dict(image=image, channels=channels, kernel_size=options["kernel_size"], hidden=hidden)
         self.config.update(classes=options["classes"], batch_norm=options["batch_norm"], activation=activation)
@@ -386,16 +387,15 @@ class CNN(Classifier):
         """The network's input as a Node of its dtype: images (n, C, H, W) of the network's
         size, or rows of their C * H * W pixels, taken as images; checked as given."""
         x = as_input(x, self.dtype)
-        node = x if isinstance(x, Node) else Node(x)
+        value = x.value if isinstance(x, Node) else x  # as given: a 1-D array is not made a column
         c, h, w = self.config["image"]
-        if node.ndim == 2 and node.shape[1] == c * h * w:  # rows of pixels, as dp.data gives them
-            node = node.reshape(-1, c, h, w)
-        checks.input_images(node.value, c, what)
-        if node.shape[2:] != (h, w):
+        rows = value.ndim == 2 and value.shape[1] == c * h * w  # rows of pixels, as dp.data gives them
+        images = checks.input_images(value.reshape(-1, c, h, w) if rows else value, c, what)
+        if images.shape[2:] != (h, w):
             raise ValueError(
-                f"{what} must be images of shape (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels); got {node.shape}"
+                f"{what} must be images of shape (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels); got {value.shape}"
             )
-        return node
+        return Node(images) if not isinstance(x, Node) else x.reshape(-1, c, h, w) if rows else x
 
     def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
         """The layers on an input already checked: each block (convolution, batch norm,
@@ -452,9 +452,11 @@ def cnn_weights(config: dict[str, Any]) -> int:
 
 def _widths(values: Sequence[int], what: str) -> tuple[int, ...]:
     """A sequence of whole numbers >= 1 (``image``, ``channels``, ``hidden``) as a tuple."""
-    if isinstance(values, (str, bytes)) or not all(checks.is_whole(v) and v >= 1 for v in values):
+    listed = isinstance(values, Iterable) and not isinstance(values, (str, bytes))  # channels=16 lists nothing
+    widths = tuple(values) if listed else ()
+    if not listed or not all(checks.is_whole(v) and v >= 1 for v in widths):
         raise ValueError(f"{what} must list whole numbers >= 1, got {values!r}")
-    return tuple(int(v) for v in values)
+    return tuple(int(v) for v in widths)
 
 
 def fold_batch_norm(model: MLP | CNN) -> MLP | CNN:

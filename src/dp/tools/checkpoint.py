@@ -53,6 +53,7 @@ FORMAT_VERSION = 2  # 2 added batch norm's batch counts (batches_{layer})
 READABLE_VERSIONS = (1, 2)
 # MLP settings added after format 1: a file without them was made with their defaults.
 LATER_SETTINGS = {"init", "init_std"}
+CNN_SIZES = ("image", "channels", "kernel_size", "hidden", "classes")  # the settings a CNN's size depends on
 MODELS = {"MLP": MLP, "CNN": CNN}  # the architectures a checkpoint holds, by the name stored with a CNN's
 # config ("model": "CNN"); a config without that name is an MLP's, as every file before CNNs was
 RESERVED = "__dp_"  # prefix of the entries that are not parameters
@@ -323,7 +324,7 @@ def _model(arrays: Mapping[str, Any]) -> Classifier:
     kind = config.pop("model", "MLP") if isinstance(config, dict) else None
     if kind not in MODELS:
         raise CheckpointError(f"the checkpoint's architecture {config} is not one of dp's models {sorted(MODELS)}")
-    _check_size(config, sum(not k.startswith(RESERVED) for k in arrays))
+    _check_size(kind, config, sum(not k.startswith(RESERVED) for k in arrays))
     try:
         model = MODELS[kind](**config)
     except (TypeError, ValueError) as error:
@@ -335,24 +336,30 @@ def _model(arrays: Mapping[str, Any]) -> Classifier:
     return model
 
 
-def _check_size(config: dict, entries: int) -> None:
+def _check_size(kind: str, config: dict, entries: int) -> None:
     """An architecture of whole-number sizes (others are the model's to refuse) is small
     enough to build: at most `MAX_PARAMETERS` weights, and (an MLP) no more layers than a
-    file of ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each)."""
+    file of ``entries`` parameter entries can hold (at least a weight and a bias or batch norm each).
+    A CNN's file must state every setting its size depends on: one left out would be built
+    with its default, beside the file's other sizes, before the settings are compared."""
     sizes: Any = config.get("sizes")
-    if _all_whole(sizes):
+    if kind == "MLP" and _all_whole(sizes):
         _require_weights(sum(a * b for a, b in zip(sizes, sizes[1:])))
         if 2 * (len(sizes) - 1) > entries:
             raise CheckpointError(
                 f"the checkpoint's architecture has {len(sizes) - 1} layers, "
                 f"but the file holds only {entries} parameters"
             )
-    elif all(_all_whole(config.get(key)) for key in ("image", "channels", "hidden")):
-        try:
-            weights = cnn_weights(config)
-        except (KeyError, IndexError, TypeError, ValueError):  # settings a CNN refuses, with its own message
-            return
-        _require_weights(weights)
+    elif kind == "CNN":
+        missing = sorted(set(CNN_SIZES) - set(config))
+        if missing:
+            raise CheckpointError(f"the checkpoint's CNN architecture {config} does not state {missing}")
+        if all(_all_whole(config[key]) for key in ("image", "channels", "hidden")):
+            try:
+                weights = cnn_weights(config)
+            except (IndexError, TypeError, ValueError):  # settings a CNN refuses, with its own message
+                return
+            _require_weights(weights)
 
 
 def _all_whole(sizes: Any) -> bool:
