@@ -57,7 +57,7 @@ def test_the_digits_network_has_convolutions_without_bias_batch_norm_per_channel
         "avg_mean_bn2": (1, 16, 1, 1), "avg_variance_bn2": (1, 16, 1, 1), "batches_bn2": (1, 1),
     }  # fmt: skip
     assert model.has_batch_norm and model.outputs == 10
-    assert [layer for layer, _ in model.folded_pairs()] == ["conv1", "conv2"]
+    assert [layer.weight_key for layer, _ in model.folded_pairs()] == ["weight_conv1", "weight_conv2"]
 
 
 def test_feature_maps_keep_the_size_through_each_convolution_and_halve_it_in_each_pool():
@@ -83,7 +83,7 @@ def test_hidden_layers_have_batch_norm_numbered_after_the_blocks_and_no_bias_bef
         "weight_fc2": (12, 6), "gamma_bn3": (1, 6), "beta_bn3": (1, 6),
         "weight_fc3": (6, 10), "bias_fc3": (1, 10),
     }  # fmt: skip
-    assert [layer for layer, _ in model.folded_pairs()] == ["conv1", "fc1", "fc2"]
+    assert [layer.weight_key for layer, _ in model.folded_pairs()] == ["weight_conv1", "weight_fc1", "weight_fc2"]
     assert [norm.what for _, norm in model.folded_pairs()] == [f"batch norm 'bn{i}'" for i in (1, 2, 3)]
 
 
@@ -141,10 +141,10 @@ def nan_images():
 
 BAD_INPUT = {
     "wrong size": (RNG.random((5, 1, 7, 7)), ValueError, r"\(n, 1, 8, 8\) \(or rows of 64 pixels\); got \(5, 1, 7,"),
-    "wrong channels": (RNG.random((5, 3, 8, 8)), ValueError, r"the images have 3 channels .* but 1 are expected"),
-    "1-D": (RNG.random(64), ValueError, r"needs images \(N, C, H, W\); got shape \(64,\)$"),  # as given, not a column
-    "3-D": (RNG.random((5, 8, 8)), ValueError, r"needs images \(N, C, H, W\); got shape \(5, 8, 8\)"),
-    "rows of 63 pixels": (RNG.random((5, 63)), ValueError, r"needs images \(N, C, H, W\); got shape \(5, 63\) \(rows"),
+    "wrong channels": (RNG.random((5, 3, 8, 8)), ValueError, r": 3 channels .* where 1 are expected"),
+    "1-D": (RNG.random(64), ValueError, r"must be images \(N, C, H, W\); got shape \(64,\)$"),  # as given, not a column
+    "3-D": (RNG.random((5, 8, 8)), ValueError, r"must be images \(N, C, H, W\); got shape \(5, 8, 8\)"),
+    "rows of 63 pixels": (RNG.random((5, 63)), ValueError, r"must be images \(N, C, H, W\); got shape \(5, 63\) \(rows"),
     "no images": (np.zeros((0, 64)), ValueError, r"no images \(shape \(0, 1, 8, 8\)\)"),
     "NaN": (nan_images(), NonFiniteError, "has NaN or inf values"),
     "text": (np.full((2, 64), "0.5"), TypeError, "must be numeric"),
@@ -170,7 +170,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(x, error,
     "x, error, message",
     [
         (RNG.random((5, 1, 7, 7)), ValueError, r"the training rows must be images of shape \(n, 1, 8, 8\)"),
-        (RNG.random((5, 3, 8, 8)), ValueError, "the training rows: the images have 3 channels"),
+        (RNG.random((5, 3, 8, 8)), ValueError, "the training rows: 3 channels"),
         (RNG.random((5, 63)), ValueError, r"the training rows.* images .*got shape \(5, 63\)"),
         (RNG.random((5, 8, 8)), ValueError, r"the training rows must be a 2-D array .*got shape \(5, 8, 8\)"),
         (RNG.random(64), ValueError, r"the training rows must be a 2-D array .*got shape \(64,\)"),

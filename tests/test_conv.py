@@ -192,7 +192,7 @@ class TestBadInputIsRefusedWithItsReason:
             (
                 lambda: conv2d(np.zeros((3, 6, 5)), W),
                 ValueError,
-                r"conv2d needs images \(N, C, H, W\); got shape \(3, 6, 5\)",
+                r"conv2d: the input must be images \(N, C, H, W\); got shape \(3, 6, 5\)",
             ),
             (lambda: conv2d(np.zeros((2, 90)), W), ValueError, "got shape \\(2, 90\\).*reshape"),
             (lambda: conv2d(X, np.zeros((4, 3, 3))), ValueError, "the weights w must be 4-D.*\\(4, 3, 3\\)"),
@@ -212,12 +212,12 @@ class TestBadInputIsRefusedWithItsReason:
             (lambda: conv2d(X, np.full((4, 3, 3, 3), np.inf)), NonFiniteError, "conv2d: w has NaN or inf"),
             (lambda: conv2d(X, W, np.full(4, np.nan)), NonFiniteError, "conv2d: b has NaN or inf"),
             (lambda: conv2d(X.astype(str), W), TypeError, "conv2d: the input must be numeric"),
-            (lambda: max_pool2d(np.zeros((6, 5)), 2), ValueError, "max_pool2d needs images.*reshape"),
+            (lambda: max_pool2d(np.zeros((6, 5)), 2), ValueError, "max_pool2d: the input must be images.*reshape"),
             (lambda: max_pool2d(X, 0), ValueError, "kernel_size must be a whole number in \\[1, inf\\)"),
             (lambda: max_pool2d(X, 2, 0), ValueError, "stride must be a whole number in \\[1, inf\\)"),
             (lambda: max_pool2d(X, 6), ValueError, "max_pool2d: the kernel, 6 x 6, is larger than the input, 6 x 5"),
             (lambda: avg_pool2d(X, (2, 6)), ValueError, "avg_pool2d: the kernel, 2 x 6, is larger than the input"),
-            (lambda: avg_pool2d(np.zeros((2, 3, 6)), 2), ValueError, "avg_pool2d needs images"),
+            (lambda: avg_pool2d(np.zeros((2, 3, 6)), 2), ValueError, "avg_pool2d: the input must be images"),
             (lambda: avg_pool2d(np.full((1, 1, 2, 2), np.inf), 2), NonFiniteError, "NaN or inf"),
         ],
     )
@@ -280,8 +280,8 @@ class TestTheConv2dLayer:
     @pytest.mark.parametrize(
         "x, words",
         [
-            (np.zeros((2, 126)), r"conv layer 'c1' needs images \(N, C, H, W\).*reshape"),
-            (np.zeros((2, 2, 7, 6)), "conv layer 'c1': the images have 2 channels.*3 are expected"),
+            (np.zeros((2, 126)), r"conv layer 'c1': the input must be images \(N, C, H, W\).*reshape"),
+            (np.zeros((2, 2, 7, 6)), "conv layer 'c1': the input: 2 channels.*3 are expected"),
             (np.full((2, 3, 7, 6), np.nan), "conv layer 'c1': the input has NaN or inf"),
             (np.zeros((2, 3, 0, 4)), "the kernel, 3 x 2, is larger than the padded input, 2 x 6"),
         ],

@@ -387,8 +387,8 @@ def with_value(x, value):
 
 X = images()[0]
 BAD_LAYER_INPUT = {  # name: (x, exception, message, refused in evaluation too)
-    "rows, not images": (X[:, :, 0, 0], ValueError, r"needs images \(N, C, H, W\); got shape \(3, 4\) \(rows", True),
-    "3 channels for 4": (X[:, :3], ValueError, r"have 3 channels \(shape \(3, 3, 2, 3\)\), but 4 are expected", True),
+    "rows, not images": (X[:, :, 0, 0], ValueError, r"must be images \(N, C, H, W\); got shape \(3, 4\) \(rows", True),
+    "3 channels for 4": (X[:, :3], ValueError, r": 3 channels \(shape \(3, 3, 2, 3\)\), where 4 are expected", True),
     "no images": (X[:0], ValueError, r"no images \(shape \(0, 4, 2, 3\)\)", True),
     "nan": (with_value(X, np.nan), NonFiniteError, "the input has NaN or inf values", True),
     "inf": (with_value(X, -np.inf), NonFiniteError, "the input has NaN or inf values", True),

@@ -410,7 +410,7 @@ def test_folding_a_trained_cnn_gives_torchs_fused_convolutions_and_linear_layers
     modules = list(network)
     pairs = [(a, b) for a, b in zip(modules, modules[1:]) if isinstance(b, NORMS)]  # each layer and its norm
     fused = [(fuse_conv_bn_eval if isinstance(a, torch.nn.Conv2d) else fuse_linear_bn_eval)(a, b) for a, b in pairs]
-    layers = [layer for layer, _ in model.folded_pairs()]
+    layers = [layer.weight_key.removeprefix("weight_") for layer, _ in model.folded_pairs()]
     assert len(layers) == len(fused) == 2 + len(hidden)
     for layer, module in zip(layers, fused):
         weight = module.weight.detach().numpy()

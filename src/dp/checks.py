@@ -251,19 +251,19 @@ def input_batch(x: Any, features: int, what: str) -> np.ndarray:
 
 def input_images(x: Any, channels: int | None, what: str) -> np.ndarray:
     """A batch of images: a numeric, finite array (N, C, H, W) with N >= 1 and, unless
-    ``channels`` is None, C == ``channels``. ``what`` names the caller ("conv2d")."""
-    x = numeric_array(x, f"{what}: the input")
+    ``channels`` is None, C == ``channels``. ``what`` names the data ("conv2d: the input",
+    "the training rows")."""
+    x = numeric_array(x, what)
     if x.ndim != 4:
-        rows = " (rows of features: reshape them, e.g. x.reshape(-1, 1, 28, 28) for 28 x 28 grey images)"
-        raise ValueError(f"{what} needs images (N, C, H, W); got shape {x.shape}{rows if x.ndim == 2 else ''}")
+        rows = " (rows of pixels? reshape them: x.reshape(n, channels, height, width))" if x.ndim == 2 else ""
+        raise ValueError(f"{what} must be images (N, C, H, W); got shape {x.shape}{rows}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
-            f"{what}: the images have {x.shape[1]} channels (shape {x.shape}), but {channels} are expected "
-            "(axis 1 of (N, C, H, W))"
+            f"{what}: {x.shape[1]} channels (shape {x.shape}), where {channels} are expected (axis 1 of (N, C, H, W))"
         )
     if x.shape[0] == 0:
         raise ValueError(f"{what}: no images (shape {x.shape}); at least one is needed")
-    return finite(x, f"{what}: the input")
+    return finite(x, what)
 
 
 # ----- labels -----

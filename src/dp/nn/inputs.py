@@ -36,8 +36,9 @@ def checked_images(x: Any, channels: int | None, what: str, dtype: Any = None) -
     """A batch of images as a Node, after `dp.checks.input_images`: (N, C, H, W), numeric,
     finite, N >= 1, and C == ``channels`` unless it is None. With a model's ``dtype``, in it
     (`as_input`); without, in its own, by `Node`'s conventions (float32 stays float32,
-    integers become float64). A Node is returned as it is (a parameter keeps its gradient)."""
+    integers become float64). A Node is returned as it is (a parameter keeps its gradient).
+    ``what`` names the layer or function ("conv2d"), as for `checked_input`."""
     if dtype is not None:
         x = as_input(x, dtype)
-    checks.input_images(x.value if isinstance(x, Node) else x, channels, what)
+    checks.input_images(x.value if isinstance(x, Node) else x, channels, f"{what}: the input")
     return x if isinstance(x, Node) else Node(x)

@@ -230,13 +230,17 @@ def _all_runs(budget: Budget, data: str, weight_std: float, lrs: Sequence[float]
         for bn in (False, True)
         for s in seeds
     ]
+    return runs + _cnn_runs(budget, data, seeds)
+
+
+def _cnn_runs(budget: Budget, data: str, seeds: range) -> list[Run]:
+    """The runs of the CNN comparison: `dp.CNN` with and without batch norm, per seed."""
     every = max(1, budget.cnn_steps // CNN_EVALUATIONS)
-    runs += [
+    return [
         Run("cnn", data, (), bn, CNN_LR, budget.cnn_steps, s, init="he", init_std=None, eval_every=every, model="cnn")
         for bn in (False, True)
         for s in seeds
     ]
-    return runs
 
 
 IMAGES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width)
