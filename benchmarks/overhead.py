@@ -5,7 +5,7 @@ its safeguards switched off, one at a time and all together, timed beside the fl
 
 The variants (each on the workload of benchmarks/step.py, from the same parameters):
 
-- ``floor``: benchmarks/step.py's `FloorStep`.
+- ``floor``: benchmarks/step.py's floor of the workload (`FloorStep`; `ConvFloorStep` for the CNN).
 - ``dp``: the step `dp.train.fit` takes, `dp.train.train_step` with `dp.optim.SGD`: the
   graph (``model.loss(x, y).grad(1)``), the loss checked, the checked ``optimizer.step``,
   the rollback point.
@@ -61,11 +61,11 @@ def switched_off(checks: bool) -> Iterator[None]:
             setattr(module, name, value)
 
 
-def variants(workload: bench.Workload) -> dict[str, tuple[Callable[[], object], bool]]:
+def variants(workload: bench.AnyWorkload) -> dict[str, tuple[Callable[[], object], bool]]:
     """name -> (one step, whether the finiteness checks are off during it)."""
     x, y = workload.data()
     initial = bench.model_for(workload).get_param()
-    floor = bench.FloorStep(workload, initial)
+    floor = workload.implementations["floor"](workload, initial)
     floor_batch = floor.prepare(x, y)
     made = {}
     for name in ("dp", "no transaction", "no finiteness checks", "neither", "gradients"):

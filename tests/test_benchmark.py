@@ -2,8 +2,9 @@
 
 benchmarks/step.py: every reference, and dp's fused row, computes dp's loss, gradients
 and moving averages. The benchmark is only meaningful if its implementations do the
-same work; this runs its correctness check on the seed network and on a reduced
-wide network, in float64 and float32. PyTorch and autograd are optional: their
+same work; this runs its correctness check on the seed network, on a reduced
+wide network and on the CNN with small batches, in float64 and float32, and makes
+sure it fails when a floor is off. PyTorch and autograd are optional: their
 cases are skipped when they are not installed. Its report's columns are where
 benchmarks/against.py reads them.
 
@@ -44,6 +45,12 @@ WORKLOADS = [
     step.Workload("paper-small-f32", (784, 32, 32, 32, 10), 60, np.float32, activation="sigmoid"),
 ]
 OPTIONAL = {"torch": "torch", "autograd": "autograd"}  # implementation -> module it needs
+CNN_WORKLOADS = [
+    step.CNNWorkload("cnn-small-f64", 8),
+    step.CNNWorkload("cnn-small-f32", 8, np.float32),
+    # odd sizes: 3 input channels, a 5 x 5 kernel, a 10-wide image whose second pool drops a column
+    step.CNNWorkload("cnn-odd-f64", 4, image=(3, 12, 10), channels=(4, 6), kernel=5),
+]
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
@@ -52,6 +59,48 @@ def test_reference_agrees_with_dp_after_one_step(workload, implementation):
     if implementation in OPTIONAL:
         pytest.importorskip(OPTIONAL[implementation])
     step.check_gradients(workload, [implementation])
+
+
+@pytest.mark.parametrize("workload", CNN_WORKLOADS, ids=lambda w: w.name)
+@pytest.mark.parametrize("implementation", ["dp", "floor", "floor nhwc", "torch"])
+def test_cnn_reference_agrees_with_dp_after_one_step(workload, implementation):
+    if implementation in OPTIONAL:
+        pytest.importorskip(OPTIONAL[implementation])
+    step.check_gradients(workload, [implementation])
+
+
+@pytest.mark.parametrize("floor", [step.ConvFloorStep, step.ChannelsLastFloorStep], ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "method, key", [("loss_and_gradients", "weight_conv1"), ("moving_averages", "avg_variance_bn2")]
+)
+def test_a_cnn_floor_that_is_off_is_caught_by_the_check(monkeypatch, floor, method, key):
+    """The first convolution's weight gradient (which every layer's backward pass reaches) or
+    the second batch norm's moving variance, off by 1e-6 relative, fails the check."""
+    original = getattr(floor, method)
+
+    def off_by_a_little(self, *batch):
+        values = original(self, *batch)
+        arrays = values[1] if method == "loss_and_gradients" else values
+        arrays[key] = arrays[key] * (1 + 1e-6)
+        return values
+
+    monkeypatch.setattr(floor, method, off_by_a_little)
+    with pytest.raises(step.GradientMismatch, match=f"{floor.name} vs dp, {key}"):
+        step.check_gradients(CNN_WORKLOADS[0], [floor.name])
+
+
+@pytest.mark.parametrize("name", ["floor", "floor nhwc"])
+def test_the_cnn_floors_steps_move_the_parameters_as_dps_graph_does(name):
+    workload = CNN_WORKLOADS[0]
+    x, y = workload.data()
+    initial = step.model_for(workload).get_param()
+    floor, graph = workload.implementations[name](workload, initial), step.DpGraphStep(workload, initial)
+    for _ in range(3):
+        floor.step(floor.prepare(x, y))
+        graph.step(graph.prepare(x, y))
+    for key, value in graph.model.params.items():
+        if not key.startswith("batches_"):  # the floors do not count batches
+            np.testing.assert_allclose(floor.params[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
 def test_a_wrong_gradient_is_reported_with_its_name(monkeypatch):
@@ -76,7 +125,8 @@ def test_check_only_exits_zero_when_everything_agrees(capsys):
 
 def test_the_benchmarks_workloads_are_the_issues():
     """The seed, the paper's MNIST network and the wide one, each in float64 and float32."""
-    shapes = {(w.sizes, w.batch, w.activation, np.dtype(w.dtype).name) for w in step.WORKLOADS.values()}
+    mlps = [w for w in step.WORKLOADS.values() if isinstance(w, step.Workload)]
+    shapes = {(w.sizes, w.batch, w.activation, np.dtype(w.dtype).name) for w in mlps}
     for sizes, batch, activation in [
         ((30, 20, 10, 1), 50, "tanh"),
         ((784, 100, 100, 100, 10), 60, "sigmoid"),
@@ -85,8 +135,19 @@ def test_the_benchmarks_workloads_are_the_issues():
         assert {(sizes, batch, activation, "float64"), (sizes, batch, activation, "float32")} <= shapes
 
 
-def test_the_dp_row_is_fits_step_and_moves_the_model_as_the_graph_does():
-    workload = step.WORKLOADS["seed"]
+def test_the_cnn_workloads_are_dp_cnns_defaults_on_batches_of_64_in_both_dtypes():
+    cnns = [w for w in step.WORKLOADS.values() if isinstance(w, step.CNNWorkload)]
+    assert sorted((w.batch, np.dtype(w.dtype).name) for w in cnns) == [(64, "float32"), (64, "float64")]
+    for workload in cnns:
+        model, default = step.model_for(workload), dp.CNN(dtype=workload.dtype)
+        assert repr(model) == repr(default)
+        assert {k: v.shape for k, v in model.params.items()} == {k: v.shape for k, v in default.params.items()}
+        x, _ = workload.data()
+        assert x.shape == (64, 1, 28, 28) and x.dtype == workload.dtype
+
+
+@pytest.mark.parametrize("workload", [step.WORKLOADS["seed"], CNN_WORKLOADS[0]], ids=lambda w: w.name)
+def test_the_dp_row_is_fits_step_and_moves_the_model_as_the_graph_does(workload):
     x, y = workload.data()
     initial = step.model_for(workload).get_param()
     fits, graph = step.DpStep(workload, initial), step.DpGraphStep(workload, initial)
@@ -137,6 +198,53 @@ def test_the_sweep_is_checked_tabled_and_drawn(tmp_path, monkeypatch):
     png = tmp_path / "speed.png"
     assert step.main(["--sweep", "--repeats", "1", "--quick", "--plot", str(png)]) == 0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_cnn_report_has_its_own_table_the_im2col_growth_and_the_goal():
+    import against
+
+    seconds = {"dp": 33e-3, "dp graph": 35e-3, "torch": 22e-3, "floor": 30e-3, "floor nhwc": 24e-3}
+    peaks = {"dp": 40 * 2**20, "dp graph": 40 * 2**20, "floor": 20 * 2**20, "floor nhwc": 5 * 2**20}
+    slower = {**seconds, "dp": 45e-3}
+    results = [
+        step.Result(step.WORKLOADS["cnn-f64"], seconds, peaks),
+        step.Result(step.WORKLOADS["cnn-f32"], slower, peaks),
+    ]
+    text = step.report(results)
+    header, _, row = text.splitlines()[:3]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | ")))
+    assert "dp fused us/step" not in cells and "autograd us/step" not in cells
+    assert cells["dp us/step"] == "33,000" and cells["floor nhwc us/step"] == "24,000"
+    assert (cells["dp/floor"], cells["dp/floor nhwc"], cells["floor nhwc/floor"]) == ("1.10", "1.38", "0.80")
+    assert (
+        cells["peak MB floor"] == "20.0" and cells["peak MB floor nhwc"] == "5.000" and cells["peak dp/floor"] == "2.00"
+    )
+    assert "- cnn: dp <= 1.2 x floor (time), cnn-f64: 1.10 -> met" in text
+    assert "- cnn: dp <= 1.2 x floor (time), cnn-f32: 1.50 -> NOT met" in text
+    assert "conv1 64 x 1 x 28 x 28 -> columns 50,176 x 9, 9.0 x the input's bytes (3.4 MB)" in text
+    assert "conv2 64 x 8 x 14 x 14 -> columns 12,544 x 72, 9.0 x the input's bytes (3.4 MB)" in text  # float32
+    assert against.ratios_in(text) == {"cnn-f64": 1.1, "cnn-f32": 1.5}
+
+
+def test_the_im2col_growth_is_computed_from_the_shapes():
+    """kh * kw for an odd kernel, whose padding keeps the size; more for an even one, whose
+    padding (kernel // 2 on each side) gives one more output per row and column."""
+    assert "25.0 x the input's bytes" in step.im2col_growth(step.CNNWorkload("k5", 4, kernel=5))[0]
+    cut = step.CNNWorkload("k4", 2, image=(1, 8, 8), channels=(2,), kernel=4)  # 9 x 9 outputs: 16 * 81 / 64
+    assert step.im2col_growth(cut) == ["conv1 2 x 1 x 8 x 8 -> columns 162 x 16, 20.2 x the input's bytes (0.0 MB)"]
+
+
+def test_the_cnn_sweep_is_checked_and_tabled(monkeypatch, capsys):
+    monkeypatch.setattr(step, "CNN_SWEEP_BATCHES", (2,))  # one point: the timing is not what is tested
+    assert step.main(["--cnn-sweep", "--repeats", "1", "--quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| point |")).strip("| ").split(" | ")
+    assert header[:5] == ["point", "dp us/step", "floor us/step", "floor nhwc us/step", "PyTorch us/step"]
+    assert {"dp us/image", "floor us/image", "dp/floor", "dp/floor nhwc", "peak MB dp"} <= set(header)
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| cnn, batch ")]
+    assert len(rows) == 1 and rows[0][0] == "cnn, batch 2" and len(rows[0]) == len(header)
+    assert "n/a" not in rows[0][1:] or "torch" not in step.available()
+    assert any("9.0 x the input's bytes" in line for line in lines)
 
 
 def test_the_overhead_variants_switch_off_only_what_they_name_and_put_it_back(capsys):
