@@ -20,6 +20,7 @@ a strided slice, receive what went out through it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -144,10 +145,13 @@ def convolve(x, w, b=None, stride=(1, 1), padding=(0, 0)):  # noqa: ANN001, ANN2
         # A transposed convolution. Output position (p, q) read xp[:, :, p * sh + i, q * sw + j]
         # through w[:, :, i, j], for each kernel position (i, j): g[:, :, p, q] goes back to that
         # input position through the same weights, dl/dxp[n, c, ...] += sum_o g[n, o, p, q] * w[o, c, i, j].
-        g_rows = rows(g)
+        # For every window at once, that is one matrix product, the transpose of the forward one
+        # (what each window sends back to each of its inputs, in the columns' order); col2im then adds
+        # each kernel position's part to the input positions it read.
+        sent = (rows(g) @ kernels).reshape(n, oh, ow, channels, kh, kw)
 
         def through(i, j):  # what every output position sends back through kernel position (i, j)
-            return (g_rows @ w[:, :, i, j]).reshape(n, oh, ow, channels).transpose(0, 3, 1, 2)
+            return sent[..., i, j].transpose(0, 3, 1, 2)
 
         dpadded = add_windows(through, padded.shape, (kh, kw), stride, x.dtype)
         return dpadded[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]]  # the padding is no input: cut off
@@ -174,13 +178,17 @@ def max_pool(x, kernel=(2, 2), stride=(2, 2)):  # noqa: ANN001, ANN202 - a primi
     """
     require_fit(x.shape, kernel, (0, 0), "max_pool2d")
     patches = windows(x, kernel, stride)
-    n, c, oh, ow, kh, kw = patches.shape
-    flat = patches.reshape(n, c, oh, ow, kh * kw)  # each window in row-major order (a copy)
-    first = flat.argmax(axis=-1)  # argmax answers the first of equal maxima: k = i * kw + j
-    y = flat.max(axis=-1)
+    positions = list(np.ndindex(*kernel))  # the kernel positions (i, j), in row-major order
+    # One kernel position at a time, each (N, C, OH, OW) a strided view of x: NumPy compares these
+    # far faster than it reduces the windows' last two axes, and nothing of the windows' size is copied.
+    y = functools.reduce(np.maximum, (patches[..., i, j] for i, j in positions))
+    first, taken = {}, np.zeros(y.shape, dtype=bool)
+    for i, j in positions:  # where each window's first maximum is: the first position equal to y not yet taken
+        first[i, j] = (patches[..., i, j] == y) & ~taken
+        taken |= first[i, j]
 
-    def vjp(g):  # g[n, c, p, q] goes to the input at kernel position (i, j) = divmod(first, kw) of its window
-        return add_windows(lambda i, j: g * (first == i * kw + j), x.shape, kernel, stride, x.dtype)
+    def vjp(g):  # g[n, c, p, q] goes to the input at the kernel position of its window's first maximum
+        return add_windows(lambda i, j: g * first[i, j], x.shape, kernel, stride, x.dtype)
 
     return y, (vjp,)
 

@@ -244,15 +244,30 @@ def batch_statistics(
 
 def mean_and_variance(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The mean and biased variance over ``axes``, as the paper defines them for the batch:
-    ``mean = sum(x) / m`` and ``var = sum((x - mean)**2) / m``, m values per group, axes kept.
-    (einsum: each sum in one call, with no temporary of x's size for the squares.)"""
-    letters = "abcdefgh"[: x.ndim]
-    kept = "".join(letter for axis, letter in enumerate(letters) if axis not in axes)
-    shape = tuple(1 if axis in axes else size for axis, size in enumerate(x.shape))
+    ``mean = sum(x) / m`` and ``var = sum((x - mean)**2) / m``, m values per group, axes kept."""
     m = group_size(x.shape, axes)
-    mean = np.einsum(f"{letters}->{kept}", x).reshape(shape) / m
+    mean = summed(x, axes) / m
     centered = x - mean
-    return mean, np.einsum(f"{letters},{letters}->{kept}", centered, centered).reshape(shape) / m
+    return mean, summed(centered, axes, times=centered) / m
+
+
+def summed(a: np.ndarray, axes: tuple[int, ...], times: np.ndarray | None = None) -> np.ndarray:
+    """The sum of ``a`` over ``axes``, those axes kept (``a.sum(axes, keepdims=True)``), or of
+    ``a * times`` without forming the product. One einsum call: it sums NCHW images over
+    (0, 2, 3) several times faster than ``sum`` does, and makes no temporary of x's size for
+    a product."""
+    letters = "abcdefgh"[: a.ndim]
+    kept = "".join(letter for axis, letter in enumerate(letters) if axis not in axes)
+    shape = tuple(1 if axis in axes else size for axis, size in enumerate(a.shape))
+    operands = (a,) if times is None else (a, times)
+    return np.einsum(",".join([letters] * len(operands)) + "->" + kept, *operands).reshape(shape)
+
+
+def broadcast_axes(v: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of an array of ``shape`` along which ``v`` (a number, or an array that
+    broadcasts against it) is broadcast: where its gradient is summed."""
+    sizes = (1,) * (len(shape) - np.ndim(v)) + np.shape(v)
+    return tuple(axis for axis, (own, full) in enumerate(zip(sizes, shape)) if own == 1 and full != 1)
 
 
 def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> None:
@@ -311,30 +326,33 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None, axes=ROWS)
     ``axes`` are the axes the statistics are taken over, (0,) by default: the same lines
     serve batch norm on images ((0, 2, 3): m = N * H * W per channel) and the rest of the
     family (`normalize`). gamma and beta broadcast against x; their gradients are summed over
-    every axis they are broadcast along (by the engine, `dp.node.unbroadcast`): over the
-    batch for batch norm, the paper's sum_i. ``statistics``, the batch's ``(mean, var)``
-    when the caller has them already (the `BatchNorm` layer computes them once, checked,
-    for its moving averages too), are used instead of computing them again. They must be
-    x's own: the backward pass differentiates through them as functions of x.
+    every axis they are broadcast along: over the batch for batch norm, the paper's sum_i.
+    ``statistics``, the batch's ``(mean, var)`` when the caller has them already (the
+    `BatchNorm` layer computes them once, checked, for its moving averages too), are used
+    instead of computing them again. They must be x's own: the backward pass differentiates
+    through them as functions of x.
     """
     m = group_size(x.shape, axes)
     mean, var = mean_and_variance(x, axes) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
     centered = x - mean  # x_i - mu_B
     std = np.sqrt(var + eps)
     xhat = centered / std
-    y = gamma * xhat + beta
+    y = xhat * gamma
+    y += beta  # y = gamma * xhat + beta; in place, y being new: one x-sized array fewer
 
     def vjp(g):  # one vjp for x, gamma and beta, one line per equation of the paper
-        # Per-feature factors are formed on the statistics' shape first: as few x-sized arrays as can be.
+        # Per-feature factors are formed on the statistics' shape first, and the sums over the batch are
+        # `summed`'s (einsum): as few x-sized arrays and passes over them as can be.
         dxhat = g * gamma  # dl/dxhat_i = dl/dy_i * gamma
-        dvar = (dxhat * centered).sum(axis=axes, keepdims=True) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
+        dvar = summed(dxhat, axes, times=centered) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
         # dl/dmu_B: its second term is 0 in exact arithmetic (the x_i - mu_B sum to 0), kept as the paper has it
-        dmean = dxhat.sum(axis=axes, keepdims=True) * (-1 / std) + dvar * (
-            -2 * centered.sum(axis=axes, keepdims=True) / m
-        )
-        dx = dxhat * (1 / std) + centered * (dvar * 2 / m) + dmean / m  # dl/dx_i: through xhat_i, sigma_B^2, mu_B
-        dgamma = g * xhat  # dl/dgamma = sum_i dl/dy_i * xhat_i: the engine sums it to gamma's shape
-        return dx, dgamma, g  # dl/dbeta = sum_i dl/dy_i, summed by the engine too
+        dmean = summed(dxhat, axes) * (-1 / std) + dvar * (-2 * summed(centered, axes) / m)
+        dx = dxhat * (1 / std)  # dl/dx_i, term by term: through xhat_i,
+        dx += centered * (dvar * 2 / m)  # through sigma_B^2,
+        dx += dmean / m  # and through mu_B (in place: one x-sized array, not four)
+        dgamma = summed(g, broadcast_axes(gamma, x.shape), times=xhat)  # dl/dgamma = sum_i dl/dy_i * xhat_i
+        dbeta = summed(g, broadcast_axes(beta, x.shape))  # dl/dbeta = sum_i dl/dy_i
+        return dx, dgamma, dbeta
 
     return y, vjp
 
