@@ -1382,7 +1382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.sweep:
         return run_sweep(references, arguments.repeats, min_block / 2, arguments.plot)
     if arguments.cnn_sweep:
-        return run_cnn_sweep(references, arguments.repeats, min_block / 2)
+        return run_cnn_sweep(references, arguments.repeats, min_block / 2, arguments.out)
     return run_workloads(workloads, references, arguments.repeats, min_block, arguments.out)
 
 
@@ -1413,10 +1413,15 @@ def run_workloads(
     text = report(results, torch_warning)
     print()
     print(text)
+    write_report(out, text)
+    return 0
+
+
+def write_report(out: str | None, text: str) -> None:
+    """Write ``text`` to the file ``out`` (if given), after the command that made it and the machine."""
     if out is not None:
         command = " ".join(["python benchmarks/step.py", *sys.argv[1:]])
         Path(out).write_text(f"`{command}`\n\n{machine_info()}\n\n{text}\n")
-    return 0
 
 
 def timed(workloads: Sequence[AnyWorkload], names: Sequence[str], repeats: int, min_block: float) -> list[Result]:
@@ -1582,14 +1587,17 @@ CNN_SWEEP_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def run_cnn_sweep(references: Sequence[str], repeats: int, min_block: float) -> int:
-    """Time dp, the floors and PyTorch on the CNN at every batch size of the sweep and print the table."""
+def run_cnn_sweep(references: Sequence[str], repeats: int, min_block: float, out: str | None = None) -> int:
+    """Time dp, the floors and PyTorch on the CNN at every batch size of the sweep, print the
+    table and write it to ``out`` (if given)."""
     shown = [name for name in ("dp", *references) if name in CNN_SWEEP_SHOWN]
     results = timed(cnn_sweep_workloads(), shown, repeats, min_block)
+    table = "\n".join(_table(results, CNN_SWEEP_COLUMNS))
+    growth = "; ".join(im2col_growth(results[0].workload))
+    text = f"{table}\n\ndp.CNN(), float64; us/image = us/step / batch; im2col, {results[0].workload.name}: {growth}."
     print()
-    print("\n".join(_table(results, CNN_SWEEP_COLUMNS)))
-    print(f"\ndp.CNN(), float64; us/image = us/step / batch; im2col, {results[0].workload.name}: ", end="")
-    print("; ".join(im2col_growth(results[0].workload)) + ".")
+    print(text)
+    write_report(out, text)
     return 0
 
 
