@@ -5,7 +5,8 @@
     used by the `BatchNorm` layer;
 (c) `dp.MLP`, made of the same layer objects as a seed-style network.
 
-Outputs, every gradient, the moving averages and eval mode.
+Outputs, every gradient, the moving averages and eval mode; and batch renormalization's r and
+d, constants that (a) and (b) both take.
 """
 
 import numpy as np
@@ -78,6 +79,53 @@ def test_the_paper_chain_rule_matches_central_finite_differences(rows, offset):
     for seed in seeds:
         error = dp.gradcheck(lambda x, g, b: batch_norm_closed_form(x, g, b, EPS), x, gamma, beta, tol=1e-6, seed=seed)
         assert error < 1e-6
+
+
+def renorm_constants(features=5, seed=2):
+    """Batch renormalization's per-feature r (in [1/3, 3]) and d (in [-2, 2]), as the layer makes them."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(1 / 3, 3, (1, features)), rng.uniform(-2, 2, (1, features))
+
+
+def test_composed_and_closed_form_agree_with_renorms_r_and_d():
+    x, gamma, beta = data()
+    r, d = renorm_constants()
+    seed = np.random.default_rng(1).normal(size=x.shape)
+    (composed, composed_grads), (closed, closed_grads) = (
+        grads_of(f(Node(x, "x"), Node(gamma, "gamma"), Node(beta, "beta"), EPS, r=r, d=d), seed)
+        for f in (batch_norm_composed, batch_norm_closed_form)
+    )
+    close(composed, closed)
+    close(closed, gamma * ((x - x.mean(0)) / np.sqrt(x.var(0) + EPS) * r + d) + beta)
+    assert composed_grads.keys() == closed_grads.keys() == {"x", "gamma", "beta"}  # r and d: constants
+    for k in composed_grads:
+        close(composed_grads[k], closed_grads[k])
+
+
+def test_with_r_and_d_held_fixed_the_closed_form_passes_gradcheck():
+    """r and d are constants (the paper's stop_gradient): finite differences that hold them
+    fixed agree with the chain rule through (x - mu_B) / sigma_B times r."""
+    x, gamma, beta = data(rows=5, features=3, seed=7)
+    r, d = renorm_constants(features=3)
+    for seed in (3, 4):
+        error = dp.gradcheck(
+            lambda x, g, b: batch_norm_closed_form(x, g, b, EPS, r=r, d=d), x, gamma, beta, tol=1e-6, seed=seed
+        )
+        assert error < 1e-6
+
+
+def test_r_1_and_d_0_are_batch_norm_to_the_bit():
+    x, gamma, beta = data()
+    seed = np.random.default_rng(1).normal(size=x.shape)
+    ones, zeros = np.ones((1, 5)), np.zeros((1, 5))
+    for f in (batch_norm_composed, batch_norm_closed_form):
+        plain, given = (
+            grads_of(f(Node(x, "x"), Node(gamma, "gamma"), Node(beta, "beta"), EPS, **extra), seed)
+            for extra in ({}, {"r": ones, "d": zeros})
+        )
+        np.testing.assert_array_equal(plain[0], given[0])
+        for k in plain[1]:
+            np.testing.assert_array_equal(plain[1][k], given[1][k])
 
 
 def test_the_closed_form_keeps_float32_and_agrees_with_float64():

@@ -281,7 +281,9 @@ def require_finite_statistics(mean: np.ndarray, var: np.ndarray, what: str) -> N
 # ----- batch norm: the same normalization two ways, and eval mode -----
 
 
-def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5, axes: tuple[int, ...] = ROWS) -> Node:
+def batch_norm_composed(
+    x: Node, gamma: Any, beta: Any, eps: float = 1e-5, axes: tuple[int, ...] = ROWS, r: Any = None, d: Any = None
+) -> Node:
     """Training-mode batch norm as the paper writes it, in Node operations: for x (N, F)
     and per-feature gamma, beta (1, F), every statistic over the batch (axis 0)::
 
@@ -294,15 +296,21 @@ def batch_norm_composed(x: Node, gamma: Any, beta: Any, eps: float = 1e-5, axes:
     functions of every row, so each output depends on every input of its feature.
     ``axes`` turns the same four lines into every other member of the family: (0, 2, 3)
     for images (per channel), (1,) for layer norm, (2, 3) for instance norm.
+
+    Given ``r`` or ``d`` (numbers or arrays of the statistics' shape; one left out is 1 or 0),
+    it is batch renormalization (Ioffe, 2017): ``xhat = (x - mean) / sqrt(var + eps) * r + d``. They
+    are constants, not Nodes, so autodiff gives them no gradient, the paper's stop_gradient.
     """
     mean = x.mean(axis=axes)
     var = ((x - mean) ** 2).mean(axis=axes)
     xhat = (x - mean) / (var + eps).sqrt()
+    if r is not None or d is not None:  # left out, batch norm's graph keeps the four lines the paper has
+        xhat = xhat * (1.0 if r is None else r) + (0.0 if d is None else d)
     return gamma * xhat + beta
 
 
 @primitive
-def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None, axes=ROWS):  # noqa: ANN001, ANN202 - a primitive
+def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None, axes=ROWS, r=1.0, d=0.0):  # noqa: ANN001, ANN202 - a primitive
     """Training-mode batch norm as one primitive: the forward pass of `batch_norm_composed`,
     and the backward pass as Ioffe & Szegedy (2015, section 3) write it, by the chain rule
     through Algorithm 1. With g = dl/dy, m values per feature, and every sum over the batch
@@ -331,19 +339,26 @@ def batch_norm_closed_form(x, gamma, beta, eps=1e-5, statistics=None, axes=ROWS)
     `BatchNorm` layer computes them once, checked, for its moving averages too), are used
     instead of computing them again. They must be x's own: the backward pass differentiates
     through them as functions of x.
+
+    ``r`` and ``d`` make it batch renormalization (Ioffe, 2017, Algorithm 1): numbers or
+    arrays of the statistics' shape, ``xhat_i = (x_i - mu_B) / sqrt(sigma_B^2 + eps) * r + d``.
+    They are constants (the paper's stop_gradient): the chain rule above runs through
+    ``(x_i - mu_B) / sqrt(sigma_B^2 + eps)``, whose gradient is ``dl/dxhat_i * r``, and d gets
+    none. The defaults, r = 1 and d = 0, are batch norm, to the bit.
     """
     m = group_size(x.shape, axes)
     mean, var = mean_and_variance(x, axes) if statistics is None else statistics  # mu_B, sigma_B^2 (biased: / m)
     centered = x - mean  # x_i - mu_B
     std = np.sqrt(var + eps)
-    xhat = centered / std
+    xhat = centered / (std / r)  # (x_i - mu_B) / sigma_B * r, r applied to the per-feature std: no x-sized product
+    xhat += d  # renorm's shift (0 for batch norm), in place
     y = xhat * gamma
     y += beta  # y = gamma * xhat + beta; in place, y being new: one x-sized array fewer
 
     def vjp(g):  # one vjp for x, gamma and beta, one line per equation of the paper
         # Per-feature factors are formed on the statistics' shape first, and the sums over the batch are
         # `summed`'s (einsum): as few x-sized arrays and passes over them as can be.
-        dxhat = g * gamma  # dl/dxhat_i = dl/dy_i * gamma
+        dxhat = g * (gamma * r)  # dl/dxhat_i = dl/dy_i * gamma; times r: through (x_i - mu_B) / sigma_B * r
         dvar = summed(dxhat, axes, times=centered) * (-0.5 / (std * std * std))  # dl/dsigma_B^2
         # dl/dmu_B: its second term is 0 in exact arithmetic (the x_i - mu_B sum to 0), kept as the paper has it
         dmean = summed(dxhat, axes) * (-1 / std) + dvar * (-2 * summed(centered, axes) / m)
