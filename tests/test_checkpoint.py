@@ -79,8 +79,12 @@ architectures = st.fixed_dictionaries(
         "batch_norm": st.booleans(),
         "activation": st.sampled_from(["tanh", "relu", "sigmoid"]),
         "dtype": st.sampled_from(["float32", "float64"]),
-        "momentum": st.floats(0.01, 1.0),
+        "momentum": st.one_of(st.none(), st.floats(0.01, 1.0)),
         "unbiased_average": st.booleans(),
+        "renorm": st.booleans(),
+        "rmax": st.floats(1.0, 5.0),
+        "dmax": st.floats(0.0, 5.0),
+        "renorm_warmup": st.integers(0, 5),
     }
 )
 
@@ -107,6 +111,46 @@ def test_training_resumed_from_a_checkpoint_continues_identically(make, tmp_path
     train(model, optimizer, steps=3, seed=9)
     train(resumed, resumed_optimizer, steps=3, seed=9)
     assert_same_params(resumed.params, model.params)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dp.MLP(sizes=(30, 8, 4, 1), seed=3, renorm=True, rmax=2.0, dmax=1.5, renorm_warmup=5, momentum=None),
+        lambda: dp.CNN(image=(1, 8, 8), channels=(3,), hidden=(5,), renorm=True, renorm_warmup=4, momentum=None),
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_renorm_and_momentum_none_round_trip_and_training_resumes_identically(make, tmp_path):
+    """The warmup counts batches_{name}, saved with the model: resumed, it ramps on from there."""
+    model, optimizer = make(), Adam(lr=0.01)
+
+    def three_steps(model, optimizer, seed):
+        if isinstance(model, dp.MLP):
+            return train(model, optimizer, steps=3, seed=seed)
+        return train_cnn(model, optimizer, steps=3)
+
+    three_steps(model, optimizer, 2)
+    resumed, resumed_optimizer = load_with_optimizer(save(model, tmp_path / "r.npz", optimizer=optimizer))
+    assert resumed.config == model.config and resumed.config["renorm"] and resumed.config["momentum"] is None
+    assert_same_params(resumed.params, model.params)
+    three_steps(model, optimizer, 9)
+    three_steps(resumed, resumed_optimizer, 9)
+    assert_same_params(resumed.params, model.params)
+
+
+def test_a_file_from_before_renorm_and_momentum_none_loads_as_plain_batch_norm(saved):
+    """Files written before these settings hold no renorm entries: their config is a plain model's."""
+    stored = json.loads(str(entries(saved)["__dp_model__"]))
+    assert not {"renorm", "rmax", "dmax", "renorm_warmup"} & set(stored) and stored["momentum"] == 0.1
+    loaded = load(saved)
+    assert [(norm.renorm, norm.momentum) for _, norm in loaded.hidden] == [(False, 0.1)] * 2
+
+
+def test_a_renorm_config_without_all_of_its_settings_is_refused(saved):
+    rewrite(saved, __dp_model__=np.array(json.dumps({**dp.MLP().config, "renorm": True, "rmax": 2.0})))
+    with pytest.raises(CheckpointError, match="has the settings"):
+        load(saved)
 
 
 def test_without_a_saved_optimizer_load_with_optimizer_gives_none(saved):

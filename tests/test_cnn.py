@@ -257,12 +257,28 @@ def test_an_untrained_cnn_refuses_to_predict():
         ({"seed": -1}, ValueError, "seed must be a whole number"),
         ({"dtype": np.int32}, TypeError, "dtype must be a floating-point type"),
         ({"momentum": 0}, ValueError, "momentum"),
+        ({"renorm": True, "rmax": 0.99}, ValueError, r"rmax must be a finite number in \[1, inf\)"),
+        ({"renorm": "yes"}, TypeError, "renorm must be True or False"),
         ({"init": "lecun"}, ValueError, "init must be one of"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message_that_names_them(options, error, message):
     with pytest.raises(error, match=message):
         cnn(**options)
+
+
+def test_a_cnn_with_renorm_rmax_1_and_dmax_0_trains_exactly_as_the_plain_cnn():
+    plain, renorm = train(cnn(hidden=(6,))), train(cnn(hidden=(6,), renorm=True, rmax=1.0, dmax=0.0))
+    assert renorm.config == {**plain.config, "renorm": True, "rmax": 1.0, "dmax": 0.0, "renorm_warmup": 0}
+    assert unchanged(renorm, plain.params)
+    assert renorm.blocks[0][1].renorm and renorm.dense[0][1].renorm  # the per-channel and the per-feature layers
+
+
+def test_a_float32_cnn_with_renorm_and_momentum_none_keeps_float32_and_averages_the_batches():
+    model = train(cnn(hidden=(6,), renorm=True, momentum=None, dtype=np.float32), steps=2)
+    assert all(v.dtype == np.float32 for v in model.params.values())
+    assert model.predict_proba(X).dtype == np.float32 and model.params["batches_bn1"][0, 0] == 2
+    assert model.loss(X, Y).grad(1)["gamma_bn1"].dtype == np.float32
 
 
 def test_an_image_too_small_is_refused_before_any_weight_is_drawn(monkeypatch):

@@ -30,10 +30,10 @@ def close(a, b, tol=TOL, what=""):
     np.testing.assert_allclose(a, b, rtol=0, atol=tol, err_msg=what)
 
 
-def twins(sizes=(7, 6, 5, 1), activation="tanh", dtype=np.float64, seed=0):
-    """A plain MLP and a fused one with the same parameters."""
-    plain = dp.MLP(sizes, activation=activation, seed=seed, dtype=dtype)
-    fast = dp.MLP(sizes, activation=activation, seed=seed, dtype=dtype, fused=True)
+def twins(sizes=(7, 6, 5, 1), activation="tanh", dtype=np.float64, seed=0, **options):
+    """A plain MLP and a fused one with the same parameters (and batch-norm ``options``)."""
+    plain = dp.MLP(sizes, activation=activation, seed=seed, dtype=dtype, **options)
+    fast = dp.MLP(sizes, activation=activation, seed=seed, dtype=dtype, fused=True, **options)
     fast.set_param(plain.get_param())
     return plain, fast
 
@@ -102,6 +102,26 @@ def test_fit_gives_the_plain_models_history_and_parameters(sizes, activation, op
     close(fast_history.train_accuracy, plain_history.train_accuracy, what="accuracy")
     assert_same_params(plain, fast)
     assert fast.params["batches_bn1"][0, 0] == 50
+
+
+def test_with_momentum_none_the_fused_mlp_keeps_the_plain_ones_cumulative_averages():
+    """momentum=None goes through the layer's own update (BatchNorm.update_averages): supported."""
+    sizes = (8, 6, 5, 1)
+    x, y = batch(sizes, rows=200, seed=2)
+    runs = [
+        (model, dp.train.fit(model, x, y, dp.optim.Adam(lr=0.01), steps=30, batch_size=20, progress=False))
+        for model in twins(sizes, momentum=None)
+    ]
+    (plain, plain_history), (fast, fast_history) = runs
+    close(fast_history.loss, plain_history.loss, what="loss")
+    assert_same_params(plain, fast)
+    assert fast.config["momentum"] is None and fast.params["batches_bn1"][0, 0] == 30
+
+
+def test_the_fused_mlp_refuses_batch_renormalization_clearly():
+    with pytest.raises(ValueError, match=r"fused=True does not implement batch renormalization \(renorm=True\)"):
+        dp.MLP(fused=True, renorm=True)
+    assert dp.MLP(fused=False, renorm=True).config["renorm"] is True
 
 
 def test_float32_stays_float32_and_agrees_to_its_precision():

@@ -237,6 +237,14 @@ PROMISES = [
     pytest.param(lambda: dp.MLP(eps=np.inf), ValueError, ["eps", "(0, inf)", "inf"], id="eps-inf"),
     pytest.param(lambda: dp.MLP(momentum=True), TypeError, ["momentum", "real number", "bool"], id="momentum-bool"),
     pytest.param(lambda: dp.MLP(batch_norm=1), TypeError, ["batch_norm", "True or False", "int"], id="batch-norm-1"),
+    pytest.param(lambda: dp.MLP(renorm=True, rmax=0.9), ValueError, ["rmax", "[1, inf)", "0.9"], id="renorm-rmax"),
+    pytest.param(lambda: dp.CNN(renorm=True, dmax=-0.5), ValueError, ["dmax", "[0, inf)", "-0.5"], id="renorm-dmax"),
+    pytest.param(
+        lambda: dp.MLP(renorm=True, fused=True),
+        ValueError,
+        ["fused=True", "batch renormalization", "fused=False"],
+        id="fused-renorm",
+    ),
     pytest.param(
         lambda: dp.MLP(activation="swish"),
         ValueError,

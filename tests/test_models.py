@@ -226,6 +226,11 @@ def test_numpy_integer_sizes_and_iterators_of_sizes_are_accepted():
         ({"unbiased_average": "yes"}, TypeError, "unbiased_average must be True or False"),
         ({"activation": "softsign"}, ValueError, "activation must be one of"),
         ({"seed": 1.5}, TypeError, "seed must be a whole number"),
+        ({"momentum": "none"}, TypeError, "momentum must be a real number, not str"),
+        ({"renorm": 1}, TypeError, "renorm must be True or False"),
+        ({"renorm": True, "rmax": 0.5}, ValueError, r"rmax must be a finite number in \[1, inf\)"),
+        ({"renorm": True, "dmax": -1.0}, ValueError, r"dmax must be a finite number in \[0, inf\)"),
+        ({"renorm": True, "renorm_warmup": -1}, ValueError, r"renorm_warmup must be a whole number in \[0, inf\)"),
     ],
 )
 def test_every_setting_of_an_mlp_is_checked_when_it_is_made(options, error, message):
@@ -400,6 +405,39 @@ def test_an_mlp_shows_the_call_that_makes_it():
         "unbiased_average=False, init='glorot', init_std=None)"
     )
     assert repr(dp.MLP((4, 2), batch_norm=False)).startswith("MLP(sizes=(4, 2), batch_norm=False")
+
+
+def test_the_config_holds_batch_renormalizations_settings_only_with_renorm():
+    plain = dp.MLP()
+    assert "renorm" not in plain.config and dp.MLP(rmax=2.0).config == plain.config  # unused without renorm
+    model = dp.MLP(renorm=True, rmax=2.0, renorm_warmup=100, momentum=None)
+    assert model.config == {**plain.config, "momentum": None, "renorm": True, "rmax": 2.0, "dmax": 5.0,
+                            "renorm_warmup": 100}  # fmt: skip
+    assert "momentum=None, eps=1e-05, unbiased_average=False, renorm=True, rmax=2.0, dmax=5.0" in repr(model)
+    norms = [norm for _, norm in model.hidden]
+    assert [(n.renorm, n.rmax, n.dmax, n.renorm_warmup, n.momentum) for n in norms] == [(True, 2.0, 5.0, 100, None)] * 2
+
+
+def test_an_mlp_with_renorm_rmax_1_and_dmax_0_trains_exactly_as_the_plain_mlp():
+    plain, renorm = dp.MLP(seed=4), dp.MLP(seed=4, renorm=True, rmax=1.0, dmax=0.0)
+    sgd = dp.optim.SGD(lr=0.05)
+    for step in range(4):
+        rows = slice(10 * step, 10 * step + 10)
+        for model in (plain, renorm):
+            sgd.step(model.params, model.loss(X[rows], Y[rows]).grad(1))
+    for key in plain.params:
+        np.testing.assert_array_equal(renorm.params[key], plain.params[key], err_msg=key)
+    np.testing.assert_array_equal(renorm.predict_proba(X), plain.predict_proba(X))
+
+
+def test_an_mlp_with_renorm_trains_to_the_accuracy_of_the_plain_one():
+    split = dp.data.breast_cancer(test_size=0.2, seed=0)
+    scores = []
+    for options in ({}, {"renorm": True, "renorm_warmup": 50}, {"renorm": True, "momentum": None}):
+        model = dp.MLP(seed=0, **options)
+        dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(lr=0.003), steps=150, progress=False)
+        scores.append(dp.train.accuracy(model, split.x_test, split.y_test))
+    assert min(scores) > 0.9, scores
 
 
 def test_sizes_with_a_zero_width_are_refused_by_the_model_itself():

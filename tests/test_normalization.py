@@ -10,6 +10,9 @@ Pinned down, in float64 unless a test is about float32:
 - the family's identities: one group is layer norm, C groups are instance norm, batch norm on
   images is batch norm on the (N * H * W, C) rows of its pixels; dtypes; the normalized moments;
 - the layers' moving averages, batch count, eval mode and parameters;
+- running statistics in depth: ``momentum=None`` (the cumulative average, by hand) and batch
+  renormalization (``renorm=True``): with rmax = 1 and dmax = 0 it is batch norm to the bit,
+  its r, d, output and gradients by hand, the clipping, the first batch, the warmup schedule;
 - bad input: a clear error, and nothing changed.
 """
 
@@ -369,6 +372,204 @@ def test_the_layers_of_a_float32_model_compute_and_keep_float32():
     assert all(v.dtype == np.float32 for v in net.params.values())
 
 
+# ----- running statistics: momentum=None, and batch renormalization -----
+
+
+def bn_layer(images_=False, dtype=np.float64, **options):
+    """A model with one batch-norm layer "bn" over C features (channels, with ``images_``)."""
+    net = dp.NeuralNode(seed=0, dtype=dtype)
+    build = net.batch_norm2d if images_ else net.batch_norm
+    return net, build(C, "bn", **options)
+
+
+def batches(images_, sizes=(5, 2, 9), seed=30):
+    """Batches of several sizes, each on its own scale and offset."""
+    if images_:
+        return [images((n, C, H, W), seed=seed + i, scale=1 + i)[0] + i for i, n in enumerate(sizes)]
+    return [rows(n, seed=seed + i)[0] * (1 + i) + i for i, n in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("images_", [False, True], ids=["rows", "images"])
+@pytest.mark.parametrize("unbiased_average", [False, True])
+def test_momentum_none_averages_are_the_plain_mean_of_the_batches_statistics(images_, unbiased_average):
+    net, layer = bn_layer(images_, momentum=None, unbiased_average=unbiased_average)
+    axes = (0, 2, 3) if images_ else (0,)
+    means, variances = [], []
+    for k, x in enumerate(batches(images_), start=1):
+        layer(x)
+        m = x.size // C
+        means.append(x.mean(axis=axes, keepdims=True))
+        variances.append(x.var(axis=axes, keepdims=True, ddof=1 if unbiased_average else 0))
+        assert layer.weight_of_the_batch() == 1 / (k + 1)  # the next one's
+        close(net.params["avg_mean_bn"], np.mean(means, axis=0))
+        close(net.params["avg_variance_bn"], np.mean(variances, axis=0))
+        assert net.params["batches_bn"][0, 0] == k and m >= 2
+
+
+def test_momentum_none_is_accepted_by_every_builder_and_model_and_kept_in_their_config():
+    assert bn_layer(momentum=None)[1].momentum is None and bn_layer(True, momentum=None)[1].momentum is None
+    mlp, cnn = dp.MLP(momentum=None), dp.CNN(image=(1, 8, 8), momentum=None)
+    for model in (mlp, cnn):
+        assert model.config["momentum"] is None
+        assert all(norm.momentum is None for _, norm in model.folded_pairs())
+
+
+def renorm_twins(images_=False, dtype=np.float64, **options):
+    """A plain batch-norm layer and a renorm one (``options``), same gamma, beta and averages."""
+    (plain_net, plain), (renorm_net, renorm) = (
+        bn_layer(images_, dtype),
+        bn_layer(images_, dtype, renorm=True, **options),
+    )
+    _, gamma, beta = images(seed=10)
+    start = {"gamma_bn": gamma, "beta_bn": beta}
+    if not images_:
+        start = {k: v.reshape(1, C) for k, v in start.items()}
+    for net in (plain_net, renorm_net):
+        net.set_param(start)
+    return (plain_net, plain), (renorm_net, renorm)
+
+
+@pytest.mark.parametrize("images_", [False, True], ids=["rows", "images"])
+def test_renorm_with_rmax_1_and_dmax_0_is_batch_norm_to_the_bit(images_):
+    """Values, gradients (x, gamma, beta) and averages, batch after batch, in training and eval."""
+    (plain_net, plain), (renorm_net, renorm) = renorm_twins(images_, rmax=1.0, dmax=0.0)
+    for x in batches(images_):
+        upstream = np.random.default_rng(x.size).standard_normal(x.shape)
+        results = []
+        for layer in (plain, renorm):
+            y = layer(Node(x, "x"))
+            results.append((y.value, y.grad(upstream)))
+        (y_plain, g_plain), (y_renorm, g_renorm) = results
+        np.testing.assert_array_equal(y_renorm, y_plain)
+        assert g_plain.keys() == g_renorm.keys() == {"x", "gamma_bn", "beta_bn"}
+        for k in g_plain:
+            np.testing.assert_array_equal(g_renorm[k], g_plain[k])
+        for k in plain_net.params:
+            np.testing.assert_array_equal(renorm_net.params[k], plain_net.params[k])
+    np.testing.assert_array_equal(renorm(x, train=False).value, plain(x, train=False).value)
+
+
+@pytest.mark.parametrize("images_", [False, True], ids=["rows", "images"])
+def test_the_first_renorm_batch_is_batch_norm_whatever_rmax_and_dmax(images_):
+    """Before any batch the averages are zeros: r = 1 and d = 0, as the docstring says."""
+    (_, plain), (_, renorm) = renorm_twins(images_, rmax=3.0, dmax=5.0)
+    first, second = batches(images_)[:2]
+    axes = (0, 2, 3) if images_ else (0,)
+    assert renorm.correction(first.mean(axis=axes, keepdims=True), first.var(axis=axes, keepdims=True)) == (1.0, 0.0)
+    np.testing.assert_array_equal(renorm(first).value, plain(first).value)
+    assert not np.allclose(renorm(second).value, plain(second).value)  # then renormalized
+
+
+def test_renorm_by_hand_r_d_output_and_gradients():
+    """One feature, the batch x = (0, 2, 4): mu_B = 2, sigma_B^2 = 8/3; the averages 1 and 1
+    (one batch counted). r = sigma_B / sigma is about 1.63 and d = (2 - 1) / sigma about 1,
+    both inside (1/3, 3) and (-5, 5): unclipped, y = gamma * (x - 1) / sigma + beta, what eval
+    mode gives with the averages as they were."""
+    net = dp.NeuralNode()
+    layer = net.batch_norm(1, "bn", renorm=True)
+    net.set_param({"gamma_bn": [[2.0]], "beta_bn": [[0.5]], "avg_mean_bn": [[1.0]], "avg_variance_bn": [[1.0]]})
+    net.set_param({"batches_bn": [[1.0]]})
+    x = np.array([[0.0], [2.0], [4.0]])
+    sigma_b, sigma = np.sqrt(8 / 3 + EPS), np.sqrt(1 + EPS)
+    r, d = sigma_b / sigma, (2.0 - 1.0) / sigma
+    assert 1.63 < r < 1.64 and 0.99 < d < 1.0
+    xhat = (x - 2.0) / sigma_b * r + d
+    before = net.get_param()
+    close(layer(x, train=False).value, 2.0 * (x - 1.0) / sigma + 0.5)
+    close(layer.correction(np.array([[2.0]]), np.array([[8 / 3]]))[0], r)
+    y = layer(Node(x, "x"))
+    close(y.value, 2.0 * xhat + 0.5)
+    close(y.value, 2.0 * (x - 1.0) / sigma + 0.5)  # unclipped: the eval-mode output of the averages before
+    upstream = np.array([[1.0], [-2.0], [0.5]])
+    grads = y.grad(upstream)
+    # By hand, r and d constants: y_i = gamma * (r * u_i + d) + beta with u_i = (x_i - mu_B) / sigma_B, so
+    # dl/dx_i = gamma * r / sigma_B * (g_i - mean(g) - u_i * mean(g * u)), the batch-norm gradient times r.
+    u = (x - 2.0) / sigma_b
+    expected_dx = 2.0 * r / sigma_b * (upstream - upstream.mean() - u * (upstream * u).mean())
+    close(grads["x"], expected_dx)
+    close(grads["gamma_bn"], (upstream * xhat).sum(keepdims=True))
+    close(grads["beta_bn"], upstream.sum(keepdims=True))
+    # then the averages move as batch norm's do
+    close(net.params["avg_mean_bn"], 0.9 * before["avg_mean_bn"] + 0.1 * 2.0)
+    close(net.params["avg_variance_bn"], 0.9 * before["avg_variance_bn"] + 0.1 * 8 / 3)
+
+
+@pytest.mark.parametrize("images_", [False, True], ids=["rows", "images"])
+def test_renorm_layer_passes_gradcheck_with_its_r_and_d_held_fixed(images_):
+    """The layer's gradient for x against finite differences of the primitive with the r and d
+    the layer computed (the layer itself would recompute them from each perturbed batch)."""
+    (_, _), (net, layer) = renorm_twins(images_)
+    first, x = batches(images_)[:2]
+    layer(first * 3 + 2)  # averages far from x's statistics: r and d far from (1, 0)
+    axes = (0, 2, 3) if images_ else (0,)
+    r, d = layer.correction(x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True))
+    assert not np.allclose(r, 1) and not np.allclose(d, 0)
+    gamma, beta = net.params["gamma_bn"], net.params["beta_bn"]
+    upstream = np.random.default_rng(5).standard_normal(x.shape)
+    dx = layer(Node(x, "x")).grad(upstream)["x"]
+    close(dx, batch_norm_closed_form(Node(x, "x"), gamma, beta, EPS, axes=axes, r=r, d=d).grad(upstream)["x"], 0)
+    gradcheck(lambda x, g, b: batch_norm_closed_form(x, g, b, EPS, axes=axes, r=r, d=d), x, gamma, beta)
+
+
+def test_r_and_d_are_clipped_at_rmax_and_dmax():
+    """Four features whose batch statistics sit outside, inside and at the bounds."""
+    net = dp.NeuralNode()
+    layer = net.batch_norm(4, "bn", renorm=True, rmax=2.0, dmax=0.5, eps=1e-12)
+    net.set_param({"avg_mean_bn": np.zeros((1, 4)), "avg_variance_bn": np.ones((1, 4)), "batches_bn": [[1.0]]})
+    mean, var = np.array([[3.0, -3.0, 0.2, 0.5]]), np.array([[100.0, 0.01, 1.44, 4.0]])
+    r, d = layer.correction(mean, var)
+    close(r, [[2.0, 0.5, 1.2, 2.0]])  # sigma_B / sigma = 10, 0.1, 1.2, 2: clipped to [1/2, 2]
+    close(d, [[0.5, -0.5, 0.2, 0.5]])  # (mean - 0) / 1 = 3, -3, 0.2, 0.5: clipped to [-0.5, 0.5]
+    x = np.array([[1.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]]) * np.sqrt(var) + mean  # these statistics exactly
+    close(layer(x).value, (x - mean) / np.sqrt(var) * r + d)
+
+
+def test_the_warmup_ramps_rmax_and_dmax_linearly_with_the_batches_counted():
+    net, layer = bn_layer(renorm=True, rmax=3.0, dmax=5.0, renorm_warmup=4)
+    limits = []
+    for x in batches(False, sizes=(4,) * 6):
+        limits.append(layer.renorm_limits())
+        layer(x)
+    assert limits == [(1.0, 0.0), (1.5, 1.25), (2.0, 2.5), (2.5, 3.75), (3.0, 5.0), (3.0, 5.0)]
+    assert net.params["batches_bn"][0, 0] == 6
+    assert bn_layer(renorm=True, rmax=2.0, dmax=1.0)[1].renorm_limits() == (2.0, 1.0)  # no warmup: at once
+
+
+def test_during_the_warmup_a_renorm_layer_is_batch_norm_only_at_the_first_batch():
+    (_, plain), (_, renorm) = renorm_twins(renorm_warmup=2)
+    first, second = batches(False)[:2]
+    np.testing.assert_array_equal(renorm(first).value, plain(first).value)  # (1, 0): batch norm
+    assert not np.allclose(renorm(second).value, plain(second).value)  # (2, 2.5): renormalized
+
+
+@pytest.mark.parametrize("images_", [False, True], ids=["rows", "images"])
+def test_renorm_in_eval_mode_is_batch_norms_eval_mode(images_):
+    (_, plain), (_, renorm) = renorm_twins(images_)
+    for x in batches(images_):
+        plain(x), renorm(x)
+    np.testing.assert_array_equal(renorm(x, train=False).value, plain(x, train=False).value)
+
+
+def test_a_renorm_layer_of_a_float32_model_computes_and_keeps_float32():
+    for images_ in (False, True):
+        net, layer = bn_layer(images_, np.float32, renorm=True, momentum=None)
+        for x in batches(images_):  # float64 data, cast at the layer
+            y = layer(Node(x.astype(np.float32), "x"))
+            assert y.dtype == np.float32 and all(g.dtype == np.float32 for g in y.grad(1).values())
+        assert all(v.dtype == np.float32 for v in net.params.values())
+        assert layer(x, train=False).dtype == np.float32
+
+
+def test_a_renorm_layer_refuses_bad_input_and_keeps_its_averages():
+    net, layer = bn_layer(True, renorm=True)
+    layer(X)
+    saved = net.get_param()
+    for bad in (with_value(X, np.nan), X * 1e200, X[:1, :, :1, :1]):
+        with pytest.raises(ValueError):
+            layer(bad)
+        assert_unchanged(net, saved)
+
+
 # ----- bad input: a clear error, and nothing changed -----
 
 
@@ -461,6 +662,33 @@ BAD_BUILDERS = {  # name: (build on a model, exception, message)
     "batch_norm2d eps 0": (lambda net: net.batch_norm2d(C, "new", eps=0), ValueError, r"'new': eps must be"),
     "batch_norm2d eps < 0": (lambda net: net.batch_norm2d(C, "new", eps=-1e-5), ValueError, r"'new': eps must be"),
     "batch_norm2d momentum 0": (lambda net: net.batch_norm2d(C, "new", momentum=0), ValueError, "momentum must be"),
+    "batch_norm2d rmax < 1": (
+        lambda net: net.batch_norm2d(C, "new", renorm=True, rmax=0.5),
+        ValueError,
+        r"'new': rmax must be a finite number in \[1, inf\), got 0.5",
+    ),
+    "batch_norm dmax < 0": (
+        lambda net: net.batch_norm(C, "new", renorm=True, dmax=-1),
+        ValueError,
+        r"'new': dmax must be a finite number in \[0, inf\), got -1",
+    ),
+    "batch_norm rmax inf": (lambda net: net.batch_norm(C, "new", rmax=np.inf), ValueError, "rmax must be a finite"),
+    "batch_norm renorm 1": (lambda net: net.batch_norm(C, "new", renorm=1), TypeError, "renorm must be True or False"),
+    "batch_norm2d warmup < 0": (
+        lambda net: net.batch_norm2d(C, "new", renorm=True, renorm_warmup=-1),
+        ValueError,
+        r"renorm_warmup must be a whole number in \[0, inf\)",
+    ),
+    "batch_norm warmup 2.5": (
+        lambda net: net.batch_norm(C, "new", renorm=True, renorm_warmup=2.5),
+        TypeError,
+        "renorm_warmup must be a whole number, not float",
+    ),
+    "batch_norm momentum 'none'": (
+        lambda net: net.batch_norm(C, "new", momentum="none"),
+        TypeError,
+        "momentum must be a real number, not str",
+    ),
     "batch_norm2d no channels": (lambda net: net.batch_norm2d(0, "new"), ValueError, "channels must be"),
     "group norm no channels": (lambda net: net.group_norm(0, 1, "new"), ValueError, "channels must be"),
     "a name in use": (lambda net: net.group_norm(C, 2, "bn"), ValueError, "already in use"),

@@ -149,6 +149,21 @@ def test_unbiased_moving_averages_match_torchs_running_statistics_after_several_
     assert_close(net.params["avg_variance_bn"], theirs.running_var, "variance")
 
 
+def test_momentum_none_cumulative_averages_and_eval_mode_match_torchs(rng):
+    """PyTorch's momentum=None weighs the k-th batch 1 / num_batches_tracked: its first batch
+    replaces the starting running_var of 1, as dp's replaces its zeros."""
+    net, ours, theirs = layers(rng, momentum=None, unbiased_average=True, torch_running_var=1.0)
+    for rows in (ROWS, 8, 3, ROWS, 40):
+        x = batch(rng, rows)
+        ours(x, train=True)
+        theirs.train()(tensor(x))
+    assert_close(net.params["avg_mean_bn"], theirs.running_mean, "mean")
+    assert_close(net.params["avg_variance_bn"], theirs.running_var, "variance")
+    assert net.params["batches_bn"][0, 0] == theirs.num_batches_tracked.item() == 5
+    x, upstream = batch(rng), rng.standard_normal((ROWS, FEATURES))
+    assert_same_outputs_and_gradients(*forward_and_backward(net, ours, theirs, x, upstream, train=False))
+
+
 def test_default_moving_variance_is_the_biased_one_torchs_times_n_minus_1_over_n(rng):
     net, ours, theirs = layers(rng, unbiased_average=False, torch_running_var=0.0)  # both start at zeros
     for _ in range(6):
@@ -255,9 +270,10 @@ def test_a_whole_network_has_torchs_loss_gradients_and_moving_averages(outputs):
     assert_same_network(model, network, what="after one step")
 
 
-def test_adam_training_of_the_reference_network_follows_torchs_step_by_step():
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_adam_training_of_the_reference_network_follows_torchs_step_by_step(momentum):
     rng = np.random.default_rng(11)
-    model = dp.MLP(seed=3, unbiased_average=True)  # the reference network, 30-20-10-1
+    model = dp.MLP(seed=3, unbiased_average=True, momentum=momentum)  # the reference network, 30-20-10-1
     model.set_param({f"avg_variance_bn{i}": np.ones((1, n)) for i, n in ((1, 20), (2, 10))})
     network = torch_network(model)
     ours, theirs = Adam(lr=0.003), torch.optim.Adam(network.parameters(), lr=0.003, betas=(0.9, 0.999), eps=1e-8)
@@ -346,10 +362,12 @@ def torch_cnn_names(network):
     return names
 
 
-def small_cnn(hidden):
+def small_cnn(hidden, momentum=0.1):
     """A dp CNN of two blocks on 2 x 8 x 8 images, 5 classes, ``unbiased_average`` and its
     moving variances started at ones, as PyTorch's running_var."""
-    model = dp.CNN(image=(2, 8, 8), channels=(3, 4), hidden=hidden, classes=5, seed=0, unbiased_average=True)
+    model = dp.CNN(
+        image=(2, 8, 8), channels=(3, 4), hidden=hidden, classes=5, seed=0, unbiased_average=True, momentum=momentum
+    )
     model.set_param({k: np.ones_like(v) for k, v in model.params.items() if k.startswith("avg_variance_")})
     return model
 
@@ -374,10 +392,11 @@ def test_a_cnn_has_torchs_loss_gradients_and_running_statistics(hidden):
     assert_same_network(model, network, what="after one training batch", names=torch_cnn_names)
 
 
+@pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("hidden", [(), (6,)])
-def test_sgd_training_of_a_cnn_follows_torchs_weights_running_statistics_and_eval_predictions(hidden):
+def test_sgd_training_of_a_cnn_follows_torchs_weights_running_statistics_and_eval_predictions(hidden, momentum):
     rng = np.random.default_rng(7)
-    model = small_cnn(hidden)
+    model = small_cnn(hidden, momentum)
     network = torch_cnn(model)
     ours, theirs = dp.optim.SGD(lr=0.1), torch.optim.SGD(network.parameters(), lr=0.1)
     criterion = torch.nn.CrossEntropyLoss(reduction="mean")

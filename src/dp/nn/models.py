@@ -30,17 +30,51 @@ MLP_CONSTRAINTS: dict[str, checks.Constraint] = {
 }
 
 
-def fused_config(fused: bool, batch_norm: bool, activation: str) -> dict[str, bool]:
+RENORM_SETTINGS = ("renorm", "rmax", "dmax", "renorm_warmup")  # batch renormalization's options
+
+
+def batch_norm_options(
+    momentum: float | None, eps: float, unbiased_average: bool, renorm: bool, rmax: float, dmax: float, warmup: int
+) -> dict[str, Any]:
+    """A model's batch-norm settings checked (`BATCH_NORM_CONSTRAINTS`), as the keyword
+    arguments of its layers' builders (`NeuralNode.batch_norm`)."""
+    return checked(
+        BATCH_NORM_CONSTRAINTS,
+        momentum=momentum,
+        eps=eps,
+        unbiased_average=unbiased_average,
+        renorm=renorm,
+        rmax=rmax,
+        dmax=dmax,
+        renorm_warmup=warmup,
+    )
+
+
+def norm_config(options: dict[str, Any]) -> dict[str, Any]:
+    """What a model's ``config`` holds of its checked batch-norm options: ``momentum``,
+    ``eps`` and ``unbiased_average`` always, batch renormalization's settings only with
+    ``renorm=True``, so that every other model's config (and every checkpoint's) stays as it
+    was, and a checkpoint written before renorm existed describes the same model."""
+    return {key: value for key, value in options.items() if options["renorm"] or key not in RENORM_SETTINGS}
+
+
+def fused_config(fused: bool, batch_norm: bool, activation: str, renorm: bool = False) -> dict[str, bool]:
     """What ``MLP(fused=...)`` adds to the model's ``config``: ``{"fused": True}``, or nothing
     for the default, so that a plain model's config (and every checkpoint's) stays as it was.
     Raises ``ValueError`` for ``fused=True`` unless the hidden layers can be fused: each needs
-    batch norm and an activation the fused layer applies in place."""
+    batch norm and an activation the fused layer applies in place, and plain batch norm (the
+    fused layer has no batch renormalization; ``momentum=None`` it has, through the layer's
+    `BatchNorm.update_averages`)."""
     if not fused:
         return {}
     if not batch_norm or activation not in dp_fused.FUSED_ACTIVATIONS:
         raise ValueError(
             f"fused=True needs batch_norm=True and an activation the fused layer has in place, one of "
             f"{', '.join(dp_fused.FUSED_ACTIVATIONS)}; got batch_norm={batch_norm!r}, activation={activation!r}"
+        )
+    if renorm:
+        raise ValueError(
+            "fused=True does not implement batch renormalization (renorm=True): use the plain layers (fused=False)"
         )
     return {"fused": True}
 
@@ -120,7 +154,9 @@ class MLP(Classifier):
     One output uses a sigmoid and binary cross-entropy; k > 1 outputs a softmax
     and softmax cross-entropy. ``seed`` fixes the initial weights; ``dtype`` is
     that of the parameters and of the computation (inputs are converted to it).
-    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's (`NeuralNode.batch_norm`);
+    ``momentum`` (None: a cumulative average), ``eps``, ``unbiased_average`` and batch
+    renormalization's ``renorm``, ``rmax``, ``dmax`` and ``renorm_warmup`` are batch norm's
+    (`NeuralNode.batch_norm`); ``config`` holds the last four only with ``renorm=True``.
     ``init`` (and ``init_std`` for "normal" and "uniform") draws every weight matrix
     (`dp.init`; the default is Glorot-normal).
 
@@ -135,8 +171,8 @@ class MLP(Classifier):
     with fewer arrays kept for the backward pass. It pays where the step is many small
     operations, e.g. the paper's 784-100-100-100-10 network on batches of 60: about 1.25x
     faster and 1.45x leaner in peak memory (docs/speed.md). It needs ``batch_norm=True`` and
-    an activation of `dp.nn.fused.FUSED_ACTIVATIONS` (tanh, sigmoid, relu), else a
-    ``ValueError``. The plain path is what the course teaches and reads; `record` always
+    an activation of `dp.nn.fused.FUSED_ACTIVATIONS` (tanh, sigmoid, relu), and no
+    ``renorm``, else a ``ValueError``. The plain path is what the course teaches and reads; `record` always
     runs it, and `fold_batch_norm` of a fused model is a plain one. ``config`` holds
     ``fused`` only when True.
 
@@ -151,12 +187,16 @@ class MLP(Classifier):
         activation: str = "tanh",
         seed: int | None = 0,
         dtype: Any = np.float64,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
         init: str = "glorot",
         init_std: float | None = None,
         fused: bool = False,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        renorm_warmup: int = 0,
     ) -> None:
         sizes = tuple(sizes)
         if not all(checks.is_whole(s) for s in sizes):
@@ -165,13 +205,13 @@ class MLP(Classifier):
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
         flags = checked(MLP_CONSTRAINTS, batch_norm=batch_norm, activation=activation, seed=seed, fused=fused)
-        norm_options = checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+        norm_options = batch_norm_options(momentum, eps, unbiased_average, renorm, rmax, dmax, renorm_warmup)
         super().__init__(seed, dtype)
         self.config = dict(sizes=sizes, batch_norm=flags["batch_norm"], activation=activation, dtype=self.dtype.name)
-        self.config.update(norm_options)
+        self.config.update(norm_config(norm_options))
         init, init_std = dp_init.check(init, init_std)
         self.config.update(init=init, init_std=init_std)
-        self.config.update(fused_config(flags["fused"], flags["batch_norm"], activation))
+        self.config.update(fused_config(flags["fused"], flags["batch_norm"], activation, norm_options["renorm"]))
         self.hidden: list[tuple[Linear, BatchNorm | None]] = []  # per hidden layer: linear, batch norm or None
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
             linear = self.linear(fan_in, fan_out, f"l{i}", bias=not batch_norm, init=init, std=init_std)
@@ -288,8 +328,8 @@ class CNN(Classifier):
     by batch norm ``bn{k}`` when ``batch_norm``, then the activation), and a last linear
     layer gives the ``classes`` logits. As in `MLP`, a layer followed by batch norm has no
     bias (the batch mean removes it). ``init`` draws every weight (default "he", for ReLU),
-    ``momentum``, ``eps`` and ``unbiased_average`` are batch norm's, ``seed`` and ``dtype``
-    as in `MLP`.
+    ``momentum``, ``eps``, ``unbiased_average``, ``renorm``, ``rmax``, ``dmax`` and
+    ``renorm_warmup`` are batch norm's, ``seed`` and ``dtype`` as in `MLP`.
 
     Input: images (n, channels, height, width), or rows of their pixels (n, channels *
     height * width) as `dp.data.mnist` gives them, which are taken as images (row-major,
@@ -309,11 +349,15 @@ class CNN(Classifier):
         activation: str = "relu",
         seed: int | None = 0,
         dtype: Any = np.float64,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
         init: str = "he",
         init_std: float | None = None,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        renorm_warmup: int = 0,
     ) -> None:
         image, channels, hidden = (
             _widths(v, what) for v, what in ((image, "image"), (channels, "channels"), (hidden, "hidden"))
@@ -326,7 +370,7 @@ class CNN(Classifier):
             activation=activation,
             seed=seed,
         )
-        norm_options = checked(BATCH_NORM_CONSTRAINTS, momentum=momentum, eps=eps, unbiased_average=unbiased_average)
+        norm_options = batch_norm_options(momentum, eps, unbiased_average, renorm, rmax, dmax, renorm_warmup)
         init, init_std = dp_init.check(init, init_std)
         if len(image) != 3 or not channels:
             raise ValueError(
@@ -336,7 +380,7 @@ class CNN(Classifier):
         super().__init__(seed, dtype)
         self.config = dict(image=image, channels=channels, kernel_size=options["kernel_size"], hidden=hidden)
         self.config.update(classes=options["classes"], batch_norm=options["batch_norm"], activation=activation)
-        self.config.update(dtype=self.dtype.name, **norm_options, init=init, init_std=init_std)
+        self.config.update(dtype=self.dtype.name, **norm_config(norm_options), init=init, init_std=init_std)
         self.blocks = self._blocks(norm_options)
         self.dense = self._dense(self.flat_size, norm_options)
 

@@ -192,10 +192,14 @@ class NeuralNode:
         self,
         fan_in: int,
         name: str,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
         activation: str | None = None,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        renorm_warmup: int = 0,
     ) -> BatchNorm:
         """Register batch norm over ``fan_in`` features; return ``forward(x, train=None)``.
 
@@ -220,45 +224,71 @@ class NeuralNode:
         ``momentum`` is the weight of the *new* batch, as in PyTorch
         (``BatchNorm1d(momentum=0.1)``). Keras's ``momentum`` is the weight of the
         *old* average (``BatchNormalization(momentum=0.99)``): Keras m equals dp
-        ``1 - m``. ``unbiased_average=True`` stores the unbiased batch variance
+        ``1 - m``. ``momentum=None`` is a cumulative average, as PyTorch's
+        ``BatchNorm1d(momentum=None)``: the k-th training batch (``batches`` + 1 = k) has
+        the weight 1 / k, so after k batches the averages are the plain mean of the k
+        batches' statistics (and they owe nothing to the initial zeros, which a fixed
+        momentum m forgets only as (1 - m)^k: docs/running_statistics.md).
+        ``unbiased_average=True`` stores the unbiased batch variance
         ``var * N / (N - 1)`` in ``avg_variance``, as PyTorch's ``running_var`` does;
         normalization itself always uses the biased one, as in the paper.
         ``activation`` (one of `dp.nn.activations.ACTIVATIONS`) is applied to the output.
+
+        ``renorm=True`` is batch renormalization (Ioffe, 2017, Algorithm 1). In training,
+        per feature, with the averages as they are before the batch moves them::
+
+            sigma_B = sqrt(var + eps)        sigma = sqrt(avg_variance + eps)
+            r = clip(sigma_B / sigma, 1 / rmax, rmax)                  # constants: no gradient
+            d = clip((mean - avg_mean) / sigma, -dmax, dmax)
+            y = gamma * ((x - mean) / sigma_B * r + d) + beta
+
+        then the averages move as above, and evaluation is batch norm's. Unclipped,
+        training computes what evaluation will, ``(x - avg_mean) / sigma``. The first
+        batch (averages still zeros) is plain batch norm (r = 1, d = 0). ``renorm_warmup``
+        W > 0 ramps the bounds linearly with the batches counted, from (1, 0), batch norm,
+        at the first batch to (``rmax``, ``dmax``) after W batches (`BatchNorm.renorm_limits`;
+        the paper holds (1, 0) for 5000 steps, then relaxes rmax to 3 by 40k and dmax to 5
+        by 25k). ``rmax`` >= 1, ``dmax`` >= 0; without ``renorm`` they are not used.
 
         Errors: ``ValueError`` for an input that is not (N, fan_in); a training batch
         of fewer than 2 rows (one value per feature has no variance); NaN, inf or
         overflowing values (checked before any state changes); ``RuntimeError`` for
         evaluation before any training batch (the averages are still zeros, and
-        dividing by ``sqrt(eps)`` would blow the activations up by ~300x).
+        dividing by ``sqrt(eps)`` would blow the activations up by ~300x). A setting out
+        of its range (`BATCH_NORM_CONSTRAINTS`) is a ``ValueError`` (``TypeError`` for the
+        wrong kind), and nothing is registered.
         """
-        return self._batch_norm(fan_in, name, (momentum, eps, unbiased_average, activation), images=False)
+        settings = (momentum, eps, unbiased_average, activation, renorm, rmax, dmax, renorm_warmup)
+        return self._batch_norm(fan_in, name, settings, images=False)
 
     def _batch_norm(self, fan_in: int, name: str, settings: tuple[Any, ...], images: bool) -> BatchNorm:
-        """`batch_norm` (or, with ``images``, `batch_norm2d`): the settings (momentum, eps,
-        unbiased_average, activation) checked, the entries registered, the layer made."""
+        """`batch_norm` (or, with ``images``, `batch_norm2d`): the settings, given in the order
+        of `BATCH_NORM_CONSTRAINTS` (momentum, eps, unbiased_average, activation, renorm, rmax,
+        dmax, renorm_warmup), checked against it, the entries registered, the layer made."""
         what = f"batch norm {name!r}:"
         fan_in = checks.Whole("[1, inf)")(fan_in, f"{what} {'channels' if images else 'fan_in'}")
-        momentum, eps, unbiased_average, activation = settings
         options = {
-            key: BATCH_NORM_CONSTRAINTS[key](value, f"{what} {key}")
-            for key, value in (("momentum", momentum), ("eps", eps), ("unbiased_average", unbiased_average))
+            key: constraint(value, f"{what} {key}")
+            for (key, constraint), value in zip(BATCH_NORM_CONSTRAINTS.items(), settings, strict=True)
         }
-        if activation is not None:
-            BATCH_NORM_CONSTRAINTS["activation"](activation, f"{what} activation")
         zeros = np.zeros((1, fan_in, 1, 1) if images else (1, fan_in))  # shaped to broadcast against the input
         learned = {f"gamma_{name}": zeros + 1, f"beta_{name}": zeros}
         state = {f"avg_mean_{name}": zeros, f"avg_variance_{name}": zeros, f"batches_{name}": np.zeros((1, 1))}
         self._register({**learned, **state})
-        return BatchNorm(self, name, fan_in, activation=activation, images=images, **options)
+        return BatchNorm(self, name, fan_in, images=images, **options)
 
     def batch_norm2d(
         self,
         channels: int,
         name: str,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
         activation: str | None = None,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        renorm_warmup: int = 0,
     ) -> BatchNorm:
         """Register batch norm over the ``channels`` channels of NCHW images, as PyTorch's
         ``BatchNorm2d``; return ``forward(x, train=None)`` for x (N, channels, H, W).
@@ -267,16 +297,19 @@ class NeuralNode:
         batch's positions: per channel c, the mean and biased variance are taken over the
         N * H * W values ``x[:, c, :, :]`` (axes (0, 2, 3)). A feature map's statistics are
         shared over its positions, as its convolution's weights are (docs/cnn.md). Everything
-        else is `batch_norm`'s: the momentum convention, ``unbiased_average`` (N * H * W / (N *
-        H * W - 1)), the batch count, train and eval, ``activation`` and the errors, with
-        "at least 2 values per channel" (N * H * W >= 2) for a training batch.
+        else is `batch_norm`'s: the momentum convention (and ``momentum=None``),
+        ``unbiased_average`` (N * H * W / (N * H * W - 1)), the batch count, train and eval,
+        ``activation``, batch renormalization (``renorm``, ``rmax``, ``dmax``,
+        ``renorm_warmup``, with r and d per channel) and the errors, with "at least 2 values
+        per channel" (N * H * W >= 2) for a training batch.
 
         Learned: ``gamma_{name}`` (ones) and ``beta_{name}`` (zeros); state:
         ``avg_mean_{name}`` and ``avg_variance_{name}`` (zeros), each (1, channels, 1, 1) so
         that it broadcasts against the images as the (1, F) rows do against rows; and
         ``batches_{name}`` (1, 1).
         """
-        return self._batch_norm(channels, name, (momentum, eps, unbiased_average, activation), images=True)
+        settings = (momentum, eps, unbiased_average, activation, renorm, rmax, dmax, renorm_warmup)
+        return self._batch_norm(channels, name, settings, images=True)
 
     def group_norm(self, channels: int, groups: int, name: str, eps: float = 1e-5) -> GroupNorm:
         """Register group norm (Wu & He, 2018) over the ``channels`` channels of NCHW images in

@@ -27,6 +27,11 @@ gamma and beta:
 
 The tests pin the two to each other. Only batch norm has moving averages and modes: its
 statistics depend on the batch. The others normalize each sample by itself.
+
+Batch renormalization (Ioffe, 2017) is a mode of the batch-norm layer (``renorm=True``),
+not a second computation: the layer hands the primitive two per-feature constants r and d
+(`BatchNorm.correction`), and both ways of writing batch norm take them, ``xhat = (x - mu_B)
+/ sigma_B * r + d``. With r = 1 and d = 0 that is batch norm.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dp import checks
-from dp.checks import Flag, NonFiniteError, OneOf, Real, Whole
+from dp.checks import Flag, NonFiniteError, OneOf, OrNone, Real, Whole
 from dp.nn.activations import ACTIVATIONS, activate
 from dp.nn.inputs import checked_images, checked_input
 from dp.node import Node, primitive
@@ -45,10 +50,14 @@ if TYPE_CHECKING:
     from dp.nn.module import NeuralNode
 
 BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
-    "momentum": Real("(0, 1]"),
+    "momentum": OrNone(Real("(0, 1]")),  # None: the cumulative average, as PyTorch's momentum=None
     "eps": Real("(0, inf)"),
     "unbiased_average": Flag(),
-    "activation": OneOf(*ACTIVATIONS),
+    "activation": OrNone(OneOf(*ACTIVATIONS)),
+    "renorm": Flag(),
+    "rmax": Real("[1, inf)"),  # r is clipped to [1 / rmax, rmax]: rmax = 1 holds it at 1
+    "dmax": Real("[0, inf)"),  # d is clipped to [-dmax, dmax]: dmax = 0 holds it at 0
+    "renorm_warmup": Whole("[0, inf)"),
 }
 
 LAYER_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)")}
@@ -61,22 +70,28 @@ class BatchNorm:
     """Batch norm over fan_in features, ``forward(x, train=None)``: see
     `NeuralNode.batch_norm` for the formulas, the options and the errors. With ``images``,
     over the fan_in channels of NCHW images, each channel's statistics taken over the batch
-    and every position (`NeuralNode.batch_norm2d`)."""
+    and every position (`NeuralNode.batch_norm2d`). With ``renorm``, batch renormalization
+    (`correction`)."""
 
     def __init__(
         self,
         model: NeuralNode,
         name: str,
         fan_in: int,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         eps: float = 1e-5,
         unbiased_average: bool = False,
         activation: str | None = None,
         images: bool = False,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        renorm_warmup: int = 0,
     ) -> None:
         self.model, self.fan_in, self.what = model, fan_in, f"batch norm {name!r}"
         self.images, self.axes = images, IMAGES if images else ROWS
         self.momentum, self.eps, self.unbiased_average, self.activation = momentum, eps, unbiased_average, activation
+        self.renorm, self.rmax, self.dmax, self.renorm_warmup = renorm, rmax, dmax, renorm_warmup
         self.gamma_key, self.beta_key = f"gamma_{name}", f"beta_{name}"
         self.mean_key, self.variance_key, self.batches_key = (
             f"avg_mean_{name}",
@@ -115,12 +130,51 @@ class BatchNorm:
         return batch_norm_eval(x, gamma, beta, self.average_mean(), self.average_variance(), self.eps)
 
     def with_batch_statistics(self, x: Node) -> tuple[Node, tuple[np.ndarray, np.ndarray]]:
-        """Training-mode batch norm of x and the batch's mean and variance, computed once and
-        checked (at least 2 values per feature, finite statistics), for the moving averages too."""
+        """Training-mode batch norm of x (renormalized, with ``renorm``: `correction`) and the
+        batch's mean and variance, computed once and checked (at least 2 values per feature,
+        finite statistics), for the moving averages too."""
         self.require_batch(group_size(x.shape, self.axes))
-        statistics = batch_statistics(x.value, self.what, self.axes)
+        mean, var = statistics = batch_statistics(x.value, self.what, self.axes)
         gamma, beta = self.learned()
-        return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes), statistics
+        r, d = self.correction(mean, var)
+        y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes, r=r, d=d)
+        return y, statistics
+
+    def correction(self, mean: np.ndarray, var: np.ndarray) -> tuple[Any, Any]:
+        """Batch renormalization's r and d (Ioffe, 2017, Algorithm 1) for a training batch of
+        this mean and (biased) variance, per feature, in the batch's dtype::
+
+            sigma_B = sqrt(var + eps)             sigma = sqrt(avg_variance + eps)
+            r = clip(sigma_B / sigma, 1 / rmax, rmax)
+            d = clip((mean - avg_mean) / sigma, -dmax, dmax)
+
+        with (rmax, dmax) from `renorm_limits`, the moving averages as they are before this
+        batch moves them. Unclipped, ``(x - mean) / sigma_B * r + d`` is ``(x - avg_mean) /
+        sigma``, exactly what eval mode computes (`batch_norm_eval`): sigma is taken from the
+        stored variance (unbiased, with ``unbiased_average``) and eps as eval mode takes them,
+        rather than from a moving average of sigma_B as the paper keeps one. (1.0, 0.0), which
+        is batch norm, without ``renorm``, and before the averages hold statistics (not
+        `trained`: their zeros would make r = sigma_B / sqrt(eps), clipped to rmax)."""
+        if not (self.renorm and self.trained):
+            return 1.0, 0.0
+        rmax, dmax = self.renorm_limits()
+        sigma = np.sqrt(self.average_variance() + self.eps)
+        r = np.clip(np.sqrt(var + self.eps) / sigma, 1 / rmax, rmax)
+        d = np.clip((mean - self.average_mean()) / sigma, -dmax, dmax)
+        return r.astype(mean.dtype, copy=False), d.astype(mean.dtype, copy=False)
+
+    def renorm_limits(self) -> tuple[float, float]:
+        """(rmax, dmax) for the next training batch. With ``renorm_warmup`` W > 0 they ramp
+        linearly with the training batches counted so far, t (``batches_{name}``), from (1, 0),
+        batch norm, to the layer's (rmax, dmax) at t = W::
+
+            f = min(t / W, 1)        (1 + f * (rmax - 1), f * dmax)
+
+        Without warmup (W = 0), the layer's (rmax, dmax) from the first batch."""
+        if not self.renorm_warmup:
+            return self.rmax, self.dmax
+        f = min(self.model.params[self.batches_key].item() / self.renorm_warmup, 1.0)
+        return 1 + f * (self.rmax - 1), f * self.dmax
 
     def learned(self) -> tuple[Node, Node]:
         """gamma and beta, as parameter Nodes."""
@@ -141,7 +195,7 @@ class BatchNorm:
         """The new moving averages and batch count after a batch with these statistics, each
         taken over ``rows`` values per feature (N, or N * H * W for images), as new arrays,
         without storing them: ``{key: array}`` for ``params``."""
-        params, momentum = self.model.params, self.momentum
+        params, momentum = self.model.params, self.weight_of_the_batch()
         stored = var * (rows / (rows - 1)) if self.unbiased_average else var
         dtype = params[self.mean_key].dtype  # a float64 batch must not turn float32 averages into float64
         return {
@@ -151,6 +205,15 @@ class BatchNorm:
             ),
             self.batches_key: params[self.batches_key] + 1,
         }
+
+    def weight_of_the_batch(self) -> float:
+        """The weight of the next training batch's statistics in the moving averages: the
+        layer's ``momentum``, or, for ``momentum=None``, 1 / k for the k-th batch counted
+        (``batches_{name}`` + 1), as PyTorch's 1 / num_batches_tracked: after k batches the
+        averages are the plain mean of the k batches' statistics."""
+        if self.momentum is not None:
+            return self.momentum
+        return 1 / (self.model.params[self.batches_key].item() + 1)
 
     @property
     def trained(self) -> bool:
