@@ -795,3 +795,132 @@ def test_an_evaluation_that_divides_by_zero_raises_no_numpy_warning(split):
     model = _Divides(lambda training: 1.0 if training else 0.0)  # eval mode only: saturated, finite
     history = fit(model, split.x_train, split.y_train, SGD(lr=0.01), steps=2, eval_every=1, progress=False)
     assert history.step == [1, 2]
+
+
+# ----- recalibrate: batch norm's moving averages recomputed after training -----
+
+
+def trained_mlp(split, **options):
+    model = MLP(seed=0, **options)
+    fit(model, split.x_train, split.y_train, Adam(lr=0.003), steps=30, batch_size=50, progress=False)
+    return model
+
+
+def per_batch_statistics(model, x, batch_size, seed):
+    """Each recalibration batch's mean and variance at each batch-norm layer's input, by hand:
+    the batches `recalibrate` draws, through the trained layers in training mode, each
+    normalized by its batch's own statistics (a plain MLP with the model's parameters: no
+    renorm correction)."""
+    plain = MLP(seed=0)
+    plain.set_param(model.get_param())
+    order = np.random.default_rng(seed).permutation(len(x))
+    statistics = {}
+    for start in range(0, len(x) - batch_size + 1, batch_size):
+        inputs = plain.record(x[order[start : start + batch_size]], train=True)
+        for i in (1, 2):
+            statistics.setdefault(i, []).append((inputs[f"l{i}"].mean(0), inputs[f"l{i}"].var(0)))
+    return statistics
+
+
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.3, "renorm": True}], ids=["plain", "renorm"])
+def test_recalibrated_averages_are_the_mean_of_the_per_batch_statistics(split, options):
+    model = trained_mlp(split, **options)
+    before = model.get_param()
+    expected = per_batch_statistics(model, split.x_train, 40, seed=5)
+    assert dp.train.recalibrate(model, split.x_train, batch_size=40, seed=5) == len(split.x_train) // 40
+    for i, stats in expected.items():
+        np.testing.assert_allclose(model.params[f"avg_mean_bn{i}"][0], np.mean([m for m, _ in stats], 0), atol=1e-12)
+        np.testing.assert_allclose(
+            model.params[f"avg_variance_bn{i}"][0], np.mean([v for _, v in stats], 0), atol=1e-12
+        )
+    for key, value in before.items():
+        if not key.startswith("avg_"):  # learned parameters and batch counts: as they were, to the bit
+            np.testing.assert_array_equal(model.params[key], value, err_msg=key)
+    norms = [norm for _, norm in model.hidden]
+    assert [(n.momentum, n.renorm) for n in norms] == [(options.get("momentum", 0.1), bool(options))] * 2
+
+
+def test_recalibrating_a_cnn_and_a_fused_mlp_rebuilds_every_layers_averages(split):
+    fused = trained_mlp(split, fused=True)
+    plain = trained_mlp(split)
+    for model in (fused, plain):
+        dp.train.recalibrate(model, split.x_train, batch_size=50, seed=1)
+    for key in plain.params:
+        np.testing.assert_allclose(fused.params[key], plain.params[key], atol=1e-12, err_msg=key)
+    images = np.random.default_rng(0).random((30, 1, 8, 8))
+    cnn = dp.CNN(image=(1, 8, 8), channels=(3,), hidden=(4,), seed=0, momentum=None)
+    cnn.loss(images[:10], np.arange(10)).grad(1)
+    assert dp.train.recalibrate(cnn, images, batch_size=10) == 3
+    assert cnn.params["batches_bn1"][0, 0] == cnn.params["batches_bn2"][0, 0] == 1  # training batches only
+    assert cnn.params["avg_mean_bn1"].shape == (1, 3, 1, 1) and cnn.params["avg_variance_bn2"].any()
+
+
+def test_recalibration_narrows_the_gap_between_training_and_eval_mode_outputs(split):
+    """After recalibration, eval mode's normalization of the training rows is their batch
+    statistics' average: on one batch of all rows, training and eval mode agree closely."""
+    model = trained_mlp(split, momentum=0.9)  # averages that remember the last batch only
+    x = split.x_train
+    gap = lambda: np.abs(model.logits(x, train=False).value - model.record(x, train=True)["l3"]).mean()  # noqa: E731
+    before = gap()
+    dp.train.recalibrate(model, x, batch_size=len(x))  # one batch: the averages become its statistics
+    assert gap() < 1e-6 < before
+
+
+class TwoNorms(dp.NeuralNode):
+    """A seed-style model whose layers sit in a dict, and a third norm nobody holds."""
+
+    def __init__(self, hide=False):
+        super().__init__(seed=0)
+        self.layers = {"a": [self.batch_norm(3, "bn1")], "b": (self.batch_norm(3, "bn2", momentum=None),)}
+        if hide:
+            self.batch_norm(3, "bn3")
+
+    def forward(self, x, train=None):
+        return self.layers["b"][0](self.layers["a"][0](x, train), train)
+
+
+RECALIBRATE_REFUSALS = {  # name: (model, rows, options, exception, message)
+    "batch_size 1": (TwoNorms, np.ones((8, 3)), {"batch_size": 1}, ValueError, r"batch_size must be .* \[2, inf\)"),
+    "batch_size 2.5": (TwoNorms, np.ones((8, 3)), {"batch_size": 2.5}, TypeError, "batch_size must be a whole"),
+    "seed -1": (TwoNorms, np.ones((8, 3)), {"seed": -1}, ValueError, "seed must be a whole number"),
+    "fewer rows than a batch": (TwoNorms, np.ones((8, 3)), {"batch_size": 9}, ValueError, r"at least batch_size = 9"),
+    "a vector": (TwoNorms, np.ones(8), {"batch_size": 4}, ValueError, r"got shape \(8,\)"),
+    "strings": (TwoNorms, np.full((8, 3), "a"), {"batch_size": 4}, TypeError, "must be numeric"),
+    "nan": (TwoNorms, np.full((8, 3), np.nan), {"batch_size": 4}, dp.NonFiniteError, "NaN or inf"),
+    "rows of the wrong width": (TwoNorms, np.ones((8, 4)), {"batch_size": 4}, ValueError, r"\(n, 3\)"),
+    "no batch norm": (lambda: MLP(batch_norm=False), np.ones((8, 30)), {"batch_size": 4}, ValueError, "no batch-norm"),
+    "a norm it cannot reach": (lambda: TwoNorms(hide=True), np.ones((8, 3)), {}, ValueError, "no layer among"),
+}
+
+
+@pytest.mark.parametrize("make, x, options, error, message", RECALIBRATE_REFUSALS.values(), ids=RECALIBRATE_REFUSALS)
+def test_recalibrate_refuses_bad_input_clearly_and_changes_nothing(make, x, options, error, message):
+    model = make()
+    rows = np.random.default_rng(0).normal(size=(8, model.params.get("gamma_bn1", np.ones((1, 30))).shape[1]))
+    if "batches_bn1" in model.params:
+        model.forward(rows, train=True)  # trained averages to keep
+    before = model.get_param()
+    with pytest.raises(error, match=message):
+        dp.train.recalibrate(model, x, **options)
+    assert model.params.keys() == before.keys()
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.params[key], value, err_msg=key)
+
+
+def test_a_batch_refused_midway_restores_every_average_and_each_layers_settings():
+    model = TwoNorms()
+    model.forward(np.random.default_rng(0).normal(size=(6, 3)), train=True)
+    before = model.get_param()
+    x = np.random.default_rng(1).normal(size=(8, 3))
+    x[4:] = 1e200  # the second batch's statistics overflow, after the first batch moved the averages
+    with pytest.raises(dp.NonFiniteError, match="too large to square"):
+        dp.train.recalibrate(model, x, batch_size=4)
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.params[key], value, err_msg=key)
+    assert [model.layers["a"][0].momentum, model.layers["b"][0].momentum] == [0.1, None]
+
+
+def test_recalibrate_keeps_a_float32_model_float32(split):
+    model = trained_mlp(split, dtype=np.float32)
+    dp.train.recalibrate(model, split.x_train)
+    assert all(value.dtype == np.float32 for value in model.params.values())

@@ -1,4 +1,5 @@
-"""The training loop: mini-batches, the optimizer step, evaluation, history and progress.
+"""The training loop: mini-batches, the optimizer step, evaluation, history and progress;
+and, after training, `recalibrate` (batch norm's moving averages recomputed from the data).
 
     history = dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(lr=0.003),
                            validation=(split.x_val, split.y_val), steps=150, batch_size=50, seed=0)
@@ -16,13 +17,16 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from dp import checks
 from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
 from dp.nn.module import NeuralNode, restore
+from dp.nn.normalization import BatchNorm
 from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -45,6 +49,10 @@ FIT_CONSTRAINTS: dict[str, Constraint] = {
     "score_rows": OrNone(Whole("[1, inf)")),
 }
 CHANCE_MARGIN = 0.05  # how close to chance a final accuracy must be to count as stuck there
+RECALIBRATE_CONSTRAINTS: dict[str, Constraint] = {
+    "batch_size": FIT_CONSTRAINTS["batch_size"],
+    "seed": Whole("[0, inf)"),
+}
 
 
 @dataclass
@@ -406,3 +414,110 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
     from tqdm import tqdm  # type: ignore[import-untyped]  # imported only when shown: it costs start-up time
 
     return tqdm(total=total, desc="training", unit="step", leave=False, dynamic_ncols=True)
+
+
+# ----- after training: the moving averages recomputed -----
+
+
+def recalibrate(model: NeuralNode, x: Any, *, batch_size: int = 50, seed: int = 0) -> int:
+    """Recompute every batch-norm layer's moving averages from the rows ``x`` (the training
+    rows, after training), and return how many batches they average.
+
+    The rows are visited once, in an order drawn from ``seed``, in batches of ``batch_size``
+    (the last rows that do not fill a batch are dropped, as `fit` drops them). Each batch goes
+    through ``model.forward(batch, train=True)``, as in a training step but without a
+    gradient or an optimizer: the learned parameters never change. For the while, every layer
+    starts from zero averages with ``momentum=None`` (its k-th batch weighs 1 / k), so that
+    afterwards each layer's averages are the plain mean of its batches' statistics (the
+    unbiased variances with ``unbiased_average``), owing nothing to the old averages or to
+    the zero start; and each normalizes with its batch's own statistics, without batch
+    renormalization's correction (r = 1, d = 0: its averages are what is being rebuilt).
+    Then each layer gets its own momentum and renorm back, and its batch count, which counts
+    training batches (and drives renorm's warmup), is as it was.
+
+    A moving average with a fixed momentum weighs the last batches most, taken while the
+    weights were still moving; the plain mean over the data with the final weights is what
+    the network meets in evaluation (docs/running_statistics.md measures the difference).
+
+    All or nothing: if anything fails (rows the model refuses, NaN or inf in them, Ctrl-C),
+    ``model.params`` is as it was before. Errors: ``TypeError`` or ``ValueError`` for a
+    ``batch_size`` that is not a whole number >= 2 or more than the rows, a negative
+    ``seed``, rows that are not a numeric array of at least two dimensions
+    (`dp.checks.numeric_array`); `NonFiniteError` for NaN or inf in them; ``ValueError`` for
+    a model without batch norm, or whose batch-norm state (``batches_{name}`` in ``params``)
+    belongs to no layer among its attributes (a layer it cannot reach cannot be recalibrated).
+    """
+    size, seed = checked(RECALIBRATE_CONSTRAINTS, batch_size=batch_size, seed=seed).values()
+    layers = batch_norm_layers(model)
+    rows = _recalibration_rows(x, size)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    batches = [order[start : start + size] for start in range(0, len(rows) - size + 1, size)]
+    before = dict(model.params)
+    try:
+        with _cumulative(layers):
+            model.params.update({key: np.zeros_like(before[key]) for layer in layers for key in _state_keys(layer)})
+            for batch in batches:
+                model.forward(rows[batch], train=True)
+        model.params.update({layer.batches_key: before[layer.batches_key] for layer in layers})
+    except BaseException:
+        restore(model.params, before)
+        raise
+    return len(batches)
+
+
+def batch_norm_layers(model: NeuralNode) -> list[BatchNorm]:
+    """The batch-norm layers of ``model``: the `BatchNorm` objects among its attributes,
+    directly or in lists, tuples and dicts (an `dp.MLP` keeps them in ``hidden``, a `dp.CNN`
+    in ``blocks`` and ``dense``), each once. ``ValueError`` when there are none, or when a
+    layer's state in ``params`` (its ``batches_{name}`` entry) belongs to none of them."""
+    found = {id(item): item for item in _contents(vars(model)) if isinstance(item, BatchNorm) and item.model is model}
+    layers = sorted(found.values(), key=lambda layer: layer.batches_key)
+    owned = {key for key in model.params if key.startswith("batches_")}
+    if not layers or owned != {layer.batches_key for layer in layers}:
+        what = (
+            "has no batch-norm layer" if not layers else "has batch-norm state that no layer among its attributes owns"
+        )
+        raise ValueError(f"recalibrate: the model {what}: its params are {sorted(model.params)}")
+    return layers
+
+
+def _contents(attributes: dict[str, Any]) -> Iterator[Any]:
+    """Every object in ``attributes`` and, inside lists, tuples and dicts, at any depth, each
+    container visited once (walked with a stack, not recursion)."""
+    seen, stack = set(), list(attributes.values())
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, (list, tuple, dict)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+
+
+def _recalibration_rows(x: Any, batch_size: int) -> np.ndarray:
+    """The rows to recalibrate on, checked: numeric and finite, at least 2-D (rows of features,
+    or images), and at least ``batch_size`` of them. Their width is the model's to check."""
+    rows = checks.finite(checks.numeric_array(x, "recalibrate: the rows"), "recalibrate: the rows")
+    if rows.ndim < 2 or len(rows) < batch_size:
+        raise ValueError(
+            f"recalibrate needs rows (n, features) or images, at least batch_size = {batch_size} of them; "
+            f"got shape {rows.shape}"
+        )
+    return rows
+
+
+def _state_keys(layer: BatchNorm) -> tuple[str, str, str]:
+    return layer.mean_key, layer.variance_key, layer.batches_key
+
+
+@contextmanager
+def _cumulative(layers: list[BatchNorm]) -> Iterator[None]:
+    """While the block runs, each layer with ``momentum=None`` and no renorm; their own
+    settings back afterwards, even after an error."""
+    saved = [(layer, layer.momentum, layer.renorm) for layer in layers]
+    for layer in layers:
+        layer.momentum, layer.renorm = None, False
+    try:
+        yield
+    finally:
+        for layer, momentum, renorm in saved:
+            layer.momentum, layer.renorm = momentum, renorm
