@@ -144,7 +144,7 @@ BAD_INPUT = {
     "wrong channels": (RNG.random((5, 3, 8, 8)), ValueError, r": 3 channels .* where 1 are expected"),
     "1-D": (RNG.random(64), ValueError, r"must be images \(N, C, H, W\); got shape \(64,\)$"),  # as given, not a column
     "3-D": (RNG.random((5, 8, 8)), ValueError, r"must be images \(N, C, H, W\); got shape \(5, 8, 8\)"),
-    "rows of 63 pixels": (RNG.random((5, 63)), ValueError, r"images \(N, C, H, W\); got shape \(5, 63\) \(rows"),
+    "rows of 63 pixels": (RNG.random((5, 63)), ValueError, r"64 pixels or images \(n, 1, 8, 8\); got shape \(5, 63"),
     "no images": (np.zeros((0, 64)), ValueError, r"no images \(shape \(0, 1, 8, 8\)\)"),
     "NaN": (nan_images(), NonFiniteError, "has NaN or inf values"),
     "text": (np.full((2, 64), "0.5"), TypeError, "must be numeric"),

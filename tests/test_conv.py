@@ -283,7 +283,7 @@ class TestTheConv2dLayer:
             (np.zeros((2, 126)), r"conv layer 'c1': the input must be images \(N, C, H, W\).*reshape"),
             (np.zeros((2, 2, 7, 6)), "conv layer 'c1': the input: 2 channels.*3 are expected"),
             (np.full((2, 3, 7, 6), np.nan), "conv layer 'c1': the input has NaN or inf"),
-            (np.zeros((2, 3, 0, 4)), "the kernel, 3 x 2, is larger than the padded input, 2 x 6"),
+            (np.zeros((2, 3, 0, 4)), r"conv layer 'c1': the input: images of no pixels \(shape \(2, 3, 0, 4\)\)"),
         ],
     )
     def test_the_layer_refuses_bad_images(self, x, words):

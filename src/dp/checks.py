@@ -164,10 +164,12 @@ class Function:
 Constraint = Callable[[Any, str], Any]  # (value, its name) -> the checked value, or an error
 
 
-def checked(constraints: dict[str, Constraint], **values: Any) -> dict[str, Any]:
+def checked(constraints: dict[str, Constraint], prefix: str = "", **values: Any) -> dict[str, Any]:
     """Each of ``values`` checked by the constraint of the same name in ``constraints``:
-    ``{name: checked value}`` in the order given. Raises the first error met."""
-    return {name: constraints[name](value, name) for name, value in values.items()}
+    ``{name: checked value}`` in the order given. Raises the first error met, the value named
+    after ``prefix`` (the call it belongs to: ``"conv2d: "``), so that an error in a network's
+    forward pass says which call it came from."""
+    return {name: constraints[name](value, prefix + name) for name, value in values.items()}
 
 
 def is_whole(value: Any) -> bool:
@@ -263,6 +265,8 @@ def input_images(x: Any, channels: int | None, what: str) -> np.ndarray:
         )
     if x.shape[0] == 0:
         raise ValueError(f"{what}: no images (shape {x.shape}); at least one is needed")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"{what}: images of no pixels (shape {x.shape}); each needs a height and a width >= 1")
     return finite(x, what)
 
 

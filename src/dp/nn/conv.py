@@ -20,7 +20,6 @@ a strided slice, receive what went out through it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from dp import checks
 from dp.checks import OrNone, Pair, Whole
-from dp.nn.inputs import checked_images
+from dp.nn.inputs import checked_images, numeric_operand
 from dp.node import Node, primitive
 
 if TYPE_CHECKING:
@@ -181,7 +180,9 @@ def max_pool(x, kernel=(2, 2), stride=(2, 2)):  # noqa: ANN001, ANN202 - a primi
     positions = list(np.ndindex(*kernel))  # the kernel positions (i, j), in row-major order
     # One kernel position at a time, each (N, C, OH, OW) a strided view of x: NumPy compares these
     # far faster than it reduces the windows' last two axes, and nothing of the windows' size is copied.
-    y = functools.reduce(np.maximum, (patches[..., i, j] for i, j in positions))
+    y = patches[..., 0, 0].copy()  # a new array (a view of x must not be the output: x's Node owns it)
+    for i, j in positions[1:]:
+        np.maximum(y, patches[..., i, j], out=y)
     first, taken = {}, np.zeros(y.shape, dtype=bool)
     for i, j in positions:  # where each window's first maximum is: the first position equal to y not yet taken
         first[i, j] = (patches[..., i, j] == y) & ~taken
@@ -231,15 +232,15 @@ def conv2d(x: Any, w: Any, b: Any = None, stride: int | Pair2 = 1, padding: int 
     them (`dp.NonFiniteError`); a stride < 1 or a padding < 0 (``TypeError`` for one that is
     not a whole number); a kernel larger than the padded images.
     """
-    options = checks.checked(CONV_CONSTRAINTS, stride=stride, padding=padding)
-    w_value = _operand(w, "conv2d: w")
+    options = checks.checked(CONV_CONSTRAINTS, "conv2d: ", stride=stride, padding=padding)
+    w_value = numeric_operand(w, "conv2d: w")
     if w_value.ndim != 4 or min(w_value.shape) < 1:
         raise ValueError(
             "conv2d: the weights w must be 4-D, (out_channels, in_channels, kh, kw) as PyTorch's, "
             f"every size at least 1; got shape {w_value.shape}"
         )
     x = checked_images(x, w_value.shape[1], "conv2d")
-    b_value = None if b is None else _operand(b, "conv2d: b")
+    b_value = None if b is None else numeric_operand(b, "conv2d: b")
     _require_bias_shape(b_value, w_value.shape[0])
     return convolve(x, w if isinstance(w, Node) else w_value, b if isinstance(b, Node) else b_value, **options)
 
@@ -273,15 +274,9 @@ def avg_pool2d(x: Any, kernel_size: int | Pair2, stride: int | Pair2 | None = No
 def _pooling(x: Any, kernel_size: Any, stride: Any, what: str) -> tuple[Node, dict[str, Pair2]]:
     """A pooling's images, checked, and its options: ``kernel`` and ``stride``, (h, w) pairs,
     the stride the kernel's by default (PyTorch's)."""
-    options = checks.checked(POOL_CONSTRAINTS, kernel_size=kernel_size, stride=stride)
+    options = checks.checked(POOL_CONSTRAINTS, f"{what}: ", kernel_size=kernel_size, stride=stride)
     kernel = options["kernel_size"]
     return checked_images(x, None, what), {"kernel": kernel, "stride": options["stride"] or kernel}
-
-
-def _operand(a: Any, what: str) -> np.ndarray:
-    """The value of a Node, or an array (a constant) given instead, after checking that it
-    is numeric and finite."""
-    return checks.finite(a.value if isinstance(a, Node) else checks.numeric_array(a, what), what)
 
 
 def _require_bias_shape(b: np.ndarray | None, out: int) -> None:

@@ -42,3 +42,10 @@ def checked_images(x: Any, channels: int | None, what: str, dtype: Any = None) -
         x = as_input(x, dtype)
     checks.input_images(x.value if isinstance(x, Node) else x, channels, f"{what}: the input")
     return x if isinstance(x, Node) else Node(x)
+
+
+def numeric_operand(a: Any, what: str) -> np.ndarray:
+    """The value of a Node, or an array given instead (a constant), checked numeric and finite:
+    an argument of a function on Nodes, such as a convolution's weights or a normalization's
+    gamma (`dp.checks.numeric_array`, `dp.checks.finite`)."""
+    return checks.finite(a.value if isinstance(a, Node) else checks.numeric_array(a, what), what)

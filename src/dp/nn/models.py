@@ -434,6 +434,10 @@ class CNN(Classifier):
         value = x.value if isinstance(x, Node) else x  # as given: a 1-D array is not made a column
         c, h, w = self.config["image"]
         rows = value.ndim == 2 and value.shape[1] == c * h * w  # rows of pixels, as dp.data gives them
+        if value.ndim == 2 and not rows:
+            raise ValueError(
+                f"{what}: expected rows of {c * h * w} pixels or images (n, {c}, {h}, {w}); got shape {value.shape}"
+            )
         images = checks.input_images(value.reshape(-1, c, h, w) if rows else value, c, what)
         if images.shape[2:] != (h, w):
             raise ValueError(
@@ -528,12 +532,30 @@ def fold_batch_norm(model: MLP | CNN) -> MLP | CNN:
     return folded
 
 
+def require_pair(layer: Conv2d | Linear, norm: BatchNorm) -> None:
+    """Raise ``ValueError`` unless ``norm`` can follow ``layer``: as many features as the layer
+    has outputs, and batch norm over images after a convolution, over rows after a linear layer."""
+    weight = layer.model.params[layer.weight_key]
+    convolution = isinstance(layer, Conv2d)
+    outputs = weight.shape[0] if convolution else weight.shape[1]  # (out, in, kh, kw) or (in, out)
+    if norm.fan_in != outputs or norm.images != convolution:
+        kind = "images" if norm.images else "rows"
+        raise ValueError(
+            f"{norm.what} (over {norm.fan_in} features of {kind}) does not follow {layer.what} ({outputs} outputs): "
+            "fold a layer into the batch norm of its own outputs"
+        )
+
+
 def fold_layer(layer: Conv2d | Linear, norm: BatchNorm) -> dict[str, np.ndarray]:
     """The weight and bias of ``layer`` (a convolution or a linear layer of a model) with the
     eval-mode batch norm ``norm`` after it folded in (see `fold_batch_norm` for the formula),
     as new ``params`` entries ``{"weight_{name}": W', "bias_{name}": b'}``: for a model of
-    your own, set them into a copy without the batch norm and with a bias on that layer.
-    ``RuntimeError`` when ``norm`` has not seen a training batch (its averages are zeros)."""
+    your own, set them into a copy without the batch norm and with a bias on that layer. Only
+    the affine map folds: an ``activation`` of ``norm`` is for the folded network to apply.
+    ``ValueError`` when ``norm`` is not the batch norm of ``layer``'s outputs (another width,
+    or rows for a convolution's images); ``RuntimeError`` when ``norm`` has not seen a
+    training batch (its averages are zeros)."""
+    require_pair(layer, norm)
     norm.require_trained()
     p, q = layer.model.params, norm.model.params
     scale = q[norm.gamma_key] / np.sqrt(q[norm.variance_key] + norm.eps)  # per output: (1, out) or (1, out, 1, 1)

@@ -177,10 +177,10 @@ class NeuralNode:
         for an input that is not (N, in_channels, H, W), numeric and finite, or smaller
         than the kernel once padded.
         """
-        size = checks.Whole("[1, inf)")
-        in_channels, out_channels = size(in_channels, "in_channels"), size(out_channels, "out_channels")
-        kh, kw = checks.Pair(size)(kernel_size, "kernel_size")
-        options = checks.checked(CONV_CONSTRAINTS, stride=stride, padding=padding)
+        size, what = checks.Whole("[1, inf)"), f"conv layer {name!r}: "
+        in_channels, out_channels = size(in_channels, what + "in_channels"), size(out_channels, what + "out_channels")
+        kh, kw = checks.Pair(size)(kernel_size, what + "kernel_size")
+        options = checks.checked(CONV_CONSTRAINTS, what, stride=stride, padding=padding)
         shape = (out_channels, in_channels, kh, kw)
         weight = init_weights(init, self._generator(), in_channels * kh * kw, out_channels * kh * kw, std, shape)
         self._register(
@@ -324,7 +324,7 @@ class NeuralNode:
         """
         what = f"group norm {name!r}:"
         channels = checks.Whole("[1, inf)")(channels, f"{what} channels")
-        options = checks.checked(GROUP_NORM_CONSTRAINTS, groups=groups, eps=eps)
+        options = checks.checked(GROUP_NORM_CONSTRAINTS, f"{what} ", groups=groups, eps=eps)
         if channels % options["groups"]:
             raise ValueError(f"{what} {options['groups']} groups do not divide the {channels} channels")
         shape = (1, channels, 1, 1)
@@ -366,7 +366,7 @@ class NeuralNode:
         return Dropout(self, options["p"], options["seed"])
 
     def _register(self, entries: dict[str, np.ndarray]) -> None:
-        clash = sorted(set(entries) & set(self.params))
+        clash = sorted(key for key in entries if key in self.params)  # not set(params): linear in the entries
         if clash:
             raise ValueError(f"parameter names already in use: {clash}; give each layer its own name")
         self.params.update({k: v.astype(self.dtype) for k, v in entries.items()})

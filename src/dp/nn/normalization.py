@@ -43,15 +43,17 @@ import numpy as np
 from dp import checks
 from dp.checks import Flag, NonFiniteError, OneOf, OrNone, Real, Whole
 from dp.nn.activations import ACTIVATIONS, activate
-from dp.nn.inputs import checked_images, checked_input
+from dp.nn.inputs import checked_images, checked_input, numeric_operand
 from dp.node import Node, primitive
 
 if TYPE_CHECKING:
     from dp.nn.module import NeuralNode
 
+EPS = Real("(0, inf)")  # every normalization's eps: added to the variance before its square root
+
 BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
     "momentum": OrNone(Real("(0, 1]")),  # None: the cumulative average, as PyTorch's momentum=None
-    "eps": Real("(0, inf)"),
+    "eps": EPS,
     "unbiased_average": Flag(),
     "activation": OrNone(OneOf(*ACTIVATIONS)),
     "renorm": Flag(),
@@ -60,8 +62,8 @@ BATCH_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {
     "renorm_warmup": Whole("[0, inf)"),
 }
 
-LAYER_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)")}
-GROUP_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": Real("(0, inf)"), "groups": Whole("[1, inf)")}
+LAYER_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": EPS}
+GROUP_NORM_CONSTRAINTS: dict[str, checks.Constraint] = {"eps": EPS, "groups": Whole("[1, inf)")}
 
 ROWS, IMAGES = (0,), (0, 2, 3)  # batch norm's axes: over the rows of (N, F), over batch and positions of NCHW
 
@@ -455,12 +457,19 @@ def normalize(x: Any, axes: Any, eps: float = 1e-5, gamma: Any = 1.0, beta: Any 
         array([[-1., -1.],
                [ 1.,  1.]])
 
-    Errors: ``ValueError`` for axes that x does not have (or repeated), gamma or beta that
-    do not broadcast against x, eps <= 0; `NonFiniteError` for NaN or inf in x.
+    gamma and beta broadcast NumPy's way, from the last axis: per channel of images is
+    (1, C, 1, 1) here (a (C,) array would line up with the width); the named forms, which
+    know where the channels are, take (C,) too.
+
+    Errors: ``ValueError`` for an empty x, axes that x does not have (or repeated), gamma or
+    beta that do not broadcast against x, eps <= 0; `NonFiniteError` for NaN or inf in x,
+    gamma or beta.
     """
     x = as_node(x, "normalize")
+    if x.value.size == 0:
+        raise ValueError(f"normalize: x is empty (shape {x.shape}): there is nothing to normalize")
     axes = _axes(axes, x.ndim)
-    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
+    eps = EPS(eps, "eps")
     gamma, beta = (_broadcasting(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta")))
     return normalized(x, axes, gamma, beta, eps, "normalize")
 
@@ -517,12 +526,10 @@ def group_norm(x: Any, groups: int, gamma: Any, beta: Any, eps: float = 1e-5) ->
     or (1, C, 1, 1). One group is layer norm; C groups are instance norm. ``ValueError``
     when groups does not divide C."""
     x = _checked_shape(x, "group norm", "images (N, C, H, W)", ndim=4)
-    groups = GROUP_NORM_CONSTRAINTS["groups"](groups, "groups")
+    groups = GROUP_NORM_CONSTRAINTS["groups"](groups, "group norm: groups")
     if x.shape[1] % groups:
         raise ValueError(f"group norm: {groups} groups do not divide the {x.shape[1]} channels")
-    eps = GROUP_NORM_CONSTRAINTS["eps"](eps, "eps")
-    gamma, beta = (_per_channel(v, x, what) for v, what in ((gamma, "gamma"), (beta, "beta")))
-    return grouped(x, groups, gamma, beta, eps, "group norm")
+    return grouped(x, groups, *_affine(x, gamma, beta, eps), "group norm")
 
 
 def grouped(x: Node, groups: int, gamma: Any, beta: Any, eps: float, what: str) -> Node:
@@ -541,10 +548,13 @@ def _regrouped(v: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _named(x: Node, axes: tuple[int, ...], gamma: Any, beta: Any, eps: float, what: str) -> Node:
-    """A named form on checked x: its eps, gamma and beta checked, then `normalized`."""
-    eps = LAYER_NORM_CONSTRAINTS["eps"](eps, "eps")
-    gamma, beta = (_per_channel(v, x, name) for v, name in ((gamma, "gamma"), (beta, "beta")))
-    return normalized(x, axes, gamma, beta, eps, what)
+    """A named form on checked x: its gamma, beta and eps checked (`_affine`), then `normalized`."""
+    return normalized(x, axes, *_affine(x, gamma, beta, eps), what)
+
+
+def _affine(x: Node, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, float]:
+    """A named form's gamma and beta per channel (`_per_channel`), and its eps, checked."""
+    return _per_channel(gamma, x, "gamma"), _per_channel(beta, x, "beta"), EPS(eps, "eps")
 
 
 # ----- the checks of the functions' arguments -----
@@ -554,7 +564,7 @@ def as_node(x: Any, what: str) -> Node:
     """x as a Node (an array becomes a constant), its values numeric and finite (else the
     statistics' check would call a NaN "too large to square")."""
     node = x if isinstance(x, Node) else Node(x)
-    checks.finite(checks.numeric_array(node.value, f"{what}: x"), f"{what}: x")
+    numeric_operand(node, f"{what}: x")
     return node
 
 
@@ -588,7 +598,8 @@ def _broadcasting(v: Any, x: Node, what: str) -> Any:
     ``ValueError`` unless it broadcasts against x without changing x's shape."""
     if isinstance(v, (int, float)):
         return v
-    value = v if isinstance(v, Node) else np.asarray(v, dtype=x.dtype)
+    checked = numeric_operand(v, f"normalize: {what}")  # numbers, none NaN or inf
+    value = v if isinstance(v, Node) else checked.astype(x.dtype, copy=False)
     shape = np.shape(value.value if isinstance(value, Node) else value)
     try:
         fits = np.broadcast_shapes(shape, x.shape) == x.shape
@@ -609,6 +620,7 @@ def _per_channel(v: Any, x: Node, what: str) -> Any:
         return v
     channels = x.shape[1]
     shape = (1, channels) + (1,) * (x.ndim - 2)
+    numeric_operand(v, what)  # numbers, none NaN or inf: a NaN gamma would make every output NaN
     if isinstance(v, Node):
         if v.shape not in ((1, 1), shape):
             raise ValueError(

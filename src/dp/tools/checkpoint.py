@@ -322,7 +322,7 @@ def _model(arrays: Mapping[str, Any]) -> Classifier:
         raise CheckpointError(f"the checkpoint has no architecture ({MODEL_KEY!r} entry)")
     config = _json_entry(arrays, MODEL_KEY, "the architecture")
     kind = config.pop("model", "MLP") if isinstance(config, dict) else None
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise CheckpointError(f"the checkpoint's architecture {config} is not one of dp's models {sorted(MODELS)}")
     _check_size(kind, config, sum(not k.startswith(RESERVED) for k in arrays))
     try:
@@ -345,21 +345,28 @@ def _check_size(kind: str, config: dict, entries: int) -> None:
     sizes: Any = config.get("sizes")
     if kind == "MLP" and _all_whole(sizes):
         _require_weights(sum(a * b for a, b in zip(sizes, sizes[1:])))
-        if 2 * (len(sizes) - 1) > entries:
-            raise CheckpointError(
-                f"the checkpoint's architecture has {len(sizes) - 1} layers, "
-                f"but the file holds only {entries} parameters"
-            )
+        _require_entries(len(sizes) - 1, entries)
     elif kind == "CNN":
         missing = sorted(set(CNN_SIZES) - set(config))
         if missing:
             raise CheckpointError(f"the checkpoint's CNN architecture {config} does not state {missing}")
         if all(_all_whole(config[key]) for key in ("image", "channels", "hidden")):
+            _require_entries(len(config["channels"]) + len(config["hidden"]) + 1, entries)
             try:
                 weights = cnn_weights(config)
             except (IndexError, TypeError, ValueError):  # settings a CNN refuses, with its own message
                 return
             _require_weights(weights)
+
+
+def _require_entries(layers: int, entries: int) -> None:
+    """Refuse an architecture of more ``layers`` than a file of ``entries`` parameter entries can
+    hold (each layer has at least two: a weight and a bias, or a weight and batch norm): a small
+    file must not make the reader build a model of a million layers."""
+    if 2 * layers > entries:
+        raise CheckpointError(
+            f"the checkpoint's architecture has {layers} layers, but the file holds only {entries} parameters"
+        )
 
 
 def _all_whole(sizes: Any) -> bool:
