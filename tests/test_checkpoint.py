@@ -692,3 +692,24 @@ def test_save_refuses_metadata_nested_too_deeply_and_writes_nothing(model, tmp_p
     with pytest.raises(CheckpointError, match="nested more than 100 levels deep"):
         save(model, tmp_path / "m.npz", metadata={"deep": deep})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cnn_architecture_of_more_layers_than_the_file_holds_is_refused_before_it_is_built(cnn_saved, monkeypatch):
+    """A file of a few kilobytes must not make the reader build (or check) a network of many
+    thousand layers, one registration at a time."""
+    _, _, path = cnn_saved
+    rewrite(path, __dp_model__=cnn_architecture(hidden=[1] * 10_000))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(
+        CheckpointError, match=r"has 10,003 layers, but the file holds only \d+ parameters|10003 layers"
+    ):
+        load(path)
+
+
+@pytest.mark.parametrize("kind", [[1], {"a": 1}, 3, None])
+def test_a_model_kind_that_is_not_a_name_is_a_checkpoint_error(cnn_saved, kind):
+    _, _, path = cnn_saved
+    config = json.loads(str(entries(path)["__dp_model__"]))
+    rewrite(path, __dp_model__=np.array(json.dumps({**config, "model": kind})))
+    with pytest.raises(CheckpointError, match="is not one of dp's models"):
+        load(path)

@@ -381,7 +381,7 @@ def test_train_on_the_digits_reports_the_cnn_and_a_10_by_10_confusion_matrix(cap
     status, out, _ = run(capsys, "train", "--data", "digits", "--steps", "20", "--seed", "1")  # a CNN by default
     assert status == 0
     assert out.splitlines()[:3] == [
-        "dp train: network CNN 1x8x8, conv 8-16, 10 classes, batch norm, relu",
+        "dp train: network CNN 1x8x8, conv 8-16, hidden 64, 10 classes, batch norm, relu",
         "  Adam lr 0.01 (cosine), 20 steps of 64 rows, seed 1",
         "  digits: 1438 training rows, 359 test rows",
     ]
@@ -398,7 +398,7 @@ def test_train_on_the_digits_reports_the_cnn_and_a_10_by_10_confusion_matrix(cap
 
 def test_train_a_cnn_without_batch_norm_says_so(capsys):
     status, out, _ = run(capsys, "train", "--data", "digits", "--steps", "5", "--no-batch-norm")
-    assert status == 0 and "network CNN 1x8x8, conv 8-16, 10 classes, no batch norm, relu" in out
+    assert status == 0 and "network CNN 1x8x8, conv 8-16, hidden 64, 10 classes, no batch norm, relu" in out
 
 
 def test_a_saved_cnn_evaluates_to_the_same_accuracy_on_the_digits_it_records(capsys, tmp_path):
@@ -411,20 +411,28 @@ def test_a_saved_cnn_evaluates_to_the_same_accuracy_on_the_digits_it_records(cap
     assert status == 0 and evaluated == trained
     status, report, _ = run(capsys, "evaluate", str(path))
     assert status == 0 and report.splitlines()[:2] == [
-        f"dp evaluate: {path}: network CNN 1x8x8, conv 8-16, 10 classes, batch norm, relu",
+        f"dp evaluate: {path}: network CNN 1x8x8, conv 8-16, hidden 64, 10 classes, batch norm, relu",
         "  digits, the split of seed 3: 359 test rows",
     ]
     accuracy = re.compile(r"test accuracy +(\d+\.\d\d) %")
     assert accuracy.search(report).group(1) == accuracy.search(trained).group(1)  # the full report's too
 
 
-def test_evaluate_refuses_a_cnn_saved_without_the_data_it_classifies(capsys, tmp_path):
+def test_evaluate_scores_a_cnn_saved_without_metadata_on_the_data_of_its_image_size(capsys, tmp_path):
     model = dp.CNN(image=(1, 8, 8), channels=(2,))
     model.loss(np.random.default_rng(0).random((4, 64)), [0, 1, 2, 3])  # trained on one batch
-    path = dp.checkpoint.save(model, tmp_path / "cnn.npz")  # no metadata: taken for breast cancer
+    path = dp.checkpoint.save(model, tmp_path / "cnn.npz")  # no metadata: 8 x 8 images are the digits
+    status, out, _ = run(capsys, "evaluate", str(path), "--seed", "0")
+    assert status == 0 and "  digits, the split of seed 0: " in out
+
+
+def test_evaluate_refuses_a_cnn_of_images_dp_has_no_data_for(capsys, tmp_path):
+    model = dp.CNN(image=(1, 6, 6), channels=(2,))
+    model.loss(np.random.default_rng(0).random((4, 36)), [0, 1, 2, 3])
+    path = dp.checkpoint.save(model, tmp_path / "cnn.npz")  # no metadata, no data set of 6 x 6 images
     status, _, err = run(capsys, "evaluate", str(path), "--seed", "0")
     assert status == 1 and err.count("\n") == 1
-    assert "holds a CNN 1x8x8, conv 2, 10 classes network; dp evaluate scores classifiers of the breast cancer" in err
+    assert "holds a CNN 1x6x6, conv 2, 10 classes network; dp evaluate scores classifiers of the breast cancer" in err
 
 
 @pytest.mark.parametrize(

@@ -435,3 +435,18 @@ def test_a_cnn_draws_one_box_per_layer_named_as_its_parameters():
     }
     opened = dp.draw(model.loss(X[:4], Y[:4]), group=True, expand="conv2")
     assert {"convolve", "weight_conv2"} <= set(boxes_and_edges(opened.svg)[0])
+
+
+def test_fold_layer_refuses_a_batch_norm_that_does_not_follow_the_layer():
+    model = dp.CNN(image=(1, 8, 8), channels=(2, 3), hidden=(4,))
+    model.loss(np.random.default_rng(0).random((5, 64)), [0, 1, 2, 3, 4])  # one training batch
+    (conv1, bn1), (conv2, bn2) = model.blocks
+    fc1, bn3 = model.dense[0]
+    with pytest.raises(
+        ValueError, match=r"batch norm 'bn2' \(over 3 features of images\) does not follow conv layer 'conv1'"
+    ):
+        dp.nn.fold_layer(conv1, bn2)
+    with pytest.raises(ValueError, match="does not follow linear layer 'fc1'"):
+        dp.nn.fold_layer(fc1, bn2)  # a convolution's batch norm after a linear layer
+    assert set(dp.nn.fold_layer(conv2, bn2)) == {"weight_conv2", "bias_conv2"}
+    assert set(dp.nn.fold_layer(fc1, bn3)) == {"weight_fc1", "bias_fc1"}

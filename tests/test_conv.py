@@ -320,3 +320,23 @@ def test_the_functions_are_dps_public_names():
     assert dp.max_pool2d is max_pool2d and dp.avg_pool2d is avg_pool2d
     assert {"conv2d", "max_pool2d", "avg_pool2d"} <= set(dp.__all__)
     assert {"Conv2d", "conv2d", "max_pool2d", "avg_pool2d"} <= set(dp.nn.__all__)
+
+
+def test_max_pool_over_one_value_is_a_new_array_not_a_view_of_its_input():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    y = max_pool2d(x, 1)
+    assert np.array_equal(y.value, x) and not np.shares_memory(y.value, x)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda x: conv2d(x, np.ones((2, 3, 3, 3)), stride=0), "conv2d: stride must be"),
+        (lambda x: conv2d(x, np.ones((2, 3, 3, 3)), padding=-1), "conv2d: padding must be"),
+        (lambda x: max_pool2d(x, 0), "max_pool2d: kernel_size must be"),
+        (lambda x: avg_pool2d(x, 2, stride=0), "avg_pool2d: stride must be"),
+    ],
+)
+def test_an_option_error_names_the_call_it_came_from(call, words):
+    with pytest.raises(ValueError, match=words):
+        call(np.zeros((2, 3, 6, 6)))

@@ -800,3 +800,49 @@ def test_values_too_large_to_square_are_refused_by_every_function():
     for form in ALL_FORMS.values():
         with pytest.raises(NonFiniteError, match="too large to square"):
             form(X * 1e200, G.reshape(PER_CHANNEL), B.reshape(PER_CHANNEL))
+
+
+# ----- gamma and beta are numbers, none NaN or inf (a NaN gamma would make every output NaN) -----
+
+FORMS_WITH_AFFINE = {
+    "batch_norm2d": lambda x, g, b: dp.batch_norm2d(x, g, b),
+    "instance_norm": lambda x, g, b: dp.instance_norm(x, g, b),
+    "group_norm": lambda x, g, b: dp.group_norm(x, 2, g, b),
+    "layer_norm": lambda x, g, b: dp.layer_norm(x, g, b),
+    "normalize": lambda x, g, b: dp.normalize(x, (0, 2, 3), gamma=g, beta=b),
+}
+
+
+@pytest.mark.parametrize("form", FORMS_WITH_AFFINE.values(), ids=FORMS_WITH_AFFINE.keys())
+@pytest.mark.parametrize("which", ["gamma", "beta"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nan_or_inf_gamma_or_beta_is_refused_by_every_form(form, which, bad):
+    x, gamma, beta = images()
+    spoiled = {"gamma": gamma.copy(), "beta": beta.copy()}
+    spoiled[which][0, 1, 0, 0] = bad
+    with pytest.raises(NonFiniteError, match=f"{which} has NaN or inf values"):
+        form(x, spoiled["gamma"], spoiled["beta"])
+    with pytest.raises(NonFiniteError, match=f"{which} has NaN or inf values"):  # as a parameter Node too
+        form(x, Node(spoiled["gamma"], "gamma"), Node(spoiled["beta"], "beta"))
+
+
+@pytest.mark.parametrize("form", FORMS_WITH_AFFINE.values(), ids=FORMS_WITH_AFFINE.keys())
+def test_a_gamma_of_words_is_refused_clearly_not_by_numpy(form):
+    x, _, beta = images()
+    with pytest.raises(TypeError, match="gamma"):
+        form(x, np.array(["a", "b", "c", "d"]).reshape(PER_CHANNEL), beta)
+
+
+def test_normalize_refuses_an_empty_x_and_says_so():
+    with pytest.raises(ValueError, match=r"normalize: x is empty \(shape \(2, 3, 0, 6\)\)"):
+        dp.normalize(np.zeros((2, 3, 0, 6)), (2, 3))
+
+
+def test_normalize_broadcasts_gamma_numpys_way_so_per_channel_is_the_statistics_shape():
+    """A (C,) gamma lines up with the last axis, as NumPy broadcasts; the named forms, which know
+    where the channels are, take (C,) as per channel (the docs say which is which)."""
+    x, gamma, beta = images((2, 3, 4, 3))
+    ours = dp.normalize(x, (0, 2, 3), gamma=gamma, beta=beta).value
+    close(ours, dp.batch_norm2d(x, gamma.ravel(), beta.ravel()).value)
+    along_width = dp.normalize(x, (0, 2, 3), gamma=gamma.ravel()).value  # (3,) against W = 3: per column
+    assert not np.allclose(along_width, dp.batch_norm2d(x, gamma.ravel(), 0.0).value)

@@ -164,7 +164,7 @@ class Function:
 Constraint = Callable[[Any, str], Any]  # (value, its name) -> the checked value, or an error
 
 
-def checked(constraints: dict[str, Constraint], prefix: str = "", **values: Any) -> dict[str, Any]:
+def checked(constraints: dict[str, Constraint], prefix: str = "", /, **values: Any) -> dict[str, Any]:
     """Each of ``values`` checked by the constraint of the same name in ``constraints``:
     ``{name: checked value}`` in the order given. Raises the first error met, the value named
     after ``prefix`` (the call it belongs to: ``"conv2d: "``), so that an error in a network's

@@ -129,6 +129,7 @@ def _bundled_csv() -> Path:
 
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width) of each image data set
 
 
 def mnist(test_size: float = 0.2, validation_size: float = 0.0, seed: int = 0) -> Split:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import dp
+from dp import data
 from dp.checks import Constraint, OrNone, Real, Whole, checked, install_hint
 from dp.cli import interrupted
 from dp.cli.arguments import (
@@ -209,7 +210,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dp.tools import checkpoint
 
     model, _, metadata = checkpoint.load_all(args.path)
-    name, recorded_seed, test_size = _recorded_split(args.path, metadata)
+    name, recorded_seed, test_size = _recorded_split(args.path, metadata, _data_of(model))
     seed = _split_seed(args.path, recorded_seed, args.seed)
     split = workload_data(name, seed, test_size)
     _require_fit(args.path, model, split, name)
@@ -244,17 +245,24 @@ def _require_fit(path: str, model: Any, split: Split, name: str) -> None:
         )
 
 
-def _recorded_split(path: str, metadata: dict[str, Any]) -> tuple[str, int | None, float]:
+def _data_of(model: Any) -> str:
+    """The data set of a model whose checkpoint does not record it: a CNN's by its image size
+    (mnist, digits), breast cancer for anything else."""
+    image = tuple(model.config.get("image", ()))
+    return next((name for name, shape in data.IMAGE_SHAPES.items() if shape == image), "breast_cancer")
+
+
+def _recorded_split(path: str, metadata: dict[str, Any], default: str) -> tuple[str, int | None, float]:
     """The split a checkpoint's metadata records (`dp train --save` writes ``{"data": {"name":
-    "breast_cancer", "test_size": 0.2, "seed": 0}}``): the data set's name (breast_cancer
-    when not recorded), its seed (None when not recorded) and test fraction (dp train's when
+    "breast_cancer", "test_size": 0.2, "seed": 0}}``): the data set's name (``default`` when
+    not recorded), its seed (None when not recorded) and test fraction (dp train's when
     not recorded). A file is not trusted: anything else there, a data set dp train does not
     have, a seed that is not a whole number >= 0, a test_size that is not a fraction, is a
     ``ValueError`` that says so."""
     split_of = metadata.get("data", {})
     if not isinstance(split_of, dict):
         raise ValueError(f"{path} records its data as {split_of!r}, not as a dict such as dp train writes")
-    name = split_of.get("name", "breast_cancer")
+    name = split_of.get("name", default)
     if not isinstance(name, str) or name not in DATA:
         raise ValueError(f"{path} was trained on {name!r}; dp evaluate knows {', '.join(DATA)}")
     try:

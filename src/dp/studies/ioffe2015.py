@@ -161,10 +161,11 @@ def _train(run: Run) -> Result:
 
 def _network(run: Run) -> Any:
     """The untrained network of ``run``: the paper's sigmoid MLP of ``run.sizes``, or a `dp.CNN`."""
+    from dp.data import IMAGE_SHAPES
     from dp.nn.models import CNN, MLP
 
     if run.model == "cnn":
-        return CNN(image=IMAGES[run.data], batch_norm=run.batch_norm, seed=run.seed)
+        return CNN(image=IMAGE_SHAPES[run.data], batch_norm=run.batch_norm, seed=run.seed)
     return MLP(run.sizes, batch_norm=run.batch_norm, activation="sigmoid", seed=run.seed, init=run.init,
                init_std=run.init_std)  # fmt: skip
 
@@ -176,8 +177,8 @@ class _Watcher:
     def __init__(self, model: Any, rows: np.ndarray, active: bool) -> None:
         self.model, self.rows, self.active = model, rows, active
         self.values: list[tuple[float, ...]] = []
-        last = len(model.hidden) if active else 0
-        self.layer = f"bn{last}" if model.has_batch_norm else f"l{last}"
+        last = len(model.hidden) if active else None  # an unwatched run (a CNN's) names no layer
+        self.layer = None if last is None else f"bn{last}" if model.has_batch_norm else f"l{last}"
 
     def on_step(self, every: int, steps: int) -> Any:
         def record(step: int, model: Any) -> None:
@@ -243,11 +244,10 @@ def _cnn_runs(budget: Budget, data: str, seeds: range) -> list[Run]:
     ]
 
 
-IMAGES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width)
-
-
 def _inputs(data: str) -> int:
-    return int(np.prod(IMAGES[data]))
+    from dp.data import IMAGE_SHAPES
+
+    return int(np.prod(IMAGE_SHAPES[data]))
 
 
 def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:

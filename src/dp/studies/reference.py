@@ -55,7 +55,6 @@ WORKLOADS: dict[tuple[str, str], Recipe] = {
     ("mnist", "cnn"): Recipe(steps=600, lr=0.01, batch_size=64, optimizer="adam", schedule="cosine"),
     ("digits", "cnn"): Recipe(steps=600, lr=0.01, batch_size=64, optimizer="adam", schedule="cosine"),
 }
-IMAGES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}  # (channels, height, width) of each image data set
 CNN_HIDDEN = (64,)  # dp train's CNN: dp.CNN with one hidden layer of 64 (LeNet's shape: two blocks, two linear layers)
 
 
@@ -76,7 +75,7 @@ def workload_network(name: str, model: str, batch_norm: bool, recipe: Recipe) ->
         raise ValueError(f"dp train has no network for --data {name} --model {model}; it offers {offered}")
     if model == "mlp":
         return reference_network(batch_norm, recipe)
-    network = CNN(image=IMAGES[name], hidden=CNN_HIDDEN, batch_norm=batch_norm, seed=recipe.seed)
+    network = CNN(image=data.IMAGE_SHAPES[name], hidden=CNN_HIDDEN, batch_norm=batch_norm, seed=recipe.seed)
     return network, make_optimizer(recipe.optimizer, lr=recipe.lr)
 
 
