@@ -1,7 +1,7 @@
 """dp.train.Monitor: Karpathy's per-layer diagnostics while `fit` trains (pre-activation mean and
 spread, saturation, dead units, the gradients' spread, the update-to-data ratio), each equal to
 its definition computed by hand; a run with the monitor is the run without it, bit for bit; its
-table; and bad input refused before the first step."""
+figure; and bad input refused before the first step."""
 
 import math
 
@@ -156,7 +156,7 @@ def test_a_monitor_given_to_another_fit_starts_anew():
     assert monitor.steps == [0, 2] and len(monitor.table().splitlines()) == 2 + 2 * 3
 
 
-# ----- the table -----
+# ----- the table and the figure -----
 
 
 def test_the_table_has_a_row_per_step_and_layer_with_empty_cells_where_nothing_applies(watched):
@@ -166,6 +166,19 @@ def test_the_table_has_a_row_per_step_and_layer_with_empty_cells_where_nothing_a
     assert len(lines) == 2 + 3 * 3
     assert lines[2].startswith("| 0 | l1 |") and lines[2].endswith("|  |  |")  # no gradient before a step
     assert lines[-1].startswith("| 2 | l3 |  |  |  |  | ")  # the output layer: gradients only
+
+
+def test_the_figure_is_written_as_a_png(watched, tmp_path):
+    _, monitor, _ = watched
+    path = dp.plots.monitor_figure(tmp_path / "monitor.png", monitor, "a tiny run")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_figure_of_the_output_layer_alone_has_no_histograms(tmp_path):
+    monitor = Monitor(ROWS, every=1, layers=["l3"])
+    fit_tiny(tiny(), SGD(lr=0.01), monitor, steps=1)
+    assert monitor.inputs == {}
+    assert dp.plots.monitor_figure(tmp_path / "m.png", monitor).read_bytes().startswith(PNG_SIGNATURE)
 
 
 # ----- bad input, refused before the first step -----
