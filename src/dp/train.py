@@ -39,9 +39,7 @@ from dp.checks import (
     finite,
     numeric_array,
 )
-from dp.nn.activations import activate
 from dp.nn.module import NeuralNode, restore
-from dp.node import Node
 from dp.optim import Optimizer
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -479,15 +477,12 @@ def _progress_bar(total: int, progress: bool | None) -> Any:
 
 # ----- looking inside the layers while they train -----
 
-SATURATED = 0.97  # an activation this close to its bound, in its units, is flat: makemore part 3's threshold
-# Where each activation is flat, as a test of its output h: there its derivative is (almost) 0,
-# and the unit passes (almost) no gradient back to the layers below it.
-FLAT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": lambda h: np.abs(h) > SATURATED,
-    "sigmoid": lambda h: (h < 1 - SATURATED) | (h > SATURATED),
-    "relu": lambda h: h == 0,  # exactly 0: no gradient at all
-}
-# The same, as the interval of the activation's input z outside which it is flat (for figures).
+SATURATED = 0.97  # an activation this close to its bounds is flat: makemore part 3's threshold
+# Where each activation is not flat, as the open interval of its input z: outside it, its
+# derivative is (almost) 0 and a unit passes (almost) no gradient back. |tanh(z)| > 0.97 where
+# |z| > atanh(0.97) = 2.09; sigmoid(z) is outside [0.03, 0.97] where |z| > log(0.97 / 0.03) =
+# 3.48; relu(z) is exactly 0 where z <= 0. Tested on z, not on the activation's output: the
+# same values, without computing the activation again (a sigmoid is the costliest part).
 ACTIVE_RANGES: dict[str, tuple[float, float]] = {
     "tanh": (-math.atanh(SATURATED), math.atanh(SATURATED)),
     "sigmoid": (-math.log(SATURATED / (1 - SATURATED)), math.log(SATURATED / (1 - SATURATED))),
@@ -528,7 +523,7 @@ class Monitor:
       batch norm's output with batch norm, the linear layer's or convolution's without),
       over all rows, units and positions. With batch norm, near 0 and 1 (beta and gamma
       set them); without it, they follow the weights' scale, layer after layer.
-    - ``saturated``: the fraction of those values whose activation is flat (`FLAT`): tanh
+    - ``saturated``: the fraction of those values whose activation is flat (`ACTIVE_RANGES`): tanh
       beyond 0.97 in magnitude, sigmoid outside [0.03, 0.97]; for ReLU, outputs exactly 0,
       about half of them in a healthy layer. NaN for the other activations.
     - ``dead``: the fraction of units (features, or channels of a convolution) flat on every
@@ -678,8 +673,8 @@ def _activation_measures(z: np.ndarray | None, activation: str) -> dict[str, flo
     activation without a flat part."""
     if z is None:
         return dict.fromkeys(("mean", "std", "saturated", "dead"), math.nan)
-    flat = FLAT.get(activation)
-    where = flat(activate(Node(z), activation).value) if flat is not None else None
+    active = ACTIVE_RANGES.get(activation)
+    where = None if active is None else ~((z > active[0]) & (z < active[1]))  # NaN counts as flat
     per_unit = tuple(axis for axis in range(z.ndim) if axis != 1)
     return {
         "mean": float(z.mean()),
