@@ -4,6 +4,8 @@ its definition computed by hand; a run with the monitor is the run without it, b
 figure; and bad input refused before the first step."""
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +238,19 @@ def test_a_model_without_record_is_refused():
 def test_an_unknown_measure_is_refused_with_the_known_ones(watched):
     with pytest.raises(ValueError, match="'update_ratio'"):
         watched[1].series("ratio")
+
+
+# ----- docs/monitor.md -----
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_the_docs_example_is_python_and_its_tables_are_those_it_wrote():
+    text = (DOCS / "monitor.md").read_text()
+    (example,) = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    compile(example, "docs/monitor.md", "exec")
+    assert 'monitor_figure("docs/monitor.png"' in example and (DOCS / "monitor.png").exists()
+    written = (DOCS / "monitor_tables.md").read_text().splitlines()
+    quoted = re.findall(r"^\|.*\|$", text.split("## A real run", 1)[1].split("\n## ", 1)[0], re.M)
+    assert len(quoted) == 2 * (2 + 8)  # two tables: header, alignment, steps 0 and 1,000 of 4 layers
+    assert all(line in written or set(line) <= set("|-: ") for line in quoted)
