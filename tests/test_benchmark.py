@@ -9,6 +9,8 @@ cases are skipped when they are not installed. Its report's columns are where
 benchmarks/against.py reads them.
 
 benchmarks/accuracy.py: its table counts rows and splits right, and it runs.
+
+benchmarks/monitor.py: it times fit with and without a monitor and writes its command first.
 """
 
 import importlib.util
@@ -35,6 +37,7 @@ step = _load_benchmark("step")
 accuracy = _load_benchmark("accuracy")
 overhead = _load_benchmark("overhead")
 startup = _load_benchmark("startup")
+monitor = _load_benchmark("monitor")
 
 WORKLOADS = [
     step.WORKLOADS["seed"],
@@ -313,3 +316,27 @@ def test_the_profile_of_fit_names_the_engine_and_the_batch_norm_primitive_a_stud
     text = profile_fit.table(profile_fit.profile(steps=3), rows=10)
     assert "`grad` (node.py:" in text and "`batch_norm_closed_form` (nn/normalization.py:" in text
     assert "`train_step` (train.py:" in text
+
+
+def test_the_monitor_benchmark_times_fit_both_ways_and_writes_the_command_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(monitor.bench, "use_threads", lambda count: None)  # the test session keeps its threads
+    out = tmp_path / "monitor.md"
+    arguments = [
+        "--workloads",
+        "seed",
+        "--steps",
+        "4",
+        "--every",
+        "2",
+        "--rows",
+        "10,20",
+        "--repeats",
+        "1",
+        "--seconds",
+        "0",
+    ]
+    assert monitor.main([*arguments, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith(f"`python benchmarks/monitor.py {' '.join(arguments)} --out {out}`")
+    assert "| seed (30-20-10-1, batch 50) | 10 | 4 | 2 | 1 |" in text  # one round each
+    assert "| seed (30-20-10-1, batch 50) | 20 | 4 | 2 | 1 |" in text

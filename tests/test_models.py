@@ -257,6 +257,28 @@ def test_record_gives_every_layer_and_changes_nothing():
         assert np.array_equal(model.params[k], v), k
 
 
+def test_a_cnn_records_every_layer_and_changes_nothing():
+    model = dp.CNN(image=(1, 6, 6), channels=(2, 3), hidden=(5,), classes=3, seed=0)
+    images = np.random.default_rng(0).standard_normal((8, 1, 6, 6))
+    model.loss(images, np.arange(8) % 3)  # one training batch: averages to record with
+    before = model.get_param()
+    values = model.record(images)
+    assert {name: v.shape for name, v in values.items()} == {
+        "conv1": (8, 2, 6, 6), "bn1": (8, 2, 6, 6), "conv2": (8, 3, 3, 3), "bn2": (8, 3, 3, 3),
+        "fc1": (8, 5), "bn3": (8, 5), "fc2": (8, 3),
+    }  # fmt: skip
+    np.testing.assert_allclose(values["fc2"], model.logits(images, train=False).value, rtol=1e-13)
+    np.testing.assert_allclose(model.record(images, ["bn1"], train=True)["bn1"].mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    assert all(np.array_equal(model.params[k], v) for k, v in before.items())
+    assert model.activation_inputs() == {"conv1": "bn1", "conv2": "bn2", "fc1": "bn3"}
+    assert dp.CNN(image=(1, 6, 6), channels=(2,), batch_norm=False).activation_inputs() == {"conv1": "conv1"}
+
+
+def test_the_input_of_each_activation_is_named_by_its_layer():
+    assert dp.MLP().activation_inputs() == {"l1": "bn1", "l2": "bn2"}
+    assert dp.MLP(batch_norm=False).activation_inputs() == {"l1": "l1", "l2": "l2"}
+
+
 def test_record_refuses_a_layer_that_does_not_exist():
     with pytest.raises(ValueError, match=r"no layer 'bn1'; its layers are \['l1', 'l2'\]"):
         dp.MLP((30, 5, 1), batch_norm=False).record(X[:4], ["bn1"])

@@ -8,7 +8,12 @@ Each step is the loop of the `dp` package docstring (`train_step`):
 ``grads = model.loss(xb, yb).grad(1)``, then ``optimizer.step(model.params, grads)``,
 all or nothing, for every model: the graph is built and walked at every step, through
 the model's own methods. Every ``eval_every`` steps (by default once an epoch) the model
-is evaluated in eval mode on the training and the validation rows.
+is evaluated in eval mode on the training and the validation rows. A `Monitor` passed to
+`fit` looks inside each layer every so many steps (docs/monitor.md)::
+
+    monitor = dp.train.Monitor(split.x_val[:500], every=100)
+    dp.train.fit(model, split.x_train, split.y_train, dp.optim.Adam(), steps=2000, monitor=monitor)
+    print(monitor.table())
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from dp import checks
-from dp.checks import Constraint, Flag, Function, NonFiniteError, OneOf, OrNone, Whole, checked, describe, finite
+from dp.checks import (
+    Constraint,
+    Flag,
+    Function,
+    NonFiniteError,
+    OneOf,
+    OrNone,
+    Whole,
+    checked,
+    describe,
+    finite,
+    numeric_array,
+)
 from dp.nn.module import NeuralNode, restore
 from dp.nn.normalization import BatchNorm
 from dp.optim import Optimizer
@@ -47,6 +64,7 @@ FIT_CONSTRAINTS: dict[str, Constraint] = {
     "on_step": OrNone(Function()),
     "reduction": OneOf("sum", "mean"),
     "score_rows": OrNone(Whole("[1, inf)")),
+    "monitor": OrNone(lambda value, name: _a_monitor(value, name)),  # Monitor is defined below
 }
 CHANCE_MARGIN = 0.05  # how close to chance a final accuracy must be to count as stuck there
 RECALIBRATE_CONSTRAINTS: dict[str, Constraint] = {
@@ -133,6 +151,7 @@ def fit(
     on_step: Callable[[int, NeuralNode], None] | None = None,
     reduction: str = "sum",
     score_rows: int | None = 1000,
+    monitor: Monitor | None = None,
 ) -> History:
     """Train ``model`` on the rows ``x`` (n, features) and labels ``y`` with mini-batch
     ``optimizer`` steps (`train_step`: the model's ``loss``, ``grad``, the optimizer's ``step``).
@@ -151,7 +170,8 @@ def fit(
     sample drawn from ``seed``, the same at every evaluation; all rows when there are
     no more, or for ``score_rows=None``), so that evaluating often stays cheap.
     ``progress`` shows a progress bar (tqdm); by default only when standard error
-    is a terminal.
+    is a terminal. ``monitor``, a `Monitor`, looks inside each layer before the first
+    step and every ``monitor.every`` steps; it changes nothing of the run.
 
     The same model, data, optimizer settings and seed give bit-identical results.
     Returns the `History`, one entry per evaluation: every ``eval_every`` steps (by
@@ -164,7 +184,8 @@ def fit(
     ``ValueError`` for a value out of range (``steps``, ``epochs`` and
     ``eval_every`` are whole numbers >= 1; ``batch_size`` at least 2 and at most
     the training rows), for both or neither of ``steps`` and ``epochs``, or for an
-    unknown ``schedule``.
+    unknown ``schedule``; a ``monitor`` checks its rows and layers against the model
+    (`Monitor.start`).
 
     Raises `Diverged` (a `NonFiniteError`) when the loss, the gradients or the
     updated parameters would be NaN or inf (the failing step changes nothing: the
@@ -184,14 +205,17 @@ def fit(
         on_step=on_step,
         reduction=reduction,
         score_rows=score_rows,
+        monitor=monitor,
     )
     plan = _Plan.make(model, x, y, validation, **options)
+    if monitor is not None:
+        monitor.start(model)  # its rows and layers checked, before anything changes
     history = History(chance=chance_accuracy(plan.y))
     bar = _progress_bar(plan.steps, options["progress"])
     was_training, base_lr, start = model.training, optimizer.lr, time.perf_counter()
     model.train()
     try:
-        _run(model, optimizer, plan, history, bar, options["on_step"])
+        _run(model, optimizer, plan, history, bar, options["on_step"], monitor)
     finally:
         model.train(was_training)  # back in the mode it came in, even after an error
         optimizer.lr = base_lr
@@ -200,7 +224,14 @@ def fit(
     return history
 
 
-def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, reduction: str = "sum") -> float:
+def train_step(
+    model: NeuralNode,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    reduction: str = "sum",
+    gradients: dict[str, np.ndarray] | None = None,
+) -> float:
     """One optimizer step on the batch (x, y), all or nothing; returns its loss (summed
     over the rows, or their mean for ``reduction="mean"``)::
 
@@ -213,11 +244,21 @@ def train_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nda
     refuses; an optimizer that refuses the step; Ctrl-C), every entry of ``model.params``
     is put back as it was, moving averages included, and so is the optimizer's state,
     and the error is raised.
+
+    ``gradients``, a dict, receives the step's ``grads`` when given (how a `Monitor` sees
+    them, without a second backward pass).
     """
-    return all_or_nothing(model, optimizer, lambda: _graph_step(model, optimizer, x, y, reduction))
+    return all_or_nothing(model, optimizer, lambda: _graph_step(model, optimizer, x, y, reduction, gradients))
 
 
-def _graph_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, reduction: str) -> float:
+def _graph_step(
+    model: NeuralNode,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    reduction: str,
+    gradients: dict[str, np.ndarray] | None = None,
+) -> float:
     """`train_step`'s three lines, with the loss checked: its value."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN and inf are checked, not warned about
         # The default is the seed's summed loss, asked for without the keyword, which a
@@ -226,6 +267,8 @@ def _graph_step(model: NeuralNode, optimizer: Optimizer, x: np.ndarray, y: np.nd
         finite(loss.value, "the loss")
         grads = loss.grad(1)
     optimizer.step(model.params, grads)
+    if gradients is not None:
+        gradients.update(grads)
     return float(loss.value[0, 0])
 
 
@@ -351,15 +394,23 @@ def _checked_validation(model: NeuralNode, validation: Sequence[Any] | None) -> 
     return model.checked_data(validation[0], validation[1], "validation")
 
 
-def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History, bar: Any, on_step: Any) -> None:
+def _run(
+    model: NeuralNode,
+    optimizer: Optimizer,
+    plan: _Plan,
+    history: History,
+    bar: Any,
+    on_step: Any,
+    monitor: Monitor | None,
+) -> None:
     """The steps of ``plan``, evaluations recorded in ``history``; `Diverged` on NaN or inf."""
     base_lr, losses = optimizer.lr, []
-    take_step = _stepper(model, optimizer, plan)
+    take_step = _stepper(model, optimizer, plan, monitor)
     for step, rows in enumerate(plan.batches(), start=1):
         optimizer.lr = base_lr * plan.schedule(step - 1, plan.steps)
         evaluate = plan.evaluates_after(step)
         try:
-            loss = take_step(rows)
+            loss = take_step(step, rows)
             losses.append(loss / plan.batch_size if plan.reduction == "sum" else loss)
             if evaluate:
                 _evaluate(model, plan, history, step, losses)
@@ -374,9 +425,25 @@ def _run(model: NeuralNode, optimizer: Optimizer, plan: _Plan, history: History,
         bar.update(1)
 
 
-def _stepper(model: NeuralNode, optimizer: Optimizer, plan: _Plan) -> Callable[[np.ndarray], float]:
-    """How `_run` takes a step on some rows of the plan: `train_step` on them."""
-    return lambda rows: train_step(model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
+def _stepper(
+    model: NeuralNode, optimizer: Optimizer, plan: _Plan, monitor: Monitor | None
+) -> Callable[[int, np.ndarray], float]:
+    """How `_run` takes step ``step`` on some rows of the plan: `train_step` on them, and, at
+    the steps ``monitor`` records, what it needs to see kept and handed to it."""
+
+    def take(step: int, rows: np.ndarray) -> float:
+        x, y = plan.x[rows], plan.y[rows]
+        if monitor is None or not monitor.records(step):
+            return train_step(model, optimizer, x, y, plan.reduction)
+        # The optimizers replace the arrays of params, never write into them: this shallow
+        # copy keeps the parameters from before the step for free.
+        before = dict(model.params)
+        gradients: dict[str, np.ndarray] = {}
+        loss = train_step(model, optimizer, x, y, plan.reduction, gradients)
+        monitor.observe(step, model, before, gradients)
+        return loss
+
+    return take
 
 
 def _evaluate(model: NeuralNode, plan: _Plan, history: History, step: int, losses: list[float]) -> None:
@@ -521,3 +588,240 @@ def _cumulative(layers: list[BatchNorm]) -> Iterator[None]:
     finally:
         for layer, momentum, renorm in saved:
             layer.momentum, layer.renorm = momentum, renorm
+
+
+# ----- looking inside the layers while they train -----
+
+SATURATED = 0.97  # an activation this close to its bounds is flat: makemore part 3's threshold
+# Where each activation is not flat, as the open interval of its input z: outside it, its
+# derivative is (almost) 0 and a unit passes (almost) no gradient back. |tanh(z)| > 0.97 where
+# |z| > atanh(0.97) = 2.09; sigmoid(z) is outside [0.03, 0.97] where |z| > log(0.97 / 0.03) =
+# 3.48; relu(z) is exactly 0 where z <= 0. Tested on z, not on the activation's output: the
+# same values, without computing the activation again (a sigmoid is the costliest part).
+ACTIVE_RANGES: dict[str, tuple[float, float]] = {
+    "tanh": (-math.atanh(SATURATED), math.atanh(SATURATED)),
+    "sigmoid": (-math.log(SATURATED / (1 - SATURATED)), math.log(SATURATED / (1 - SATURATED))),
+    "relu": (0.0, math.inf),
+}
+# What `Monitor` measures, per layer and recorded step: the name of `Monitor.series`, its heading.
+MEASURES = {
+    "mean": "pre-activation mean",
+    "std": "pre-activation std",
+    "saturated": "saturated %",
+    "dead": "dead units %",
+    "grad_std": "gradient std",
+    "update_ratio": "log10 update/data",
+}
+# The saturated column's heading in `Monitor.table`, saying what it counts for each activation.
+FLAT_HEADINGS = {
+    "tanh": "saturated % (abs(tanh) > 0.97)",
+    "sigmoid": "saturated % (sigmoid outside [0.03, 0.97])",
+    "relu": "exactly 0 % (ReLU)",
+}
+
+
+class Monitor:
+    """A look inside each layer while `fit` trains: Karpathy's diagnostics of "makemore part 3"
+    (Building makemore Part 3: Activations & Gradients, BatchNorm), per layer, before the
+    first step and every ``every`` steps::
+
+        monitor = dp.train.Monitor(split.x_val[:500], every=100)
+        dp.train.fit(model, split.x_train, split.y_train, optimizer, steps=2000, monitor=monitor)
+        print(monitor.table()); dp.plots.monitor_figure("monitor.png", monitor)
+
+    For each hidden layer, on ``rows`` (a fixed sample, the same at every recorded step, so
+    the steps compare; at least 2 rows, since batch norm normalizes them by their own
+    statistics, as a training step would), from ``model.record(rows, train=True)``, which
+    changes nothing:
+
+    - ``mean``, ``std``: of the layer's pre-activations (the input of its activation: the
+      batch norm's output with batch norm, the linear layer's or convolution's without),
+      over all rows, units and positions. With batch norm, near 0 and 1 (beta and gamma
+      set them); without it, they follow the weights' scale, layer after layer.
+    - ``saturated``: the fraction of those values whose activation is flat (`ACTIVE_RANGES`): tanh
+      beyond 0.97 in magnitude, sigmoid outside [0.03, 0.97]; for ReLU, outputs exactly 0,
+      about half of them in a healthy layer. NaN for the other activations.
+    - ``dead``: the fraction of units (features, or channels of a convolution) flat on every
+      row (and position): for ReLU, dead units, exactly 0 on every row, which no gradient
+      will ever revive; for tanh and sigmoid, units saturated on every row.
+
+    For every layer with a weight (``weight_{layer}``, the output layer included), at each
+    recorded step but the first (before training, there is no step):
+
+    - ``grad_std``: the standard deviation of the weight's gradient, the very ``grads`` the
+      step's optimizer used (of the loss `fit` differentiates: with ``reduction="sum"``,
+      batch_size times the mean loss's);
+    - ``update_ratio``: ``log10(||W_new - W_old|| / ||W_old||)``, the size of the step's
+      update against the weights (Frobenius norms). Karpathy's rule of thumb: around -3
+      (an update a thousandth of the weights); far below, the layer learns too slowly; far
+      above, too fast.
+
+    It changes nothing of the run: the parameters (moving averages and batch counts
+    included), the optimizer's state and the batches are those of the same `fit` without
+    it, bit for bit. It costs one forward pass on ``rows`` and a few norms per recorded
+    step (docs/speed.md: under 10 % of the steps' time at ``every=100``). The parameters
+    before a step are kept only at recorded steps, as references (the optimizers replace
+    arrays, never write into them): nothing is copied.
+
+    After `fit`: ``steps`` (the recorded steps, 0 first), ``layers``, ``activation``,
+    `series` (a measure's values over the steps, per layer), `table` (Markdown) and
+    ``snapshots`` (the pre-activations of each hidden layer at step 0 and at the last
+    recorded step, for histograms). Each `fit` it is given starts it anew.
+
+    Errors, all before training starts: ``every`` not a whole number >= 1; ``rows`` not a
+    numeric array of at least 2 rows; then, in `fit` (`start`), rows the model does not
+    take, a ``layers`` name the model does not have (the message lists its layers), or a
+    model without ``record`` and ``activation_inputs`` (`dp.MLP`, `dp.CNN` have them).
+    """
+
+    def __init__(self, rows: Any, every: int = 100, layers: Sequence[str] | None = None) -> None:
+        self.every = Whole("[1, inf)")(every, "every")
+        self.rows = numeric_array(rows, "the monitor's rows")
+        if len(self.rows) < 2:
+            raise ValueError(
+                f"the monitor's rows must be at least 2 (batch norm normalizes them by their own statistics); "
+                f"got {len(self.rows)}"
+            )
+        self.asked = None if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        self.layers: list[str] = []
+        self.activation = ""
+        self.inputs: dict[str, str] = {}  # hidden layer -> the `record` name of its activation's input
+        self.steps: list[int] = []
+        self.snapshots: dict[int, dict[str, np.ndarray]] = {}
+        self._values: dict[str, dict[str, list[float]]] = {}
+
+    @property
+    def active_range(self) -> tuple[float, float] | None:
+        """The pre-activations whose activation is not flat, as an interval (outside it, a
+        unit is saturated; `ACTIVE_RANGES`), or None for an activation without a flat part."""
+        return ACTIVE_RANGES.get(self.activation)
+
+    def start(self, model: NeuralNode) -> None:
+        """Check the rows and the layers against ``model`` and record step 0, before the
+        first step: `fit` calls it. Forgets what an earlier run recorded."""
+        self.layers = self._checked_layers(model)
+        hidden = cast(Any, model).activation_inputs()
+        self.inputs = {layer: hidden[layer] for layer in self.layers if layer in hidden}
+        self.activation = getattr(model, "config", {}).get("activation", "")
+        self.steps, self.snapshots = [], {}
+        self._values = {measure: {layer: [] for layer in self.layers} for measure in MEASURES}
+        try:
+            self.observe(0, model, None, None)
+        except ValueError as error:
+            raise ValueError(f"the monitor's rows do not fit the model: {error}") from error
+
+    def _checked_layers(self, model: NeuralNode) -> list[str]:
+        """The layers to monitor in ``model``: those asked for, or every layer with a weight."""
+        if not (callable(getattr(model, "record", None)) and callable(getattr(model, "activation_inputs", None))):
+            raise TypeError(
+                "a Monitor looks inside a model with record() and activation_inputs(), as dp.MLP and dp.CNN; "
+                f"got {type(model).__name__}"
+            )
+        known = [key.removeprefix("weight_") for key in model.params if key.startswith("weight_")]
+        unknown = [name for name in self.asked or () if name not in known]
+        if unknown:
+            named = ", ".join(map(repr, unknown))
+            raise ValueError(f"the model has no layer {named} to monitor; its layers are {known}")
+        return self.asked or known
+
+    def records(self, step: int) -> bool:
+        """Whether `fit` hands step ``step`` (counted from 1) to `observe`: every ``every``-th."""
+        return step % self.every == 0
+
+    def observe(
+        self,
+        step: int,
+        model: NeuralNode,
+        before: dict[str, np.ndarray] | None,
+        gradients: dict[str, np.ndarray] | None,
+    ) -> None:
+        """Record the measures of step ``step``, just taken: ``before`` holds the parameters
+        from before it (a shallow copy of ``model.params``), ``gradients`` its ``grads``; both
+        None for step 0. `fit` calls it."""
+        with np.errstate(all="ignore"):  # a diverging network's values say so themselves
+            pre = self._pre_activations(model)
+            for layer in self.layers:
+                measured = _activation_measures(pre.get(layer), self.activation)
+                measured.update(_weight_measures(f"weight_{layer}", model.params, before, gradients))
+                for measure, value in measured.items():
+                    self._values[measure][layer].append(value)
+        self.steps.append(step)
+        self.snapshots = {0: self.snapshots.get(0, pre), step: pre}
+
+    def _pre_activations(self, model: NeuralNode) -> dict[str, np.ndarray]:
+        """The input of each monitored hidden layer's activation on ``rows``, by layer."""
+        recorded = cast(Any, model).record(self.rows, list(self.inputs.values()), train=True)
+        return {layer: recorded[name] for layer, name in self.inputs.items()}
+
+    def series(self, measure: str) -> dict[str, np.ndarray]:
+        """``{layer: the values of ``measure`` at each of `steps`}``; ``measure`` one of
+        `MEASURES`. NaN where it does not apply (a gradient at step 0, saturation in the
+        output layer). ``saturated`` and ``dead`` are fractions, 0 to 1."""
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(map(repr, MEASURES))}; got {measure!r}")
+        return {layer: np.array(values, dtype=float) for layer, values in self._values[measure].items()}
+
+    def table(self) -> str:
+        """The measures as a Markdown table, a row per recorded step and layer (empty cells
+        where a measure does not apply; ``saturated`` and ``dead`` in percent, the saturated
+        column's heading saying what it counts for the model's activation)."""
+        headings = {**MEASURES, "saturated": FLAT_HEADINGS.get(self.activation, MEASURES["saturated"])}
+        lines = ["| step | layer | " + " | ".join(headings.values()) + " |", "|--:|---|" + "--:|" * len(MEASURES)]
+        columns = {measure: self.series(measure) for measure in MEASURES}
+        for i, step in enumerate(self.steps):
+            for layer in self.layers:
+                cells = [_cell(measure, columns[measure][layer][i]) for measure in MEASURES]
+                lines.append(f"| {step:,} | {layer} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _a_monitor(value: Any, name: str) -> Monitor:
+    if not isinstance(value, Monitor):
+        raise TypeError(f"{name} must be a dp.train.Monitor or None, not {describe(value)}")
+    return value
+
+
+def _activation_measures(z: np.ndarray | None, activation: str) -> dict[str, float]:
+    """The mean and standard deviation of the pre-activations ``z`` (rows first, units on axis
+    1), the fraction of them where ``activation`` is flat and of units flat on every row and
+    position; all NaN for no ``z`` (a layer without activation), the last two for an
+    activation without a flat part."""
+    if z is None:
+        return dict.fromkeys(("mean", "std", "saturated", "dead"), math.nan)
+    active = ACTIVE_RANGES.get(activation)
+    where = None if active is None else ~((z > active[0]) & (z < active[1]))  # NaN counts as flat
+    per_unit = tuple(axis for axis in range(z.ndim) if axis != 1)
+    return {
+        "mean": float(z.mean()),
+        "std": float(z.std()),
+        "saturated": math.nan if where is None else float(where.mean()),
+        "dead": math.nan if where is None else float(where.all(axis=per_unit).mean()),
+    }
+
+
+def _weight_measures(
+    key: str,
+    params: dict[str, np.ndarray],
+    before: dict[str, np.ndarray] | None,
+    gradients: dict[str, np.ndarray] | None,
+) -> dict[str, float]:
+    """The standard deviation of the gradient of ``params[key]`` and log10 of its update's
+    norm over its norm before the step; NaN without a step."""
+    if before is None or gradients is None:
+        return {"grad_std": math.nan, "update_ratio": math.nan}
+    old = before[key]
+    return {
+        "grad_std": float(np.std(gradients[key])),
+        "update_ratio": float(np.log10(np.linalg.norm(params[key] - old) / np.linalg.norm(old))),
+    }
+
+
+def _cell(measure: str, value: float) -> str:
+    """One measure's value as a table cell: percentages for fractions, empty for NaN."""
+    if math.isnan(value):
+        return ""
+    if measure in ("saturated", "dead"):
+        return f"{100 * value:.1f}"
+    if measure == "mean":
+        return f"{round(value, 3) + 0.0:+.3f}"  # + 0.0: never "-0.000"
+    return f"{value:.2f}" if measure == "update_ratio" else f"{value:.3g}"

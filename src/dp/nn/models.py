@@ -132,11 +132,79 @@ class Classifier(NeuralNode):
         checks.labels(y, len(x), self.outputs)
         return x, y
 
+    def record(self, x: Any, layers: Sequence[str] | None = None, train: bool = False) -> dict[str, np.ndarray]:
+        """The values inside the network for a batch x, by layer name, without changing
+        anything (the moving averages and batch counts stay as they are, so it can watch a
+        fixed batch of test rows at any point of training):
+
+        - the output of each linear layer (`MLP`: ``"l{i}"``, the last one's is the logits)
+          or convolution (`CNN`: ``"conv{i}"``, then ``"fc{j}"`` for its linear layers);
+        - ``"bn{i}"``: the output of each batch norm (with batch norm), before the activation.
+
+        The input of each hidden layer's activation is its batch norm's output with batch
+        norm and the layer's own without (`activation_inputs` names them). ``train=False``
+        (the default) normalizes with the moving averages, as the network predicts;
+        ``train=True`` with the batch's own statistics, as in a training step. ``layers``
+        selects some names (default: all, in the order of the network); an unknown name is a
+        ``ValueError`` that lists the known ones. Each value is (n, width), or (n, channels,
+        height, width) for a convolution and its batch norm.
+        """
+        wanted = self._layer_names(layers)
+        values: dict[str, np.ndarray] = {}
+        self._logits(self._input(x), train, seen=values)
+        return {name: values[name] for name in wanted}
+
+    def activation_inputs(self) -> dict[str, str]:
+        """``{layer: the name under which `record` gives the input of its activation}`` for each
+        hidden layer, in order: ``{"l1": "bn1", "l2": "bn2"}`` for the reference `MLP`,
+        ``{"l1": "l1", ...}`` without batch norm; a `CNN`'s convolutions and hidden linear
+        layers likewise. The layer is named as its weight is (``weight_{layer}``)."""
+        return {_name(layer): _name(norm or layer) for layer, norm in self._hidden_layers()}
+
+    def _layer_names(self, layers: Sequence[str] | None) -> list[str]:
+        """``layers`` checked against the names `record` knows (all of them for None)."""
+        known = [_name(part) for pair in self._hidden_layers() for part in pair if part is not None]
+        known.append(_name(self._output_layer()))
+        if layers is None:
+            return known
+        names = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"this network has no layer {', '.join(map(repr, unknown))}; its layers are {known}")
+        return names
+
+    def _hidden_layers(self) -> list[tuple[Any, BatchNorm | None]]:
+        """(layer, its batch norm or None) for each layer followed by an activation, in order."""
+        raise NotImplementedError
+
+    def _output_layer(self) -> Linear:
+        raise NotImplementedError
+
     def _input(self, x: Any, what: str = "the input") -> Node:
         raise NotImplementedError
 
     def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
         raise NotImplementedError
+
+
+def _name(layer: Any) -> str:
+    """The name a layer was built with: ``"l1"`` for a layer whose weight is ``weight_l1``,
+    ``"bn1"`` for a batch norm whose gamma is ``gamma_bn1``."""
+    key = layer.gamma_key if isinstance(layer, BatchNorm) else layer.weight_key
+    return key.split("_", 1)[1]
+
+
+def before_activation(
+    layer: Any, norm: BatchNorm | None, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None
+) -> Node:
+    """A hidden layer on h up to its activation: ``layer`` (linear, or a convolution), then
+    ``norm`` if any. With a ``seen`` dict, both outputs are recorded in it by name and nothing
+    changes (batch norm normalizes without moving its averages: `Classifier.record`)."""
+    z = layer.forward(h)
+    y = z if norm is None else norm.forward(z, train) if seen is None else norm.normalize(z, bool(train))
+    if seen is not None:
+        seen.update({_name(layer): z.value, **({_name(norm): y.value} if norm is not None else {})})
+    return y
 
 
 class MLP(Classifier):
@@ -232,38 +300,6 @@ class MLP(Classifier):
         """Whether the hidden layers run as `dp.nn.fused` primitives (``MLP(fused=True)``)."""
         return self.config.get("fused", False)
 
-    def record(self, x: Any, layers: Sequence[str] | None = None, train: bool = False) -> dict[str, np.ndarray]:
-        """The values inside the network for a batch x, by layer name, without changing
-        anything (the moving averages and batch counts stay as they are, so it can watch a
-        fixed batch of test rows at any point of training):
-
-        - ``"l{i}"``: the output of linear layer i (the last one's is the logits);
-        - ``"bn{i}"``: the output of batch norm i (with batch norm).
-
-        The input of hidden layer i's activation is ``"bn{i}"`` with batch norm and
-        ``"l{i}"`` without. ``train=False`` (the default) normalizes with the moving
-        averages, as the network predicts; ``train=True`` with the batch's own statistics,
-        as in a training step. ``layers`` selects some names (default: all); an unknown
-        name is a ``ValueError`` that lists the known ones. Each value is (n, width).
-        """
-        wanted = self._layer_names(layers)
-        values: dict[str, np.ndarray] = {}
-        self._logits(self._input(x), train, seen=values)
-        return {name: values[name] for name in wanted}
-
-    def _layer_names(self, layers: Sequence[str] | None) -> list[str]:
-        """``layers`` checked against the names `record` knows (all of them for None)."""
-        per_layer = ("l", "bn") if self.has_batch_norm else ("l",)
-        known = [f"{kind}{i}" for i in range(1, len(self.hidden) + 1) for kind in per_layer]
-        known.append(f"l{len(self.hidden) + 1}")
-        if layers is None:
-            return known
-        names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise ValueError(f"this network has no layer {', '.join(map(repr, unknown))}; its layers are {known}")
-        return names
-
     def _input(self, x: Any, what: str = "the input") -> Node:
         """The network's input as a Node of its dtype, checked as it was given: (n, inputs)
         (a 1-D array is refused, not taken for a column)."""
@@ -279,16 +315,18 @@ class MLP(Classifier):
         each layer's output value is recorded under its name and nothing changes (`record`)."""
         if self.fused and seen is None:  # opt-in: the same math, fewer arrays; `record` reads the layers below
             return self._fused_logits(h, train)
-        for i, (linear, norm) in enumerate(self.hidden, start=1):
-            z = linear.forward(h)
-            y = z if norm is None else norm.forward(z, train) if seen is None else norm.normalize(z, bool(train))
-            if seen is not None:
-                seen.update({f"l{i}": z.value, **({f"bn{i}": y.value} if norm is not None else {})})
-            h = activate(y, self.config["activation"])
+        for linear, norm in self.hidden:
+            h = activate(before_activation(linear, norm, h, train, seen), self.config["activation"])
         logits = self.output.forward(h)
         if seen is not None:
-            seen[f"l{len(self.hidden) + 1}"] = logits.value
+            seen[_name(self.output)] = logits.value
         return logits
+
+    def _hidden_layers(self) -> list[tuple[Linear, BatchNorm | None]]:
+        return self.hidden
+
+    def _output_layer(self) -> Linear:
+        return self.output
 
     def folded_pairs(self) -> list[tuple[Linear, BatchNorm]]:
         """(layer, its batch norm) for every linear layer followed by batch norm, for
@@ -447,18 +485,27 @@ class CNN(Classifier):
 
     def _logits(self, h: Node, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Node:
         """The layers on an input already checked: each block (convolution, batch norm,
-        activation, pool), the feature maps flattened into rows, then the linear layers."""
+        activation, pool), the feature maps flattened into rows, then the linear layers. With
+        a ``seen`` dict, each layer's output value is recorded under its name and nothing
+        changes (`record`)."""
         activation = self.config["activation"]
         for conv, norm in self.blocks:
-            z = conv.forward(h)
             h = max_pool(
-                activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+                activate(before_activation(conv, norm, h, train, seen), activation), kernel=(2, 2), stride=(2, 2)
             )
         h = h.reshape(h.shape[0], -1)
         for linear, norm in self.dense[:-1]:
-            z = linear.forward(h)
-            h = activate(z if norm is None else norm.forward(z, train), activation)
-        return self.dense[-1][0].forward(h)
+            h = activate(before_activation(linear, norm, h, train, seen), activation)
+        logits = self.dense[-1][0].forward(h)
+        if seen is not None:
+            seen[_name(self.dense[-1][0])] = logits.value
+        return logits
+
+    def _hidden_layers(self) -> list[tuple[Any, BatchNorm | None]]:
+        return [*self.blocks, *self.dense[:-1]]
+
+    def _output_layer(self) -> Linear:
+        return self.dense[-1][0]
 
     def folded_pairs(self) -> list[tuple[Conv2d | Linear, BatchNorm]]:
         """(layer, its batch norm) for every layer followed by batch norm, for

@@ -5,6 +5,7 @@
     dp experiment --plot PATH     experiment_figure: the learning-rate sweep
     normalization_axes_figure     the axes batch, layer, instance and group norm share
                                   statistics over (docs/cnn_axes.png)
+    monitor_figure                what a `dp.train.Monitor` saw inside each layer (docs/monitor.md)
 
 This module draws what it is given (training histories, parameters, sweep results)
 and trains nothing: the runs are `dp.reference`'s and `dp.experiment`'s.
@@ -497,6 +498,87 @@ def _label_box_axes(axes: Any) -> None:
     axes.text(-0.25, positions / 2, "H, W (positions)", ha="right", va="center", rotation=90)
     x, y = _oblique((-0.15, positions + 0.15, channels / 2))
     axes.text(x, y, "C (channels)", ha="center", va="bottom", rotation=angle, rotation_mode="anchor")
+
+
+# ----- dp.train.Monitor -----
+
+RATIO_GUIDE = -3  # Karpathy's rule of thumb for log10(update / data): about a thousandth a step
+FIRST_COLOR, LAST_COLOR, FLAT_COLOR = "tab:gray", "tab:blue", "tab:red"
+
+
+def monitor_figure(path: str | Path, monitor: Any, settings: str = "") -> Path:
+    """Write what a `dp.train.Monitor` recorded during `dp.train.fit` to ``path`` (PNG) and
+    return the path. Top, a panel per monitored hidden layer: the histogram of its
+    pre-activations on the monitor's rows before training (gray) and at the last recorded
+    step (blue), the inputs where the activation is flat shaded red. Bottom, against the
+    step, per layer: log10 of the update-to-data ratio of its weights with a dashed line at
+    -3, the saturated fraction (for ReLU: exactly 0), and the gradient's standard deviation
+    (log scale). ``settings`` goes under the title, in smaller text."""
+    from matplotlib.figure import Figure
+
+    hidden = list(monitor.inputs)
+    figure = Figure(figsize=(max(11, 3.2 * len(hidden)), 7.6), layout="constrained")
+    body = _titled(figure, "Inside the layers while they train", settings)
+    top, bottom = body.subfigures(2, 1, height_ratios=(1, 1.1))
+    if hidden:
+        for axes, layer in zip(top.subplots(1, len(hidden), squeeze=False)[0], hidden):
+            _draw_pre_activations(axes, monitor, layer)
+    _draw_monitor_series(bottom.subplots(1, 3), monitor)
+    return _save(figure, path)
+
+
+def _draw_pre_activations(axes: Any, monitor: Any, layer: str) -> None:
+    """``layer``'s pre-activations at the first and the last recorded step, one set of bins,
+    the flat part of the activation shaded, the saturated fractions in a corner."""
+    first, last = min(monitor.snapshots), max(monitor.snapshots)
+    values = {step: monitor.snapshots[step][layer].ravel() for step in (first, last)}
+    finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
+    edges = np.histogram_bin_edges(finite if finite.size else [0.0], bins=BINS)
+    for step, color in ((first, FIRST_COLOR), (last, LAST_COLOR)):
+        axes.hist(values[step], bins=edges, color=color, alpha=0.5, label=f"step {step:,}", density=True)
+    _shade_flat(axes, monitor, edges[0], edges[-1])
+    source = monitor.inputs[layer]
+    named = layer if source == layer else f"{layer} -> {source}"
+    axes.set(xlim=(edges[0], edges[-1]), yticks=[], title=f"{named}: the input of {monitor.activation}")
+    saturated = monitor.series("saturated")[layer]
+    if not np.isnan(saturated[-1]):
+        flat = "exactly 0" if monitor.activation == "relu" else "saturated"
+        _corner_text(axes, f"{flat}\n{100 * saturated[0]:.1f} % -> {100 * saturated[-1]:.1f} %")
+    axes.legend(fontsize="small", loc="upper right")
+
+
+def _shade_flat(axes: Any, monitor: Any, low: float, high: float) -> None:
+    """Shade the inputs in [low, high] where the monitor's activation is flat (saturated)."""
+    active = monitor.active_range
+    if active is None:
+        return
+    label: str | None = f"{monitor.activation} flat"
+    for start, end in ((low, active[0]), (active[1], high)):
+        if start < end:
+            axes.axvspan(start, end, color=FLAT_COLOR, alpha=0.12, linewidth=0, label=label)
+            label = None  # one legend entry for both sides
+
+
+def _draw_monitor_series(grid: Sequence[Any], monitor: Any) -> None:
+    """The update-to-data ratios, the saturation and the gradients' spread over the steps."""
+    ratio_axes, saturation_axes, gradient_axes = grid
+    steps = monitor.steps
+    for layer, values in monitor.series("update_ratio").items():
+        ratio_axes.plot(steps, values, marker=".", label=layer)
+    ratio_axes.axhline(RATIO_GUIDE, color="black", linestyle="--", linewidth=1, label="-3 (a rule of thumb)")
+    for layer in monitor.inputs:
+        saturation_axes.plot(steps, 100 * monitor.series("saturated")[layer], marker=".", label=layer)
+    for layer, values in monitor.series("grad_std").items():
+        gradient_axes.plot(steps, values, marker=".", label=layer)
+    flat = "exactly 0" if monitor.activation == "relu" else "saturated"
+    ratio_axes.set(ylabel="log10(|update| / |weights|)", title="Update-to-data ratio of the weights")
+    saturation_axes.set(ylabel=f"{flat} (% of the values)", title=f"{monitor.activation}: {flat}", ylim=(0, None))
+    gradient_axes.set(yscale="log", ylabel="standard deviation (log scale)", title="The weights' gradients")
+    for axes in grid:
+        axes.set(xlabel="optimizer step")
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:  # no hidden layer monitored: no saturation to draw
+            axes.legend(fontsize="small")
 
 
 # ----- writing -----
