@@ -7,6 +7,7 @@ patterns the tables report: the plain network with N(0, 0.01^2) weights stays at
 and its watched sigmoid input does not spread, batch norm's learns at once.
 """
 
+import argparse
 import dataclasses
 import importlib.util
 import re
@@ -339,3 +340,35 @@ def test_the_cnn_report_is_a_table_and_a_figure_of_the_accuracy(cnn_results, tmp
     assert (tmp_path / "cnn.md").read_text().count("| 40 |") == 1
     assert (tmp_path / "cnn.png").read_bytes().startswith(PNG_SIGNATURE)
     assert imread(tmp_path / "cnn.png").shape[1] > 500
+
+
+# ----- dp paper STUDY -----
+
+
+def test_ioffe2015_is_the_default_study_and_may_be_named(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(dp.cli.paper, "QUICK", TINY)
+    outputs = []
+    for study in ([], ["ioffe2015"]):
+        out = tmp_path / f"out{len(study)}"
+        argv = ["paper", *study, "--quick", "--data", "digits", "--experiments", "figure1", "--jobs", "1"]
+        assert main([*argv, "--out", str(out)]) == 0
+        table = capsys.readouterr().out.split("\n\n## ")[1]
+        outputs.append(table.rsplit("\n\n", 1)[0])  # the tables, without the settings, the time and the folder
+    assert outputs[0] == outputs[1]
+
+
+def test_an_unknown_study_is_a_usage_error_that_lists_the_studies(capsys, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        main(["paper", "hinton2012", "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'hinton2012' (choose from 'ioffe2015'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_option_of_one_study_is_refused_with_another(monkeypatch):
+    """The dispatcher refuses it before the study runs (called directly: the parser's choices
+    are fixed when the command is built)."""
+    monkeypatch.setitem(dp.cli.paper.STUDIES, "other", ("another study", lambda args: pytest.fail("ran the study")))
+    given = argparse.Namespace(study="other", weight_std=0.1, lrs=None, experiments=None)
+    with pytest.raises(ValueError, match="--weight-std: an option of ioffe2015, not of other"):
+        dp.cli.paper._paper(given)

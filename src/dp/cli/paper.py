@@ -1,4 +1,10 @@
-"""`dp paper`: the command line of the batch-norm paper's reproductions (`dp.studies.ioffe2015`)."""
+"""`dp paper [STUDY]`: the command line of the reproductions in `dp.studies`.
+
+    dp paper [ioffe2015] [--quick ...]    the batch-norm paper's MNIST experiment (the default)
+
+Each study is a function of the parsed arguments in `STUDIES`; the options every study takes
+(--quick, --data, --seed, --seeds, --jobs, --out) are shared, the others belong to one study
+and are refused with another (`STUDY_OPTIONS`)."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dp.cli.arguments import FOLDERS_RULE, jobs, learning_rates, make_folders_for, output_folder, positive
@@ -30,23 +37,26 @@ def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "paper",
         help="reproduce batch norm's MNIST experiment (Ioffe & Szegedy, Figure 1) and more",
-        description="Figure 1 of the batch-norm paper (test accuracy and sigmoid-input percentiles over "
-        "training), the learning-rate claim and a deep sigmoid network, with and without batch norm. "
-        f"Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others {FULL.sweep_steps:,} "
-        f"steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few minutes' worth in "
-        "under 2 minutes.",
+        description="STUDY is one of: "
+        + "; ".join(f"{name}, {what}" for name, (what, _) in STUDIES.items())
+        + f". ioffe2015 (the default): Figure 1 of the batch-norm paper (test accuracy and sigmoid-input "
+        "percentiles over training), the learning-rate claim and a deep sigmoid network, with and without batch "
+        f"norm. Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others "
+        f"{FULL.sweep_steps:,} steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few "
+        "minutes' worth in under 2 minutes.",
+    )
+    parser.add_argument(
+        "study", nargs="?", default="ioffe2015", choices=tuple(STUDIES), help="the study to run (%(default)s)"
     )
     parser.add_argument("--quick", action="store_true", help="a reduced budget with the same qualitative result")
     parser.add_argument("--data", choices=("mnist", "digits"), default="mnist", help="the images (%(default)s)")
     parser.add_argument("--seeds", type=positive(int), help=f"seeds per setting ({FULL.seeds}; quick {QUICK.seeds})")
     parser.add_argument("--seed", type=positive(int), default=1, help="the first seed (%(default)s)")
-    parser.add_argument(
-        "--weight-std", type=positive(float), default=0.01, help="initial weights N(0, std^2) (%(default)s)"
-    )
+    parser.add_argument("--weight-std", type=positive(float), help="ioffe2015: initial weights N(0, std^2) (0.01)")
     parser.add_argument(
         "--lrs",
         type=learning_rates,
-        help="the learning rates of the sweep ("
+        help="ioffe2015: the learning rates of the sweep ("
         + ",".join(f"{lr:g}" for lr in DEFAULT_LRS)
         + "; quick: "
         + ",".join(f"{lr:g}" for lr in QUICK_LRS)
@@ -55,8 +65,11 @@ def add_command(commands: Any) -> None:
     parser.add_argument(
         "--experiments",
         type=_experiments,
-        default=DEFAULT_EXPERIMENTS,
-        help="comma-separated, from " + ",".join(EXPERIMENTS) + " (" + ",".join(DEFAULT_EXPERIMENTS) + "; cnn, the "
+        help="ioffe2015: comma-separated, from "
+        + ",".join(EXPERIMENTS)
+        + " ("
+        + ",".join(DEFAULT_EXPERIMENTS)
+        + "; cnn, the "
         "same comparison with dp.CNN, on request)",
     )
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
@@ -69,6 +82,17 @@ def add_command(commands: Any) -> None:
     parser.set_defaults(run=_paper)
 
 
+def _paper(args: argparse.Namespace) -> int:
+    """Run the study the arguments name, after refusing the options of another study."""
+    given = [
+        option for option, study in STUDY_OPTIONS.items() if getattr(args, option) is not None and study != args.study
+    ]
+    if given:
+        flags = ", ".join("--" + option.replace("_", "-") for option in given)
+        raise ValueError(f"{flags}: an option of {STUDY_OPTIONS[given[0]]}, not of {args.study}")
+    return STUDIES[args.study][1](args)
+
+
 def _experiments(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(","))
     unknown = [name for name in names if name not in EXPERIMENTS]
@@ -79,11 +103,14 @@ def _experiments(text: str) -> tuple[str, ...]:
     return names
 
 
-def _paper(args: argparse.Namespace) -> int:
+def _ioffe2015(args: argparse.Namespace) -> int:
+    """`dp paper ioffe2015`: Figure 1, the learning rates, the deep network (and the CNN on request)."""
     budget = QUICK if args.quick else FULL
     if args.seeds:
         budget = dataclasses.replace(budget, seeds=args.seeds)
     lrs = args.lrs or (QUICK_LRS if args.quick else DEFAULT_LRS)
+    args.weight_std = 0.01 if args.weight_std is None else args.weight_std
+    args.experiments = args.experiments or DEFAULT_EXPERIMENTS
     runs = plan(budget, args.data, args.weight_std, lrs, args.seed, args.experiments)
     _require_data(args.data)
     out = make_folders_for(args.out, folder=True)
@@ -113,3 +140,11 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
         f"learning rates: {budget.sweep_steps:,} steps; deep: {budget.deep_steps:,} steps"
         + (f"; cnn: {budget.cnn_steps:,} steps, lr {CNN_LR:g}" if "cnn" in args.experiments else "")
     )
+
+
+# study -> (what it reproduces, the function that runs it)
+STUDIES: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "ioffe2015": ("Ioffe & Szegedy (2015), batch norm's MNIST experiment", _ioffe2015),
+}
+# option (its argparse dest) -> the study it belongs to: refused with any other
+STUDY_OPTIONS = {"weight_std": "ioffe2015", "lrs": "ioffe2015", "experiments": "ioffe2015"}
