@@ -57,6 +57,9 @@ from typing import Any
 
 import numpy as np
 
+from dp.studies import parallel
+from dp.studies.parallel import one_blas_thread
+
 PAPER_SIZES = (784, 100, 100, 100, 10)
 BATCH = 60
 PERCENTILES = (15, 50, 85)
@@ -130,10 +133,7 @@ def run_one(run: Run) -> Result:
     """Train the network of ``run`` with SGD on the mean loss; measure test accuracy (and
     the watched percentiles) every ``run.eval_every`` steps and after the last. One BLAS
     thread, wherever it runs: the runs themselves are the parallel work."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    with threadpool_limits(limits=1):
-        return _train(run)
+    return one_blas_thread(_train, run)
 
 
 def _train(run: Run) -> Result:
@@ -252,26 +252,8 @@ def _inputs(data: str) -> int:
 
 def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:
     """Every run, through joblib (the backend of the caller's ``joblib.parallel_config``,
-    local processes by default), in order, with one progress bar."""
-    from joblib import Parallel, delayed  # type: ignore[import-untyped]
-
-    bar = _bar(len(runs), progress)
-    collected = []
-    for result in Parallel(n_jobs=jobs, return_as="generator")(delayed(run_one)(run) for run in runs):
-        collected.append(result)
-        bar.update(1)
-    bar.close()
-    return collected
-
-
-def _bar(total: int, progress: bool) -> Any:
-    if not progress:
-        from dp.train import _NoBar
-
-        return _NoBar()
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
-    return tqdm(total=total, desc="dp paper", unit="run", dynamic_ncols=True)
+    local processes by default), in order, with one progress bar (`dp.studies.parallel`)."""
+    return parallel.sweep(_train, runs, jobs, progress)
 
 
 # ----- tables -----
