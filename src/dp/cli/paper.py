@@ -1,6 +1,7 @@
 """`dp paper [STUDY]`: the command line of the reproductions in `dp.studies`.
 
     dp paper [ioffe2015] [--quick ...]    the batch-norm paper's MNIST experiment (the default)
+    dp paper wu2018 [--batch-sizes ...]   Wu & He's Figure 1: normalizations against the batch size
 
 Each study is a function of the parsed arguments in `STUDIES`; the options every study takes
 (--quick, --data, --seed, --seeds, --jobs, --out) are shared, the others belong to one study
@@ -15,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dp.cli.arguments import FOLDERS_RULE, jobs, learning_rates, make_folders_for, output_folder, positive
+from dp.cli.arguments import FOLDERS_RULE, at_least, jobs, learning_rates, make_folders_for, output_folder, positive
+from dp.studies import wu2018
 from dp.studies.ioffe2015 import (
     BATCH,
     CNN_LR,
@@ -72,6 +74,15 @@ def add_command(commands: Any) -> None:
         + "; cnn, the "
         "same comparison with dp.CNN, on request)",
     )
+    parser.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        help="wu2018: comma-separated batch sizes, each from 2 to the training rows ("
+        + ",".join(map(str, wu2018.BATCH_SIZES))
+        + f"); budget: {wu2018.FULL.epochs} epochs over {wu2018.FULL.rows:,} rows, {wu2018.FULL.seeds} seeds (about "
+        f"10 minutes on 2 cores); quick: {wu2018.QUICK.epochs} epoch over {wu2018.QUICK.rows:,} rows, "
+        f"{wu2018.QUICK.seeds} seeds",
+    )
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
     parser.add_argument(
         "--out",
@@ -85,7 +96,9 @@ def add_command(commands: Any) -> None:
 def _paper(args: argparse.Namespace) -> int:
     """Run the study the arguments name, after refusing the options of another study."""
     given = [
-        option for option, study in STUDY_OPTIONS.items() if getattr(args, option) is not None and study != args.study
+        option
+        for option, study in STUDY_OPTIONS.items()
+        if getattr(args, option, None) is not None and study != args.study
     ]
     if given:
         flags = ", ".join("--" + option.replace("_", "-") for option in given)
@@ -101,6 +114,16 @@ def _experiments(text: str) -> tuple[str, ...]:
             f"unknown experiment {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}"
         )
     return names
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    """An argparse ``type``: comma-separated whole numbers, each >= 2 (a batch of one cannot
+    be batch-normalized); the upper bound, the training rows, is checked with the data."""
+    parse = at_least(int, 2)
+    try:
+        return tuple(parse(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
 def _ioffe2015(args: argparse.Namespace) -> int:
@@ -142,9 +165,40 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
     )
 
 
+def _wu2018(args: argparse.Namespace) -> int:
+    """`dp paper wu2018`: test accuracy against the batch size, five normalizations."""
+    budget = wu2018.QUICK if args.quick else wu2018.FULL
+    if args.seeds:
+        budget = dataclasses.replace(budget, seeds=args.seeds)
+    _require_data(args.data)
+    rows = wu2018.training_rows(args.data, budget)
+    runs = wu2018.plan(budget, args.data, rows, args.seed, args.batch_sizes or wu2018.BATCH_SIZES)
+    out = make_folders_for(args.out, folder=True)
+    header = (
+        f"dp paper wu2018: {args.data}, {len(runs)} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; "
+        f"{budget.epochs} epoch(s) over {rows:,} training rows (at most {budget.max_steps:,} steps); SGD with "
+        f"momentum {wu2018.MOMENTUM:g} on the mean loss, lr {wu2018.BASE_LR:g} * batch / {wu2018.BASE_BATCH}; group "
+        f"norm in {wu2018.GROUPS} groups; renorm rmax {wu2018.RMAX:g}, dmax {wu2018.DMAX:g}, opened over the first "
+        f"{wu2018.RENORM_WARMUP:.0%} of the steps; eval mode"
+    )
+    print(header, flush=True)
+    start = time.perf_counter()
+    results = wu2018.sweep(runs, args.jobs, progress=sys.stderr.isatty())
+    for line in wu2018.report(results, budget, out, header):
+        print(line)
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; table and figure in {out}/")
+    return 0
+
+
 # study -> (what it reproduces, the function that runs it)
 STUDIES: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "ioffe2015": ("Ioffe & Szegedy (2015), batch norm's MNIST experiment", _ioffe2015),
+    "wu2018": ("Wu & He (2018), normalization against the batch size", _wu2018),
 }
 # option (its argparse dest) -> the study it belongs to: refused with any other
-STUDY_OPTIONS = {"weight_std": "ioffe2015", "lrs": "ioffe2015", "experiments": "ioffe2015"}
+STUDY_OPTIONS = {
+    "weight_std": "ioffe2015",
+    "lrs": "ioffe2015",
+    "experiments": "ioffe2015",
+    "batch_sizes": "wu2018",
+}

@@ -6,6 +6,7 @@
     normalization_axes_figure     the axes batch, layer, instance and group norm share
                                   statistics over (docs/cnn_axes.png)
     monitor_figure                what a `dp.train.Monitor` saw inside each layer (docs/monitor.md)
+    batch_size_figure             error against the batch size per normalization (dp paper wu2018)
 
 This module draws what it is given (training histories, parameters, sweep results)
 and trains nothing: the runs are `dp.reference`'s and `dp.experiment`'s.
@@ -340,6 +341,38 @@ def _draw_accuracy(axes: Any, curves: Mapping[bool, Any]) -> None:
         axes.plot(steps, 100 * np.asarray(accuracy), color=color, label=_setting(batch_norm))
     axes.set(xlabel="training step", ylabel="test accuracy (%)")
     axes.legend()
+
+
+def batch_size_figure(
+    path: str | Path, curves: Mapping[str, Mapping[int, float]], dashed: Mapping[str, Mapping[int, float]], title: str
+) -> Path:
+    """Wu & He's Figure 1 at dp's scale: test error (%) against the batch size (log2 axis),
+    one line per normalization, ``curves[label] = {batch size: accuracy}``; ``dashed`` the same
+    for extra lines (batch norm recalibrated), drawn dashed in the colour of the line whose
+    label they start with. For `dp.studies.wu2018`."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 4.6), layout="constrained")
+    axes = figure.subplots()
+    colors = {}
+    for label, points in curves.items():
+        sizes = sorted(points)
+        (line,) = axes.plot(sizes, [100 * (1 - points[b]) for b in sizes], marker="o", label=label)
+        colors[label] = line.get_color()
+    for label, points in dashed.items():
+        sizes = sorted(points)
+        color = next((c for name, c in colors.items() if label.startswith(name)), None)
+        axes.plot(sizes, [100 * (1 - points[b]) for b in sizes], "--", marker=".", color=color, label=label)
+    axes.set_xscale("log", base=2)
+    sizes = sorted({b for points in curves.values() for b in points})
+    axes.set_xticks(sizes, [str(b) for b in sizes])
+    axes.minorticks_off()
+    axes.invert_xaxis()  # as theirs: from the largest batch to the smallest
+    axes.set(xlabel="batch size (images per step)", ylabel="test error (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.suptitle(title)
+    return _save(figure, path)
 
 
 def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
