@@ -52,7 +52,11 @@ def add_command(commands: Any) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a reduced budget with the same qualitative result")
     parser.add_argument("--data", choices=("mnist", "digits"), default="mnist", help="the images (%(default)s)")
-    parser.add_argument("--seeds", type=positive(int), help=f"seeds per setting ({FULL.seeds}; quick {QUICK.seeds})")
+    parser.add_argument(
+        "--seeds",
+        type=positive(int),
+        help=f"seeds per setting (ioffe2015 {FULL.seeds}, wu2018 {wu2018.FULL.seeds}; quick {QUICK.seeds})",
+    )
     parser.add_argument("--seed", type=positive(int), default=1, help="the first seed (%(default)s)")
     parser.add_argument("--weight-std", type=positive(float), help="ioffe2015: initial weights N(0, std^2) (0.01)")
     parser.add_argument(

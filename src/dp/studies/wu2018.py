@@ -88,7 +88,7 @@ class Budget:
     seeds: int
 
 
-FULL = Budget(epochs=5, rows=4_000, max_steps=10_000, seeds=3)
+FULL = Budget(epochs=3, rows=3_000, max_steps=4_500, seeds=2)
 QUICK = Budget(epochs=1, rows=1_500, max_steps=750, seeds=2)
 
 
