@@ -1,0 +1,36 @@
+"""docs/why/wu2018.md: its tables are those of the files `dp paper wu2018` wrote
+(docs/paper/wu2018/batch_size.md by ``--quick``), and its comparison with Wu & He quotes their numbers as the study states them
+and dp's errors as 100 minus the quick table's accuracies: a re-run that changes them fails here."""
+
+import re
+from pathlib import Path
+
+from dp.studies.wu2018 import PAPER_ERROR
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "why" / "wu2018.md").read_text()
+ROW = re.compile(r"^\|.*\|$", re.M)
+
+
+def section(title):
+    return DOC.split(f"### {title}\n", 1)[1].split("\n#", 1)[0]
+
+
+def written(folder):
+    return ROW.findall((ROOT / "docs" / "paper" / folder / "batch_size.md").read_text())
+
+
+def test_the_quick_tables_are_the_ones_the_command_wrote():
+    assert ROW.findall(section("Quick table")) == written("wu2018")
+
+
+def test_wu_and_he_beside_dp_quotes_both_right():
+    quick = {row.split("|")[1].strip(): row.split("|")[2:-1] for row in written("wu2018")[2:8]}
+    beside = DOC.split("## Wu & He beside dp\n", 1)[1].split("\n## ", 1)[0]
+    rows = ROW.findall(beside)[2:]
+    assert len(rows) == 5
+    for row in rows:
+        batch, paper_bn, paper_gn, dp_bn, dp_gn = (cell.strip() for cell in row.strip("|").split("|"))
+        assert float(paper_bn) == PAPER_ERROR["batch norm"][int(batch)]
+        assert float(paper_gn) == PAPER_ERROR["group norm"][int(batch)]
+        assert dp_bn == f"{100 - float(quick[batch][0]):.1f}" and dp_gn == f"{100 - float(quick[batch][2]):.1f}"
