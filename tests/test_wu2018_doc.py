@@ -1,6 +1,7 @@
-"""docs/why/wu2018.md: its tables are those of the files `dp paper wu2018` wrote
-(docs/paper/wu2018/batch_size.md by ``--quick``), and its comparison with Wu & He quotes their numbers as the study states them
-and dp's errors as 100 minus the quick table's accuracies: a re-run that changes them fails here."""
+"""docs/why/wu2018.md: its tables are those of the file `dp paper wu2018 --quick` wrote
+(docs/paper/wu2018/batch_size.md), and its comparison with Wu & He quotes their numbers as
+the study states them and dp's errors as 100 minus the quick table's accuracies: a re-run
+that changes them fails here."""
 
 import re
 from pathlib import Path
