@@ -84,7 +84,7 @@ def add_command(commands: Any) -> None:
         help="wu2018: comma-separated batch sizes, each from 2 to the training rows ("
         + ",".join(map(str, wu2018.BATCH_SIZES))
         + f"); budget: {wu2018.FULL.epochs} epochs over {wu2018.FULL.rows:,} rows, {wu2018.FULL.seeds} seeds (about "
-        f"10 minutes on 2 cores); quick: {wu2018.QUICK.epochs} epoch over {wu2018.QUICK.rows:,} rows, "
+        f"10-15 minutes on 2 cores); quick: {wu2018.QUICK.epochs} epoch over {wu2018.QUICK.rows:,} rows, "
         f"{wu2018.QUICK.seeds} seeds",
     )
     parser.add_argument("--jobs", type=jobs, default=-1, help="parallel workers, joblib's n_jobs (-1: all cores)")
