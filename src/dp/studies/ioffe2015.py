@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,10 +130,15 @@ def run_one(run: Run) -> Result:
     """Train the network of ``run`` with SGD on the mean loss; measure test accuracy (and
     the watched percentiles) every ``run.eval_every`` steps and after the last. One BLAS
     thread, wherever it runs: the runs themselves are the parallel work."""
+    return one_thread(_train, run)
+
+
+def one_thread(work: Callable[[Any], Any], run: Any) -> Any:
+    """``work(run)`` with one BLAS thread (every study's runs are the parallel work)."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     with threadpool_limits(limits=1):
-        return _train(run)
+        return work(run)
 
 
 def _train(run: Run) -> Result:
@@ -250,14 +255,15 @@ def _inputs(data: str) -> int:
     return int(np.prod(IMAGE_SHAPES[data]))
 
 
-def sweep(runs: Sequence[Run], jobs: int, progress: bool) -> list[Result]:
-    """Every run, through joblib (the backend of the caller's ``joblib.parallel_config``,
-    local processes by default), in order, with one progress bar."""
+def sweep(runs: Sequence[Any], jobs: int, progress: bool, work: Callable[[Any], Any] = run_one) -> list[Any]:
+    """``work(run)`` (`run_one` by default; another study's, for its runs) for every run, through
+    joblib (the backend of the caller's ``joblib.parallel_config``, local processes by default),
+    in order, with one progress bar."""
     from joblib import Parallel, delayed  # type: ignore[import-untyped]
 
     bar = _bar(len(runs), progress)
     collected = []
-    for result in Parallel(n_jobs=jobs, return_as="generator")(delayed(run_one)(run) for run in runs):
+    for result in Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(run) for run in runs):
         collected.append(result)
         bar.update(1)
     bar.close()
