@@ -1,6 +1,7 @@
 """`dp paper [STUDY]`: the command line of the reproductions in `dp.studies`.
 
     dp paper [ioffe2015] [--quick ...]    the batch-norm paper's MNIST experiment (the default)
+    dp paper santurkar2018 [--quick ...]  how batch norm helps optimization: noise, covariate shift, landscape
 
 Each study is a function of the parsed arguments in `STUDIES`; the options every study takes
 (--quick, --data, --seed, --seeds, --jobs, --out) are shared, the others belong to one study
@@ -142,9 +143,37 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
     )
 
 
+def _santurkar2018(args: argparse.Namespace) -> int:
+    """`dp paper santurkar2018`: standard, batch-norm and noisy batch-norm networks; the internal
+    covariate shift of Definition 2.1; the landscape along the gradient."""
+    from dp.studies import santurkar2018 as study
+
+    budget = study.QUICK if args.quick else study.FULL
+    if args.seeds:
+        budget = dataclasses.replace(budget, seeds=args.seeds)
+    runs = study.plan(budget, args.data, args.seed)
+    _require_data(args.data)
+    out = make_folders_for(args.out, folder=True)
+    header = (
+        f"dp paper santurkar2018: {args.data}, {len(runs)} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; "
+        f"MLP {'-'.join(map(str, runs[0].sizes))}, {study.ACTIVATION}, {study.INIT} init; SGD on the mean loss of "
+        f"{study.BATCH} rows, lr {study.LR:g}, {budget.steps:,} steps; noise: scale U(1, {study.NOISE_SCALE:g}), "
+        f"shift U(-{study.NOISE_SHIFT:g}, {study.NOISE_SHIFT:g}) per unit and step, jitter N(0, "
+        f"{study.NOISE_JITTER:g}^2) per sample"
+    )
+    print(header, flush=True)
+    start = time.perf_counter()
+    results = study.sweep(runs, args.jobs, progress=sys.stderr.isatty())
+    for text in study.report(results, budget, out, header):
+        print(text)
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
+    return 0
+
+
 # study -> (what it reproduces, the function that runs it)
 STUDIES: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "ioffe2015": ("Ioffe & Szegedy (2015), batch norm's MNIST experiment", _ioffe2015),
+    "santurkar2018": ("Santurkar et al. (2018), how batch norm helps optimization", _santurkar2018),
 }
 # option (its argparse dest) -> the study it belongs to: refused with any other
 STUDY_OPTIONS = {"weight_std": "ioffe2015", "lrs": "ioffe2015", "experiments": "ioffe2015"}
