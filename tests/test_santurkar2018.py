@@ -246,6 +246,6 @@ def test_an_unknown_study_lists_santurkar2018(capsys, tmp_path):
     assert stopped.value.code == 2 and "'santurkar2018'" in capsys.readouterr().err
 
 
-def test_a_run_of_a_setting_it_does_not_know_is_refused():
-    with pytest.raises(KeyError):
-        study.NAMES[Run("dropout", "digits", (64, 10), 0.1, 10, 1, 10).setting]
+def test_a_run_of_a_setting_it_does_not_know_is_refused_before_training():
+    with pytest.raises(ValueError, match="unknown setting 'dropout'; choose from standard, batch_norm, noisy"):
+        run_one(Run("dropout", "digits", (64, 10), 0.1, 10, 1, 10))

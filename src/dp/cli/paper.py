@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dp.cli.arguments import FOLDERS_RULE, jobs, learning_rates, make_folders_for, output_folder, positive
+from dp.studies import santurkar2018
 from dp.studies.ioffe2015 import (
     BATCH,
     CNN_LR,
@@ -44,7 +45,10 @@ def add_command(commands: Any) -> None:
         "percentiles over training), the learning-rate claim and a deep sigmoid network, with and without batch "
         f"norm. Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others "
         f"{FULL.sweep_steps:,} steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few "
-        "minutes' worth in under 2 minutes.",
+        "minutes' worth in under 2 minutes. santurkar2018: standard, batch-norm and noisy batch-norm networks, the "
+        "internal covariate shift of their Definition 2.1 and the landscape along the gradient; "
+        f"{santurkar2018.FULL.steps:,} steps, {santurkar2018.FULL.seeds} seeds (about 5-15 minutes on 2 cores); "
+        f"--quick {santurkar2018.QUICK.steps:,} steps, {santurkar2018.QUICK.seeds} seeds (under a minute).",
     )
     parser.add_argument(
         "study", nargs="?", default="ioffe2015", choices=tuple(STUDIES), help="the study to run (%(default)s)"
@@ -146,8 +150,7 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
 def _santurkar2018(args: argparse.Namespace) -> int:
     """`dp paper santurkar2018`: standard, batch-norm and noisy batch-norm networks; the internal
     covariate shift of Definition 2.1; the landscape along the gradient."""
-    from dp.studies import santurkar2018 as study
-
+    study = santurkar2018
     budget = study.QUICK if args.quick else study.FULL
     if args.seeds:
         budget = dataclasses.replace(budget, seeds=args.seeds)

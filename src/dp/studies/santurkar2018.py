@@ -179,7 +179,9 @@ class NoisyMLP(MLP):
 
 
 def network(run: Run) -> MLP:
-    """The untrained network of ``run``'s setting."""
+    """The untrained network of ``run``'s setting; ``ValueError`` for a setting not in `SETTINGS`."""
+    if run.setting not in SETTINGS:
+        raise ValueError(f"unknown setting {run.setting!r}; choose from {', '.join(SETTINGS)}")
     kind = NoisyMLP if run.setting == "noisy" else MLP
     return kind(run.sizes, batch_norm=run.setting != "standard", activation=ACTIVATION, seed=run.seed, init=INIT)
 
