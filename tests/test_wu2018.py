@@ -164,7 +164,7 @@ def test_the_command_runs_end_to_end(capsys, monkeypatch, tmp_path):
     printed = capsys.readouterr().out
     assert printed.startswith("dp paper wu2018: digits, 10 runs, seeds 1-1; 1 epoch(s) over 200 training rows")
     assert "| batch size | batch norm | batch renorm | group norm | layer norm | none |" in printed
-    assert re.search(rf"\n10 runs in \d+ s; table and figure in {re.escape(str(out))}/\n$", printed)
+    assert re.search(rf"\n10 runs in \d+ s; tables and figures in {re.escape(str(out))}/\n$", printed)
     assert sorted(p.name for p in out.iterdir()) == ["batch_size.md", "batch_size.png"]
 
 

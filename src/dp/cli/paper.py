@@ -2,6 +2,7 @@
 
     dp paper [ioffe2015] [--quick ...]    the batch-norm paper's MNIST experiment (the default)
     dp paper wu2018 [--batch-sizes ...]   Wu & He's Figure 1: normalizations against the batch size
+    dp paper santurkar2018 [--quick ...]  how batch norm helps optimization: noise, covariate shift, landscape
 
 Each study is a function of the parsed arguments in `STUDIES`; the options every study takes
 (--quick, --data, --seed, --seeds, --jobs, --out) are shared, the others belong to one study
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dp.cli.arguments import FOLDERS_RULE, at_least, jobs, learning_rates, make_folders_for, output_folder, positive
-from dp.studies import wu2018
+from dp.studies import santurkar2018, wu2018
 from dp.studies.ioffe2015 import (
     BATCH,
     CNN_LR,
@@ -45,7 +46,10 @@ def add_command(commands: Any) -> None:
         "percentiles over training), the learning-rate claim and a deep sigmoid network, with and without batch "
         f"norm. Default budget: Figure 1 at the paper's {FULL.figure_steps:,} steps, the others "
         f"{FULL.sweep_steps:,} steps, {FULL.seeds} seeds (about 15-30 minutes on 2 cores); --quick: a few "
-        "minutes' worth in under 2 minutes.",
+        "minutes' worth in under 2 minutes. santurkar2018: standard, batch-norm and noisy batch-norm networks, the "
+        "internal covariate shift of their Definition 2.1 and the landscape along the gradient; "
+        f"{santurkar2018.FULL.steps:,} steps, {santurkar2018.FULL.seeds} seeds (about 5-15 minutes on 2 cores); "
+        f"--quick {santurkar2018.QUICK.steps:,} steps, {santurkar2018.QUICK.seeds} seeds (under a minute).",
     )
     parser.add_argument(
         "study", nargs="?", default="ioffe2015", choices=tuple(STUDIES), help="the study to run (%(default)s)"
@@ -132,21 +136,31 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 def _ioffe2015(args: argparse.Namespace) -> int:
     """`dp paper ioffe2015`: Figure 1, the learning rates, the deep network (and the CNN on request)."""
-    budget = QUICK if args.quick else FULL
-    if args.seeds:
-        budget = dataclasses.replace(budget, seeds=args.seeds)
+    budget = _budget(args, QUICK, FULL)
     lrs = args.lrs or (QUICK_LRS if args.quick else DEFAULT_LRS)
     args.weight_std = 0.01 if args.weight_std is None else args.weight_std
     args.experiments = args.experiments or DEFAULT_EXPERIMENTS
     runs = plan(budget, args.data, args.weight_std, lrs, args.seed, args.experiments)
     _require_data(args.data)
+    return _sweep_and_report(args, runs, budget, _header(args, budget, len(runs)), (sweep, report))
+
+
+def _budget(args: argparse.Namespace, quick: Any, full: Any) -> Any:
+    """A study's budget: ``quick`` with --quick, else ``full``, with --seeds seeds if given."""
+    budget = quick if args.quick else full
+    return dataclasses.replace(budget, seeds=args.seeds) if args.seeds else budget
+
+
+def _sweep_and_report(args: argparse.Namespace, runs: Any, budget: Any, header: str, study: tuple[Any, Any]) -> int:
+    """What every study does with its runs: print the settings, make the output folder, run them
+    (``study`` = its sweep and report functions), write and print each table, say how long it took."""
+    sweep_runs, report_results = study
     out = make_folders_for(args.out, folder=True)
-    header = _header(args, budget, len(runs))
     print(header, flush=True)
     start = time.perf_counter()
-    results = sweep(runs, args.jobs, progress=sys.stderr.isatty())
-    for line in report(results, budget, out, header):
-        print(line)
+    results = sweep_runs(runs, args.jobs, progress=sys.stderr.isatty())
+    for text in report_results(results, budget, out, header):
+        print(text)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; tables and figures in {out}/")
     return 0
 
@@ -171,13 +185,10 @@ def _header(args: argparse.Namespace, budget: Budget, runs: int) -> str:
 
 def _wu2018(args: argparse.Namespace) -> int:
     """`dp paper wu2018`: test accuracy against the batch size, five normalizations."""
-    budget = wu2018.QUICK if args.quick else wu2018.FULL
-    if args.seeds:
-        budget = dataclasses.replace(budget, seeds=args.seeds)
+    budget = _budget(args, wu2018.QUICK, wu2018.FULL)
     _require_data(args.data)
     rows = wu2018.training_rows(args.data, budget)
     runs = wu2018.plan(budget, args.data, rows, args.seed, args.batch_sizes or wu2018.BATCH_SIZES)
-    out = make_folders_for(args.out, folder=True)
     header = (
         f"dp paper wu2018: {args.data}, {len(runs)} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; "
         f"{budget.epochs} epoch(s) over {rows:,} training rows (at most {budget.max_steps:,} steps); SGD with "
@@ -185,19 +196,31 @@ def _wu2018(args: argparse.Namespace) -> int:
         f"norm in {wu2018.GROUPS} groups; renorm rmax {wu2018.RMAX:g}, dmax {wu2018.DMAX:g}, opened over the first "
         f"{wu2018.RENORM_WARMUP:.0%} of the steps; eval mode"
     )
-    print(header, flush=True)
-    start = time.perf_counter()
-    results = wu2018.sweep(runs, args.jobs, progress=sys.stderr.isatty())
-    for line in wu2018.report(results, budget, out, header):
-        print(line)
-    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s; table and figure in {out}/")
-    return 0
+    return _sweep_and_report(args, runs, budget, header, (wu2018.sweep, wu2018.report))
+
+
+def _santurkar2018(args: argparse.Namespace) -> int:
+    """`dp paper santurkar2018`: standard, batch-norm and noisy batch-norm networks; the internal
+    covariate shift of Definition 2.1; the landscape along the gradient."""
+    study = santurkar2018
+    budget = _budget(args, study.QUICK, study.FULL)
+    runs = study.plan(budget, args.data, args.seed)
+    _require_data(args.data)
+    header = (
+        f"dp paper santurkar2018: {args.data}, {len(runs)} runs, seeds {args.seed}-{args.seed + budget.seeds - 1}; "
+        f"MLP {'-'.join(map(str, runs[0].sizes))}, {study.ACTIVATION}, {study.INIT} init; SGD on the mean loss of "
+        f"{study.BATCH} rows, lr {study.LR:g}, {budget.steps:,} steps; noise: scale U(1, {study.NOISE_SCALE:g}), "
+        f"shift U(-{study.NOISE_SHIFT:g}, {study.NOISE_SHIFT:g}) per unit and step, jitter N(0, "
+        f"{study.NOISE_JITTER:g}^2) per sample"
+    )
+    return _sweep_and_report(args, runs, budget, header, (study.sweep, study.report))
 
 
 # study -> (what it reproduces, the function that runs it)
 STUDIES: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "ioffe2015": ("Ioffe & Szegedy (2015), batch norm's MNIST experiment", _ioffe2015),
     "wu2018": ("Wu & He (2018), normalization against the batch size", _wu2018),
+    "santurkar2018": ("Santurkar et al. (2018), how batch norm helps optimization", _santurkar2018),
 }
 # option (its argparse dest) -> the study it belongs to: refused with any other
 STUDY_OPTIONS = {

@@ -413,6 +413,92 @@ def _setting(batch_norm: bool) -> str:
     return "with batch norm" if batch_norm else "without batch norm"
 
 
+# ----- dp paper santurkar2018 -----
+
+SETTING_COLORS = {"standard": PLAIN_COLOR, "batch norm": BATCH_NORM_COLOR, "noisy batch norm": "tab:green"}
+
+
+def santurkar_noise(
+    path: str | Path, curves: Mapping[str, Any], bands: Mapping[str, Any], percentiles: Sequence[int], title: str
+) -> Path:
+    """Figure 2 of Santurkar et al.: test accuracy over training per setting, ``curves[name]``
+    = (steps, accuracies); then one panel per setting of a unit's input percentiles over
+    training, ``bands[name]`` = (steps, an (evaluations, 5) array of the ``percentiles``),
+    the outer pair and the inner pair shaded, the median a line, on one scale."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 * (1 + len(bands)), 4.2), layout="constrained")
+    accuracy_axes, *band_axes = figure.subplots(1, 1 + len(bands), sharex=True)
+    for name, (steps, accuracy) in curves.items():
+        accuracy_axes.plot(steps, 100 * np.asarray(accuracy), color=SETTING_COLORS.get(name), label=name)
+    accuracy_axes.set(xlabel="training step", ylabel="test accuracy (%)", title="test accuracy")
+    accuracy_axes.legend(fontsize="small")
+    for axes, (name, (steps, values)) in zip(band_axes, bands.items()):
+        color = SETTING_COLORS.get(name)
+        low, inner_low, median, inner_high, high = percentiles
+        axes.fill_between(steps, values[:, 0], values[:, 4], color=color, alpha=0.2, label=f"{low}th to {high}th")
+        axes.fill_between(steps, values[:, 1], values[:, 3], color=color, alpha=0.4,
+                          label=f"{inner_low}th to {inner_high}th")  # fmt: skip
+        axes.plot(steps, values[:, 2], color=color, label=f"{median}th (median)")
+        axes.set(xlabel="training step", ylabel="input of the activation", title=name)
+        axes.legend(fontsize="small")
+    _same_scale(band_axes)
+    for axes in (accuracy_axes, *band_axes):
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _same_scale(axes_list: Sequence[Any]) -> None:
+    limits = [axes.get_ylim() for axes in axes_list]
+    for axes in axes_list:
+        axes.set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
+
+
+def santurkar_shift(path: str | Path, steps: Sequence[int], series: Mapping[str, Any], title: str) -> Path:
+    """Figure 3 of Santurkar et al.: per layer (columns), ||G - G'|| (top) and cos(G, G')
+    (bottom) over training, ``series[setting][layer]`` = (distances, cosines)."""
+    from matplotlib.figure import Figure
+
+    layers = sorted({layer for by_layer in series.values() for layer in by_layer})
+    figure = Figure(figsize=(4 * max(1, len(layers)), 6.5), layout="constrained")
+    grid = figure.subplots(2, max(1, len(layers)), sharex=True, squeeze=False)
+    for column, layer in enumerate(layers):
+        for name, by_layer in series.items():
+            distances, cosines = by_layer[layer]
+            grid[0][column].plot(steps, distances, "o-", color=SETTING_COLORS.get(name), label=name, markersize=3)
+            grid[1][column].plot(steps, cosines, "o-", color=SETTING_COLORS.get(name), label=name, markersize=3)
+        grid[0][column].set(title=f"layer {layer}", ylabel="‖G − G′‖ (l2)", yscale="log")
+        grid[1][column].set(xlabel="training step", ylabel="cos(G, G′)")
+    for axes in grid.flat:
+        axes.grid(alpha=0.3)
+    grid[0][0].legend(fontsize="small")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def santurkar_landscape(path: str | Path, steps: Sequence[int], series: Mapping[str, Any], title: str) -> Path:
+    """Figure 4 of Santurkar et al.: three panels over training, ``series[setting][measure]`` an
+    (measurements, 2) array of each measure's lowest and highest value over the step sizes,
+    the range shaded and its top a line (for the loss, the range of the loss; for the gradient
+    predictiveness, ||g(x - eta g) - g(x)||; for the beta-smoothness, that over ||eta g||)."""
+    from matplotlib.figure import Figure
+
+    measures = list(next(iter(series.values())))
+    figure = Figure(figsize=(4.3 * len(measures), 4.2), layout="constrained")
+    for axes, measure, letter in zip(figure.subplots(1, len(measures), squeeze=False)[0], measures, "abc"):
+        for name, by_measure in series.items():
+            values = np.asarray(by_measure[measure])
+            color = SETTING_COLORS.get(name)
+            axes.fill_between(steps, values[:, 0], values[:, 1], color=color, alpha=0.3)
+            axes.plot(steps, values[:, 1], color=color, label=name)
+        axes.set(xlabel="training step", title=f"({letter}) {measure}", yscale="log")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 # ----- the normalization family -----
 
 BOX = (4, 5, 6)  # cells along N (samples), H·W (positions) and C (channels): six channels make three groups of two

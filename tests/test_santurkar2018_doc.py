@@ -1,0 +1,42 @@
+"""docs/why/santurkar2018.md: the tables it quotes are those of the files `dp paper santurkar2018`
+wrote (docs/paper/santurkar2018/full/*.md), so a re-run that changes them fails here, and its
+figures exist."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "why" / "santurkar2018.md").read_text()
+ROW = re.compile(r"^\|.*\|$", re.M)
+WRITTEN = ROOT / "docs" / "paper" / "santurkar2018"
+
+
+def contains_in_order(rows, table):
+    """Whether ``table``'s rows appear in ``rows`` one after another."""
+    return any(rows[i : i + len(table)] == table for i in range(len(rows) - len(table) + 1))
+
+
+@pytest.mark.parametrize("name", ["standard_vs_noisy", "ics", "landscape"])
+def test_each_table_is_the_one_the_command_wrote(name):
+    table = ROW.findall((WRITTEN / "full" / f"{name}.md").read_text())
+    assert len(table) > 10
+    assert contains_in_order(ROW.findall(DOC), table)
+
+
+@pytest.mark.parametrize("name", ["standard_vs_noisy", "ics", "landscape"])
+def test_each_figure_linked_exists(name):
+    assert f"](../paper/santurkar2018/full/{name}.png)" in DOC
+    assert (WRITTEN / "full" / f"{name}.png").stat().st_size > 10_000
+    assert (WRITTEN / f"{name}.md").exists()  # the quick budget's, which the doc points to
+
+
+def test_the_settings_stated_are_those_of_the_study():
+    from dp.studies import santurkar2018 as study
+
+    assert f"lr {study.LR:g}" in DOC
+    assert f"s_tj ~ U(1, {study.NOISE_SCALE:g})" in DOC and f"m_tj ~ U(−{study.NOISE_SHIFT:g}, " in DOC
+    assert f"{study.NOISE_JITTER:g} · z_ij" in DOC
+    assert "(1/4, 1/2, 1, 2, 4, 8)" in DOC and study.STEP_FACTORS == (0.25, 0.5, 1, 2, 4, 8)
+    assert f"{study.FULL.steps:,} steps × {study.FULL.seeds} seeds" in DOC
