@@ -241,6 +241,16 @@ def test_the_normalization_functions_default_eps_is_1e_5():
     _same(eval_mode.value, dp.nn.batch_norm_eval(dp.Node(X), gamma, beta, mean, var, 1e-5).value)
 
 
+def test_normalize_and_the_image_normalizations_default_eps_is_1e_5():
+    images = np.random.default_rng(1).normal(size=(2, 4, 3, 3)) * 0.01  # a small variance: eps is felt
+    gamma, beta = np.ones(4), np.zeros(4)
+    _same(dp.normalize(images, (0, 2, 3)).value, dp.normalize(images, (0, 2, 3), eps=1e-5).value)
+    for name in ("batch_norm2d", "instance_norm"):
+        function = getattr(dp.nn, name)
+        _same(function(images, gamma, beta).value, function(images, gamma, beta, eps=1e-5).value)
+    _same(dp.nn.group_norm(images, 2, gamma, beta).value, dp.nn.group_norm(images, 2, gamma, beta, eps=1e-5).value)
+
+
 def test_a_seed_style_models_loss_sums_over_the_rows_by_default():
     net, y = Net(dropout=0.0), np.arange(6) % 2
     _same(net.loss(X, y).value, net.loss(X, y, reduction="sum").value)

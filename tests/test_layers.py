@@ -535,9 +535,10 @@ def test_the_batch_norm_layer_class_has_the_factorys_defaults():
 
     model = dp.NeuralNode()
     made, direct = model.batch_norm(3, "bn1"), BatchNorm(model, "bn1", 3)
-    for option in ("momentum", "eps", "unbiased_average", "activation"):
+    for option in ("momentum", "eps", "unbiased_average", "activation", "images", "axes"):
         assert getattr(direct, option) == getattr(made, option)
     assert (direct.momentum, direct.eps, direct.unbiased_average) == (0.1, 1e-5, False)
+    assert direct(np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), train=True).shape == (2, 3)  # rows, not images
 
 
 def test_batch_norm_over_one_feature_moves_its_averages():
