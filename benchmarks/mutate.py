@@ -160,6 +160,16 @@ nn/normalization | drop `copy=False` | astype(copy=True) of an array made on tha
     self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
 nn/normalization | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
     dtype, copy=False
+nn/models | drop `axis=1` | the logits are (n, k): softmax's default axis, the last, is axis 1
+    return z.sigmoid() if z.shape[1] == 1 else z.softmax(axis=1)
+nn/models | `False` -> `True` | astype(copy=True) of the checked labels: a copy no one sees (the losses only read them)
+    return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
+nn/models | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (the losses only read them)
+    return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
+nn/models | drop `kernel=(2, 2)` | max_pool's default kernel is (2, 2): the same pool
+    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+nn/models | drop `stride=(2, 2)` | max_pool's default stride is (2, 2): the same pool
+    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
 nn/dropout | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
     keep = rng.random(node.shape) >= options["p"]
 nn/losses | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
