@@ -67,6 +67,15 @@ def test_a_seed_style_batch_norms_averages_move_by_momentum_0_1():
     _same(net.params["avg_variance_bn1"], 0.1 * X.var(axis=0, keepdims=True))
 
 
+def test_a_batch_norm2d_layers_defaults_are_momentum_0_1_eps_1e_5_and_a_biased_average():
+    images = np.random.default_rng(2).normal(size=(2, 3, 2, 2)) * 0.01  # a small variance: eps is felt
+    default, documented = dp.NeuralNode(), dp.NeuralNode()
+    layers = default.batch_norm2d(3, "bn"), documented.batch_norm2d(3, "bn", 0.1, 1e-5, unbiased_average=False)
+    _same(layers[0](images).value, layers[1](images).value)
+    _same(default.params, documented.params)
+    _same(layers[0](images, train=False).value, layers[1](images, train=False).value)
+
+
 def test_the_mlps_batch_norm_defaults_are_momentum_0_1_and_eps_1e_5():
     x, y = RNG.normal(size=(8, 30)) * 0.01, np.arange(8) % 2
     default, documented = dp.MLP(), dp.MLP(momentum=0.1, eps=1e-5)

@@ -529,6 +529,11 @@ class TestCheckedData:
         with pytest.raises(ValueError, match=r"validation rows must be a 2-D array"):
             dp.NeuralNode().checked_data(np.ones(3), [0, 1, 1], what="validation")
 
+    def test_images_are_taken_as_they_are_whatever_their_channels(self):
+        images = np.random.default_rng(0).random((3, 2, 4, 5))  # 2 channels, 3 images
+        x, y = dp.NeuralNode().checked_data(images, [0, 1, 1])
+        assert x is images and y.shape == (3, 1)
+
 
 def test_the_batch_norm_layer_class_has_the_factorys_defaults():
     from dp.nn.normalization import BatchNorm

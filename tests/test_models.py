@@ -381,6 +381,13 @@ def test_finite_rows_too_large_for_the_network_are_refused_in_eval_mode_not_a_na
     assert model.predict(X[:5]).shape == (5, 1)  # ordinary rows still predict
 
 
+def test_rows_too_large_for_a_softmax_network_are_refused_without_a_numpy_warning():
+    """The logits overflow to inf and the softmax subtracts inf from inf: refused as too large, with
+    no RuntimeWarning on the way (pytest makes one an error)."""
+    with pytest.raises(dp.NonFiniteError, match="too large for it"):
+        dp.MLP((30, 3), batch_norm=False).predict_proba(np.full((2, 30), 1e308))
+
+
 def test_a_float16_model_is_refused_with_the_reason():
     with pytest.raises(TypeError, match=r"float16 is too small to train in.*use float32"):
         dp.MLP(dtype=np.float16)
