@@ -56,7 +56,7 @@ MODULES = {
     "nn/linear": [*LAYER_TESTS, *CHECKED],
     "nn/conv": ["test_conv.py", "test_cnn.py", *CHECKED],
     "nn/dropout": [*LAYER_TESTS, *CHECKED],
-    "nn/module": [*LAYER_TESTS, "test_train.py", *CHECKED],
+    "nn/module": [*LAYER_TESTS, "test_normalization.py", "test_conv.py", "test_train.py", *CHECKED],
     "nn/losses": ["test_losses.py", "test_models.py", *CHECKED],
     "nn/models": [
         "test_models.py",
@@ -67,6 +67,26 @@ MODULES = {
         *CHECKED,
     ],
     "nn/fused": ["test_fused.py", *CHECKED],
+    "nn/inputs": [
+        "test_layers.py",
+        "test_conv.py",
+        "test_normalization.py",
+        "test_cnn.py",
+        "test_models.py",
+        "test_bad_input.py",
+        *CHECKED,
+    ],
+    "checks": [
+        "test_bad_input.py",
+        "test_conv.py",
+        "test_layers.py",
+        "test_normalization.py",
+        "test_cnn.py",
+        "test_losses.py",
+        "test_optim.py",
+        "test_train.py",
+        *CHECKED,
+    ],
     "optim": ["test_optim.py", "test_classic.py", "test_train.py", *CHECKED],
     "train": ["test_train.py", "test_histories.py", *CHECKED],
 }
@@ -117,29 +137,21 @@ nn/fused | drop `out=centered` | xhat in a new array instead of in place: the sa
 optim | drop `divide='ignore'` | no rule divides by what can be 0: Adam's and RMSProp's eps is > 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
 nn/normalization | drop `statistics=statistics` | the primitive computes x's statistics by the same function
-    return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics)
-nn/normalization | `True` -> `False` | a column sum of shape (F,) broadcasts as (1, F) does
-    dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
-nn/normalization | drop `keepdims=True` | a column sum of shape (F,) broadcasts as (1, F) does
-    dvar = (dxhat * centered).sum(axis=0, keepdims=True) * (-0.5 / (std * std * std))
-nn/normalization | `True` -> `False` (1 of 2) | a column sum of shape (F,) broadcasts as (1, F) does
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `keepdims=True` (1 of 2) | a column sum of shape (F,) broadcasts as (1, F) does
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `True` -> `False` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `keepdims=True` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `axis=0` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `2` -> `3` | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `/` -> `*` (2 of 2) | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | `+` -> `-` | dl/dmu_B's second term is 0 (the x_i - mu_B sum to 0) however mutated
-    dmean = dxhat.sum(axis=0, keepdims=True) * (-1 / std) + dvar * (-2 * centered.sum(axis=0, keepdims=True) / m)
-nn/normalization | drop `statistics=(mean, var)` | the primitive computes x's statistics by the same function
-    y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=(mean, var))
+    return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes), statistics
+nn/normalization | drop `statistics=statistics` | the primitive computes x's statistics by the same function
+    return batch_norm_closed_form(x, gamma, beta, eps=eps, statistics=statistics, axes=axes)
+nn/normalization | `2` -> `3` | dl/dmu_B's second term is 0 to rounding (the x_i - mu_B sum to 0): 3/2 of it too
+    dmean = summed(dxhat, axes) * (-1 / std) + dvar * (-2 * summed(centered, axes) / m)
+nn/normalization | `1` -> `0` (2 of 2) | summing also where x's size is 1: a sum of one value, kept as an axis of 1
+    return tuple(axis for axis, (own, full) in enumerate(zip(sizes, shape)) if own == 1 and full != 1)
+nn/normalization | `0` -> `1` | the default ((0,), 1) refuses only an empty x (C = 0 for axes (1,)): so does `size == 0`
+    axes, least = at_least or ((0,), 1)
+nn/normalization | `1` -> `0` | the default ((0,), 1) refuses only an empty x (none with least 0): so does `size == 0`
+    axes, least = at_least or ((0,), 1)
+nn/conv | `False` -> `True` | astype(copy=True) of the weights: a copy no one sees (the primitive never writes into w)
+    w = w.astype(x.dtype, copy=False)
+nn/conv | drop `copy=False` | astype(copy=True) of the weights: a copy no one sees (the primitive never writes into w)
+    w = w.astype(x.dtype, copy=False)
 nn/normalization | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
     self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
 nn/normalization | `False` -> `True` | astype(copy=True) of an array made on that line: a copy no one sees
@@ -148,6 +160,16 @@ nn/normalization | drop `copy=False` | astype(copy=True) of an array made on tha
     self.mean_key: ((1 - momentum) * params[self.mean_key] + momentum * mean).astype(dtype, copy=False),
 nn/normalization | drop `copy=False` | astype(copy=True) of an array made on that line: a copy no one sees
     dtype, copy=False
+nn/models | drop `axis=1` | the logits are (n, k): softmax's default axis, the last, is axis 1
+    return z.sigmoid() if z.shape[1] == 1 else z.softmax(axis=1)
+nn/models | `False` -> `True` | astype(copy=True) of the checked labels: a copy no one sees (the losses only read them)
+    return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
+nn/models | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (the losses only read them)
+    return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
+nn/models | drop `kernel=(2, 2)` | max_pool's default kernel is (2, 2): the same pool
+    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+nn/models | drop `stride=(2, 2)` | max_pool's default stride is (2, 2): the same pool
+    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
 nn/dropout | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
     keep = rng.random(node.shape) >= options["p"]
 nn/losses | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing

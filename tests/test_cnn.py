@@ -12,7 +12,7 @@ import pytest
 import dp
 from dp.checks import NonFiniteError
 from dp.nn.activations import ACTIVATIONS
-from dp.nn.models import feature_maps
+from dp.nn.models import cnn_weights, feature_maps
 
 IMAGE = (1, 8, 8)  # scikit-learn's digits
 RNG = np.random.default_rng(0)
@@ -60,12 +60,48 @@ def test_the_digits_network_has_convolutions_without_bias_batch_norm_per_channel
     assert [layer.weight_key for layer, _ in model.folded_pairs()] == ["weight_conv1", "weight_conv2"]
 
 
+def test_the_defaults_are_the_mnist_network_of_the_docstring():
+    default = dp.CNN()
+    documented = dp.CNN(
+        image=(1, 28, 28), channels=(8, 16), kernel_size=3, hidden=(), classes=10, batch_norm=True,
+        activation="relu", seed=0, dtype=np.float64, momentum=0.1, eps=1e-5, unbiased_average=False, init="he",
+    )  # fmt: skip
+    assert default.feature_maps == [(8, 14, 14), (16, 7, 7)] and learned_shapes(default)["weight_fc1"] == (784, 10)
+    x, y = np.random.default_rng(1).random((3, 1, 28, 28)), np.array([0, 3, 9])
+    grads = [model.loss(x, y).grad(1) for model in (default, documented)]  # a training step: the averages move
+    for ours, theirs in ((grads[0], grads[1]), (default.params, documented.params)):
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
 def test_feature_maps_keep_the_size_through_each_convolution_and_halve_it_in_each_pool():
     model = dp.CNN(image=IMAGE, channels=(8, 16))
     assert model.feature_maps == [(8, 4, 4), (16, 2, 2)] and model.flat_size == 64
     assert feature_maps((3, 7, 9), (5, 6), 3) == [(5, 3, 4), (6, 1, 2)]  # odd sizes round down
     assert feature_maps((1, 8, 8), (2,), 5) == [(2, 4, 4)]  # padding 2 keeps 8 x 8
     assert feature_maps((1, 8, 8), (2,), 2) == [(2, 4, 4)]  # an even kernel with padding 1: 9 x 9, pooled to 4
+
+
+def test_a_block_takes_a_feature_map_down_to_2_x_2_and_pools_it_to_1_x_1():
+    assert feature_maps((1, 2, 2), (3,), 3) == [(3, 1, 1)]
+    assert feature_maps((1, 6, 5), (3, 2), 3) == [(3, 3, 2), (2, 1, 1)]
+    model = dp.CNN(image=(1, 2, 3), channels=(3,), classes=2)
+    assert model.forward(np.ones((2, 1, 2, 3)) * [[[[0, 1, 2]]]]).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"channels": (3, 5), "hidden": (7,)},
+        {"image": (3, 9, 7), "channels": (2, 4), "kernel_size": 5, "hidden": (6, 4)},
+    ],
+    ids=["one block", "two blocks and a hidden layer", "colour images"],
+)
+def test_cnn_weights_counts_the_weights_the_cnn_draws(options):
+    model = cnn(**options)
+    assert cnn_weights(model.config) == sum(v.size for k, v in model.params.items() if k.startswith("weight_"))
 
 
 def test_the_repr_is_the_constructor_call_that_builds_the_same_network():
@@ -140,7 +176,8 @@ def nan_images():
 
 
 BAD_INPUT = {
-    "wrong size": (RNG.random((5, 1, 7, 7)), ValueError, r"\(n, 1, 8, 8\) \(or rows of 64 pixels\); got \(5, 1, 7,"),
+    "wrong size": (RNG.random((5, 1, 7, 7)), ValueError, r"the input must be images of shape \(n, 1, 8, 8\) "
+                   r"\(or rows of 64 pixels\); got \(5, 1, 7,"),
     "wrong channels": (RNG.random((5, 3, 8, 8)), ValueError, r": 3 channels .* where 1 are expected"),
     "1-D": (RNG.random(64), ValueError, r"must be images \(N, C, H, W\); got shape \(64,\)$"),  # as given, not a column
     "3-D": (RNG.random((5, 8, 8)), ValueError, r"must be images \(N, C, H, W\); got shape \(5, 8, 8\)"),
@@ -281,6 +318,21 @@ def test_a_float32_cnn_with_renorm_and_momentum_none_keeps_float32_and_averages_
     assert model.loss(X, Y).grad(1)["gamma_bn1"].dtype == np.float32
 
 
+def test_the_batch_norm_settings_reach_every_batch_norm_layer():
+    model = cnn(channels=(2, 3), hidden=(5,), momentum=0.5, eps=0.25, unbiased_average=True)
+    norms = [norm for _, norm in model.folded_pairs()]
+    assert len(norms) == 3
+    assert all((n.momentum, n.eps, n.unbiased_average) == (0.5, 0.25, True) for n in norms)
+
+
+def test_init_draws_every_weight_of_the_network():
+    model = cnn(channels=(16,), hidden=(32,), init="normal", init_std=0.3)
+    weights = {k: v for k, v in model.params.items() if k.startswith("weight_")}
+    assert sorted(weights) == ["weight_conv1", "weight_fc1", "weight_fc2"]
+    for key, w in weights.items():
+        assert abs(w.std() - 0.3) < 0.045, key
+
+
 def test_an_image_too_small_is_refused_before_any_weight_is_drawn(monkeypatch):
     monkeypatch.setattr(dp.NeuralNode, "conv2d", lambda *a, **k: pytest.fail("drew weights before checking the image"))
     with pytest.raises(ValueError, match="too small"):
@@ -375,6 +427,13 @@ def test_folding_bakes_each_batch_norm_into_the_layer_before_it_and_predicts_the
     np.testing.assert_allclose(folded.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-12)
     np.testing.assert_allclose(folded.logits(X).value, model.logits(X, train=False).value, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(folded.predict(X), model.predict(X))
+
+
+def test_a_float32_cnn_folds_into_a_float32_cnn():
+    model = train(cnn(hidden=(5,), dtype=np.float32))
+    folded = dp.fold_batch_norm(model)
+    assert "dtype='float32'" in repr(folded) and {v.dtype for v in folded.params.values()} == {np.dtype(np.float32)}
+    np.testing.assert_allclose(folded.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-5)
 
 
 def test_folding_leaves_the_cnn_untouched():

@@ -7,6 +7,7 @@ import pytest
 import dp
 from dp import Node, NonFiniteError, gradcheck
 from dp.nn import Conv2d, avg_pool2d, conv2d, max_pool2d
+from dp.nn.conv import avg_pool, convolve, max_pool
 
 TOL = 1e-7
 
@@ -162,6 +163,26 @@ class TestPooling:
         np.testing.assert_array_equal(grad[0, 0], np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4)
 
 
+class TestThePrimitives:
+    """`convolve`, `max_pool` and `avg_pool`, called directly: the defaults of their signatures."""
+
+    def test_convolve_defaults_to_stride_1_and_no_padding(self, rng):
+        x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((2, 3, 3, 2))
+        np.testing.assert_array_equal(convolve(x, w).value, conv2d(x, w, stride=1, padding=0).value)
+
+    def test_the_poolings_default_to_2_x_2_windows_side_by_side(self, rng):
+        x = rng.standard_normal((2, 3, 7, 6))
+        np.testing.assert_array_equal(max_pool(x).value, max_pool2d(x, (2, 2), (2, 2)).value)
+        np.testing.assert_array_equal(avg_pool(x).value, avg_pool2d(x, (2, 2), (2, 2)).value)
+
+    def test_a_kernel_fits_with_the_padding_of_its_own_axis(self, rng):
+        """Padding (1, 0) makes room for a 3 x 1 kernel in images one row high, and none across."""
+        x, w = rng.standard_normal((1, 1, 1, 4)), rng.standard_normal((1, 1, 3, 1))
+        np.testing.assert_allclose(
+            convolve(x, w, padding=(1, 0)).value, reference_conv(x, w, np.zeros(1), (1, 1), (1, 0)), rtol=1e-12
+        )
+
+
 class TestDtypes:
     def test_float32_in_gives_float32_out_and_float32_gradients(self, rng):
         x = Node(rng.standard_normal((2, 3, 6, 6)).astype(np.float32), "x")
@@ -200,6 +221,7 @@ class TestBadInputIsRefusedWithItsReason:
             (lambda: conv2d(X, np.zeros((4, 2, 3, 3))), ValueError, "3 channels.*2 are expected"),
             (lambda: conv2d(X, np.zeros((4, 3, 7, 3))), ValueError, "kernel, 7 x 3, is larger than the input, 6 x 5"),
             (lambda: conv2d(X, np.zeros((4, 3, 9, 3)), padding=1), ValueError, "larger than the padded input, 8 x 7"),
+            (lambda: conv2d(X, np.zeros((4, 3, 9, 3)), padding=(1, 2)), ValueError, "the padded input, 8 x 9"),
             (lambda: conv2d(X, W, stride=0), ValueError, "stride must be a whole number in \\[1, inf\\)"),
             (lambda: conv2d(X, W, stride=(1, 0)), ValueError, "stride"),
             (lambda: conv2d(X, W, stride=1.5), TypeError, "stride must be a whole number"),

@@ -67,6 +67,15 @@ def test_a_seed_style_batch_norms_averages_move_by_momentum_0_1():
     _same(net.params["avg_variance_bn1"], 0.1 * X.var(axis=0, keepdims=True))
 
 
+def test_a_batch_norm2d_layers_defaults_are_momentum_0_1_eps_1e_5_and_a_biased_average():
+    images = np.random.default_rng(2).normal(size=(2, 3, 2, 2)) * 0.01  # a small variance: eps is felt
+    default, documented = dp.NeuralNode(), dp.NeuralNode()
+    layers = default.batch_norm2d(3, "bn"), documented.batch_norm2d(3, "bn", 0.1, 1e-5, unbiased_average=False)
+    _same(layers[0](images).value, layers[1](images).value)
+    _same(default.params, documented.params)
+    _same(layers[0](images, train=False).value, layers[1](images, train=False).value)
+
+
 def test_the_mlps_batch_norm_defaults_are_momentum_0_1_and_eps_1e_5():
     x, y = RNG.normal(size=(8, 30)) * 0.01, np.arange(8) % 2
     default, documented = dp.MLP(), dp.MLP(momentum=0.1, eps=1e-5)
@@ -239,6 +248,16 @@ def test_the_normalization_functions_default_eps_is_1e_5():
         _same(function(dp.Node(X), gamma, beta).value, function(dp.Node(X), gamma, beta, eps=1e-5).value)
     eval_mode = dp.nn.batch_norm_eval(dp.Node(X), gamma, beta, mean, var)
     _same(eval_mode.value, dp.nn.batch_norm_eval(dp.Node(X), gamma, beta, mean, var, 1e-5).value)
+
+
+def test_normalize_and_the_image_normalizations_default_eps_is_1e_5():
+    images = np.random.default_rng(1).normal(size=(2, 4, 3, 3)) * 0.01  # a small variance: eps is felt
+    gamma, beta = np.ones(4), np.zeros(4)
+    _same(dp.normalize(images, (0, 2, 3)).value, dp.normalize(images, (0, 2, 3), eps=1e-5).value)
+    for name in ("batch_norm2d", "instance_norm"):
+        function = getattr(dp.nn, name)
+        _same(function(images, gamma, beta).value, function(images, gamma, beta, eps=1e-5).value)
+    _same(dp.nn.group_norm(images, 2, gamma, beta).value, dp.nn.group_norm(images, 2, gamma, beta, eps=1e-5).value)
 
 
 def test_a_seed_style_models_loss_sums_over_the_rows_by_default():

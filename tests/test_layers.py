@@ -529,16 +529,33 @@ class TestCheckedData:
         with pytest.raises(ValueError, match=r"validation rows must be a 2-D array"):
             dp.NeuralNode().checked_data(np.ones(3), [0, 1, 1], what="validation")
 
+    def test_images_are_taken_as_they_are_whatever_their_channels(self):
+        images = np.random.default_rng(0).random((3, 2, 4, 5))  # 2 channels, 3 images
+        x, y = dp.NeuralNode().checked_data(images, [0, 1, 1])
+        assert x is images and y.shape == (3, 1)
+
 
 def test_the_batch_norm_layer_class_has_the_factorys_defaults():
     from dp.nn.normalization import BatchNorm
 
     model = dp.NeuralNode()
     made, direct = model.batch_norm(3, "bn1"), BatchNorm(model, "bn1", 3)
-    for option in ("momentum", "eps", "unbiased_average", "activation", "renorm", "rmax", "dmax", "renorm_warmup"):
+    for option in (
+        "momentum",
+        "eps",
+        "unbiased_average",
+        "activation",
+        "renorm",
+        "rmax",
+        "dmax",
+        "renorm_warmup",
+        "images",
+        "axes",
+    ):
         assert getattr(direct, option) == getattr(made, option)
     assert (direct.momentum, direct.eps, direct.unbiased_average) == (0.1, 1e-5, False)
     assert (direct.renorm, direct.rmax, direct.dmax, direct.renorm_warmup) == (False, 3.0, 5.0, 0)
+    assert direct(np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), train=True).shape == (2, 3)  # rows, not images
 
 
 def test_batch_norm_over_one_feature_moves_its_averages():

@@ -1,5 +1,7 @@
 """dp.nn.models.MLP, the bias exercise and batch-norm folding."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -406,6 +408,13 @@ def test_finite_rows_too_large_for_the_network_are_refused_in_eval_mode_not_a_na
     assert model.predict(X[:5]).shape == (5, 1)  # ordinary rows still predict
 
 
+def test_rows_too_large_for_a_softmax_network_are_refused_without_a_numpy_warning():
+    """The logits overflow to inf and the softmax subtracts inf from inf: refused as too large, with
+    no RuntimeWarning on the way (pytest makes one an error)."""
+    with pytest.raises(dp.NonFiniteError, match="too large for it"):
+        dp.MLP((30, 3), batch_norm=False).predict_proba(np.full((2, 30), 1e308))
+
+
 def test_a_float16_model_is_refused_with_the_reason():
     with pytest.raises(TypeError, match=r"float16 is too small to train in.*use float32"):
         dp.MLP(dtype=np.float16)
@@ -465,6 +474,25 @@ def test_an_mlp_with_renorm_trains_to_the_accuracy_of_the_plain_one():
 def test_sizes_with_a_zero_width_are_refused_by_the_model_itself():
     with pytest.raises(ValueError, match="all >= 1; got"):
         dp.MLP((30, 0, 1))
+
+
+def test_the_mlp_and_the_cnn_define_the_classifiers_methods_with_its_signatures():
+    """`Classifier` documents what a subclass defines; its own `logits` and `loss` call ``_input(x)``
+    and ``_logits(h, train)``, relying on the defaults written there."""
+    for name in ("_input", "_logits"):
+        expected = inspect.signature(getattr(dp.nn.models.Classifier, name))
+        assert inspect.signature(getattr(dp.MLP, name)) == inspect.signature(getattr(dp.CNN, name)) == expected, name
+
+
+def test_the_mean_loss_is_the_summed_loss_over_the_rows():
+    model = dp.MLP(batch_norm=False)
+    summed, mean = model.loss(X[:8], Y[:8]), model.loss(X[:8], Y[:8], reduction="mean")
+    np.testing.assert_allclose(mean.value, summed.value / 8, rtol=1e-12)
+
+
+def test_checked_data_names_the_training_rows_by_default():
+    with pytest.raises(ValueError, match=r"the training rows must have shape \(n, 30\)"):
+        dp.MLP().checked_data(np.ones((4, 3)), [0, 1, 0, 1])
 
 
 def test_checked_data_refuses_labels_the_loss_would_refuse_before_any_step():

@@ -21,7 +21,7 @@ import pytest
 
 import dp
 from dp import Node, NonFiniteError
-from dp.nn.normalization import batch_norm_closed_form, batch_norm_composed
+from dp.nn.normalization import GroupNorm, batch_norm_closed_form, batch_norm_composed
 
 EPS = 1e-5
 TOL = 1e-12
@@ -129,6 +129,32 @@ def test_the_closed_form_primitive_equals_the_composed_lines_over_the_batch_of_r
         lambda x, g, b: batch_norm_composed(x, g, b, EPS, axes=(0,)),
         *rows(n=9, features=6, seed=4),
     )
+
+
+PARAMETER_SHAPES = [  # (x's shape, the axes, gamma's and beta's shape)
+    ((5, C), (0,), (1, C)),
+    ((5, C), (0,), (C,)),
+    ((5, C), (1,), ()),
+    (IMAGE, (0, 2, 3), PER_CHANNEL),
+    (IMAGE, (0, 2, 3), (C, 1, 1)),
+    (IMAGE, (2, 3), (1, 1, H, W)),
+]
+
+
+@pytest.mark.parametrize("shape, axes, parameter", PARAMETER_SHAPES, ids=str)
+def test_the_primitives_vjp_sums_gamma_and_beta_gradients_over_their_broadcast_axes(shape, axes, parameter):
+    """dl/dgamma = sum_i dl/dy_i * xhat_i and dl/dbeta = sum_i dl/dy_i come out of the vjp already
+    summed, one value per value of gamma and beta (never an x-sized array for the engine to sum)."""
+    rng = np.random.default_rng(5)
+    x, g = rng.normal(1.0, 2.0, shape), rng.standard_normal(shape)
+    gamma, beta = rng.uniform(0.5, 2.0, parameter), rng.normal(size=parameter)
+    _, vjp = batch_norm_closed_form.forward(x, gamma, beta, EPS, axes=axes)
+    _, dgamma, dbeta = vjp(g)
+    xhat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + EPS)
+    summed = tuple(i for i, size in enumerate(np.broadcast_to(gamma, shape).strides) if size == 0)
+    assert dgamma.size == dbeta.size == gamma.size
+    close(dgamma.reshape(parameter), (g * xhat).sum(axis=summed).reshape(parameter))
+    close(dbeta.reshape(parameter), g.sum(axis=summed).reshape(parameter))
 
 
 def composed_group_norm(x, groups, gamma, beta, eps=EPS):
@@ -244,6 +270,27 @@ def test_normalize_takes_one_axis_as_an_int_and_negative_axes_from_the_end():
     close(dp.normalize(x, [3, 1]).value, dp.normalize(x, (1, 3)).value, 0)
 
 
+def test_normalize_counts_negative_axes_from_the_end_down_to_the_first():
+    x, _, _ = images()
+    close(dp.normalize(x, -4).value, dp.normalize(x, 0).value, 0)
+    close(dp.normalize(x[:, :, 0, 0], (-2, -1)).value, dp.normalize(x[:, :, 0, 0], (0, 1)).value, 0)
+
+
+def test_batch_norm2d_and_instance_norm_need_only_two_values_to_normalize():
+    """Two values per channel are enough: they normalize to -1 and 1 (to eps), whichever axes hold them."""
+    two = np.array([1.0, 3.0])
+    expected = np.array([-1.0, 1.0]) * np.sqrt(1 / (1 + EPS))
+    for shape in ((1, 1, 1, 2), (1, 1, 2, 1), (2, 1, 1, 1)):
+        close(dp.batch_norm2d(two.reshape(shape), 1.0, 0.0).value.ravel(), expected)
+    for shape in ((1, 1, 1, 2), (1, 1, 2, 1)):
+        close(dp.instance_norm(two.reshape(shape), 1.0, 0.0).value.ravel(), expected)
+
+
+def test_layer_norm_and_group_norm_take_a_single_value_which_normalizes_to_beta():
+    close(dp.layer_norm(np.array([[5.0]]), 2.0, 3.0).value, [[3.0]], 0)
+    close(dp.group_norm(np.full((1, 1, 1, 1), 5.0), 1, 2.0, 3.0).value, np.full((1, 1, 1, 1), 3.0), 0)
+
+
 def test_normalize_is_the_formula_with_gamma_and_beta():
     x, gamma, beta = images()
     mean, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
@@ -285,6 +332,11 @@ def test_group_norm_registers_only_gamma_and_beta_per_channel():
     net.group_norm(C, 2, "gn")
     assert {k: v.shape for k, v in net.params.items()} == {"gamma_gn": PER_CHANNEL, "beta_gn": PER_CHANNEL}
     assert (net.params["gamma_gn"] == 1).all() and not net.params["beta_gn"].any()
+
+
+def test_the_group_norm_layer_class_has_the_factorys_eps():
+    model = dp.NeuralNode()
+    assert GroupNorm(model, "gn", C, 2).eps == model.group_norm(C, 2, "gn").eps == 1e-5
 
 
 @pytest.mark.parametrize("unbiased_average", [False, True])
