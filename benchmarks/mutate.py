@@ -77,6 +77,7 @@ MODULES = {
         *CHECKED,
     ],
     "checks": [
+        "test_checks.py",
         "test_bad_input.py",
         "test_conv.py",
         "test_layers.py",
@@ -170,6 +171,16 @@ nn/models | drop `kernel=(2, 2)` | max_pool's default kernel is (2, 2): the same
     activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
 nn/models | drop `stride=(2, 2)` | max_pool's default stride is (2, 2): the same pool
     activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+checks | `False` -> `True` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
+    return y.reshape(-1, 1).astype(np.float64, copy=False)
+checks | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
+    return y.reshape(-1, 1).astype(np.float64, copy=False)
+checks | `False` -> `True` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
+    return y.astype(np.float64, copy=False)
+checks | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
+    return y.astype(np.float64, copy=False)
+checks | `>` -> `>=` | s - 1 for a row sum s near 1 is exact, a multiple of 2**-53 (coarser in float32): never 1e-6
+    if (y < 0).any() or (np.abs(y.sum(axis=1) - 1) > 1e-6).any():
 nn/dropout | `>=` -> `>` | differs only where a uniform draw equals p exactly (probability 2**-53)
     keep = rng.random(node.shape) >= options["p"]
 nn/losses | `1` -> `0` | multiplying the loss by a scale of 1 changes nothing
