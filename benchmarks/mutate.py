@@ -138,7 +138,7 @@ nn/fused | drop `out=centered` | xhat in a new array instead of in place: the sa
 optim | drop `divide='ignore'` | no rule divides by what can be 0: Adam's and RMSProp's eps is > 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
 nn/normalization | drop `statistics=statistics` | the primitive computes x's statistics by the same function
-    return batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes), statistics
+        y = batch_norm_closed_form(x, gamma, beta, eps=self.eps, statistics=statistics, axes=self.axes, r=r, d=d)
 nn/normalization | drop `statistics=statistics` | the primitive computes x's statistics by the same function
     return batch_norm_closed_form(x, gamma, beta, eps=eps, statistics=statistics, axes=axes)
 nn/normalization | `2` -> `3` | dl/dmu_B's second term is 0 to rounding (the x_i - mu_B sum to 0): 3/2 of it too
@@ -168,9 +168,9 @@ nn/models | `False` -> `True` | astype(copy=True) of the checked labels: a copy 
 nn/models | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (the losses only read them)
     return losses.from_logits(self.logits(x, train), labels.astype(self.dtype, copy=False), scale)
 nn/models | drop `kernel=(2, 2)` | max_pool's default kernel is (2, 2): the same pool
-    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+                activate(before_activation(conv, norm, h, train, seen), activation), kernel=(2, 2), stride=(2, 2)
 nn/models | drop `stride=(2, 2)` | max_pool's default stride is (2, 2): the same pool
-    activate(z if norm is None else norm.forward(z, train), activation), kernel=(2, 2), stride=(2, 2)
+                activate(before_activation(conv, norm, h, train, seen), activation), kernel=(2, 2), stride=(2, 2)
 checks | `False` -> `True` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
     return y.reshape(-1, 1).astype(np.float64, copy=False)
 checks | drop `copy=False` | astype(copy=True) of the checked labels: a copy no one sees (every caller only reads them)
