@@ -637,3 +637,20 @@ def test_the_batch_norm_builders_activation_is_applied(activation):
     x = np.random.default_rng(0).normal(size=(5, 3))
     expected = getattr(plain(x), activation)().value
     np.testing.assert_array_equal(activated(x).value, expected)
+
+
+def test_unchanged_puts_params_back_however_the_block_ends():
+    from dp.nn.module import unchanged
+
+    net = dp.NeuralNode()
+    bn = net.batch_norm(2, "bn")
+    before = net.get_param()
+    with unchanged(net.params) as saved:
+        bn(np.array([[1.0, 2.0], [3.0, 5.0]]), train=True)  # moves the averages and the count
+        net.params["extra"] = np.ones(1)
+        assert net.params["batches_bn"][0, 0] == 1 and saved["batches_bn"][0, 0] == 0
+    assert net.params.keys() == before.keys() and all(np.array_equal(net.params[k], v) for k, v in before.items())
+    with pytest.raises(KeyError), unchanged(net.params):
+        bn(np.array([[1.0, 2.0], [3.0, 5.0]]), train=True)
+        raise KeyError("a failure inside")
+    assert all(np.array_equal(net.params[k], v) for k, v in before.items())

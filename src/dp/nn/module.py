@@ -18,8 +18,9 @@ The layers live in files by kind (`dp.nn.linear`, `dp.nn.conv`, `dp.nn.normaliza
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -71,6 +72,18 @@ def restore(params: dict[str, Any], before: dict[str, Any]) -> None:
     params.update(before)
     for key in params.keys() - before.keys():
         del params[key]
+
+
+@contextlib.contextmanager
+def unchanged(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``params`` put back as they were (`restore`) when the block ends, however it ends: for
+    work that runs a model's forward passes to measure it, not to train it (a training-mode
+    pass moves the moving averages and batch counts). Yields the shallow copy taken first."""
+    before = dict(params)
+    try:
+        yield before
+    finally:
+        restore(params, before)
 
 
 def is_state(key: str) -> bool:

@@ -158,15 +158,12 @@ def training_mode_accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size:
     """The accuracy of ``model`` in training mode on the rows x (labels y) taken in consecutive
     batches of ``batch_size``, each normalized by its own statistics, changing nothing: the
     moving averages and batch counts the forward passes move are put back."""
-    from dp.nn.module import classes, restore
+    from dp.nn.module import classes, unchanged
 
     predictions = []
     for start in range(0, len(x), batch_size):
-        saved = dict(model.params)
-        try:
+        with unchanged(model.params):
             predictions.append(classes(model.forward(x[start : start + batch_size], train=True).value))
-        finally:
-            restore(model.params, saved)
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y
     return float((np.concatenate(predictions) == labels.reshape(-1, 1)).mean())
 

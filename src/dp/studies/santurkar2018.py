@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from dp.nn.models import MLP
-from dp.nn.module import restore
+from dp.nn.module import unchanged
 from dp.nn.normalization import BatchNorm
 from dp.node import Node
 from dp.studies import ioffe2015, parallel
@@ -192,12 +192,9 @@ def network(run: Run) -> MLP:
 def loss_and_gradients(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
     """The mean loss of the batch in training mode and its gradients, with ``params`` put
     back as they were (the forward pass moves the moving averages and batch counts)."""
-    saved = dict(model.params)
-    try:
+    with unchanged(model.params):
         loss = model.loss(x, y, train=True, reduction="mean")
         return float(loss.value[0, 0]), loss.grad(1)
-    finally:
-        restore(model.params, saved)
 
 
 def layer_of(key: str) -> int:
@@ -214,15 +211,12 @@ def internal_covariate_shift(model: MLP, x: np.ndarray, y: np.ndarray, lr: float
     _, grads = loss_and_gradients(model, x, y)
     saved, shift = dict(model.params), {}
     layers = sorted({layer_of(key) for key in grads})
-    try:
-        for k in layers[1:]:
+    for k in layers[1:]:
+        with unchanged(model.params):
             model.params.update({key: saved[key] - lr * g for key, g in grads.items() if layer_of(key) < k})
             before, after = grads[f"weight_l{k}"], loss_and_gradients(model, x, y)[1][f"weight_l{k}"]
-            restore(model.params, saved)
-            cosine = float(np.sum(before * after) / (np.linalg.norm(before) * np.linalg.norm(after)))
-            shift[f"l{k}"] = (float(np.linalg.norm(before - after)), cosine)
-    finally:
-        restore(model.params, saved)
+        cosine = float(np.sum(before * after) / (np.linalg.norm(before) * np.linalg.norm(after)))
+        shift[f"l{k}"] = (float(np.linalg.norm(before - after)), cosine)
     return shift
 
 
@@ -235,15 +229,12 @@ def landscape(
     loss, grads = loss_and_gradients(model, x, y)
     saved, etas = dict(model.params), tuple(lr * f for f in factors)
     losses, distances = [loss], []
-    try:
-        for eta in etas:
+    for eta in etas:
+        with unchanged(model.params):
             model.params.update({key: saved[key] - eta * g for key, g in grads.items()})
             moved_loss, moved = loss_and_gradients(model, x, y)
-            restore(model.params, saved)
-            losses.append(moved_loss)
-            distances.append(_norm({key: moved[key] - g for key, g in grads.items()}))
-    finally:
-        restore(model.params, saved)
+        losses.append(moved_loss)
+        distances.append(_norm({key: moved[key] - g for key, g in grads.items()}))
     return Landscape(etas, tuple(losses), tuple(distances), _norm(grads))
 
 
