@@ -258,6 +258,11 @@ def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_use_only_dps_public_api(path):
+    uses_only_public_api(path)
+
+
+def uses_only_public_api(path: Path) -> None:
+    """Assert that the notebook at ``path`` imports and names only dp's public API."""
     source = code_of(read(path))
     imported = re.findall(r"^\s*(?:import|from)\s+(dp[\w.]*)", source, flags=re.MULTILINE)
     assert "dp" in imported
