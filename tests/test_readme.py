@@ -172,3 +172,11 @@ def test_the_sample_output_is_what_dp_train_prints_but_the_time(capsys, tmp_path
     assert printed.splitlines()[-1].startswith("time ")
     assert sample_output() == "\n".join(printed.splitlines()[:-1]) + "\n"
     assert "and a last line with the time it took" in prose()
+
+
+def test_every_link_in_the_readme_points_at_a_file():
+    """The course's notebooks, docs/course.md, the figures and every page linked: a student clicks them."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
+    assert len(targets) >= 20
+    missing = sorted({target for target in targets if "://" not in target and not (ROOT / target).exists()})
+    assert not missing, f"the README links files that do not exist: {missing}"
