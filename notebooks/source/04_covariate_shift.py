@@ -307,8 +307,9 @@ def diagnosis(model, k, got, distance, cosine):
 
 for kind in ("standard", "batch norm"):
     model = network(kind)
-    dp.train.fit(model, x_train, y_train, dp.optim.SGD(lr=LR), steps=20, batch_size=BATCH, reduction="mean",
-                 progress=False)  # fmt: skip
+    dp.train.fit(
+        model, x_train, y_train, dp.optim.SGD(lr=LR), steps=20, batch_size=BATCH, reduction="mean", progress=False
+    )
     expected, before = santurkar2018.internal_covariate_shift(model, x_batch, y_batch, LR), model.get_param()
     for k in (2, 3, 4):
         got = covariate_shift(model, x_batch, y_batch, k, LR)
@@ -396,8 +397,9 @@ def diagnosis(model, got, ours):
 
 for kind in ("standard", "batch norm"):
     model = network(kind)
-    dp.train.fit(model, x_train, y_train, dp.optim.SGD(lr=LR), steps=20, batch_size=BATCH, reduction="mean",
-                 progress=False)  # fmt: skip
+    dp.train.fit(
+        model, x_train, y_train, dp.optim.SGD(lr=LR), steps=20, batch_size=BATCH, reduction="mean", progress=False
+    )
     before = model.get_param()
     got = landscape_measures(model, x_batch, y_batch, [LR * f for f in FACTORS])
     assert all(np.array_equal(before[n], model.params[n]) for n in before), (
@@ -458,9 +460,19 @@ def train(kind):
     measure(0, model)  # before the first step
     monitor = dp.train.Monitor(watched, every=EVERY)
     history = dp.train.fit(
-        model, x_train, y_train, dp.optim.SGD(lr=LR), validation=(x_test, y_test), steps=STEPS,
-        batch_size=BATCH, reduction="mean", eval_every=EVERY, on_step=measure, monitor=monitor, progress=False,
-    )  # fmt: skip
+        model,
+        x_train,
+        y_train,
+        dp.optim.SGD(lr=LR),
+        validation=(x_test, y_test),
+        steps=STEPS,
+        batch_size=BATCH,
+        reduction="mean",
+        eval_every=EVERY,
+        on_step=measure,
+        monitor=monitor,
+        progress=False,
+    )
     return history, found, monitor
 
 
