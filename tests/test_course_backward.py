@@ -69,53 +69,64 @@ def executed_solutions(name: str, tmp_path_factory: pytest.TempPathFactory) -> n
     return nb
 
 
-# ----- Task 1: the primitive -----
+# ----- each typical mistake: (task, the solution's code, the mistake, what the message says) -----
 
 DX = "(m * dxhat - sum_dxhat - xhat * sum_dxhat_xhat) / (m * std)"
+DGAMMA = "(g * xhat).sum(axis=0, keepdims=True)"
+TIMED = "        start = time.perf_counter()\n        batch_norm(*nodes).grad(g)"
 
-TASK_1_MISTAKES = {
-    "the statistics as constants": (DX, "dxhat / std", "your dx treats the batch mean and variance as constants"),
-    "no path through the mean": (DX, "(m * dxhat - xhat * sum_dxhat_xhat) / (m * std)", "the path through the mean"),
-    "no path through the variance": (DX, "(m * dxhat - sum_dxhat) / (m * std)", "the path through the variance"),
-    "dgamma not summed": ("(g * xhat).sum(axis=0, keepdims=True)", "g * xhat", "sum over the batch"),
-    "dbeta not summed": ("dbeta = g.sum(axis=0, keepdims=True)", "dbeta = g", "sum over the batch"),
-    "dgamma without keepdims": ("(g * xhat).sum(axis=0, keepdims=True)", "(g * xhat).sum(axis=0)", "shape (1, 5)"),
-    "the unbiased variance": (
+MISTAKES = {
+    "Task 1, the statistics as constants": (
+        1,
+        DX,
+        "dxhat / std",
+        "your dx treats the batch mean and variance as constants",
+        "add the paths through them",
+    ),
+    "Task 1, no path through the mean": (1, DX, "(m * dxhat - xhat * sum_dxhat_xhat) / (m * std)", "through the mean"),
+    "Task 1, no path through the variance": (1, DX, "(m * dxhat - sum_dxhat) / (m * std)", "through the variance"),
+    "Task 1, dgamma not summed": (1, DGAMMA, "g * xhat", "a row per example", "sum over the batch"),
+    "Task 1, dbeta not summed": (1, "dbeta = g.sum(axis=0, keepdims=True)", "dbeta = g", "sum over the batch"),
+    "Task 1, dgamma without keepdims": (1, DGAMMA, "(g * xhat).sum(axis=0)", "shape (1, 5)", "keepdims=True"),
+    "Task 1, the unbiased variance": (
+        1,
         "x.var(axis=0, keepdims=True)",
         "x.var(axis=0, keepdims=True, ddof=1)",
         "unbiased variance (divided by N - 1)",
+        "ddof=0",
     ),
-    "the wrong order": ("return dx, dgamma, dbeta", "return dgamma, dbeta, dx", "in the order of the arguments"),
-    "the value alone": ("return y, vjp", "return y", "should return a pair (y, vjp)"),
-    "no decorator": ("@dp.primitive\n", "", "decorate batch_norm_by_hand with @dp.primitive"),
-}
-
-
-@pytest.mark.parametrize("mistake", TASK_1_MISTAKES)
-def test_task_1_check_names_the_mistake_and_what_to_do(mistake, tmp_path, monkeypatch):
-    right, wrong, says = TASK_1_MISTAKES[mistake]
-    error = the_check_says(NAME, 1, mistaken(NAME, 1, right, wrong), tmp_path, monkeypatch)
-    assert says in error
-
-
-# ----- Task 2: the timing -----
-
-TASK_2_MISTAKES = {
-    "only the forward pass": ("batch_norm(*nodes).grad(g)", "batch_norm(*nodes)", "you timed only the forward pass"),
-    "all the runs": ("float(np.median(times))", "float(np.sum(times))", "the time of all 10 runs"),
-    "only the backward pass": (
-        "        start = time.perf_counter()\n        batch_norm(*nodes).grad(g)",
+    "Task 1, the wrong order": (1, "return dx, dgamma, dbeta", "return dgamma, dbeta, dx", "(dx, dgamma, dbeta)"),
+    "Task 1, the value alone": (1, "return y, vjp", "return y", "should return a pair (y, vjp)"),
+    "Task 1, no decorator": (1, "@dp.primitive\n", "", "decorate batch_norm_by_hand with @dp.primitive"),
+    "Task 2, only the forward pass": (
+        2,
+        "batch_norm(*nodes).grad(g)",
+        "batch_norm(*nodes)",
+        "you timed only the forward pass",
+        "call .grad(g)",
+    ),
+    "Task 2, all the runs": (2, "float(np.median(times))", "float(np.sum(times))", "all 10 runs", "the median"),
+    "Task 2, only the backward pass": (
+        2,
+        TIMED,
         "        y = batch_norm(*nodes)\n        start = time.perf_counter()\n        y.grad(g)",
         "time the forward and the backward pass together",
     ),
 }
 
 
-@pytest.mark.parametrize("mistake", TASK_2_MISTAKES)
-def test_task_2_check_names_the_mistake_and_what_to_do(mistake, tmp_path, monkeypatch):
-    right, wrong, says = TASK_2_MISTAKES[mistake]
-    error = the_check_says(NAME, 2, mistaken(NAME, 2, right, wrong), tmp_path, monkeypatch)
-    assert says in error
+def assert_the_check_says(name: str, mistake: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mistake`` is (task, code of the solution, the mistake in its place, *what the message says):
+    the check of that task must fail saying each part."""
+    task, right, wrong, *says = mistake
+    error = the_check_says(name, task, mistaken(name, task, right, wrong), tmp_path, monkeypatch)
+    missing = [part for part in says if part not in error]
+    assert not missing, f"the check's message lacks {missing}: {error}"
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_typical_mistake_gets_a_message_saying_what_to_do(mistake, tmp_path, monkeypatch):
+    assert_the_check_says(NAME, MISTAKES[mistake], tmp_path, monkeypatch)
 
 
 # ----- what the Markdown says about the output -----

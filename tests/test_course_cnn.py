@@ -8,62 +8,60 @@ import re
 
 import pytest
 
-from test_course_backward import executed_solutions, mistaken, printed, the_check_says
+from test_course_backward import assert_the_check_says, executed_solutions, printed
 from test_notebooks import shown_images
 
 NAME = "06_cnn"
 
-# ----- Task 1: batch_norm2d, by choosing the axes -----
+# ----- each typical mistake: (task, the solution's code, the mistake, what the message says) -----
 
 AXES = "axes = (0, 2, 3)"
 RESHAPE = "gamma, beta = gamma.reshape(1, -1, 1, 1), beta.reshape(1, -1, 1, 1)"
+BIAS = "(bias - mean) * scale + beta"
+PER_CHANNEL = "reshape them to (1, C, 1, 1)"
 
-TASK_1_MISTAKES = {
-    "per position, as a dense layer": (AXES, "axes = 0", "you normalized over axis 0 only"),
-    "instance norm": (AXES, "axes = (2, 3)", "that is instance norm"),
-    "layer norm": (AXES, "axes = (1, 2, 3)", "that is layer norm"),
-    "gamma as a (C,) array": (RESHAPE, "pass", "applied along the height"),
-    "gamma as (1, C)": (RESHAPE, "gamma, beta = gamma.reshape(1, -1), beta.reshape(1, -1)", "applied along the width"),
-    "the unbiased variance": (
+MISTAKES = {
+    "Task 1, per position, as a dense layer": (1, AXES, "axes = 0", "over axis 0 only", "axes (0, 2, 3)"),
+    "Task 1, instance norm": (1, AXES, "axes = (2, 3)", "that is instance norm", "axes (0, 2, 3)"),
+    "Task 1, layer norm": (1, AXES, "axes = (1, 2, 3)", "that is layer norm", "axes (0, 2, 3)"),
+    "Task 1, gamma as a (C,) array": (1, RESHAPE, "pass", "applied along the height", PER_CHANNEL),
+    "Task 1, gamma as (1, C)": (
+        1,
+        RESHAPE,
+        "gamma, beta = gamma.reshape(1, -1), beta.reshape(1, -1)",
+        "applied along the width",
+        PER_CHANNEL,
+    ),
+    "Task 1, the unbiased variance": (
+        1,
         "var = ((x - mean) ** 2).mean(axis=axes)",
         "var = x.var(axis=axes, ddof=1)",
         "you used the unbiased variance",
+        "ddof=0",
     ),
-    "NumPy on the values": (
+    "Task 1, NumPy on the values": (
+        1,
         "return gamma * (x - mean) / (var + eps).sqrt() + beta",
         "return dp.Node((gamma * (x - mean) / (var + eps).sqrt() + beta).value)",
         "the gradient does not reach x",
+        "use dp.Node operations",
     ),
-}
-
-
-@pytest.mark.parametrize("mistake", TASK_1_MISTAKES)
-def test_task_1_check_names_the_mistake_and_what_to_do(mistake, tmp_path, monkeypatch):
-    right, wrong, says = TASK_1_MISTAKES[mistake]
-    error = the_check_says(NAME, 1, mistaken(NAME, 1, right, wrong), tmp_path, monkeypatch)
-    assert says in error
-    assert "(0, 2, 3)" in error or "(1, C, 1, 1)" in error or "dp.Node operations" in error or "ddof=0" in error
-
-
-# ----- Task 2: folding -----
-
-TASK_2_MISTAKES = {
-    "the scale along the input channels": (
+    "Task 2, the scale along the input channels": (
+        2,
         "weight * scale.reshape(-1, 1, 1, 1)",
         "weight * scale",
+        "along axis 0 of (out, in, kh, kw)",
         "reshape the per-channel scale (1, 8, 1, 1) to (8, 1, 1, 1)",
     ),
-    "the mean left in": ("(bias - mean) * scale + beta", "bias * scale + beta", "must take the moving mean out"),
-    "the mean not scaled": ("(bias - mean) * scale + beta", "bias * scale - mean + beta", "scale the moving mean too"),
-    "no eps": ("np.sqrt(var + eps)", "np.sqrt(var)", "add eps to the variance"),
+    "Task 2, the mean left in": (2, BIAS, "bias * scale + beta", "must take the moving mean out", "(b - mean)"),
+    "Task 2, the mean not scaled": (2, BIAS, "bias * scale - mean + beta", "scale the moving mean too", "(b - mean)"),
+    "Task 2, no eps": (2, "np.sqrt(var + eps)", "np.sqrt(var)", "add eps to the variance"),
 }
 
 
-@pytest.mark.parametrize("mistake", TASK_2_MISTAKES)
-def test_task_2_check_names_the_mistake_and_what_to_do(mistake, tmp_path, monkeypatch):
-    right, wrong, says = TASK_2_MISTAKES[mistake]
-    error = the_check_says(NAME, 2, mistaken(NAME, 2, right, wrong), tmp_path, monkeypatch)
-    assert says in error
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_typical_mistake_gets_a_message_saying_what_to_do(mistake, tmp_path, monkeypatch):
+    assert_the_check_says(NAME, MISTAKES[mistake], tmp_path, monkeypatch)
 
 
 # ----- what the Markdown says about the output -----
