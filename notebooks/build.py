@@ -12,7 +12,8 @@ exactly what this script writes, so edit the source and run::
 
 The source is the "percent" format that Jupytext and VS Code read: a line ``# %%`` starts a
 code cell, ``# %% [markdown]`` a Markdown cell (each of its lines commented with ``# ``),
-and ``tags=["..."]`` after either gives the cell's tags:
+and ``tags=["..."]`` after either gives the cell's tags. A Jupyter magic in a code cell is
+commented, as Jupytext writes it (``# %matplotlib inline``), and built uncommented.
 
 - ``stub``: a task's cell as the student gets it (the exercise only). It defines what the
   task asks for with a body that raises ``NotImplementedError``, so an untouched exercise
@@ -39,6 +40,7 @@ from nbformat import v4
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "source"
 MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+MAGIC = re.compile(r"^# %(?!%)\w")  # "# %matplotlib inline": a Jupyter magic, commented so the source stays Python
 ONLY_IN = {"exercise": {"stub", "exercise"}, "solutions": {"solution", "solutions"}}
 BLANK_ANSWER = "*Your answer:*"
 
@@ -62,6 +64,8 @@ def _finished(cell: dict) -> dict:
     lines = cell.pop("lines")
     if cell["markdown"]:
         lines = [_uncommented(line) for line in lines]
+    else:
+        lines = [line[2:] if MAGIC.match(line) else line for line in lines]
     cell["source"] = "\n".join(lines).strip("\n")
     return cell
 

@@ -94,3 +94,21 @@ def test_exercise_and_solutions_differ_only_in_tasks_and_answers(source):
 def test_notebooks_use_only_dps_public_api(source):
     for path in build.targets(source).values():
         uses_only_public_api(path)
+
+
+def test_the_builder_reads_cells_tags_markdown_and_magics():
+    source = '# %% [markdown]\n# # Title\n#\n# text\n\n# %% tags=["stub"]\n# %matplotlib inline\nx = 1  # %d\n'
+    cells = build.parse(source)
+    assert cells == [
+        {"markdown": True, "tags": [], "source": "# Title\n\ntext"},
+        {"markdown": False, "tags": ["stub"], "source": "%matplotlib inline\nx = 1  # %d"},
+    ]
+    exercise, solutions = (build.notebook(cells, version, "n") for version in ("exercise", "solutions"))
+    assert [c.source for c in exercise.cells] == ["# Title\n\ntext", "%matplotlib inline\nx = 1  # %d"]
+    assert [c.source for c in solutions.cells] == ["# Title\n\ntext"]
+
+
+@pytest.mark.parametrize("text", ["x = 1\n# %%\n", "# %% [markdown]\nnot commented\n"])
+def test_the_builder_refuses_text_outside_a_cell_or_an_uncommented_markdown_line(text):
+    with pytest.raises(ValueError, match="cell marker|must start with"):
+        build.parse(text)

@@ -456,9 +456,9 @@ for name, f in versions.items():
 # $\beta$), as the node counts show; the primitive makes one. Each node is a separate NumPy call
 # with its own fixed cost, most of them allocating an x-sized result in the forward pass, and
 # each vjp makes one or more x-sized arrays again in the backward pass (broadcasting back,
-# then summing down), each a full pass over memory. Every intermediate value the vjps need (x − μ, its square, the division's
-# operands) stays alive until `grad` has walked past it: that is the composed graph's peak in
-# the second table.
+# then summing down), each a full pass over memory. Every intermediate value the vjps need
+# (x − μ, its square, the division's operands) stays alive until `grad` has walked past it:
+# that is the composed graph's peak in the second table.
 #
 # The primitive computes the forward pass in a few NumPy expressions, keeps only what its vjp
 # needs ($\hat x$, and per-feature numbers: σ, γ), and its vjp shares work between the three

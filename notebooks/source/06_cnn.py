@@ -19,7 +19,7 @@
 # (out, in, kh, kw), as in PyTorch.
 
 # %%
-%matplotlib inline
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 
