@@ -89,7 +89,7 @@ MODULES = {
         *CHECKED,
     ],
     "optim": ["test_optim.py", "test_classic.py", "test_train.py", *CHECKED],
-    "train": ["test_train.py", "test_histories.py", *CHECKED],
+    "train": ["test_train.py", "test_histories.py", "test_monitor.py", *CHECKED],
 }
 # Mutants that no test can tell from the original. Each row is two lines: `module | mutation | why`, then, indented,
 # the code of the mutated line as it stands in the module (indentation and a trailing comment left out), so a row

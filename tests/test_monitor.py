@@ -151,6 +151,41 @@ def test_a_run_with_the_monitor_is_the_run_without_it_bit_for_bit(batch_norm):
     assert (plain_history.loss, plain_history.val_accuracy) == (watched_history.loss, watched_history.val_accuracy)
 
 
+def test_a_loop_of_ones_own_records_its_steps_through_train_step_and_changes_nothing():
+    def own_loop(monitor):
+        model, optimizer, after = tiny(batch_norm=True), Adam(lr=0.05), {}
+        if monitor is not None:
+            monitor.start(model)
+        losses = []
+        for step in range(1, 6):
+            x, y = X[8 * step - 8 : 8 * step], Y[8 * step - 8 : 8 * step]
+            if monitor is None:
+                losses.append(train_step(model, optimizer, x, y, "mean"))
+            else:
+                losses.append(monitor.train_step(step, model, optimizer, x, y, "mean"))
+            after[step] = dict(model.params)
+        return model, losses, after
+
+    monitor = Monitor(ROWS, every=2)
+    (plain, plain_losses, _), (watched, watched_losses, after) = own_loop(None), own_loop(monitor)
+    assert plain_losses == watched_losses and plain.params.keys() == watched.params.keys()
+    assert all(plain.params[k].tobytes() == watched.params[k].tobytes() for k in plain.params)
+    assert monitor.steps == [0, 2, 4]
+    for i, step in enumerate(monitor.steps[1:], 1):  # each recorded step's update, from the step before it
+        new, old = after[step]["weight_l1"], after[step - 1]["weight_l1"]
+        ratio = np.log10(np.linalg.norm(new - old) / np.linalg.norm(old))
+        assert monitor.series("update_ratio")["l1"][i] == pytest.approx(ratio, rel=1e-12)
+
+
+def test_train_step_of_the_monitor_steps_on_the_summed_loss_by_default_as_dp_train_train_step():
+    plain, watched, monitor = tiny(), tiny(), Monitor(ROWS, every=1)
+    monitor.start(watched)
+    expected = train_step(plain, SGD(lr=0.01), X[:20], Y[:20])
+    assert monitor.train_step(1, watched, SGD(lr=0.01), X[:20], Y[:20]) == expected
+    assert expected == pytest.approx(20 * train_step(tiny(), SGD(lr=0.01), X[:20], Y[:20], "mean"), rel=1e-12)
+    assert all(np.array_equal(plain.params[k], watched.params[k]) for k in plain.params)
+
+
 def test_a_monitor_given_to_another_fit_starts_anew():
     monitor = Monitor(ROWS, every=2)
     fit_tiny(tiny(), SGD(lr=0.01), monitor, steps=4)
@@ -173,6 +208,26 @@ def test_the_table_has_a_row_per_step_and_layer_with_empty_cells_where_nothing_a
 def test_the_figure_is_written_as_a_png(watched, tmp_path):
     _, monitor, _ = watched
     path = dp.plots.monitor_figure(tmp_path / "monitor.png", monitor, "a tiny run")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_figure_of_several_runs_draws_each_measure_of_each_run_per_layer(watched, tmp_path):
+    from dp.tools.plots import COMPARED_MEASURES, compared_monitors
+
+    _, monitor, _ = watched
+    other = Monitor(ROWS, every=2)
+    fit_tiny(tiny(batch_norm=True), SGD(lr=0.01), other, steps=4)
+    figure = compared_monitors({"plain": monitor, "batch norm": other}, "two runs")
+    grid = np.array(figure.subfigs[0].axes).reshape(len(COMPARED_MEASURES), 2)
+    assert [axes.get_title() for axes in grid[0]] == ["plain", "batch norm"]
+    for row, measure in zip(grid, COMPARED_MEASURES):
+        for axes, run in zip(row, (monitor, other)):
+            drawn = {line.get_label(): line.get_ydata() for line in axes.get_lines() if line.get_label() in run.layers}
+            scale = 100 if measure == "saturated" else 1
+            expected = {layer: scale * v for layer, v in run.series(measure).items() if not np.isnan(v).all()}
+            assert drawn.keys() == expected.keys()  # the output layer has no pre-activations
+            assert all(np.array_equal(drawn[layer], expected[layer], equal_nan=True) for layer in expected)
+    path = dp.plots.monitors_figure(tmp_path / "runs.png", {"plain": monitor}, "one run", "tiny")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 

@@ -51,6 +51,8 @@ def test_the_plan_has_each_setting_for_every_seed_and_measures_two_of_them():
     assert [(r.setting, r.seed) for r in runs] == [(s, seed) for s in study.SETTINGS for seed in (4, 5)]
     assert {(r.sizes, r.lr, r.steps, r.eval_every) for r in runs} == {((64, 100, 100, 100, 10), study.LR, 30, 10)}
     assert {r.setting: r.measure_every for r in runs} == {"standard": 10, "batch_norm": 10, "noisy": 0}
+    monitored = {(r.setting, r.seed): r.monitor_every for r in runs}  # every setting, the first seed, as measured
+    assert monitored == {(s, seed): 10 if seed == 4 else 0 for s in study.SETTINGS for seed in (4, 5)}
     assert {r.sizes for r in plan(TINY, "mnist", 1)} == {(784, 100, 100, 100, 10)}
 
 
@@ -63,6 +65,8 @@ def test_a_run_records_accuracy_percentiles_and_measures(results):
         assert len(result.shift) == len(result.landscapes) == len(result.measured_at)
         assert all(set(shift) == {"l2", "l3", "l4"} for shift in result.shift)
         assert not result.diverged
+        assert result.monitor.steps == [0, 10, 20, 30]  # one seed: each run is monitored
+        assert result.monitor.layers == ["l1", "l2", "l3", "l4"] and result.monitor.activation == "relu"
 
 
 def test_a_run_is_deterministic(results):
@@ -74,6 +78,23 @@ def test_measuring_leaves_the_training_unchanged(results):
     for result in study.of(results, "batch_norm") + study.of(results, "standard"):
         unmeasured = run_one(dataclasses.replace(result.run, measure_every=0))
         assert unmeasured.accuracy == result.accuracy and unmeasured.percentiles == result.percentiles
+
+
+def test_monitoring_leaves_the_training_and_the_measures_unchanged(results):
+    for result in results:
+        unmonitored = run_one(dataclasses.replace(result.run, monitor_every=0))
+        assert unmonitored.monitor is None
+        same_run = dataclasses.replace(measured(unmonitored), run=result.run)
+        assert same_run == measured(result)  # accuracies, percentiles, covariate shift, landscape: all of them
+        assert unmonitored.accuracy == result.accuracy and unmonitored.percentiles == result.percentiles
+
+
+def test_the_monitor_sees_the_noise_of_the_noisy_network_and_batch_norm_without_it(results):
+    (plain,), (noisy,) = study.of(results, "batch_norm"), study.of(results, "noisy")
+    for layer in ("l1", "l2", "l3"):  # batch norm, gamma 1 at first: a spread of 1; the noise scales it by 1-2
+        assert plain.monitor.series("std")[layer][0] == pytest.approx(1, abs=1e-3)
+        assert noisy.monitor.series("std")[layer][0] > 1.2
+    assert plain.monitor.inputs == noisy.monitor.inputs == {"l1": "bn1", "l2": "bn2", "l3": "bn3"}
 
 
 def test_every_setting_learns_on_digits(results):
@@ -211,7 +232,8 @@ def test_the_tables_hold_the_medians_of_the_runs(results):
 def test_report_writes_each_table_and_a_readable_figure(results, tmp_path):
     printed = list(study.report(results, TINY, tmp_path, "the header"))
     names = ("standard_vs_noisy", "ics", "landscape")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("md", "png"))
+    written = sorted(f"{n}.{ext}" for n in (*names, "monitor") for ext in ("md", "png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == written and len(printed) == 4
     for name, text in zip(names, printed):
         markdown = (tmp_path / f"{name}.md").read_text()
         title, body = text.strip().split("\n\n", 1)
@@ -219,6 +241,18 @@ def test_report_writes_each_table_and_a_readable_figure(results, tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
         pixels = imread(tmp_path / f"{name}.png")
         assert pixels.shape[0] > 200 and pixels.shape[1] > 400 and pixels.std() > 0
+
+
+def test_report_writes_each_monitored_runs_table_and_their_figure(results, tmp_path):
+    *_, printed = study.report(results, TINY, tmp_path, "the header")
+    title = "Inside the layers (dp.train.Monitor; seed 1, 1,000 test rows in training mode)"
+    assert printed.startswith(f"\n## {title}\n\nA table per run (standard, batch norm, noisy batch norm): ")
+    tables = "\n\n".join(f"### {study.NAMES[r.run.setting]}\n\n{r.monitor.table()}" for r in results)
+    markdown = (tmp_path / "monitor.md").read_text()
+    assert markdown == f"## {title}\n\nthe header\n\n{tables}\n\n![{title}](monitor.png)\n"
+    assert len(table_rows(markdown)) == 3 * (2 + 4 * 4)  # per setting: heading, rule, 4 steps x 4 layers
+    pixels = imread(tmp_path / "monitor.png")
+    assert pixels.shape[0] > 600 and pixels.shape[1] > 600 and pixels.std() > 0
 
 
 # ----- the command -----
@@ -231,7 +265,9 @@ def test_the_command_runs_end_to_end(capsys, monkeypatch, tmp_path):
     printed = capsys.readouterr().out
     assert printed.startswith("dp paper santurkar2018: digits, 3 runs, seeds 1-1;")
     assert "| step | standard | batch norm | noisy batch norm |" in printed
-    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"ics.md", "landscape.png", "standard_vs_noisy.md"}
+    written = {"ics.md", "landscape.png", "standard_vs_noisy.md", "monitor.md", "monitor.png"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= written
+    assert "\n## Inside the layers (dp.train.Monitor; seed 1, 1,000 test rows in training mode)\n" in printed
 
 
 def test_the_command_refuses_another_study_s_options(capsys, tmp_path):

@@ -40,3 +40,36 @@ def test_the_settings_stated_are_those_of_the_study():
     assert f"{study.NOISE_JITTER:g} · z_ij" in DOC
     assert "(1/4, 1/2, 1, 2, 4, 8)" in DOC and study.STEP_FACTORS == (0.25, 0.5, 1, 2, 4, 8)
     assert f"{study.FULL.steps:,} steps × {study.FULL.seeds} seeds" in DOC
+
+
+# ----- inside the layers: dp.train.Monitor's tables (the quick run's) -----
+
+INSIDE = DOC.split("\n## Inside the layers\n", 1)[1].split("\n## ", 1)[0]
+DECIMAL = re.compile(r"(?<![\w.])[-+−]?(\d+\.\d+)")
+
+
+def tables_of(markdown):
+    """The Markdown tables of ``markdown``, each a list of its rows, in order."""
+    return [block.splitlines() for block in re.findall(r"^\|.*\|$(?:\n\|.*\|$)*", markdown, re.M)]
+
+
+def test_the_monitor_tables_quoted_are_rows_of_those_the_command_wrote_in_order():
+    written = (WRITTEN / "monitor.md").read_text()
+    quoted = tables_of(INSIDE)
+    names = [name for name in re.findall(r"^\*\*(.+)\*\*$", INSIDE, re.M)]
+    assert names == ["standard", "batch norm", "noisy batch norm"] and len(quoted) == 3
+    for name, table in zip(names, quoted):
+        (full,) = tables_of(written.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0])
+        assert table[:2] == full[:2] and len(table) > 2
+        rows = iter(full[2:])
+        assert all(row in rows for row in table[2:])  # a subsequence: the same rows, in the same order
+    assert "](../paper/santurkar2018/monitor.png)" in INSIDE
+    assert (WRITTEN / "monitor.png").stat().st_size > 10_000
+
+
+def test_every_measured_number_in_the_monitor_section_is_a_cell_of_the_tables_it_quotes():
+    cells = {cell.strip().lstrip("+-") for table in tables_of(INSIDE) for row in table for cell in row.split("|")}
+    prose = "\n".join(line for line in INSIDE.splitlines() if not line.startswith("|"))
+    numbers = DECIMAL.findall(prose)
+    assert len(numbers) > 20
+    assert [n for n in numbers if n not in cells] == []

@@ -39,6 +39,15 @@ def test_the_plan_has_every_normalization_at_every_batch_size_for_every_seed():
     assert NORMALIZATIONS == ("batch_norm", "batch_renorm", "group_norm", "layer_norm", "none")
 
 
+def test_batch_and_group_norm_are_monitored_at_the_smallest_batch_and_the_largest_up_to_32_first_seed_only():
+    runs = plan(dataclasses.replace(TINY, seeds=2, max_steps=1000), "digits", 200, first_seed=3)
+    monitored = {(r.normalization, r.batch_size, r.seed): r.monitor_every for r in runs if r.monitor_every}
+    assert monitored == {("batch_norm", 2, 3): 10, ("batch_norm", 32, 3): 1, ("group_norm", 2, 3): 10,
+                         ("group_norm", 32, 3): 1}  # 100 steps and 6: ten records a run, or every step  # fmt: skip
+    assert wu2018.monitored_sizes((2, 4, 8, 16, 32, 64)) == (2, 32)
+    assert wu2018.monitored_sizes((8, 2)) == (2, 8) and wu2018.monitored_sizes((64, 128)) == (64,)
+
+
 def test_the_learning_rate_is_scaled_linearly_with_the_batch_as_wu_and_he_do(runs):
     for run in runs:
         assert run.lr == pytest.approx(0.1 * run.batch_size / 32)
@@ -88,6 +97,21 @@ def test_group_and_layer_norm_normalize_each_image_alone():
         np.testing.assert_allclose(model.logits(x, train=True).value, model.logits(x, train=False).value)
 
 
+@pytest.mark.parametrize("normalization, norm", [("group_norm", "gn"), ("layer_norm", "ln")])
+def test_group_and_layer_norm_networks_record_each_layer_as_a_cnn_does(normalization, norm):
+    model, x = NormalizedCNN(normalization, (1, 8, 8), seed=1), np.random.default_rng(0).normal(size=(5, 64))
+    assert model.activation_inputs() == {"conv1": f"{norm}1", "conv2": f"{norm}2"}
+    before = {k: v.copy() for k, v in model.params.items()}
+    seen = model.record(x, train=True)
+    assert list(seen) == ["conv1", f"{norm}1", "conv2", f"{norm}2", "fc1"]
+    conv1, norm1 = model.blocks[0]
+    z = conv1(x.reshape(5, 1, 8, 8))
+    np.testing.assert_array_equal(seen["conv1"], z.value)
+    np.testing.assert_array_equal(seen[f"{norm}1"], norm1.forward(z).value)
+    np.testing.assert_array_equal(seen["fc1"], model.logits(x).value)
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)
+
+
 def test_groups_that_do_not_divide_the_channels_and_unknown_normalizations_are_refused():
     with pytest.raises(ValueError, match="3 groups do not divide the 8 channels"):
         NormalizedCNN("group_norm", (1, 8, 8), groups=3)
@@ -120,6 +144,20 @@ def test_only_batch_norm_and_renorm_are_recalibrated_and_that_is_recalibrate(res
     assert accuracy(model, split.x_test, split.y_test) == one.recalibrated
 
 
+def test_the_monitored_runs_are_monitored_and_monitoring_changes_none_of_their_results(results):
+    watched = [r for r in results if r.monitor is not None]
+    assert {(r.run.normalization, r.run.batch_size) for r in watched} == {
+        (n, b) for n in ("batch_norm", "group_norm") for b in SIZES
+    }
+    for result in watched:
+        assert result.monitor.steps == list(range(0, result.run.steps + 1, result.run.monitor_every))
+        unmonitored = run_one(dataclasses.replace(result.run, monitor_every=0))
+        assert unmonitored.monitor is None
+        assert (unmonitored.accuracy, unmonitored.recalibrated) == (result.accuracy, result.recalibrated)
+    (group,) = [r for r in watched if r.run.normalization == "group_norm" and r.run.batch_size == 2]
+    assert group.monitor.inputs == {"conv1": "gn1", "conv2": "gn2"}
+
+
 def test_run_one_is_deterministic(results):
     again = run_one(results[3].run)
     assert dataclasses.replace(again, seconds=0.0) == dataclasses.replace(results[3], seconds=0.0)
@@ -147,13 +185,26 @@ def test_the_table_has_a_row_per_batch_size_and_a_column_per_normalization(resul
 
 
 def test_report_writes_the_table_and_a_figure(results, tmp_path):
-    (printed,) = wu2018.report(results, TINY, tmp_path, "the settings")
+    printed, _ = wu2018.report(results, TINY, tmp_path, "the settings")
     text = (tmp_path / "batch_size.md").read_text()
     assert text.startswith("## Test accuracy (%) against the batch size, median over seeds\n\nthe settings\n\n")
     assert wu2018.accuracy_table(results) in text and wu2018.recalibrated_table(results) in text
     assert "2: 30 (0.3 epochs); 8: 25 (1 epochs)" in text  # batch 2 capped at 30 steps
     assert text.endswith("(batch_size.png)\n") and "the settings" not in printed
     assert (tmp_path / "batch_size.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_report_writes_the_monitored_runs_tables_and_their_figure(results, tmp_path):
+    _, printed = wu2018.report(results, TINY, tmp_path, "the settings")
+    title = "Inside the layers (dp.train.Monitor; seed 1, 500 test images in training mode)"
+    names = ["batch norm, batch 2", "batch norm, batch 8", "group norm, batch 2", "group norm, batch 8"]
+    assert printed.startswith(f"\n## {title}\n\nA table per run ({', '.join(names)}): ")
+    markdown = (tmp_path / "monitor.md").read_text()
+    assert markdown.startswith(f"## {title}\n\nthe settings\n\n### batch norm, batch 2\n\n| step | layer |")
+    for name, result in zip(names, [r for r in results if r.monitor is not None]):
+        assert f"### {name}\n\n{result.monitor.table()}\n\n" in markdown
+    assert markdown.endswith(f"![{title}](monitor.png)\n")
+    assert (tmp_path / "monitor.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_the_command_runs_end_to_end(capsys, monkeypatch, tmp_path):
@@ -165,7 +216,7 @@ def test_the_command_runs_end_to_end(capsys, monkeypatch, tmp_path):
     assert printed.startswith("dp paper wu2018: digits, 10 runs, seeds 1-1; 1 epoch(s) over 200 training rows")
     assert "| batch size | batch norm | batch renorm | group norm | layer norm | none |" in printed
     assert re.search(rf"\n10 runs in \d+ s; tables and figures in {re.escape(str(out))}/\n$", printed)
-    assert sorted(p.name for p in out.iterdir()) == ["batch_size.md", "batch_size.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["batch_size.md", "batch_size.png", "monitor.md", "monitor.png"]
 
 
 @pytest.mark.parametrize(

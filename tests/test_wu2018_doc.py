@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from dp.studies.wu2018 import PAPER_ERROR
+from test_santurkar2018_doc import DECIMAL, tables_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "why" / "wu2018.md").read_text()
@@ -39,3 +40,30 @@ def test_wu_and_he_beside_dp_quotes_both_right():
         assert float(paper_bn) == PAPER_ERROR["batch norm"][int(batch)]
         assert float(paper_gn) == PAPER_ERROR["group norm"][int(batch)]
         assert dp_bn == f"{100 - float(quick[batch][0]):.1f}" and dp_gn == f"{100 - float(quick[batch][2]):.1f}"
+
+
+# ----- inside the layers: dp.train.Monitor's tables (the quick run's) -----
+
+INSIDE = DOC.split("\n## Inside the layers\n", 1)[1].split("\n## ", 1)[0]
+NAMES = ["batch norm, batch 2", "batch norm, batch 32", "group norm, batch 2", "group norm, batch 32"]
+
+
+def test_the_monitor_tables_quoted_are_rows_of_those_the_command_wrote_in_order():
+    written = (ROOT / "docs" / "paper" / "wu2018" / "monitor.md").read_text()
+    quoted = tables_of(INSIDE)
+    assert re.findall(r"^\*\*(.+)\*\*$", INSIDE, re.M) == NAMES and len(quoted) == len(NAMES)
+    for name, table in zip(NAMES, quoted):
+        (full,) = tables_of(written.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0])
+        assert table[:2] == full[:2] and len(table) > 2
+        rows = iter(full[2:])
+        assert all(row in rows for row in table[2:])  # a subsequence: the same rows, in the same order
+    assert "](../paper/wu2018/monitor.png)" in INSIDE
+    assert (ROOT / "docs" / "paper" / "wu2018" / "monitor.png").stat().st_size > 10_000
+
+
+def test_every_measured_number_in_the_monitor_section_is_a_cell_of_the_tables_it_quotes():
+    cells = {cell.strip().lstrip("+-") for table in tables_of(INSIDE) for row in table for cell in row.split("|")}
+    prose = "\n".join(line for line in INSIDE.splitlines() if not line.startswith("|"))
+    numbers = DECIMAL.findall(prose)
+    assert len(numbers) > 10
+    assert [n for n in numbers if n not in cells] == []

@@ -433,15 +433,9 @@ def _stepper(
 
     def take(step: int, rows: np.ndarray) -> float:
         x, y = plan.x[rows], plan.y[rows]
-        if monitor is None or not monitor.records(step):
+        if monitor is None:
             return train_step(model, optimizer, x, y, plan.reduction)
-        # The optimizers replace the arrays of params, never write into them: this shallow
-        # copy keeps the parameters from before the step for free.
-        before = dict(model.params)
-        gradients: dict[str, np.ndarray] = {}
-        loss = train_step(model, optimizer, x, y, plan.reduction, gradients)
-        monitor.observe(step, model, before, gradients)
-        return loss
+        return monitor.train_step(step, model, optimizer, x, y, plan.reduction)
 
     return take
 
@@ -668,6 +662,9 @@ class Monitor:
     ``snapshots`` (the pre-activations of each hidden layer at step 0 and at the last
     recorded step, for histograms). Each `fit` it is given starts it anew.
 
+    A training loop of one's own (not `fit`) uses it as `fit` does: `start` before the first
+    step, then each step through `train_step` (`dp.studies.santurkar2018` does).
+
     Errors, all before training starts: ``every`` not a whole number >= 1; ``rows`` not a
     numeric array of at least 2 rows; then, in `fit` (`start`), rows the model does not
     take, a ``layers`` name the model does not have (the message lists its layers), or a
@@ -698,7 +695,8 @@ class Monitor:
 
     def start(self, model: NeuralNode) -> None:
         """Check the rows and the layers against ``model`` and record step 0, before the
-        first step: `fit` calls it. Forgets what an earlier run recorded."""
+        first step: `fit` calls it (a loop of one's own too, `train_step`). Forgets what an
+        earlier run recorded."""
         self.layers = self._checked_layers(model)
         hidden = cast(Any, model).activation_inputs()
         self.inputs = {layer: hidden[layer] for layer in self.layers if layer in hidden}
@@ -725,8 +723,30 @@ class Monitor:
         return self.asked or known
 
     def records(self, step: int) -> bool:
-        """Whether `fit` hands step ``step`` (counted from 1) to `observe`: every ``every``-th."""
+        """Whether `train_step` hands step ``step`` (counted from 1) to `observe`: every ``every``-th."""
         return step % self.every == 0
+
+    def train_step(
+        self, step: int, model: NeuralNode, optimizer: Optimizer, x: Any, y: Any, reduction: str = "sum"
+    ) -> float:
+        """`dp.train.train_step` on the batch (x, y) as step ``step`` (counted from 1) of a run
+        this monitor was `start`-ed on, recorded if it is one it `records`: how `fit` takes its
+        steps with a monitor, and how a training loop of one's own does::
+
+            monitor.start(model)                       # checks, and records step 0
+            for step, (x, y) in enumerate(batches, start=1):
+                monitor.train_step(step, model, optimizer, x, y)
+
+        Returns the step's loss; changes nothing that `train_step` would not."""
+        if not self.records(step):
+            return train_step(model, optimizer, x, y, reduction)
+        # The optimizers replace the arrays of params, never write into them: this shallow
+        # copy keeps the parameters from before the step for free.
+        before = dict(model.params)
+        gradients: dict[str, np.ndarray] = {}
+        loss = train_step(model, optimizer, x, y, reduction, gradients)
+        self.observe(step, model, before, gradients)
+        return loss
 
     def observe(
         self,
@@ -737,7 +757,7 @@ class Monitor:
     ) -> None:
         """Record the measures of step ``step``, just taken: ``before`` holds the parameters
         from before it (a shallow copy of ``model.params``), ``gradients`` its ``grads``; both
-        None for step 0. `fit` calls it."""
+        None for step 0. `train_step` calls it."""
         with np.errstate(all="ignore"):  # a diverging network's values say so themselves
             pre = self._pre_activations(model)
             for layer in self.layers:

@@ -49,7 +49,9 @@ def add_command(commands: Any) -> None:
         "minutes' worth in under 2 minutes. santurkar2018: standard, batch-norm and noisy batch-norm networks, the "
         "internal covariate shift of their Definition 2.1 and the landscape along the gradient; "
         f"{santurkar2018.FULL.steps:,} steps, {santurkar2018.FULL.seeds} seeds (about 5-15 minutes on 2 cores); "
-        f"--quick {santurkar2018.QUICK.steps:,} steps, {santurkar2018.QUICK.seeds} seeds (under a minute).",
+        f"--quick {santurkar2018.QUICK.steps:,} steps, {santurkar2018.QUICK.seeds} seeds (under a minute). "
+        "santurkar2018 and wu2018 also write monitor.md and monitor.png: what dp.train.Monitor saw inside the "
+        "layers of some of their runs (the first seed's).",
     )
     parser.add_argument(
         "study", nargs="?", default="ioffe2015", choices=tuple(STUDIES), help="the study to run (%(default)s)"

@@ -189,8 +189,9 @@ class Classifier(NeuralNode):
 
 def _name(layer: Any) -> str:
     """The name a layer was built with: ``"l1"`` for a layer whose weight is ``weight_l1``,
-    ``"bn1"`` for a batch norm whose gamma is ``gamma_bn1``."""
-    key = layer.gamma_key if isinstance(layer, BatchNorm) else layer.weight_key
+    ``"bn1"`` for a batch norm whose gamma is ``gamma_bn1`` (any normalization layer by its
+    gamma: ``"gn1"`` for a group norm's ``gamma_gn1``, which a subclass may build)."""
+    key = layer.gamma_key if hasattr(layer, "gamma_key") else layer.weight_key
     return key.split("_", 1)[1]
 
 

@@ -21,6 +21,13 @@ The measures of the last two are taken before every ``measure_every``-th step on
 that step then trains on, with every entry of ``params`` put back afterwards (moving averages
 and batch counts included): a measured run trains exactly as an unmeasured one.
 
+And a look inside the layers (`dp.train.Monitor`, docs/monitor.md), for each setting's run
+with the first seed: at step 0 and after every ``measure_every``-th step (so on the parameters
+the next measurement sees), per layer, the mean and spread of the input of its ReLU on the
+watched test rows in training mode (the noisy network's with the step's noise), the fraction
+of the ReLU's outputs exactly 0, the spread of the weights' gradient and the update-to-data
+ratio. It too changes nothing of the run.
+
 What their text gives and this module follows: the noise ("we perturb each activation for each
 sample in the batch using i.i.d. noise sampled from a non-zero mean and non-unit variance
 distribution", a distribution that "changes at each time step"); Definition 2.1 (the gradient
@@ -57,7 +64,7 @@ from dp.nn.models import MLP
 from dp.nn.module import unchanged
 from dp.nn.normalization import BatchNorm
 from dp.node import Node
-from dp.studies import ioffe2015, parallel
+from dp.studies import ioffe2015, monitored, parallel
 
 SETTINGS = ("standard", "batch_norm", "noisy")
 NAMES = {"standard": "standard", "batch_norm": "batch norm", "noisy": "noisy batch norm"}
@@ -97,6 +104,7 @@ class Run:
     seed: int
     eval_every: int
     measure_every: int = 0  # 0: no covariate shift or landscape measured
+    monitor_every: int = 0  # 0: no dp.train.Monitor
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,7 @@ class Result:
     landscapes: list[Landscape] = field(default_factory=list)
     diverged: bool = False
     seconds: float = 0.0
+    monitor: Any = field(default=None, compare=False)  # the run's dp.train.Monitor, if it had one
 
 
 # ----- noisy batch norm -----
@@ -261,10 +270,11 @@ def _train(run: Run) -> Result:
     watched = split.x_test[:WATCHED_ROWS], split.x_train[:WATCHED_ROWS], split.y_train[:WATCHED_ROWS]
     start = time.perf_counter()
     try:
+        result.monitor = _monitor(model, run, watched[0])
         for step, rows in enumerate(batches(len(split.x_train), run.steps, run.seed), start=1):
             x, y = split.x_train[rows], split.y_train[rows]
             _measure(model, result, run, step - 1, x, y)
-            _step(model, optimizer, x, y)
+            _step(model, optimizer, x, y, step, result.monitor)
             if step % run.eval_every == 0 or step == run.steps:
                 _evaluate(model, result, step, (split.x_test, split.y_test), watched)
     except NonFiniteError:
@@ -273,10 +283,27 @@ def _train(run: Run) -> Result:
     return result
 
 
-def _step(model: MLP, optimizer: Any, x: np.ndarray, y: np.ndarray) -> None:
+def _monitor(model: MLP, run: Run, rows: np.ndarray) -> Any:
+    """A `dp.train.Monitor` started on ``model`` (step 0 recorded), watching ``rows`` every
+    ``run.monitor_every`` steps; None for a run without one."""
+    from dp.train import Monitor
+
+    if not run.monitor_every:
+        return None
+    monitor = Monitor(rows, every=run.monitor_every)
+    monitor.start(model)
+    return monitor
+
+
+def _step(model: MLP, optimizer: Any, x: np.ndarray, y: np.ndarray, step: int, monitor: Any) -> None:
+    """`dp.train.train_step` on the mean loss, through ``monitor`` when there is one (which
+    records the steps it watches, changing nothing)."""
     from dp.train import train_step
 
-    train_step(model, optimizer, x, y, reduction="mean")
+    if monitor is None:
+        train_step(model, optimizer, x, y, reduction="mean")
+    else:
+        monitor.train_step(step, model, optimizer, x, y, reduction="mean")
 
 
 def batches(rows: int, steps: int, seed: int) -> Iterator[np.ndarray]:
@@ -322,12 +349,23 @@ def _evaluate(model: MLP, result: Result, step: int, test: tuple[np.ndarray, np.
 
 
 def plan(budget: Budget, data: str, first_seed: int) -> list[Run]:
-    """Every run: each setting for each seed; the standard and batch-norm runs measured."""
+    """Every run: each setting for each seed; the standard and batch-norm runs measured; each
+    setting's run with the first seed monitored (`dp.train.Monitor`), at the measured steps."""
     sizes = (ioffe2015._inputs(data), *ioffe2015.PAPER_SIZES[1:])
     every = max(1, budget.steps // budget.evaluations)
     measure = max(1, budget.steps // budget.measurements)
     return [
-        Run(setting, data, sizes, LR, budget.steps, seed, every, measure if setting in MEASURED else 0)
+        Run(
+            setting,
+            data,
+            sizes,
+            LR,
+            budget.steps,
+            seed,
+            every,
+            measure if setting in MEASURED else 0,
+            monitor_every=measure if seed == first_seed else 0,
+        )  # fmt: skip
         for setting in SETTINGS
         for seed in range(first_seed, first_seed + budget.seeds)
     ]
@@ -427,8 +465,9 @@ def landscape_table(results: Sequence[Result]) -> str:
 
 
 def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
-    """Write each measurement's Markdown file and figure (PNG) to ``out``, atomically; yield the
-    text to print for each (its title and tables; the Markdown adds ``header`` and the figure)."""
+    """Write each measurement's Markdown file and figure (PNG) to ``out``, atomically, and the
+    monitored runs' ``monitor.md`` and ``monitor.png`` (`dp.studies.monitored`); yield the text
+    to print for each (its title and tables; the Markdown adds ``header`` and the figure)."""
     from dp.tools.files import write_text
 
     sections = (
@@ -443,6 +482,11 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
         write_text(out / f"{name}.md", f"## {title}\n\n{header}\n\n{body}\n\n![{title}]({name}.png)\n")
         figure(out / f"{name}.png", results, title)
         yield f"\n## {title}\n\n{body}"
+    watched = [r for r in results if r.monitor is not None]
+    if watched:
+        what = f"seed {watched[0].run.seed}, {WATCHED_ROWS:,} test rows in training mode"
+        names = {NAMES[r.run.setting]: r.monitor for r in watched}
+        yield monitored.report(names, out, f"Inside the layers (dp.train.Monitor; {what})", header)
 
 
 def _noise_tables(results: Sequence[Result]) -> str:

@@ -32,6 +32,12 @@ Here (and why):
   dozen images, so they are noisy; recalibrating shows how much of the loss is that noise
   and how much is the training itself (the noisy statistics every step normalized with).
 
+A look inside the layers (`dp.train.Monitor`, docs/monitor.md) for batch norm and group
+norm at the smallest batch and at the largest up to 32 (`monitored_sizes`), first seed only,
+`MONITOR_RECORDS` times a run: per layer, the mean and spread of each ReLU's input on
+`MONITOR_ROWS` test images in training mode, the fraction of ReLU outputs exactly 0, the
+spread of the weights' gradients (the step's own, of its batch) and the update-to-data ratio.
+
 The data: `dp.data.mnist` (5,000 real images, 4,000 to train, 1,000 to test) or
 scikit-learn's 8x8 digits (``data="digits"``), the training rows cut to the budget's
 ``rows``. A `Budget` counts epochs; ``max_steps`` caps any run (a run's steps are
@@ -44,7 +50,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +59,7 @@ import numpy as np
 from dp.nn.activations import activate
 from dp.nn.conv import max_pool
 from dp.nn.models import CNN
-from dp.studies import parallel
+from dp.studies import monitored, parallel
 
 NORMALIZATIONS = ("batch_norm", "batch_renorm", "group_norm", "layer_norm", "none")
 LABELS = {
@@ -70,6 +76,10 @@ GROUPS = 4
 RMAX, DMAX = 3.0, 5.0
 RENORM_WARMUP = 0.2  # the fraction of a run's steps over which renorm's bounds open
 RECALIBRATED = ("batch_norm", "batch_renorm")  # the normalizations with moving averages
+# What `dp.train.Monitor` watches (the first seed only): these normalizations at the smallest batch and
+# the largest up to BASE_BATCH, recording MONITOR_RECORDS times a run on MONITOR_ROWS test images.
+MONITORED = ("batch_norm", "group_norm")
+MONITOR_RECORDS, MONITOR_ROWS = 10, 500
 # Wu & He (2018), Table 2 / Figure 1: ResNet-50's ImageNet validation error (%) per batch.
 PAPER_ERROR = {
     "batch norm": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
@@ -104,18 +114,21 @@ class Run:
     rows: int
     seed: int
     groups: int = GROUPS
+    monitor_every: int = 0  # 0: no dp.train.Monitor
 
 
 @dataclass
 class Result:
     """What one run measured: the final test accuracy in eval mode, with the moving averages
-    and (for batch norm and renorm) recalibrated; whether training diverged."""
+    and (for batch norm and renorm) recalibrated; whether training diverged; the
+    `dp.train.Monitor` of a monitored run (not compared: it watched, it measured nothing)."""
 
     run: Run
     accuracy: float = 0.0
     recalibrated: float | None = None
     diverged: bool = False
     seconds: float = 0.0
+    monitor: Any = field(default=None, compare=False)
 
 
 # ----- the network -----
@@ -166,13 +179,22 @@ class NormalizedCNN(CNN):
 
     def _logits(self, h: Any, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Any:
         """`dp.CNN`'s layers; with group or layer norm, which has no modes, the same blocks
-        with that layer (``record`` is `dp.CNN`'s for batch norm and none only)."""
+        with that layer. With a ``seen`` dict (`record`), each layer's output is kept in it by
+        name, the normalization's under its own (``gn1``, ``ln1``), as `dp.CNN` keeps batch
+        norm's: `dp.train.Monitor` watches the input of each ReLU."""
         if self.normalization not in ("group_norm", "layer_norm"):
             return super()._logits(h, train, seen)
         layers: list[tuple[Any, Any]] = self.blocks  # group norms, which CNN's annotation does not know
+        output, kept = self.dense[-1][0], {} if seen is None else seen
         for conv, norm in layers:
-            h = max_pool(activate(norm.forward(conv.forward(h)), "relu"), kernel=(2, 2), stride=(2, 2))
-        return self.dense[-1][0].forward(h.reshape(h.shape[0], -1))
+            z = conv.forward(h)
+            y = norm.forward(z)
+            kept[conv.weight_key.removeprefix("weight_")] = z.value
+            kept[norm.gamma_key.removeprefix("gamma_")] = y.value
+            h = max_pool(activate(y, "relu"), kernel=(2, 2), stride=(2, 2))
+        logits = output.forward(h.reshape(h.shape[0], -1))
+        kept[output.weight_key.removeprefix("weight_")] = logits.value
+        return logits
 
 
 # ----- one run -----
@@ -186,15 +208,17 @@ def run_one(run: Run) -> Result:
 def _train(run: Run) -> Result:
     from dp import data as datasets
     from dp.optim import Momentum
-    from dp.train import Diverged, accuracy, fit, recalibrate
+    from dp.train import Diverged, Monitor, accuracy, fit, recalibrate
 
     split = getattr(datasets, run.data)(test_size=0.2, seed=run.seed)
     x, y = split.x_train[: run.rows], split.y_train[: run.rows]
     model = network(run)
     result, start = Result(run), time.perf_counter()
+    if run.monitor_every:
+        result.monitor = Monitor(split.x_test[:MONITOR_ROWS], every=run.monitor_every)
     try:
         fit(model, x, y, Momentum(lr=run.lr, beta=MOMENTUM), steps=run.steps, batch_size=run.batch_size,
-            seed=run.seed, reduction="mean", score_rows=100, progress=False)  # fmt: skip
+            seed=run.seed, reduction="mean", score_rows=100, progress=False, monitor=result.monitor)  # fmt: skip
     except Diverged:
         result.diverged = True
     if not result.diverged:
@@ -228,18 +252,40 @@ def plan(
     budget: Budget, data: str, rows: int, first_seed: int = 1, batch_sizes: Sequence[int] = BATCH_SIZES
 ) -> list[Run]:
     """Every run: each normalization at each batch size for each seed, on ``rows`` training
-    rows, the learning rate scaled with the batch. ``ValueError`` for a batch size below 2 or
-    above ``rows``."""
+    rows, the learning rate scaled with the batch; the runs of `MONITORED` at the
+    `monitored_sizes` with the first seed monitored, `MONITOR_RECORDS` times. ``ValueError``
+    for a batch size below 2 or above ``rows``."""
     bad = [b for b in batch_sizes if not 2 <= b <= rows]
     if bad:
         raise ValueError(f"batch sizes must be from 2 to the {rows} training rows; got {', '.join(map(str, bad))}")
     seeds = range(first_seed, first_seed + budget.seeds)
-    return [
+    runs = [
         Run(data, norm, b, BASE_LR * b / BASE_BATCH, steps(budget, rows, b), rows, s)
         for norm in NORMALIZATIONS
         for b in batch_sizes
         for s in seeds
     ]
+    return _with_monitors(runs, first_seed, batch_sizes)
+
+
+def _with_monitors(runs: list[Run], first_seed: int, batch_sizes: Sequence[int]) -> list[Run]:
+    """``runs``, those of `MONITORED` at the `monitored_sizes` with ``first_seed`` given a
+    `dp.train.Monitor` that records `MONITOR_RECORDS` times (every step of a shorter run)."""
+    watched = {(norm, b, first_seed) for norm in MONITORED for b in monitored_sizes(batch_sizes)}
+    return [
+        replace(r, monitor_every=max(1, r.steps // MONITOR_RECORDS))
+        if (r.normalization, r.batch_size, r.seed) in watched
+        else r
+        for r in runs
+    ]
+
+
+def monitored_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
+    """The batch sizes whose runs are monitored: the smallest, and the largest up to
+    `BASE_BATCH` (the one Wu & He's rate is set for), beyond which the rate itself is too high
+    here (docs/why/wu2018.md); the smallest alone when no other is that small."""
+    smallest = min(batch_sizes)
+    return tuple(sorted({smallest, max((b for b in batch_sizes if b <= BASE_BATCH), default=smallest)}))
 
 
 def steps(budget: Budget, rows: int, batch_size: int) -> int:
@@ -309,7 +355,8 @@ def steps_line(results: Sequence[Result]) -> str:
 
 def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
     """Write ``batch_size.md`` (``header``, the tables, the steps, a link to the figure) and
-    ``batch_size.png`` to ``out``; yield the text to print (the title and the tables)."""
+    ``batch_size.png`` to ``out``, and the monitored runs' ``monitor.md`` and ``monitor.png``
+    (`dp.studies.monitored`); yield the text to print for each (the title and the tables)."""
     from dp.tools import plots
     from dp.tools.files import write_text
 
@@ -325,3 +372,8 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
         out / "batch_size.png", curves, recal, "Test error (%) against the batch size, median over seeds"
     )
     yield f"\n## {title}\n\n{body}"
+    watched = [r for r in results if r.monitor is not None]
+    if watched:
+        names = {f"{LABELS[r.run.normalization]}, batch {r.run.batch_size}": r.monitor for r in watched}
+        what = f"seed {watched[0].run.seed}, {MONITOR_ROWS} test images in training mode"
+        yield monitored.report(names, out, f"Inside the layers (dp.train.Monitor; {what})", header)

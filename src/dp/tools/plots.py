@@ -6,6 +6,7 @@
     normalization_axes_figure     the axes batch, layer, instance and group norm share
                                   statistics over (docs/cnn_axes.png)
     monitor_figure                what a `dp.train.Monitor` saw inside each layer (docs/monitor.md)
+    monitors_figure               several runs' monitors side by side (dp paper santurkar2018, wu2018)
     batch_size_figure             error against the batch size per normalization (dp paper wu2018)
 
 This module draws what it is given (training histories, parameters, sweep results)
@@ -698,6 +699,63 @@ def _draw_monitor_series(grid: Sequence[Any], monitor: Any) -> None:
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:  # no hidden layer monitored: no saturation to draw
             axes.legend(fontsize="small")
+
+
+# What `monitors_figure` draws, a row each: the `dp.train.Monitor.series` measure, the y axis' label.
+COMPARED_MEASURES = {
+    "mean": "pre-activation mean",
+    "std": "pre-activation std",
+    "saturated": "flat (% of the values)",
+    "grad_std": "gradient std (log scale)",
+    "update_ratio": "log10(|update| / |weights|)",
+}
+
+
+def monitors_figure(path: str | Path, monitors: Mapping[str, Any], title: str, settings: str = "") -> Path:
+    """Several runs' `dp.train.Monitor` side by side, written to ``path`` (PNG): a column per
+    run (``monitors[name]``), a row per measure of `COMPARED_MEASURES` against the step, a line
+    per layer (the same colour in every column), each row on one y scale so that the runs
+    compare. The flat fraction is the saturated one for tanh and sigmoid, exactly 0 for ReLU;
+    the update-to-data ratios have a dashed line at -3 (a rule of thumb). ``settings`` goes
+    under the title, in smaller text. For the studies that compare runs (`dp.studies`)."""
+    return _save(compared_monitors(monitors, title, settings), path)
+
+
+def compared_monitors(monitors: Mapping[str, Any], title: str, settings: str = "") -> Any:
+    """The figure (a `matplotlib.figure.Figure`) `monitors_figure` writes."""
+    from matplotlib.figure import Figure
+
+    names = list(monitors)
+    figure = Figure(figsize=(3.6 * len(names) + 1.5, 2.3 * len(COMPARED_MEASURES) + 1), layout="constrained")
+    body = _titled(figure, title, settings)
+    grid = body.subplots(len(COMPARED_MEASURES), len(names), sharex="col", sharey="row", squeeze=False)
+    for column, name in enumerate(names):
+        _draw_compared_run(grid[:, column], monitors[name])
+        grid[0][column].set_title(name)
+        grid[-1][column].set_xlabel("optimizer step")
+    for row, label in zip(grid, COMPARED_MEASURES.values()):
+        row[0].set_ylabel(label)
+    grid[-1][0].legend(fontsize="small")
+    return figure
+
+
+def _draw_compared_run(column: Sequence[Any], monitor: Any) -> None:
+    """One run's measures down ``column``, a line per layer (``saturated`` in percent)."""
+    for axes, measure in zip(column, COMPARED_MEASURES):
+        scale = 100 if measure == "saturated" else 1
+        for layer, values in monitor.series(measure).items():
+            if not np.isnan(values).all():
+                axes.plot(monitor.steps, scale * values, marker=".", label=layer, color=_layer_color(monitor, layer))
+        if measure == "grad_std":
+            axes.set_yscale("log")
+        if measure == "update_ratio":
+            axes.axhline(RATIO_GUIDE, color="black", linestyle="--", linewidth=1, label="-3 (a rule of thumb)")
+        axes.grid(alpha=0.3)
+
+
+def _layer_color(monitor: Any, layer: str) -> str:
+    """The colour of ``layer``'s line: matplotlib's cycle, in the order of the monitor's layers."""
+    return f"C{monitor.layers.index(layer)}"
 
 
 # ----- writing -----
