@@ -10,6 +10,7 @@ task; and the two files differ only where the builder says they may.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -112,3 +113,15 @@ def test_the_builder_reads_cells_tags_markdown_and_magics():
 def test_the_builder_refuses_text_outside_a_cell_or_an_uncommented_markdown_line(text):
     with pytest.raises(ValueError, match="cell marker|must start with"):
         build.parse(text)
+
+
+def test_the_course_page_lists_every_notebook_in_order_with_its_solutions():
+    page = (NOTEBOOKS.parent / "docs" / "course.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "../notebooks/" in line]
+    named = [re.search(r"\[(\w+)\]\(\.\./notebooks/(\w+)\.ipynb\)", row).groups() for row in rows]
+    assert [stem for stem, _ in named] == [source.stem for source in SOURCES], "one row per notebook, in order"
+    for row, source in zip(rows, SOURCES):
+        assert f"(../notebooks/{source.stem}_solutions.ipynb)" in row
+        assert row.startswith(f"| {int(source.stem[:2])} |")
+    weeks = page.split("## A four-week module")[1]
+    assert all(source.stem in weeks for source in SOURCES), "every notebook has its week"
