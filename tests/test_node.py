@@ -510,6 +510,54 @@ class TestNumPyOnNodes:
             function(x)
 
     @pytest.mark.parametrize(
+        ("call", "refused", "hint"),
+        [
+            (lambda x: np.mean(x), "np.mean", r"use node\.mean\(\)"),
+            (lambda x: np.mean(x, axis=0), "np.mean", r"use node\.mean\(\)"),
+            (lambda x: np.sum(x, axis=0, keepdims=True), "np.sum", r"use node\.sum\(\)"),
+            (lambda x: np.var(x, axis=0), "np.var", r"use node\.var\(\)"),
+            (lambda x: np.max(x), "np.max", r"use node\.max\(\)"),
+            (lambda x: np.amax(x), "np.amax", r"use node\.max\(\)"),
+            (lambda x: np.min(x), "np.min", r"use -\(-node\)\.max\(\)"),
+            (lambda x: np.std(x), "np.std", r"use node\.var\(\)\.sqrt\(\)"),
+            (lambda x: np.dot(x, x), "np.dot", "use a @ b"),
+            (lambda x: np.concatenate([x, x]), "np.concatenate", r"use dp\.concatenate\(\[a, b\], axis\)"),
+            (lambda x: np.transpose(x), "np.transpose", r"use node\.transpose\(\)"),
+            (lambda x: np.clip(x, 0, 1), "np.clip", "dp has no clip for Nodes: compose it from Node operations"),
+            (
+                lambda x: np.linalg.norm(x),
+                r"np\.linalg\.norm",
+                "dp has no norm for Nodes: compose it from Node operations",
+            ),
+        ],
+        ids=[
+            "mean",
+            "mean over an axis",
+            "sum",
+            "var",
+            "max",
+            "amax",
+            "min",
+            "std",
+            "dot",
+            "concatenate",
+            "transpose",
+            "clip",
+            "linalg.norm",
+        ],
+    )
+    def test_a_numpy_function_that_is_not_a_ufunc_on_a_node_names_the_node_method(self, call, refused, hint):
+        """np.mean(node) used to fail with "Node.mean() got an unexpected keyword argument 'dtype'"."""
+        x = Node(np.full((2, 2), 0.5), "x")
+        message = rf"^{refused} does not take a dp\.Node: {hint} \(Node operations record the gradient; "
+        with pytest.raises(TypeError, match=message + rf"{refused} on node\.value gives a plain array, without one\)$"):
+            call(x)
+
+    def test_numpy_functions_that_read_only_the_shape_answer_for_the_value(self):
+        x = Node(np.ones((3, 2)), "x")
+        assert (np.shape(x), np.ndim(x), np.size(x)) == ((3, 2), 2, 6)
+
+    @pytest.mark.parametrize(
         "operator",
         [
             lambda a, x: a + x,
