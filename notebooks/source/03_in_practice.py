@@ -455,8 +455,8 @@ axes[0].set_ylabel("input of the watched sigmoid")
 # same 500 test images, every 100 steps (normalizing them, with batch norm, by their own
 # statistics, as a training step would). For each hidden layer: the spread (standard
 # deviation) of its pre-activations, the inputs of its sigmoids, and the share of them where
-# the sigmoid is flat (outside [0.03, 0.97]: a saturated unit passes almost no gradient
-# back); for each layer's weights, the output layer `l4` included: the spread of the
+# the sigmoid is flat (its output outside [0.03, 0.97]: a saturated unit passes almost no
+# gradient back); for each layer's weights, the output layer `l4` included: the spread of the
 # gradient the step used, and the size of the step's update against the weights (log10; the
 # rule of thumb of Karpathy's lecture "Building makemore Part 3", 2022, is about -3).
 # docs/monitor.md explains each measure.
