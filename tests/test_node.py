@@ -338,6 +338,13 @@ class TestSeeds:
         assert g.dtype == np.float32
         np.testing.assert_array_equal(g, np.full((2, 2), 6.0))
 
+    @pytest.mark.parametrize("seed", [2, np.array(2.0)], ids=["a number", "a 0-d array"])
+    def test_a_named_root_gets_the_seed_in_its_own_dtype(self, seed):
+        w = Node(np.ones((2, 2), np.float32), "w")
+        g = w.grad(seed)["w"]  # the seed itself, no vjp between: nothing else casts it
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, np.full((2, 2), 2.0))
+
     def test_a_bool_seed_is_refused(self):
         with pytest.raises(TypeError, match="not bool"):
             (Node(1.0, "w") * 2).grad(True)
@@ -420,6 +427,26 @@ class TestGradientsAreArraysOfTheirOwn:
         assert not np.shares_memory(grads["a"], grads["b"])
         grads["a"] *= 0
         np.testing.assert_array_equal(grads["b"], np.full((2, 2), 3.0))
+
+    def test_one_array_passed_to_three_names_gives_each_an_array_of_its_own(self):
+        a, b, c = (Node(np.ones((2, 2)), name) for name in "abc")
+        grads = (a + b + c).grad(np.full((2, 2), 3.0))  # both adds hand the same array on
+        for first, second in (("a", "b"), ("a", "c"), ("b", "c")):
+            assert not np.shares_memory(grads[first], grads[second]), (first, second)
+
+    def test_a_fresh_array_of_a_vjp_is_handed_out_as_it_is_not_copied(self):
+        answered = {}
+
+        @dp.primitive
+        def double(x):
+            def vjp(g):
+                answered["x"] = g * 2  # a new array, which nothing else holds
+                return answered["x"]
+
+            return 2 * x, (vjp,)
+
+        grads = double(Node(np.ones((2, 2)), "x")).grad(1)
+        assert grads["x"] is answered["x"], "copied only when it must be: a view, read-only, or handed out already"
 
     def test_two_views_of_one_array_are_copied(self):
         w, v = Node(np.ones((3, 2)), "w"), Node(np.ones((3, 2)), "v")
@@ -576,6 +603,13 @@ class TestNumPyOnNodes:
         np.testing.assert_allclose(out.value, operator(a, x), rtol=1e-15)
         assert dp.gradcheck(lambda node: operator(a, node), x) < 1e-6
 
+    def test_a_list_on_the_left_of_at_gives_the_matrix_product_and_its_gradient(self):
+        x = Node(np.array([[3.0], [4.0]]), "x")
+        out = [[1.0, 2.0]] @ x  # a list has no @: Python asks the Node (__rmatmul__)
+        assert isinstance(out, Node)
+        np.testing.assert_array_equal(out.value, [[11.0]])
+        np.testing.assert_array_equal(out.grad(1)["x"], [[1.0], [2.0]])
+
     def test_a_numpy_scalar_on_the_left_gives_a_node(self):
         out = np.float64(2.0) * Node(np.ones((1, 2)), "x")
         assert isinstance(out, Node)
@@ -629,6 +663,9 @@ class TestConcatenatingConstantsOnly:
     def test_the_dtype_is_numpys_then_nodes_conventions(self, dtypes, expected):
         joined = dp.concatenate([np.ones((1, 2), dtypes[0]), np.zeros((2, 2), dtypes[1])])
         assert joined.dtype == expected and joined.shape == (3, 2)
+
+    def test_constants_are_joined_along_the_axis_asked_for(self):
+        assert dp.concatenate([np.ones((2, 1)), np.zeros((2, 3))], axis=1).shape == (2, 4)
 
     def test_python_lists_are_float64(self):
         assert dp.concatenate([[[1, 2]], [[3.5, 4]]], axis=0).dtype == np.float64
