@@ -311,6 +311,15 @@ class TestShowingAValue:
         assert "..." in shown and len(shown.splitlines()) == 7 and shown.startswith("Node([[1.    , 1.0003,")
         assert shown.endswith("shape=(100, 30), dtype=float64)")
 
+    def test_repr_summarizes_beyond_20_elements(self):
+        assert "..." not in repr(Node(np.arange(20.0)))
+        assert "[ 2.],\n      ...,\n      [18.]" in repr(Node(np.arange(21.0)))
+
+    def test_repr_shows_three_items_at_each_edge_whatever_numpys_print_options(self):
+        with np.printoptions(edgeitems=1, precision=8):
+            shown = repr(Node(np.arange(100.0).reshape(1, 100) / 3))
+        assert shown.startswith("Node([[ 0.    ,  0.3333,  0.6667, ..., 32.3333, 32.6667, 33.    ]]")
+
     def test_repr_of_an_empty_node(self):
         assert repr(Node(np.ones((0, 3)))) == "Node([], shape=(0, 3), dtype=float64)"
 
