@@ -311,6 +311,15 @@ class TestShowingAValue:
         assert "..." in shown and len(shown.splitlines()) == 7 and shown.startswith("Node([[1.    , 1.0003,")
         assert shown.endswith("shape=(100, 30), dtype=float64)")
 
+    def test_repr_summarizes_beyond_20_elements(self):
+        assert "..." not in repr(Node(np.arange(20.0)))
+        assert "[ 2.],\n      ...,\n      [18.]" in repr(Node(np.arange(21.0)))
+
+    def test_repr_shows_three_items_at_each_edge_whatever_numpys_print_options(self):
+        with np.printoptions(edgeitems=1, precision=8):
+            shown = repr(Node(np.arange(100.0).reshape(1, 100) / 3))
+        assert shown.startswith("Node([[ 0.    ,  0.3333,  0.6667, ..., 32.3333, 32.6667, 33.    ]]")
+
     def test_repr_of_an_empty_node(self):
         assert repr(Node(np.ones((0, 3)))) == "Node([], shape=(0, 3), dtype=float64)"
 
@@ -337,6 +346,13 @@ class TestSeeds:
         g = (w * 3).grad(seed)["w"]
         assert g.dtype == np.float32
         np.testing.assert_array_equal(g, np.full((2, 2), 6.0))
+
+    @pytest.mark.parametrize("seed", [2, np.array(2.0)], ids=["a number", "a 0-d array"])
+    def test_a_named_root_gets_the_seed_in_its_own_dtype(self, seed):
+        w = Node(np.ones((2, 2), np.float32), "w")
+        g = w.grad(seed)["w"]  # the seed itself, no vjp between: nothing else casts it
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, np.full((2, 2), 2.0))
 
     def test_a_bool_seed_is_refused(self):
         with pytest.raises(TypeError, match="not bool"):
@@ -420,6 +436,26 @@ class TestGradientsAreArraysOfTheirOwn:
         assert not np.shares_memory(grads["a"], grads["b"])
         grads["a"] *= 0
         np.testing.assert_array_equal(grads["b"], np.full((2, 2), 3.0))
+
+    def test_one_array_passed_to_three_names_gives_each_an_array_of_its_own(self):
+        a, b, c = (Node(np.ones((2, 2)), name) for name in "abc")
+        grads = (a + b + c).grad(np.full((2, 2), 3.0))  # both adds hand the same array on
+        for first, second in (("a", "b"), ("a", "c"), ("b", "c")):
+            assert not np.shares_memory(grads[first], grads[second]), (first, second)
+
+    def test_a_fresh_array_of_a_vjp_is_handed_out_as_it_is_not_copied(self):
+        answered = {}
+
+        @dp.primitive
+        def double(x):
+            def vjp(g):
+                answered["x"] = g * 2  # a new array, which nothing else holds
+                return answered["x"]
+
+            return 2 * x, (vjp,)
+
+        grads = double(Node(np.ones((2, 2)), "x")).grad(1)
+        assert grads["x"] is answered["x"], "copied only when it must be: a view, read-only, or handed out already"
 
     def test_two_views_of_one_array_are_copied(self):
         w, v = Node(np.ones((3, 2)), "w"), Node(np.ones((3, 2)), "v")
@@ -510,6 +546,54 @@ class TestNumPyOnNodes:
             function(x)
 
     @pytest.mark.parametrize(
+        ("call", "refused", "hint"),
+        [
+            (lambda x: np.mean(x), "np.mean", r"use node\.mean\(\)"),
+            (lambda x: np.mean(x, axis=0), "np.mean", r"use node\.mean\(\)"),
+            (lambda x: np.sum(x, axis=0, keepdims=True), "np.sum", r"use node\.sum\(\)"),
+            (lambda x: np.var(x, axis=0), "np.var", r"use node\.var\(\)"),
+            (lambda x: np.max(x), "np.max", r"use node\.max\(\)"),
+            (lambda x: np.amax(x), "np.amax", r"use node\.max\(\)"),
+            (lambda x: np.min(x), "np.min", r"use -\(-node\)\.max\(\)"),
+            (lambda x: np.std(x), "np.std", r"use node\.var\(\)\.sqrt\(\)"),
+            (lambda x: np.dot(x, x), "np.dot", "use a @ b"),
+            (lambda x: np.concatenate([x, x]), "np.concatenate", r"use dp\.concatenate\(\[a, b\], axis\)"),
+            (lambda x: np.transpose(x), "np.transpose", r"use node\.transpose\(\)"),
+            (lambda x: np.clip(x, 0, 1), "np.clip", "dp has no clip for Nodes: compose it from Node operations"),
+            (
+                lambda x: np.linalg.norm(x),
+                r"np\.linalg\.norm",
+                "dp has no norm for Nodes: compose it from Node operations",
+            ),
+        ],
+        ids=[
+            "mean",
+            "mean over an axis",
+            "sum",
+            "var",
+            "max",
+            "amax",
+            "min",
+            "std",
+            "dot",
+            "concatenate",
+            "transpose",
+            "clip",
+            "linalg.norm",
+        ],
+    )
+    def test_a_numpy_function_that_is_not_a_ufunc_on_a_node_names_the_node_method(self, call, refused, hint):
+        """np.mean(node) used to fail with "Node.mean() got an unexpected keyword argument 'dtype'"."""
+        x = Node(np.full((2, 2), 0.5), "x")
+        message = rf"^{refused} does not take a dp\.Node: {hint} \(Node operations record the gradient; "
+        with pytest.raises(TypeError, match=message + rf"{refused} on node\.value gives a plain array, without one\)$"):
+            call(x)
+
+    def test_numpy_functions_that_read_only_the_shape_answer_for_the_value(self):
+        x = Node(np.ones((3, 2)), "x")
+        assert (np.shape(x), np.ndim(x), np.size(x)) == ((3, 2), 2, 6)
+
+    @pytest.mark.parametrize(
         "operator",
         [
             lambda a, x: a + x,
@@ -527,6 +611,13 @@ class TestNumPyOnNodes:
         assert isinstance(out, Node)
         np.testing.assert_allclose(out.value, operator(a, x), rtol=1e-15)
         assert dp.gradcheck(lambda node: operator(a, node), x) < 1e-6
+
+    def test_a_list_on_the_left_of_at_gives_the_matrix_product_and_its_gradient(self):
+        x = Node(np.array([[3.0], [4.0]]), "x")
+        out = [[1.0, 2.0]] @ x  # a list has no @: Python asks the Node (__rmatmul__)
+        assert isinstance(out, Node)
+        np.testing.assert_array_equal(out.value, [[11.0]])
+        np.testing.assert_array_equal(out.grad(1)["x"], [[1.0], [2.0]])
 
     def test_a_numpy_scalar_on_the_left_gives_a_node(self):
         out = np.float64(2.0) * Node(np.ones((1, 2)), "x")
@@ -555,9 +646,12 @@ class TestNumPyOnNodes:
 
     def test_a_ufunc_method_or_keyword_on_a_node_is_refused(self):
         x = Node(np.ones((2, 2)), "x")
-        with pytest.raises(TypeError, match=r"np\.add\.reduce does not take a dp\.Node: use the Node's operators"):
+        operators = "does not take a dp\\.Node: use the Node's operators and methods"
+        with pytest.raises(TypeError, match=r"np\.add\.reduce " + operators):
             np.add.reduce(x)
-        with pytest.raises(TypeError, match=r"np\.multiply does not take a dp\.Node"):
+        with pytest.raises(TypeError, match=r"np\.minimum\.reduce " + operators):  # not an operator's ufunc
+            np.minimum.reduce(x)
+        with pytest.raises(TypeError, match=r"np\.multiply " + operators):  # an operator's, with a keyword
             np.multiply(np.ones((2, 2)), x, where=True)
 
 
@@ -578,6 +672,9 @@ class TestConcatenatingConstantsOnly:
     def test_the_dtype_is_numpys_then_nodes_conventions(self, dtypes, expected):
         joined = dp.concatenate([np.ones((1, 2), dtypes[0]), np.zeros((2, 2), dtypes[1])])
         assert joined.dtype == expected and joined.shape == (3, 2)
+
+    def test_constants_are_joined_along_the_axis_asked_for(self):
+        assert dp.concatenate([np.ones((2, 1)), np.zeros((2, 3))], axis=1).shape == (2, 4)
 
     def test_python_lists_are_float64(self):
         assert dp.concatenate([[[1, 2]], [[3.5, 4]]], axis=0).dtype == np.float64

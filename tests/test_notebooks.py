@@ -1,13 +1,16 @@
-"""The teaching notebooks run against dp: the solutions from top to bottom, the exercises
-up to the first task a student must write, and no further.
+"""Helpers for the tests of the course's notebooks, and what every notebook must be.
 
-Cells are tagged (cell metadata ``tags``): ``stub`` for a task's cell that raises
-``NotImplementedError`` in the exercises, ``solution`` for its solved counterpart in the
-solutions, ``check`` for the cell that checks a task, the same in both notebooks.
+Each notebook is built by notebooks/build.py from notebooks/source/NAME.py into an exercise,
+NAME.ipynb, and its solutions, NAME_solutions.ipynb; tests/test_course.py checks every
+source the same way (built, solutions run, the untouched exercise stops at its first check).
+A notebook's own tests (tests/test_course_NAME.py) put a student's typical mistakes into
+its exercise and check the message, with the helpers here: `run_exercise` runs the
+exercise with some tasks answered (`solved`, or `mistaken`: a solution with a mistake put
+in), up to a task's check, and `check_error` is the message that check raised.
 
-``batch_norm_in_practice.ipynb`` is one notebook with the same tags: each task's ``stub``
-is followed by its ``solution`` (folded) and then its ``check``. Run whole, it must finish
-in under a minute; without its solution cells, it stops at the first check.
+Cell tags (notebooks/build.py): ``stub`` for a task's cell in the exercise, ``solution`` for
+its solved counterpart, ``check`` for the cell that checks it, ``answer`` for our answer to a
+question (a blank one in the exercise).
 """
 
 from __future__ import annotations
@@ -17,23 +20,15 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import nbclient
 import nbformat
 import pytest
-from nbclient.exceptions import CellExecutionError
 
 import dp
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-EXERCISES = NOTEBOOKS / "batch_norm_exercises.ipynb"
-SOLUTIONS = NOTEBOOKS / "batch_norm_solutions.ipynb"
-TASKS = 4
-PRACTICE = NOTEBOOKS / "batch_norm_in_practice.ipynb"
-PRACTICE_TASKS = 3
-ALL_NOTEBOOKS = [EXERCISES, SOLUTIONS, PRACTICE]
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -90,25 +85,35 @@ def cells_with_errors(nb: nbformat.NotebookNode) -> list[int]:
     ]
 
 
-def solution(task: int) -> str:
-    """The solutions' code for ``task`` (1 to `TASKS`)."""
-    solutions = read(SOLUTIONS)
+def built(name: str) -> dict[str, Path]:
+    """The two notebooks built from notebooks/source/``name``.py: {"exercise": path, "solutions": path}."""
+    return {"exercise": NOTEBOOKS / f"{name}.ipynb", "solutions": NOTEBOOKS / f"{name}_solutions.ipynb"}
+
+
+def solution(name: str, task: int) -> str:
+    """The code of the solution of ``task`` (from 1) in notebook ``name``'s solutions."""
+    solutions = read(built(name)["solutions"])
     return solutions.cells[tagged(solutions, "solution")[task - 1]].source
 
 
-def mistaken(task: int, right: str, wrong: str) -> str:
+def solved(name: str, *tasks: int) -> dict[int, str]:
+    """{task: its solution}, for `run_exercise`."""
+    return {task: solution(name, task) for task in tasks}
+
+
+def mistaken(name: str, task: int, right: str, wrong: str) -> str:
     """The solution of ``task`` with its code ``right`` replaced by ``wrong``: a student's mistake."""
-    code = solution(task)
-    assert right in code, f"the solution of Task {task} no longer has {right!r}"
+    code = solution(name, task)
+    assert right in code, f"the solution of Task {task} of {name} no longer has {right!r}"
     return code.replace(right, wrong)
 
 
-def run_exercises(
-    answers: dict[int, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_task: int = TASKS
+def run_exercise(
+    name: str, answers: dict[int, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_task: int
 ) -> nbformat.NotebookNode:
-    """The exercises with ``answers`` ({task: code}) in place of those tasks' stubs (the other
-    stubs stay), run up to the check of ``through_task`` with errors allowed."""
-    nb = read(EXERCISES)
+    """Notebook ``name``'s exercise with ``answers`` ({task: code}) in place of those tasks'
+    stubs (the other stubs stay), run up to the check of ``through_task``, errors allowed."""
+    nb = read(built(name)["exercise"])
     for task, code in answers.items():
         nb.cells[tagged(nb, "stub")[task - 1]].source = code
     nb.cells = nb.cells[: tagged(nb, "check")[through_task - 1] + 1]
@@ -123,142 +128,54 @@ def check_error(nb: nbformat.NotebookNode, task: int) -> str | None:
     return errors[0] if errors else None
 
 
-def solved(*tasks: int) -> dict[int, str]:
-    return {task: solution(task) for task in tasks}
+def printed(nb: nbformat.NotebookNode, cells: list[int] | None = None) -> str:
+    """The text the executed notebook's code cells (or only ``cells``) printed, all of it."""
+    chosen = code_cells(nb) if cells is None else cells
+    return "".join(o.get("text", "") for i in chosen for o in nb.cells[i].get("outputs", []))
 
 
-def check_outputs(nb):
+def check_outputs(nb: nbformat.NotebookNode) -> str:
     """The text the executed notebook's check cells printed, all of it."""
-    return "".join(o.get("text", "") for i in tagged(nb, "check") for o in nb.cells[i].outputs)
+    return printed(nb, tagged(nb, "check"))
 
 
-def shown_images(nb):
+def shown_images(nb: nbformat.NotebookNode) -> list:
     """The PNG outputs of the executed notebook's code cells."""
     return [o for i in code_cells(nb) for o in nb.cells[i].outputs if "image/png" in o.get("data", {})]
 
 
-def test_solutions_run_from_top_to_bottom(tmp_path, monkeypatch):
-    nb = read(SOLUTIONS)
-    execute(nb, tmp_path, monkeypatch)
-    assert cells_with_errors(nb) == []
-    outputs = check_outputs(nb)
-    for task in range(1, TASKS + 1):
-        assert f"Task {task} passed" in outputs
-    images = shown_images(nb)
-    assert len(images) == 1, "the solutions should draw one figure: training with and without batch norm"
+def answer_to(nb: nbformat.NotebookNode, number: int) -> str:
+    """Our answer to Question ``number`` in the solutions ``nb``: the cell after the question."""
+    asked = [i for i, c in enumerate(nb.cells) if c.source.startswith(f"**Question {number}.**")]
+    assert asked, f"no Question {number}"
+    return nb.cells[asked[0] + 1].source
 
 
-def test_exercises_stop_at_the_first_stub(tmp_path, monkeypatch):
-    nb = read(EXERCISES)
-    with pytest.raises(CellExecutionError) as raised:
-        execute(nb, tmp_path, monkeypatch)
-    assert raised.value.ename == "NotImplementedError"
-    assert "Task 1" in raised.value.evalue
-    # The first stub only defines a function; the check right after it calls it and fails.
-    first_stub = tagged(nb, "stub")[0]
-    first_check = tagged(nb, "check")[0]
-    assert first_check == next(i for i in code_cells(nb) if i > first_stub)
-    assert cells_with_errors(nb) == [first_check]
-    ran = [i for i in code_cells(nb) if nb.cells[i].execution_count is not None]
-    assert ran == [i for i in code_cells(nb) if i <= first_check], "every cell up to the first check ran, none after"
+def assert_questions_are_answered(name: str, at_least: int) -> None:
+    """Notebook ``name`` asks at least ``at_least`` questions, numbered from 1, each followed by an
+    ``answer`` cell: ours in the solutions, a blank one in the exercise."""
+    for version, path in built(name).items():
+        nb = read(path)
+        starts = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("**Question ")]
+        assert len(starts) >= at_least
+        for number, i in enumerate(starts, start=1):
+            assert nb.cells[i].source.startswith(f"**Question {number}.**")
+            assert "answer" in nb.cells[i + 1].metadata.get("tags", []), f"{path.name}: Question {number} has no answer"
+            blank = nb.cells[i + 1].source == "*Your answer:*"
+            assert blank == (version == "exercise"), f"{path.name}: Question {number}'s answer"
 
 
-def test_exercises_with_the_solutions_filled_in_run_to_the_end(tmp_path, monkeypatch):
-    exercises, solutions = read(EXERCISES), read(SOLUTIONS)
-    stubs, answers = tagged(exercises, "stub"), tagged(solutions, "solution")
-    assert len(stubs) == len(answers) == TASKS
-    for stub, answer in zip(stubs, answers):
-        exercises.cells[stub].source = solutions.cells[answer].source
-    execute(exercises, tmp_path, monkeypatch)
-    assert cells_with_errors(exercises) == []
-
-
-# A student's typical mistakes, each put into the exercises with the tasks before it solved:
-# the task's check must fail with a message that says what to do, not a bare Python error.
-
-
-WITH_NUMPY = "(v - v.mean(axis=0)) / np.sqrt(v.var(axis=0) + eps)"
-
-
-@pytest.mark.parametrize(
-    ("returned", "says"),
-    [(f"dp.Node({WITH_NUMPY})", "so that grad can reach b"), (WITH_NUMPY, "should return a dp.Node, not ndarray")],
-    ids=["wrapped in a Node", "an array"],
-)
-def test_task_1_check_says_to_use_node_operations_when_normalize_computes_with_numpy(
-    returned, says, tmp_path, monkeypatch
-):
-    with_numpy = f"def normalize(z, eps=1e-5):\n    v = z.value\n    return {returned}\n"
-    nb = run_exercises({1: with_numpy}, tmp_path, monkeypatch, through_task=1)
-    error = check_error(nb, 1)
-    assert error is not None and error.startswith("AssertionError: ")
-    assert "use dp.Node operations" in error and says in error
-
-
-def test_task_3_check_says_params_holds_arrays_when_the_averages_are_stored_as_nodes(tmp_path, monkeypatch):
-    nodes_in_params = mistaken(3, "momentum * mean.value", "momentum * mean")
-    nb = run_exercises({**solved(1, 2), 3: nodes_in_params}, tmp_path, monkeypatch, through_task=3)
-    assert [check_error(nb, task) for task in (1, 2)] == [None, None]
-    error = check_error(nb, 3)
-    assert error is not None and error.startswith("AssertionError: ")
-    assert "params holds NumPy arrays, not Nodes" in error and "avg_mean_bn1" in error
-
-
-def test_task_4_check_says_to_solve_task_3_first_when_its_stub_is_left(tmp_path, monkeypatch):
-    nb = run_exercises(solved(1, 2, 4), tmp_path, monkeypatch)
-    assert check_error(nb, 3) == "NotImplementedError: Task 3: write Net.batch_norm"
-    error = check_error(nb, 4)
-    assert error is not None and error.startswith("AssertionError: ")
-    assert "solve Task 3 first" in error
-
-
-def test_task_4_check_says_the_averages_never_moved_when_training_in_eval_mode(tmp_path, monkeypatch):
-    in_eval_mode = mistaken(4, "net.forward(x[rows])", "net.forward(x[rows], train=False)")
-    nb = run_exercises({**solved(1, 2, 3), 4: in_eval_mode}, tmp_path, monkeypatch)
-    assert [check_error(nb, task) for task in (1, 2, 3)] == [None, None, None]
-    error = check_error(nb, 4)
-    assert error is not None and error.startswith("AssertionError: ")
-    assert "moving averages never moved" in error and "training mode" in error
-
-
-def test_task_4_check_says_to_drop_the_incomplete_last_batch(tmp_path, monkeypatch):
-    keeping_it = mistaken(4, "range(0, batches * batch_size, batch_size)", "range(0, len(x), batch_size)")
-    nb = run_exercises({**solved(1, 2, 3), 4: keeping_it}, tmp_path, monkeypatch)
-    assert [check_error(nb, task) for task in (1, 2, 3)] == [None, None, None]
-    error = check_error(nb, 4)
-    assert error is not None and error.startswith("AssertionError: ")
-    assert "batches of [6, 50] rows" in error and "drop the last, incomplete" in error
-
-
-def test_both_notebooks_have_the_same_checks_each_after_its_task():
-    exercises, solutions = read(EXERCISES), read(SOLUTIONS)
-    checks = [[nb.cells[i].source for i in tagged(nb, "check")] for nb in (exercises, solutions)]
-    assert checks[0] == checks[1]
-    assert len(checks[0]) == TASKS
-    for nb, task_tag in ((exercises, "stub"), (solutions, "solution")):
-        for task, (cell, check) in enumerate(zip(tagged(nb, task_tag), tagged(nb, "check")), start=1):
-            assert cell < check
-            assert nb.cells[check].source.startswith(f"# Check for Task {task}\n")
-    for task, stub in enumerate(tagged(exercises, "stub"), start=1):
-        assert f'raise NotImplementedError("Task {task}: ' in exercises.cells[stub].source
-        assert "# TODO" in exercises.cells[stub].source
+def assert_tasks_are_well_formed(name: str) -> None:
+    """Each stub of notebook ``name`` says what to do (# TODO) and raises NotImplementedError("Task N: ..."),
+    its solution defines what the stub defines, and the solutions never raise NotImplementedError."""
+    exercise, solutions = (read(path) for path in built(name).values())
+    stubs, answers = tagged(exercise, "stub"), tagged(solutions, "solution")
+    for task, (stub, answer) in enumerate(zip(stubs, answers), start=1):
+        stub_code, answer_code = exercise.cells[stub].source, solutions.cells[answer].source
+        assert "# TODO" in stub_code and f'raise NotImplementedError("Task {task}: ' in stub_code
+        defined = re.findall(r"^(?:def|class) (\w+)", stub_code, flags=re.MULTILINE)
+        assert defined and defined == re.findall(r"^(?:def|class) (\w+)", answer_code, flags=re.MULTILINE)
     assert "NotImplementedError" not in code_of(solutions)
-
-
-@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
-    nb = read(path)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [], "commit notebooks without outputs"
-            assert cell.execution_count is None, "commit notebooks without execution counts"
-
-
-@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebooks_use_only_dps_public_api(path):
-    uses_only_public_api(path)
 
 
 def uses_only_public_api(path: Path) -> None:
@@ -278,61 +195,6 @@ def uses_only_public_api(path: Path) -> None:
         resolve(reference)
 
 
-def test_practice_runs_from_top_to_bottom_in_under_a_minute(tmp_path, monkeypatch):
-    nb = read(PRACTICE)
-    start = time.perf_counter()
-    execute(nb, tmp_path, monkeypatch)
-    seconds = time.perf_counter() - start
-    assert cells_with_errors(nb) == []
-    outputs = check_outputs(nb)
-    for task in range(1, PRACTICE_TASKS + 1):
-        assert f"Task {task} passed" in outputs
-    images = shown_images(nb)
-    assert len(images) == 3, "the digits, Figure 1(a) and Figure 1(b, c); the check's test figure is not shown"
-    assert seconds < 60, f"the notebook took {seconds:.0f} s; students and CI expect under a minute"
-
-
-def test_practice_without_its_solutions_stops_at_the_first_check(tmp_path, monkeypatch):
-    nb = read(PRACTICE)
-    solutions = set(tagged(nb, "solution"))
-    nb.cells = [cell for i, cell in enumerate(nb.cells) if i not in solutions]
-    with pytest.raises(CellExecutionError) as raised:
-        execute(nb, tmp_path, monkeypatch)
-    assert raised.value.ename == "NotImplementedError"
-    assert "Task 1" in raised.value.evalue
-    first_check = tagged(nb, "check")[0]
-    assert cells_with_errors(nb) == [first_check]
-    ran = [i for i in code_cells(nb) if nb.cells[i].execution_count is not None]
-    assert ran == [i for i in code_cells(nb) if i <= first_check], "every cell up to the first check ran, none after"
-
-
-def test_practice_gives_each_task_a_stub_a_folded_solution_then_a_check():
-    nb = read(PRACTICE)
-    stubs, solutions, checks = tagged(nb, "stub"), tagged(nb, "solution"), tagged(nb, "check")
-    assert len(stubs) == len(solutions) == len(checks) == PRACTICE_TASKS
-    code = code_cells(nb)
-    for task, (stub, solution, check) in enumerate(zip(stubs, solutions, checks), start=1):
-        assert code[code.index(stub) + 1] == solution and code[code.index(solution) + 1] == check
-        assert "# TODO" in nb.cells[stub].source
-        assert f'raise NotImplementedError("Task {task}: ' in nb.cells[stub].source
-        assert nb.cells[solution].source.startswith(f"# Solution to Task {task} ")
-        assert nb.cells[solution].metadata.get("jupyter", {}).get("source_hidden") is True, "fold the solutions"
-        assert "NotImplementedError" not in nb.cells[solution].source
-        assert nb.cells[check].source.startswith(f"# Check for Task {task}\n")
-        # The solution defines what the stub defines, under the same name.
-        defined = re.findall(r"^def (\w+)", nb.cells[stub].source, flags=re.MULTILINE)
-        assert defined and defined == re.findall(r"^def (\w+)", nb.cells[solution].source, flags=re.MULTILINE)
-
-
-def test_practice_asks_questions_and_folds_its_answers():
-    sources = [cell.source for cell in read(PRACTICE).cells if cell.cell_type == "markdown"]
-    questions = [i for i, source in enumerate(sources) if source.startswith("**Question ")]
-    assert len(questions) >= 3
-    for i in questions:
-        assert sources[i + 1] == "*Your answer:*"
-        assert sources[i + 2].startswith("<details><summary>Our answer")
-
-
 def resolve(reference: str) -> object:
     """The object that ``reference`` ("dp.a.b") names, importing submodules as ``import dp.a`` would."""
     parts = reference.split(".")
@@ -343,3 +205,24 @@ def resolve(reference: str) -> object:
         except AttributeError:
             obj = importlib.import_module(".".join(parts[: i + 1]))  # ModuleNotFoundError if there is none
     return obj
+
+
+# ----- what every notebook of the course must be -----
+
+
+def test_every_notebook_is_built_from_a_source():
+    sources = {path.stem for path in (NOTEBOOKS / "source").glob("*.py")}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        name = path.stem.removesuffix("_solutions")
+        assert name in sources, f"{path.name} has no source: write notebooks/source/{name}.py and run build.py"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda path: path.stem)
+def test_committed_notebooks_are_valid_and_stripped_of_outputs(path):
+    nb = read(path)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], "commit notebooks without outputs"
+            assert cell.execution_count is None, "commit notebooks without execution counts"

@@ -55,7 +55,8 @@ class Node:
     Operators and methods follow NumPy's broadcasting and shapes, except that
     reductions keep their axes by default. Numbers and arrays may stand on either
     side of an operator (``1 - x``, ``array * x``). NumPy functions do not take a Node
-    (``np.tanh(x)`` raises, naming ``x.tanh()``): only Node operations record gradients.
+    (``np.tanh(x)`` raises, naming ``x.tanh()``; ``np.mean(x)`` names ``x.mean()``): only
+    Node operations record gradients.
 
     ``print(loss)`` shows the value; ``float(loss)`` and ``loss.item()`` give it as a
     Python float when the node has one element. There is no ``backward()``: gradients
@@ -174,6 +175,17 @@ class Node:
             if ufunc is np.equal or ufunc is np.not_equal:  # a Node equals only itself
                 return ufunc is np.not_equal
         raise _ufunc_error(ufunc, method, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        """What NumPy calls for a NumPy function on a Node that is not a ufunc: ``np.mean(node)``,
+        ``np.sum(node, axis=0)``, ``np.concatenate([node, node])``. ``np.shape``, ``np.ndim``
+        and ``np.size`` answer for the value; anything else raises ``TypeError`` naming what
+        to write instead (``node.mean()``). Without this, NumPy would call ``node.mean(axis,
+        dtype, out)`` and fail on a keyword the student never wrote, or make an array of
+        objects."""
+        if func in _ABOUT_THE_SHAPE:
+            return func(self.value)
+        raise _function_error(func)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
         """Always raises ``TypeError``: a Node is not an array. Without this, NumPy would make
@@ -598,8 +610,21 @@ _UFUNC_OPERATORS: dict[Any, Forward] = {
     np.matmul: ops.matmul,
 }
 
-# How to write a NumPy ufunc on a Node where it is not the Node method of the same name.
-_NODE_SPELLING = {"absolute": "node.abs()", "negative": "-node", "positive": "+node"}
+# How to write a NumPy ufunc or function on a Node where it is not the Node method of the same name.
+_NODE_SPELLING = {
+    "absolute": "node.abs()",
+    "negative": "-node",
+    "positive": "+node",
+    "amax": "node.max()",
+    "min": "-(-node).max()",
+    "amin": "-(-node).max()",
+    "std": "node.var().sqrt()",
+    "dot": "a @ b",
+    "concatenate": "dp.concatenate([a, b], axis)",
+}
+
+# NumPy functions that only read a Node's shape, which `Node.__array_function__` answers.
+_ABOUT_THE_SHAPE = {np.shape, np.ndim, np.size}
 
 
 def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
@@ -611,11 +636,27 @@ def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
     if "out" in kwargs:
         return TypeError(f"{call}: an array cannot hold a Node; write a = a + node (a new Node), not a += node")
     if method != "__call__" or ufunc in _UFUNC_OPERATORS:
-        instead = "use the Node's operators and methods (a + node, node.sum(axis))"
-    elif name in _NODE_SPELLING or callable(getattr(Node, name, None)):
-        instead = f"use {_NODE_SPELLING.get(name, f'node.{name}()')}"
-    else:
-        instead = f"dp has no {name} for Nodes: compose it from Node operations"
+        return _refused(call, "use the Node's operators and methods (a + node, node.sum(axis))")
+    return _refused(call, _instead(name))
+
+
+def _function_error(func: Any) -> TypeError:
+    """The error for a NumPy function that is not a ufunc (``np.mean``, ``np.sum``) called on
+    a Node, naming what to write instead. Why: NumPy would call ``node.mean(axis, dtype,
+    out)`` and fail on ``dtype``, a keyword the student never wrote."""
+    module = func.__module__.replace("numpy", "np", 1)  # np.linalg.norm, not np.norm
+    return _refused(f"{module}.{func.__name__}", _instead(func.__name__))
+
+
+def _instead(name: str) -> str:
+    """What to write on a Node instead of NumPy's ``name``: a Node method, or composing one."""
+    if name in _NODE_SPELLING or callable(getattr(Node, name, None)):
+        return f"use {_NODE_SPELLING.get(name, f'node.{name}()')}"
+    return f"dp has no {name} for Nodes: compose it from Node operations"
+
+
+def _refused(call: str, instead: str) -> TypeError:
+    """The error for NumPy's ``call`` on a Node: what to write ``instead``, and why."""
     return TypeError(
         f"{call} does not take a dp.Node: {instead} (Node operations record the gradient; "
         f"{call} on node.value gives a plain array, without one)"
