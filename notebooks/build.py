@@ -4,7 +4,7 @@ Every notebook of the course is written once, in ``notebooks/source/NAME.py``, a
 into two files: ``NAME.ipynb``, the exercise a student completes, and
 ``NAME_solutions.ipynb``. Two files, not one with folded solutions, because "Run All" in
 a single notebook would run the solution right after the student's stub and the checks
-would test ours. ``tests/test_notebooks.py`` checks that the committed notebooks are
+would test ours. ``tests/test_course.py`` checks that the committed notebooks are
 exactly what this script writes, so edit the source and run::
 
     python notebooks/build.py          # rebuild every notebook from notebooks/source/
