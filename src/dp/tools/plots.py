@@ -431,8 +431,8 @@ def _draw_sweep(axes: Any, lrs: list[float], cells: list[list[Any]], color: str,
     for lr, cell in zip(lrs, cells):
         stuck = sum(r.stuck for r in cell)
         if stuck:
-            label = axes.annotate(f"{stuck} stuck", xy=(lr, stuck_row), ha="center", va="center", color=color)
-            label.set(fontsize="x-small", bbox=dict(facecolor="white", edgecolor="none", pad=1))  # over the grid
+            count = axes.annotate(f"{stuck} stuck", xy=(lr, stuck_row), ha="center", va="center", color=color)
+            count.set(fontsize="x-small", bbox=dict(facecolor="white", edgecolor="none", pad=1))  # over the grid
 
 
 def _setting(batch_norm: bool) -> str:
