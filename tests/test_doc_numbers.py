@@ -795,3 +795,16 @@ def test_santurkar2018s_covariate_shift_and_landscape_are_read_from_the_tables()
         f"{min(r[4] for r in fit):.1f}-{max(r[4] for r in fit):.0f}), smaller at the full runs' step 1,000 "
         f"({full[1000,][5]:.1f} against {full[1000,][4]:.1f})",
     )
+
+
+# ----- docs/reliability.md: each mutation score is its row's own arithmetic -----
+
+
+def test_each_mutation_score_is_killed_over_the_mutants_not_set_aside():
+    scores = [t for t in tables(read("docs/reliability.md")) if t[0][:3] == ["module", "run", "mutants"]]
+    assert len(scores) >= 2
+    for table in scores:
+        for module, _, mutants, equivalent, killed, survivors, score, _ in table[1:]:
+            mutants, equivalent, killed, survivors = (int(number(c)) for c in (mutants, equivalent, killed, survivors))
+            assert killed + survivors + equivalent == mutants, module
+            assert score == percent(100 * killed / (mutants - equivalent)), module
