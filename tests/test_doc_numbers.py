@@ -808,3 +808,11 @@ def test_each_mutation_score_is_killed_over_the_mutants_not_set_aside():
             mutants, equivalent, killed, survivors = (int(number(c)) for c in (mutants, equivalent, killed, survivors))
             assert killed + survivors + equivalent == mutants, module
             assert score == percent(100 * killed / (mutants - equivalent)), module
+
+
+def test_the_sweep_figures_band_and_counts_are_explained_next_to_them():
+    from dp.studies.ioffe2015 import BAND
+
+    after = EXPERIMENT.split("](paper/learning_rates.png)", 1)[1].split("](paper/deep.png)", 1)[0]
+    says(after, "each line is the median over the three seeds, its shaded band spans the worst to the best run")
+    assert "its shaded band spans the worst to the best run" in BAND  # and the Markdown dp paper writes says it too
