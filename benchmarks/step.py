@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/step.py [--workloads seed,paper,wide-f64,cnn-f64,...]
                                              [--repeats R] [--quick] [--check-only] [--threads N]
-                                             [--sweep [--plot docs/speed.png] | --cnn-sweep]
+                                             [--sweep [--plot speed.png] | --cnn-sweep]
 
 Workloads (`WORKLOADS`), each in float64 and float32; by default all of them. `Workload`: the
 reference network 30-20-10-1 on a batch of 50 with tanh and binary cross-entropy (``seed``);
@@ -1335,7 +1335,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     sweeps = parser.add_mutually_exclusive_group()
     sweeps.add_argument("--sweep", action="store_true", help="the MLP scaling sweep instead of the workloads")
     sweeps.add_argument("--cnn-sweep", action="store_true", help="the CNN's batch-size sweep instead of the workloads")
-    parser.add_argument("--plot", default=None, help="with --sweep: draw it into this PNG (docs/speed.png)")
+    parser.add_argument("--plot", default=None, help="with --sweep: draw it into this PNG (none unless given)")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) into this file")
     parser.add_argument(
         "--threads",

@@ -271,3 +271,68 @@ def test_a_figure_interrupted_while_it_is_written_leaves_the_older_file_and_no_p
         write(path)
     assert path.read_bytes() == older
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]  # no temporary file left
+
+
+# ----- dp paper's figures -----
+
+
+def figure1_inputs(evaluations=5):
+    steps = list(range(100, 100 * evaluations + 1, 100))
+    curves = {False: (steps, [0.1] * evaluations), True: (steps, [0.9] * evaluations)}
+    bands = {bn: (steps, np.tile([-1.0, 0.0, 1.0], (evaluations, 1)) * (1 + bn)) for bn in (False, True)}
+    return curves, bands
+
+
+def test_figure1s_title_stands_over_all_panels_and_each_panel_says_what_it_shows():
+    figure = plots.figure1_figure(*figure1_inputs(), title="Figure 1: the title")
+    assert suptitles(figure) == [("Figure 1: the title", figure._suptitle.get_fontsize())]
+    accuracy, plain, normed = (axes.get_title() for axes in figure.axes)
+    assert accuracy.startswith("(a)") and "accuracy" in accuracy
+    for title, letter, setting in ((plain, "(b)", "without batch norm"), (normed, "(c)", "with batch norm")):
+        assert title.startswith(letter) and "sigmoid's input" in title and title.endswith(setting)
+        assert "accuracy" not in title
+
+
+def sweep_results(stuck_rates=(0.1, 50.0), lrs=(0.1, 1.0, 50.0), seeds=3):
+    """Made-up `Result`s of a learning-rate sweep: at chance at ``stuck_rates``, learning elsewhere
+    (with batch norm stuck only at the largest rate)."""
+    from dp.studies.ioffe2015 import Result, Run
+
+    results = []
+    for lr in lrs:
+        for batch_norm in (False, True):
+            stuck = lr == max(stuck_rates) if batch_norm else lr in stuck_rates
+            for seed in range(seeds):
+                final = 0.1 if stuck else 0.85 + 0.02 * seed + 0.05 * batch_norm
+                run = Run("learning_rates", "digits", (64, 10), batch_norm, lr, 10, seed)
+                results.append(Result(run, step=[10], accuracy=[final], stuck=stuck))
+    return results
+
+
+def test_the_sweep_figures_legend_names_the_median_line_and_the_worst_to_best_band():
+    figure = plots.sweep_figure(sweep_results(), "a sweep")
+    (axes,) = figure.axes
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    for setting in ("without batch norm", "with batch norm"):
+        assert f"{setting}: median of 3 seeds" in legend and f"{setting}: worst to best run" in legend
+
+
+def test_no_line_or_band_of_the_sweep_figure_crosses_a_count_of_stuck_runs():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plots.sweep_figure(sweep_results(), "a sweep")
+    (axes,) = figure.axes
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    counts = [text for text in axes.texts if text.get_text().endswith("stuck")]
+    assert sorted(text.get_text() for text in counts) == ["3 stuck"] * 3  # without: 0.1 and 50; with: 50
+    drawn = [line for line in axes.lines if len(line.get_xdata()) > 2]  # the two settings' lines
+    drawn += list(axes.collections)  # their bands
+    assert len(drawn) == 4
+    for text in counts:
+        box = text.get_window_extent(renderer)
+        for artist in drawn:
+            paths = [artist.get_path()] if hasattr(artist, "get_xdata") else artist.get_paths()
+            for path in paths:
+                assert not artist.get_transform().transform_path(path).intersects_bbox(box, filled=False), text
+        assert text.get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0), "it hides the grid behind it"

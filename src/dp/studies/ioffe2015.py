@@ -314,6 +314,8 @@ STUCK = (
     "stuck: runs whose final test accuracy is within 5 points of chance (10 % for ten digits), "
     "or that diverged: they learned nothing"
 )
+FIGURE1_TITLE = "Figure 1: test accuracy and a sigmoid's input over training, medians over the seeds"
+BAND = "The figure: each line is the median over the seeds, its shaded band spans the worst to the best run"
 
 
 def report(results: Sequence[Result], budget: Budget, out: Path, header: str) -> Iterator[str]:
@@ -325,7 +327,7 @@ def report(results: Sequence[Result], budget: Budget, out: Path, header: str) ->
     from dp.tools.files import write_text
 
     sections = (
-        ("figure1", "Figure 1: median test accuracy (%) over training", _figure1_tables, _figure1),
+        ("figure1", FIGURE1_TITLE, _figure1_tables, _figure1),
         ("learning_rates", "Final test accuracy (%) against the learning rate", _lr_table, plots.paper_sweep),
         ("deep", f"{DEEP_LAYERS} hidden sigmoid layers of {DEEP_WIDTH}: final test accuracy (%)", _lr_table,
          plots.paper_sweep),
@@ -380,4 +382,4 @@ def median_bands(results: Sequence[Result]) -> tuple[list[int], np.ndarray]:
 
 
 def _lr_table(results: Sequence[Result]) -> str:
-    return f"{sweep_table(results, 'learning rate')}\n\n{STUCK}"
+    return f"{sweep_table(results, 'learning rate')}\n\n{STUCK}. {BAND}."

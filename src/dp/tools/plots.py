@@ -295,31 +295,37 @@ def _or_nan(value: float | None) -> float:
 
 
 def paper_figure1(path: str | Path, curves: Mapping[bool, Any], bands: Mapping[bool, Any], title: str) -> Path:
-    """Figure 1 of the batch-norm paper: (a) test accuracy over training, ``curves[batch_norm]``
-    = (steps, accuracies), without and with batch norm; (b, c) the 15th, 50th and 85th
-    percentiles of a sigmoid's input over training, ``bands[batch_norm]`` = (steps, an
-    (evaluations, 3) array), without (b) and with (c) batch norm."""
+    """Write `figure1_figure` to ``path`` (PNG) and return the path."""
+    return _save(figure1_figure(curves, bands, title), path)
+
+
+def figure1_figure(curves: Mapping[bool, Any], bands: Mapping[bool, Any], title: str) -> Any:
+    """Figure 1 of the batch-norm paper (a `matplotlib.figure.Figure`), ``title`` over all three
+    panels and each panel titled with what it shows: (a) the median test accuracy over training,
+    ``curves[batch_norm]`` = (steps, accuracies), without and with batch norm; (b, c) the 15th,
+    50th and 85th percentiles of a sigmoid's input over training, ``bands[batch_norm]`` = (steps,
+    an (evaluations, 3) array), without (b) and with (c) batch norm."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(13, 4.2), layout="constrained")
+    figure = Figure(figsize=(13, 4.4), layout="constrained")
     accuracy_axes, *band_axes = figure.subplots(1, 3, sharex=True)
     _draw_accuracy(accuracy_axes, curves)
+    accuracy_axes.set(title="(a) median test accuracy (%)")
     for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
         steps, values = bands[batch_norm]
         axes = band_axes[batch_norm]
         axes.fill_between(steps, values[:, 0], values[:, 2], color=color, alpha=0.25, label="15th to 85th percentile")
         axes.plot(steps, values[:, 1], color=color, label="50th (median)")
         axes.set(xlabel="training step", ylabel="input of the sigmoid",
-                 title=f"({'bc'[batch_norm]}) {_setting(batch_norm)}")  # fmt: skip
+                 title=f"({'bc'[batch_norm]}) a sigmoid's input, {_setting(batch_norm)}")  # fmt: skip
         axes.legend(fontsize="small")
-    accuracy_axes.set(title="(a) test accuracy")
     limits = [axes.get_ylim() for axes in band_axes]
     for axes in band_axes:  # one scale, so the two spreads compare at a glance
         axes.set_ylim(min(low for low, _ in limits), max(high for _, high in limits))
     for axes in (accuracy_axes, *band_axes):
         axes.grid(alpha=0.3)
     figure.suptitle(title)
-    return _save(figure, path)
+    return figure
 
 
 def paper_accuracy(path: str | Path, curves: Mapping[bool, Any], title: str) -> Path:
@@ -377,37 +383,57 @@ def batch_size_figure(
 
 
 def paper_sweep(path: str | Path, results: Sequence[Any], title: str) -> Path:
+    """Write `sweep_figure` to ``path`` (PNG) and return the path."""
+    return _save(sweep_figure(results, title), path)
+
+
+STUCK_ROWS = {False: 104, True: 110}  # where each setting's counts of stuck runs stand: above 100 %, where no line goes
+
+
+def sweep_figure(results: Sequence[Any], title: str) -> Any:
     """Final test accuracy against the learning rate (log scale), with and without batch norm,
-    from `dp.studies.ioffe2015.Result`s: the median over seeds as a line, the worst and best run as a
-    band; runs stuck at chance (or diverged) are counted under their point."""
+    from `dp.studies.ioffe2015.Result`s (a `matplotlib.figure.Figure`): the median over seeds as a
+    line, the worst and the best run as a shaded band (both named in the legend); the runs stuck
+    at chance (or diverged) are counted above each rate, in a strip over 100 % that no line or
+    band reaches."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 4.6), layout="constrained")
+    figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.subplots()
     lrs = sorted({r.run.lr for r in results})
     for batch_norm, color in ((False, PLAIN_COLOR), (True, BATCH_NORM_COLOR)):
         cells = [[r for r in results if r.run.lr == lr and r.run.batch_norm == batch_norm] for lr in lrs]
-        _draw_sweep(axes, lrs, cells, color, _setting(batch_norm), text_height=3 if batch_norm else 16)
-    axes.set(xscale="log", ylim=(0, 100), xlabel="learning rate (log scale)", ylabel="final test accuracy (%)")
+        _draw_sweep(axes, lrs, cells, color, _setting(batch_norm), STUCK_ROWS[batch_norm])
+    axes.axhline(100, color="0.6", linewidth=0.8)
+    axes.set(xscale="log", ylim=(0, max(STUCK_ROWS.values()) + 5), xlabel="learning rate (log scale)")
+    axes.set_ylabel("final test accuracy (%)")
+    axes.set_yticks(range(0, 101, 20))
     axes.set_xticks(lrs, labels=[f"{lr:g}" for lr in lrs])
     axes.minorticks_off()
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize="small")
     figure.suptitle(title)
-    return _save(figure, path)
+    return figure
 
 
-def _draw_sweep(
-    axes: Any, lrs: list[float], cells: list[list[Any]], color: str, label: str, text_height: float
-) -> None:
-    """One setting's line (median), band (worst to best) and counts of stuck runs."""
+def _draw_sweep(axes: Any, lrs: list[float], cells: list[list[Any]], color: str, label: str, stuck_row: float) -> None:
+    """One setting's line (median), band (worst to best) and counts of stuck runs (at ``stuck_row``)."""
     finals = [[100 * r.final for r in cell] for cell in cells]
-    axes.plot(lrs, [np.median(f) for f in finals], "o-", color=color, label=label)
-    axes.fill_between(lrs, [min(f) for f in finals], [max(f) for f in finals], color=color, alpha=0.2)
+    seeds = max(len(cell) for cell in cells)
+    axes.plot(lrs, [np.median(f) for f in finals], "o-", color=color, label=f"{label}: median of {seeds} seeds")
+    axes.fill_between(
+        lrs,
+        [min(f) for f in finals],
+        [max(f) for f in finals],
+        color=color,
+        alpha=0.2,
+        label=f"{label}: worst to best run",
+    )
     for lr, cell in zip(lrs, cells):
         stuck = sum(r.stuck for r in cell)
         if stuck:
-            axes.annotate(f"{stuck} stuck", xy=(lr, text_height), ha="center", fontsize="x-small", color=color)
+            count = axes.annotate(f"{stuck} stuck", xy=(lr, stuck_row), ha="center", va="center", color=color)
+            count.set(fontsize="x-small", bbox=dict(facecolor="white", edgecolor="none", pad=1))  # over the grid
 
 
 def _setting(batch_norm: bool) -> str:
