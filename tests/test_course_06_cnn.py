@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from test_course_backward import assert_the_check_says, executed_solutions, printed
+from test_course_02_backward import assert_the_check_says, executed_solutions, printed
 from test_notebooks import shown_images
 
 NAME = "06_cnn"
