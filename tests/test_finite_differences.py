@@ -55,3 +55,10 @@ def test_transposed_and_fortran_ordered_input_is_checked_like_any_other():
     x = np.arange(6.0).reshape(2, 3)
     assert gradcheck(lambda a: a * 2, x.T) < 1e-6
     assert gradcheck(lambda a: (a * a).sum(), np.asfortranarray(x)) < 1e-6
+
+
+def test_gradcheck_passes_batch_norm_of_data_drawn_with_the_seed_of_its_own_direction():
+    # With the projection drawn by default_rng(0) too, u would be x itself, batch norm's output
+    # projected on it constant, and every gradient rounding error: the check failed a right gradient.
+    x = np.random.default_rng(0).standard_normal((8, 3))
+    assert dp.gradcheck(lambda node: dp.batch_norm(node, np.ones((1, 3)), np.zeros((1, 3))), x) < 1e-6
