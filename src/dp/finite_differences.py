@@ -12,7 +12,6 @@ import numpy as np
 
 from dp.node import Node, as_value
 
-
 DIRECTION_STREAM = 1_000_003  # the projection's own random stream, apart from any data drawn with `seed`
 
 
