@@ -7,8 +7,8 @@ a single notebook would run the solution right after the student's stub and the 
 would test ours. ``tests/test_course.py`` checks that the committed notebooks are
 exactly what this script writes, so edit the source and run::
 
-    python notebooks/build.py          # rebuild every notebook from notebooks/source/
-    python notebooks/build.py --check  # exit 1 if a committed notebook differs from its source
+    .venv/bin/python notebooks/build.py          # rebuild every notebook from notebooks/source/
+    .venv/bin/python notebooks/build.py --check  # exit 1 if a committed notebook differs from its source
 
 The source is the "percent" format that Jupytext and VS Code read: a line ``# %%`` starts a
 code cell, ``# %% [markdown]`` a Markdown cell (each of its lines commented with ``# ``),
