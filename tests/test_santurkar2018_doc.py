@@ -54,17 +54,22 @@ def tables_of(markdown):
 
 
 def test_the_monitor_tables_quoted_are_rows_of_those_the_command_wrote_in_order():
-    written = (WRITTEN / "monitor.md").read_text()
-    quoted = tables_of(INSIDE)
-    names = [name for name in re.findall(r"^\*\*(.+)\*\*$", INSIDE, re.M)]
-    assert names == ["standard", "batch norm", "noisy batch norm"] and len(quoted) == 3
+    assert_quotes_the_monitor(INSIDE, WRITTEN, ["standard", "batch norm", "noisy batch norm"])
+
+
+def assert_quotes_the_monitor(inside: str, written: Path, names: list[str]) -> None:
+    """``inside`` (a doc's section) quotes, under a bold title per run, rows of the table that
+    `dp paper` wrote for that run in ``written``/monitor.md, in order, and links its figure."""
+    tables = (written / "monitor.md").read_text()
+    quoted = tables_of(inside)
+    assert re.findall(r"^\*\*(.+)\*\*$", inside, re.M) == names and len(quoted) == len(names)
     for name, table in zip(names, quoted):
-        (full,) = tables_of(written.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0])
+        (full,) = tables_of(tables.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0])
         assert table[:2] == full[:2] and len(table) > 2
         rows = iter(full[2:])
         assert all(row in rows for row in table[2:])  # a subsequence: the same rows, in the same order
-    assert "](../paper/santurkar2018/monitor.png)" in INSIDE
-    assert (WRITTEN / "monitor.png").stat().st_size > 10_000
+    assert f"](../paper/{written.name}/monitor.png)" in inside
+    assert (written / "monitor.png").stat().st_size > 10_000
 
 
 def test_every_measured_number_in_the_monitor_section_is_a_cell_of_the_tables_it_quotes():

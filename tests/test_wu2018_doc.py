@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from dp.studies.wu2018 import PAPER_ERROR
-from test_santurkar2018_doc import DECIMAL, tables_of
+from test_santurkar2018_doc import DECIMAL, assert_quotes_the_monitor, tables_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "why" / "wu2018.md").read_text()
@@ -49,16 +49,7 @@ NAMES = ["batch norm, batch 2", "batch norm, batch 32", "group norm, batch 2", "
 
 
 def test_the_monitor_tables_quoted_are_rows_of_those_the_command_wrote_in_order():
-    written = (ROOT / "docs" / "paper" / "wu2018" / "monitor.md").read_text()
-    quoted = tables_of(INSIDE)
-    assert re.findall(r"^\*\*(.+)\*\*$", INSIDE, re.M) == NAMES and len(quoted) == len(NAMES)
-    for name, table in zip(NAMES, quoted):
-        (full,) = tables_of(written.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0])
-        assert table[:2] == full[:2] and len(table) > 2
-        rows = iter(full[2:])
-        assert all(row in rows for row in table[2:])  # a subsequence: the same rows, in the same order
-    assert "](../paper/wu2018/monitor.png)" in INSIDE
-    assert (ROOT / "docs" / "paper" / "wu2018" / "monitor.png").stat().st_size > 10_000
+    assert_quotes_the_monitor(INSIDE, ROOT / "docs" / "paper" / "wu2018", NAMES)
 
 
 def test_every_measured_number_in_the_monitor_section_is_a_cell_of_the_tables_it_quotes():
