@@ -179,6 +179,25 @@ def test_the_well_scaled_starts_paragraph_reads_its_numbers_from_the_table():
     assert plain > normed
 
 
+def test_the_well_scaled_starts_reading_of_the_percentiles_and_the_noise_holds_on_its_tables():
+    percentiles = percentile_curve(FIGURE1_STD01_MD)
+    first, last = min(percentiles), max(percentiles)
+    assert all(-1 < values[1] < 0 for values in percentiles.values()), "the median a little below 0 throughout"
+    plain_width, normed_width = percentiles[last][2] - percentiles[last][0], percentiles[last][5] - percentiles[last][3]
+    assert percentiles[5000][2] - percentiles[5000][0] > 2 * (percentiles[first][2] - percentiles[first][0])
+    assert abs(plain_width / normed_width - 1) < 0.15 and -3 < percentiles[last][0] and percentiles[last][2] < 3
+    says(
+        EXPERIMENT,
+        "Its sigmoid's input hardly drifts (panel b, and the table of percentiles in paper/figure1_std01.md): the "
+        "median stays a little below 0 from the first evaluation to the last, and the band, which widens over the "
+        "first few thousand steps, ends about as wide as batch norm's and where the sigmoid has a slope",
+    )
+    later = [FIGURE1_STD01[step] for step in sorted(FIGURE1_STD01) if step >= 5000]
+    jumps = [sum(abs(b[column] - a[column]) for a, b in zip(later, later[1:])) for column in (PLAIN, NORMED)]
+    assert jumps[NORMED] > 3 * jumps[PLAIN]
+    says(EXPERIMENT, "With batch norm the test accuracy is noisier from evaluation to evaluation")
+
+
 LEARNING_RATES_MD, DEEP_MD = read("docs/paper/learning_rates.md"), read("docs/paper/deep.md")
 
 
