@@ -255,9 +255,13 @@ def test_question_5_with_weights_of_0_1_the_plain_network_leaves_chance_early_an
 
 
 def table(name):
-    """The rows of the Markdown table in docs/paper/``name``, as lists of cell texts."""
-    lines = (PAPER / name).read_text(encoding="utf-8").splitlines()
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    """The rows of the first Markdown table in docs/paper/``name`` (a Figure 1 file's accuracies, not the
+    sigmoid's percentiles under them), as lists of cell texts."""
+    text = (PAPER / name).read_text(encoding="utf-8")
+    first = re.search(r"^(?:\|.*\n)+", text, re.M).group(0)
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in first.splitlines() if line.startswith("| ")
+    ]
     return rows[1:]  # without the heading
 
 

@@ -139,6 +139,34 @@ def test_figure1s_paragraph_reads_its_numbers_from_the_table():
     assert FIGURE1_STD01[500][PLAIN] > 50, "no phase at chance with the larger start"
 
 
+def percentile_curve(markdown):
+    """``{step: (without: 15th, 50th, 85th, with: 15th, 50th, 85th)}`` of a Figure 1 file's table of the
+    watched sigmoid's input."""
+    (table,) = [t for t in tables(markdown) if t[0][:2] == ["step", "without: 15th"]]
+    return {int(step): tuple(values) for step, values in by_first_cell(table).items()}
+
+
+def test_figure1s_reading_of_the_percentiles_holds_on_their_table():
+    percentiles = percentile_curve(FIGURE1_MD)
+    first, last = min(percentiles), max(percentiles)
+    assert sorted(percentiles) == sorted(FIGURE1)
+    says(EXPERIMENT, "the table of percentiles under the accuracies in [paper/figure1.md](paper/figure1.md)")
+    plain_median = [percentiles[step][1] for step in sorted(percentiles)]
+    widths = [percentiles[step][2] - percentiles[step][0] for step in range(10000, last + 1, 10000)]
+    assert plain_median[-1] < plain_median[0] and widths == sorted(set(widths)), "drifts down, widens to the end"
+    assert percentiles[last][1] < -3, "the median far down the flat tail: a slope under a fifth of the slope at 0"
+    says(EXPERIMENT, "input drifts down and its 15th-85th percentile band widens over the whole run")
+    normed = [values[3:] for values in percentiles.values()]
+    assert all(abs(median) < 0.3 and -2.5 < low and high < 2.5 for low, median, high in normed)
+    normed_width = {step: percentiles[step][5] - percentiles[step][3] for step in percentiles}
+    assert normed_width[first] < normed_width[5000] and normed_width[last] < 1.5 * normed_width[first]
+    says(
+        EXPERIMENT,
+        "with batch norm the median stays near 0 from the first evaluation to the last, and the band, a little wider "
+        "after the first few thousand steps than at the first evaluation, stays where the sigmoid has a slope",
+    )
+
+
 def test_the_well_scaled_starts_paragraph_reads_its_numbers_from_the_table():
     last = max(FIGURE1_STD01)
     plain, normed = FIGURE1_STD01[last]
@@ -149,6 +177,25 @@ def test_the_well_scaled_starts_paragraph_reads_its_numbers_from_the_table():
         f"ends ahead, {percent(plain)} against {percent(normed)}",
     )
     assert plain > normed
+
+
+def test_the_well_scaled_starts_reading_of_the_percentiles_and_the_noise_holds_on_its_tables():
+    percentiles = percentile_curve(FIGURE1_STD01_MD)
+    first, last = min(percentiles), max(percentiles)
+    assert all(-1 < values[1] < 0 for values in percentiles.values()), "the median a little below 0 throughout"
+    plain_width, normed_width = percentiles[last][2] - percentiles[last][0], percentiles[last][5] - percentiles[last][3]
+    assert percentiles[5000][2] - percentiles[5000][0] > 2 * (percentiles[first][2] - percentiles[first][0])
+    assert abs(plain_width / normed_width - 1) < 0.15 and -3 < percentiles[last][0] and percentiles[last][2] < 3
+    says(
+        EXPERIMENT,
+        "Its sigmoid's input hardly drifts (panel b, and the table of percentiles in paper/figure1_std01.md): the "
+        "median stays a little below 0 from the first evaluation to the last, and the band, which widens over the "
+        "first few thousand steps, ends about as wide as batch norm's and where the sigmoid has a slope",
+    )
+    later = [FIGURE1_STD01[step] for step in sorted(FIGURE1_STD01) if step >= 5000]
+    jumps = [sum(abs(b[column] - a[column]) for a, b in zip(later, later[1:])) for column in (PLAIN, NORMED)]
+    assert jumps[NORMED] > 3 * jumps[PLAIN]
+    says(EXPERIMENT, "With batch norm the test accuracy is noisier from evaluation to evaluation")
 
 
 LEARNING_RATES_MD, DEEP_MD = read("docs/paper/learning_rates.md"), read("docs/paper/deep.md")
