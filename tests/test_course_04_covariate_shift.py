@@ -105,6 +105,10 @@ def test_noisy_batch_norm_mistakes_are_caught(tmp_path, monkeypatch):
             ),
             "build the output from Nodes",
         ),
+        "scale and shift of shape (units,), which dp.Node turns into columns": (
+            mistaken(1, ("(1, units))", "units)")),
+            "Draw the scale and the shift as arrays of shape (1, units)",
+        ),
         "one shift for all units and rows, not one per unit": (
             mistaken(
                 1, ("rng.uniform(-NOISE_SHIFT, NOISE_SHIFT, (1, units))", "rng.uniform(-NOISE_SHIFT, NOISE_SHIFT)")

@@ -13,6 +13,9 @@ SPREADS = "batches.mean(axis=1).std(axis=0), batches.var(axis=1).std(axis=0)"
 MISTAKES = {
     # Task 1: the unbiased batch variance, which batch norm does not normalize with
     "unbiased variance": Mistake(1, "batches.var(axis=1)", "batches.var(axis=1, ddof=1)"),
+    # Task 1: each batch's sum, or its standard deviation, for its mean and its variance
+    "sum for the mean": Mistake(1, "batches.mean(axis=1)", "batches.sum(axis=1)"),
+    "std for the variance": Mistake(1, "batches.var(axis=1).std(axis=0)", "batches.std(axis=1).std(axis=0)"),
     # Task 1: the spread taken over the features instead of over the draws
     "spread over features": Mistake(1, SPREADS, SPREADS.replace("std(axis=0)", "std(axis=1)")),
     # Task 2: r or d not clipped: eval mode's formula in training, unbounded
@@ -44,6 +47,8 @@ def errors(tmp_path_factory):
     ("mistake", "says"),
     [
         ("unbiased variance", ["N / (N - 1) times too much", "the biased variance", "ddof=0"]),
+        ("sum for the mean", ["at batches of 2 the batch means should spread as sigma / sqrt(N)", "each one's mean"]),
+        ("std for the variance", ["at batches of 2 the (biased) batch variances should spread", "np.var"]),
         ("spread over features", ["one value per feature, shape (3,)", "over the draws"]),
         ("r not clipped", ["r not clipped", "clip r to [1 / rmax, rmax]"]),
         ("d not clipped", ["d not clipped", "d to [-dmax, dmax]"]),

@@ -748,7 +748,7 @@ assert accuracy >= 0.9, (
 )
 print("Task 4 passed")
 
-# %% [markdown] tags=["solutions"]
+# %% [markdown]
 # ### Why evaluation uses the moving averages
 #
 # What if we evaluated the test rows in training mode, normalizing them with their *own*
@@ -763,7 +763,7 @@ print("Task 4 passed")
 # so we save `params` first and restore it afterwards.
 
 
-# %% tags=["solutions"]
+# %%
 def accuracy_of(x, y, train):
     return ((net.forward(x, train=train).value > 0.5) == y).mean()
 
@@ -785,7 +785,7 @@ print(
 )
 net.set_param(saved)
 
-# %% [markdown] tags=["solutions"]
+# %% [markdown]
 # What goes wrong:
 #
 # - **(b)** On the whole test set the damage is small: it is a random sample of the same
@@ -798,17 +798,18 @@ net.set_param(saved)
 # - **(c)** A single row's batch mean is the row itself and its variance is 0, so
 #   $x - \mu = 0$ and the layer outputs $\beta$ whatever the patient: every tumour gets the
 #   same probability, and the accuracy is just the share of the class it happens to pick.
-#   Our layer does this silently. dp's own layer refuses, with an error that says why:
+#   The layer of Tasks 2 and 3 does this silently. dp's own layer refuses, with an error that
+#   says why:
 
-# %% tags=["solutions"]
+# %%
 model = dp.MLP(seed=0)  # the reference network with dp's own layers
 try:
     model.forward(split.x_test[:1], train=True)
 except ValueError as error:
     print("ValueError:", error)
 
-# %% [markdown] tags=["solutions"]
-# dp's models also have `predict(x)`, which always uses eval mode (for our `Net` it calls
+# %% [markdown]
+# dp's models also have `predict(x)`, which always uses eval mode (for the `Net` above it calls
 # `forward(x, train=False)`).
 
 # %% [markdown] tags=["solutions"]
@@ -844,6 +845,7 @@ for row, (title, options) in zip(axes, networks.items()):
             batch_size=32,
             eval_every=10,
             monitor=monitor,
+            progress=False,
         )
         label = "with batch norm" if batch_norm else "without batch norm"
         print(f"{title}, {label:>18}: training loss per row {history.loss[-1]:.3f},", end=" ")
@@ -860,10 +862,10 @@ fig.tight_layout()
 # %% [markdown] tags=["solutions"]
 # On the reference network both versions learn quickly: the data set is small and easy,
 # and with standardized inputs and only two hidden layers there is little for batch norm to
-# fix. (Without batch norm the training loss even ends lower: the network fits the training
-# rows more closely, which the validation accuracy does not reward.) The deep sigmoid
-# network without batch norm does not learn in 300 steps: its validation accuracy stays
-# flat. What the monitor saw inside it, at the last step:
+# fix. (Without batch norm the training loss even ends lower; the two validation accuracies
+# printed above differ by a row or so, too little to say which version predicts better.) The
+# deep sigmoid network without batch norm does not learn in 300 steps: its validation accuracy
+# stays flat. What the monitor saw inside it, at the last step:
 
 # %% tags=["solutions"]
 print(f"the share of benign tumours in the validation rows: {data.y_val.mean():.1%}")
@@ -903,8 +905,7 @@ for measure, heading in (("saturated", "sigmoid inputs where it is flat (%)"), (
 # ## What next
 #
 # When all four checks pass, compare your code with `01_batch_norm_solutions.ipynb`. It also
-# checks the layer against dp's own fused batch norm and against finite differences, shows
-# what goes wrong when test data is normalized with its own batch statistics, and compares
-# training with and without batch norm. The derivation of Task 1 is worked out in
+# checks the layer against dp's own fused batch norm and against finite differences, and
+# compares training with and without batch norm. The derivation of Task 1 is worked out in
 # `docs/bias_before_batch_norm.md`. The next notebook, `02_backward.ipynb`, has you derive
 # batch norm's backward pass yourself.

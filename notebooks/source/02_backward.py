@@ -3,11 +3,14 @@
 #
 # *Prerequisite: 01_batch_norm, where you wrote batch norm from `dp.Node` operations.*
 #
-# In 01 you wrote batch norm as four lines of Node operations, and dp found its gradient by
-# walking back through the graph those lines built, a node per operation, each with its own
-# small derivative. Here you do what Ioffe and Szegedy (2015) do in section 3 of their paper:
-# derive the gradient of batch norm's output with respect to $x$, $\gamma$ and $\beta$ by
-# hand, with the chain rule, and simplify it to a compact form. Then you
+# In 01 you wrote batch norm from Node operations: `normalize(z)`,
+# $(z - \mu)/\sqrt{\sigma^2 + \epsilon}$ per column, and the layer $\gamma \hat z + \beta$ around
+# it. dp found its gradient by walking back through the graph they built, a node per operation,
+# each with its own small derivative. The paper writes the same computation as four lines (the
+# batch mean, the batch variance, the normalization, the scale and shift), and dp has them as
+# Node operations, `dp.nn.batch_norm_composed`. Here you do what Ioffe and Szegedy (2015) do in
+# section 3 of their paper: derive the gradient of batch norm's output with respect to $x$,
+# $\gamma$ and $\beta$ by hand, with the chain rule, and simplify it to a compact form. Then you
 #
 # 1. write it as **one** dp primitive, a forward pass in NumPy beside its vector-Jacobian
 #    product, and check it against finite differences (`dp.gradcheck`) and against

@@ -87,9 +87,11 @@ print(f"{len(x_train)} training and {len(x_test)} test images; SGD at lr {LR} on
 # **What to do.** Write `noisy_batch_norm(x, gamma, beta, rng)`: training-mode batch norm of the
 # batch `x` (a `dp.Node` of shape (rows, units)) with `dp.batch_norm(x, gamma, beta)`, then this
 # step's noise, drawn from `rng` (a NumPy `Generator`: `rng.uniform(low, high, shape)`,
-# `rng.standard_normal(shape)`). Each call is one training step: draw new noise at every call.
-# Build the result from Node operations (`y * dp.Node(scale) + dp.Node(shift)`), so that the
-# gradient flows through it to $\gamma$, $\beta$ and the layers below.
+# `rng.standard_normal(shape)`): the scale and the shift as arrays of shape (1, units), one
+# value per unit that broadcasts over the rows, and the jitter of shape (rows, units). Each call
+# is one training step: draw new noise at every call. Build the result from Node operations
+# (`y * dp.Node(scale) + dp.Node(shift)`), so that the gradient flows through it to $\gamma$,
+# $\beta$ and the layers below. (Not shape (units,): `dp.Node` turns a 1-D array into a column.)
 #
 # **The check** calls it for 20 "steps" on one batch: it recovers each step's scale and shift of
 # every unit (by fitting $y'$ against batch norm's clean output) and checks that they fall where
@@ -100,8 +102,8 @@ print(f"{len(x_train)} training and {len(x_test)} test images; SGD at lr {LR} on
 # %% tags=["stub"]
 def noisy_batch_norm(x, gamma, beta, rng):
     # Batch norm of x (a Node (rows, units)) with gamma and beta, then noise from rng: per unit a
-    # scale U(1, NOISE_SCALE) and a shift U(-NOISE_SHIFT, NOISE_SHIFT), per value NOISE_JITTER * N(0, 1).
-    # Returns a Node of x's shape.
+    # scale U(1, NOISE_SCALE) and a shift U(-NOISE_SHIFT, NOISE_SHIFT), each an array of shape (1, units),
+    # per value NOISE_JITTER * N(0, 1), an array of shape (rows, units). Returns a Node of x's shape.
     # TODO (Task 1): replace the next line with your code.
     raise NotImplementedError("Task 1: write noisy_batch_norm(x, gamma, beta, rng)")
 
@@ -122,7 +124,16 @@ batch = dp.Node(np.random.default_rng(5).normal(3.0, 2.0, (200, 4)))  # 200 rows
 gamma, beta = dp.Node(np.full((1, 4), 1.5), "gamma"), dp.Node(np.full((1, 4), 0.5), "beta")
 clean = dp.batch_norm(batch, gamma, beta).value
 rng = np.random.default_rng(1)
-steps = [noisy_batch_norm(batch, gamma, beta, rng) for _ in range(20)]
+try:
+    steps = [noisy_batch_norm(batch, gamma, beta, rng) for _ in range(20)]
+except ValueError as error:
+    if "cannot be broadcast" not in str(error):
+        raise
+    raise AssertionError(
+        f"your noise does not line up with the batch (200 rows, 4 units): {error}\nDraw the scale and the shift as "
+        "arrays of shape (1, units), rng.uniform(low, high, (1, units)): dp.Node turns a 1-D array of shape (units,) "
+        "into a column (units, 1), which does not broadcast over the rows; the jitter has shape (rows, units)"
+    ) from None
 assert all(isinstance(out, dp.Node) for out in steps), "return a dp.Node (y * dp.Node(scale) + ...), not an array"
 assert all(out.shape == clean.shape for out in steps), f"return one value per row and unit, shape {clean.shape}"
 noisy = np.array([out.value for out in steps])  # (steps, rows, units)

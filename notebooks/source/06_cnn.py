@@ -235,7 +235,15 @@ def train(batch_norm):
     monitor = dp.train.Monitor(watched, every=50)
     optimizer = dp.optim.SGD(lr=0.1)
     dp.train.fit(
-        model, split.x_train, split.y_train, optimizer, steps=300, batch_size=32, reduction="mean", monitor=monitor
+        model,
+        split.x_train,
+        split.y_train,
+        optimizer,
+        steps=300,
+        batch_size=32,
+        reduction="mean",
+        monitor=monitor,
+        progress=False,
     )
     return model, monitor
 

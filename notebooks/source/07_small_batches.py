@@ -38,8 +38,11 @@ print("training rows", digits.x_train.shape, " test rows", digits.x_test.shape)
 # A batch of $N$ rows estimates each feature's mean and variance from $N$ values. For
 # independent rows with standard deviation $\sigma$, the batch mean's standard deviation is
 # $\sigma/\sqrt N$; the batch variance (biased, as batch norm computes it) of normal data has
-# the standard deviation $\sigma^2\sqrt{2(N-1)}/N$, about $\sigma^2\sqrt{2/N}$. Both shrink as
-# $1/\sqrt N$: a batch of 2 estimates them four times worse than a batch of 32.
+# the standard deviation $\sigma^2\sqrt{2(N-1)}/N$, about $\sigma^2\sqrt{2/N}$ for large $N$.
+# The mean's spread shrinks exactly as $1/\sqrt N$, the variance's nearly so: a batch of 2
+# estimates the mean four times worse than a batch of 32 ($\sqrt{32/2}$), the variance about
+# three times worse ($\sqrt 2/2$ against $\sqrt{62}/32$: at $N = 2$ the exact formula is below
+# $\sigma^2\sqrt{2/N}$). The check below prints both formulas' values.
 #
 # ### Task 1: the spread of batch statistics
 #
@@ -70,31 +73,45 @@ def spread_of_batch_statistics(values, batch_size, draws=400, seed=0):
 # %% tags=["check"]
 # Check for Task 1
 normal = np.random.default_rng(1).normal(5.0, 2.0, size=(5000, 3))  # three features, mean 5, standard deviation 2
+DRAWS = 5000
+# What a correct implementation returns: for N rows drawn from this population, the batch mean's standard deviation
+# is sqrt(m2 / N) and the biased batch variance's sqrt(((N - 1)^2 m4 - (N - 1) (N - 3) m2^2) / N^3), from the
+# population's own moments m2, m4 (for normal data m4 = 3 m2^2, and these are sigma / sqrt(N) and
+# sigma^2 sqrt(2 (N - 1)) / N). Your estimate, the spread of DRAWS random batches, has its own sampling error: a
+# relative standard error sqrt((kurtosis - 1) / (4 DRAWS)), the kurtosis of the batch mean of normal data being 3 and
+# that of its batch variance 3 + 12 / (N - 1). The check allows 7 standard errors: a correct implementation, however
+# it draws its batches, fails it less than once in a million runs.
+m2, m4 = normal.var(axis=0), ((normal - normal.mean(axis=0)) ** 4).mean(axis=0)
 for n in (2, 8, 32):
-    spread = spread_of_batch_statistics(normal, n, draws=2000, seed=2)
+    spread = spread_of_batch_statistics(normal, n, draws=DRAWS, seed=2)
     assert isinstance(spread, tuple) and len(spread) == 2, "return two arrays: (std of the means, std of the variances)"
     of_means, of_variances = (np.asarray(s) for s in spread)
     assert of_means.shape == of_variances.shape == (3,), (
         f"return one value per feature, shape (3,) here, not {of_means.shape} and {of_variances.shape}: the standard "
         "deviation over the draws (the axis of the draws), of each feature's batch statistic"
     )
-    expected_means, expected_variances = 2.0 / np.sqrt(n), 4.0 * np.sqrt(2 * (n - 1)) / n
+    expected_means = np.sqrt(m2 / n)
+    expected_variances = np.sqrt(((n - 1) ** 2 * m4 - (n - 1) * (n - 3) * m2**2) / n**3)
+    rtol_means, rtol_variances = 7 * np.sqrt(2 / (4 * DRAWS)), 7 * np.sqrt((2 + 12 / (n - 1)) / (4 * DRAWS))
     print(
-        f"batches of {n:2}: std of the batch means {of_means.round(3)} (sigma / sqrt(N) = {expected_means:.3f}),",
-        f"of the batch variances {of_variances.round(3)} (sigma^2 sqrt(2 (N - 1)) / N = {expected_variances:.3f})",
+        f"batches of {n:2}: std of the batch means {of_means.round(3)} (sigma / sqrt(N) = {2.0 / np.sqrt(n):.3f}),",
+        f"of the batch variances {of_variances.round(3)} (sigma^2 sqrt(2 (N - 1)) / N = "
+        f"{4.0 * np.sqrt(2 * (n - 1)) / n:.3f}; sigma^2 sqrt(2 / N) = {4.0 * np.sqrt(2 / n):.3f})",
     )
-    assert np.allclose(of_means, expected_means, rtol=0.12), (
-        f"at batches of {n} the batch means should spread as sigma / sqrt(N) = {expected_means:.3f}: draw batches of "
-        "batch_size distinct rows and take each one's mean over its rows (axis 0 of the batch)"
+    assert np.allclose(of_means, expected_means, rtol=rtol_means, atol=0), (
+        f"at batches of {n} the batch means should spread as sigma / sqrt(N), {expected_means.round(3)} for this "
+        f"population, not {of_means.round(3)}: draw batches of batch_size distinct rows and take each one's mean over "
+        "its rows (axis 0 of the batch)"
     )
-    unbiased = np.allclose(of_variances, expected_variances * n / (n - 1), rtol=0.12)
+    unbiased = np.allclose(of_variances, expected_variances * n / (n - 1), rtol=rtol_variances, atol=0)
     assert not (n == 2 and unbiased), (
         "the batch variances spread N / (N - 1) times too much: batch norm normalizes with the biased variance, "
         "divided by N (np.var's default, ddof=0), not the unbiased one"
     )
-    assert np.allclose(of_variances, expected_variances, rtol=0.12), (
-        f"at batches of {n} the (biased) batch variances should spread as sigma^2 sqrt(2 (N - 1)) / N = "
-        f"{expected_variances:.3f}"
+    assert np.allclose(of_variances, expected_variances, rtol=rtol_variances, atol=0), (
+        f"at batches of {n} the (biased) batch variances should spread as about sigma^2 sqrt(2 (N - 1)) / N, "
+        f"{expected_variances.round(3)} for this population, not {of_variances.round(3)}: each batch's variance over "
+        "its rows as batch norm computes it (np.var, divided by N), then its standard deviation over the draws"
     )
 print("Task 1 passed")
 
@@ -142,6 +159,11 @@ fig.tight_layout()
 assert all(abs(m - 1 / np.sqrt(b)) < 0.15 / np.sqrt(b) for m, b in zip(feature_means, sizes)), "(a) off its line"
 assert all(m < 1 / np.sqrt(64 * b) for m, b in zip(channel_means, sizes)), "(b) no longer below 1 / sqrt(64 N)"
 assert channel_means[0] < feature_means[-1], "(b) at a batch of 2 is no longer steadier than (a) at the largest"
+# The text of Section 1: a batch of 2 against one of 32, four times worse for the mean, about three for the variance.
+assert np.sqrt(32 / 2) == 4 and round((np.sqrt(2) / 2) / (np.sqrt(62) / 32)) == 3
+# Question 3's answer counts the values per channel at a batch of 2: 2 x 8 x 8 in block 1, 2 x 4 x 4 in block 2.
+blocks = dp.CNN(image=(1, 8, 8), seed=0).record(digits.x_train[:2], ["conv1", "conv2"], train=True)
+assert [block[:, 0].size for block in blocks.values()] == [128, 32], "the values per channel at a batch of 2"
 
 # %% [markdown]
 # In (a) the measured spreads follow the lines: a feature's statistics over $N$ rows are as noisy
@@ -169,9 +191,28 @@ print("two rows:\n", two_rows, "\nafter batch norm:\n", dp.batch_norm(two_rows, 
 # For each feature only the sign of the row's difference from the other row survives: $-1$ for
 # the smaller value, $+1$ for the larger (then $\gamma$ and $\beta$), whatever the size of the
 # difference or the values themselves. The network trains on these binary features. In eval
-# mode each feature is normalized by the moving averages instead, a continuous value around 0
-# with standard deviation 1: inputs the next layer never saw in training (05 measured the
-# disagreement between the two modes as the batch shrinks).
+# mode each feature is normalized by the moving averages instead, a continuous value around 0:
+# inputs the next layer never saw in training (05 measured the disagreement between the two
+# modes as the batch shrinks). Nor is its spread 1, as in training: dp averages the *biased*
+# batch variance, on average $(N-1)/N$ of the feature's variance, half of it at $N = 2$ (05), so
+# in eval mode each feature has a standard deviation of about $\sqrt 2$ (about 1 with
+# `unbiased_average=True`, which averages the batch variances times $N/(N-1)$). The cell below
+# measures it.
+
+# %% tags=["solutions"]
+# The answer above, measured: the moving averages of an MLP's first batch norm, recomputed over the training rows
+# in batches of 2 (dp.train.recalibrate, with the weights as they are), against the features' own variance.
+for unbiased_average in (False, True):
+    model = dp.MLP((64, 32, 32, 10), unbiased_average=unbiased_average, seed=0)
+    dp.train.recalibrate(model, digits.x_train, batch_size=2, seed=1)
+    z = model.record(digits.x_train, ["l1"], train=False)["l1"]  # bn1's input
+    averaged = model.params["avg_variance_bn1"] / z.var(axis=0)
+    in_eval_mode = ((z - model.params["avg_mean_bn1"]) / np.sqrt(model.params["avg_variance_bn1"] + 1e-5)).std(axis=0)
+    print(
+        f"unbiased_average={unbiased_average!s:5}: averaged variance / the feature's variance, median over the "
+        f"features {np.median(averaged):.2f}; the feature's spread in eval mode {np.median(in_eval_mode):.2f}"
+    )
+    assert abs(np.median(in_eval_mode) - (1.0 if unbiased_average else np.sqrt(2))) < 0.1, "no longer sqrt(2) and 1"
 
 # %% [markdown]
 # ## 2. Batch renormalization
@@ -375,10 +416,16 @@ assert clipped[2] > 0.2 and clipped[32] < 0.01, "the clipping of r no longer bin
 #   `z.reshape(n, 64, 1, 1)`, and reshape its output back to (n, 64);
 # - `"none"`: no normalization.
 #
-# Name the linear layers `l1`, `l2`, `l3` and the normalizations `n1`, `n2`; a linear layer
-# followed by a normalization has no bias (`bias=False`: the normalization's $\beta$ takes its
-# place), the others have one. Draw the weights with `init="he"`, for ReLU. `forward(x, train)`
-# passes `train` to batch norm and returns the probabilities (n, 10).
+# Name the linear layers `l1`, `l2`, `l3` and the normalizations `n1`, `n2`; give a linear layer
+# followed by a normalization no bias (`bias=False`), the others one. That is a design choice,
+# as in Wu and He's ResNets, where no convolution before a normalization has a bias; the bias is
+# exactly redundant only before batch norm (and batch renorm), whose statistics per feature over
+# the batch take it out, so that its gradient is 0 (01, Task 1). Group norm takes out of each
+# row only the mean of the bias over each group's features, and layer norm (group norm in one
+# group) only its mean over all the features: what is left shifts the features against each
+# other, and gets a gradient (the cell after the check measures it). Draw the weights with
+# `init="he"`, for ReLU. `forward(x, train)` passes `train` to batch norm and returns the
+# probabilities (n, 10).
 
 # %% tags=["stub"]
 GROUPS = 8  # group norm's groups per layer
@@ -451,8 +498,9 @@ for normalization, net in nets.items():
     if normalization in ("batch_norm", "batch_renorm"):
         expected |= {f"{kind}_n{i}" for kind in ("avg_mean", "avg_variance", "batches") for i in (1, 2)}
     assert keys == expected, (
-        f"Normalized({normalization!r}) has the parameters {sorted(keys)}; expected {sorted(expected)} (a linear layer "
-        "followed by a normalization has no bias; name the layers l1, l2, l3 and the normalizations n1, n2)"
+        f"Normalized({normalization!r}) has the parameters {sorted(keys)}; expected {sorted(expected)} (give a linear "
+        "layer followed by a normalization no bias, bias=False; name the layers l1, l2, l3 and the normalizations "
+        "n1, n2)"
     )
 
 
@@ -502,21 +550,51 @@ assert not np.allclose(renormalized, reference(nets["batch_renorm"], shifted, "b
 print("Task 3 passed")
 
 # %% [markdown]
+# What a bias before each normalization would get: the largest gradient of a loss with respect to
+# a bias `b` in `normalization(x W + b)`, on a batch of 16 rows of 64 features.
+
+# %%
+rng = np.random.default_rng(7)
+x, w, u = rng.normal(size=(16, 64)), rng.normal(size=(64, 64)) / 8, rng.normal(size=(16, 64))
+before = {
+    "batch norm": lambda z: dp.batch_norm(z, 1.0, 0.0),
+    f"group norm, {GROUPS} groups": lambda z: dp.group_norm(z.reshape(16, 64, 1, 1), GROUPS, 1.0, 0.0).reshape(16, 64),
+    "layer norm": lambda z: dp.layer_norm(z, 1.0, 0.0),
+}
+bias_gradient = {}
+for name, normalization in before.items():
+    b = dp.Node(rng.normal(size=(1, 64)), "b")
+    loss = (dp.Node(u) * normalization(dp.Node(x) @ dp.Node(w) + b)).sum()  # L = sum(u * y)
+    bias_gradient[name] = np.abs(loss.grad(1)["b"]).max()
+    print(f"before {name:>21}: largest |dL/db| {bias_gradient[name]:.2g}")
+
+# %% tags=["solutions"]
+# The text of Task 3 describes the gradients above; this cell checks that it still does.
+assert bias_gradient["batch norm"] < 1e-12 and min(bias_gradient.values()) == bias_gradient["batch norm"]
+assert all(g > 0.1 for name, g in bias_gradient.items() if name != "batch norm"), "a bias before group norm learns"
+
+# %% [markdown]
 # ### The experiment
 #
 # Each normalization at batches of 2, 8 and 32, three epochs over the first 600 training rows,
 # one seed; test accuracy on the test rows in eval mode. Batch norm's and renorm's accuracy is
-# also measured after `dp.train.recalibrate` (05), which separates the noise of the moving
-# averages from the cost of training on noisy statistics.
+# also measured after `dp.train.recalibrate` (05), which recomputes the moving averages over the
+# training rows with the final weights, and then, in the MLP, with the recalibrated variances
+# multiplied by $N/(N-1)$. Recalibration alone keeps dp's biased average, $(N-1)/N$ of each
+# feature's variance, half of it at $N = 2$ (Question 1); times $N/(N-1)$ it is the unbiased
+# average. What both together leave is the cost of training on noisy statistics, not the noise or
+# the bias of the moving averages.
 
 # %%
 EPOCHS, BATCHES = 3, (2, 8, 32)
 
 
-def trained_accuracy(model, rows, batch_size):
+def trained_accuracy(model, rows, batch_size, over_rows):
     """Train `model` on the first `rows` training rows for EPOCHS epochs as Wu & He do (SGD with momentum 0.9, the
-    learning rate 0.1 N / 32, the mean loss of the batch); return its test accuracy, and its test accuracy after
-    recalibration if it has batch norm (else None). NaN if training diverged."""
+    learning rate 0.1 N / 32, the mean loss of the batch); return its test accuracy, its test accuracy after
+    recalibration, and after recalibration with the averaged variances times N / (N - 1), the unbiased average (None
+    for a model without batch norm, and the last for batch norm that is not `over_rows`, the N rows of the batch).
+    NaN if training diverged."""
     x_train, y_train = digits.x_train[:rows], digits.y_train[:rows]
     optimizer = dp.optim.Momentum(lr=0.1 * batch_size / 32, beta=0.9)
     steps = EPOCHS * (rows // batch_size)
@@ -524,37 +602,48 @@ def trained_accuracy(model, rows, batch_size):
     try:
         dp.train.fit(model, x_train, y_train, optimizer, **options)
     except dp.train.Diverged:
-        return float("nan"), None
+        return float("nan"), None, None
     accuracy = dp.train.accuracy(model, digits.x_test, digits.y_test)
     if not any(key.startswith("avg_mean") for key in model.params):
-        return accuracy, None
+        return accuracy, None, None
     dp.train.recalibrate(model, x_train, batch_size=batch_size, seed=1)
-    return accuracy, dp.train.accuracy(model, digits.x_test, digits.y_test)
+    recalibrated = dp.train.accuracy(model, digits.x_test, digits.y_test)
+    if not over_rows:
+        return accuracy, recalibrated, None
+    unbiased = {k: v * batch_size / (batch_size - 1) for k, v in model.params.items() if k.startswith("avg_variance")}
+    model.set_param(unbiased)
+    return accuracy, recalibrated, dp.train.accuracy(model, digits.x_test, digits.y_test)
 
 
-def sweep(network, normalizations, rows):
-    """{normalization: {batch size: (accuracy, recalibrated accuracy or None)}}, each network made by
-    network(normalization, renorm_warmup) with batch renorm's bounds opening over the first fifth of the steps."""
+def sweep(network, normalizations, rows, over_rows):
+    """{normalization: {batch size: trained_accuracy's three}}, each network made by network(normalization,
+    renorm_warmup) with batch renorm's bounds opening over the first fifth of the steps."""
     results = {}
     for normalization in normalizations:
         for batch_size in BATCHES:
             model = network(normalization, EPOCHS * (rows // batch_size) // 5)
-            results.setdefault(normalization, {})[batch_size] = trained_accuracy(model, rows, batch_size)
+            results.setdefault(normalization, {})[batch_size] = trained_accuracy(model, rows, batch_size, over_rows)
     return results
+
+
+def cell(accuracy, recalibrated, unbiased):
+    """An accuracy in %, then in parentheses the recalibrated one and the one with the unbiased average, if any."""
+    after = [f"{100 * a:5.1f}" for a in (recalibrated, unbiased) if a is not None]
+    return f"{100 * accuracy:5.1f}" + (f" ({', '.join(after)})" if after else "")
 
 
 def table(results, rows):
     """The sweep's test accuracies in %, a row per batch size; recalibrated ones in parentheses."""
-    print("batch size | steps | " + " | ".join(f"{n.replace('_', ' '):>20}" for n in results))
+    print("batch size | steps | " + " | ".join(f"{n.replace('_', ' '):<20}" for n in results))
     for b in BATCHES:
-        cells = []
-        for accuracy, recalibrated in (results[n][b] for n in results):
-            cells.append(f"{100 * accuracy:5.1f}" + (f" ({100 * recalibrated:5.1f})" if recalibrated else " " * 8))
-        print(f"{b:10} | {EPOCHS * (rows // b):5} | " + " | ".join(f"{cell:>20}" for cell in cells))
+        cells = [cell(*results[n][b]) for n in results]
+        print(f"{b:10} | {EPOCHS * (rows // b):5} | " + " | ".join(f"{c:<20}" for c in cells))
 
 
-mlp = sweep(lambda normalization, warmup: Normalized(normalization, renorm_warmup=warmup), NORMALIZATIONS, rows=600)
-print("MLP: test accuracy (%), after recalibration in parentheses")
+mlp = sweep(
+    lambda normalization, warmup: Normalized(normalization, renorm_warmup=warmup), NORMALIZATIONS, 600, over_rows=True
+)
+print("MLP: test accuracy (%); in parentheses after recalibration, then with the variances times N / (N - 1)")
 table(mlp, rows=600)
 
 # %% [markdown]
@@ -564,13 +653,17 @@ table(mlp, rows=600)
 # and 16 channels, each followed by the normalization, ReLU and a 2 x 2 max pool, then a linear
 # layer) with the normalization chosen. The same sweep on the digits as 8 x 8 images, for batch
 # norm only and on the first 300 training rows (a convolution step costs more: this keeps the
-# notebook under a minute; docs/why/wu2018.md has every normalization on MNIST):
+# notebook under a minute; docs/why/wu2018.md has every normalization on MNIST). Recalibration
+# only: a channel's statistics are over the $N$ images and every position, $N \times H \times W$
+# values, and the factor $NHW/(NHW - 1)$ is at most $32/31$ here (the second block at a batch of
+# 2, $2 \times 4 \times 4$ values).
 
 # %%
 cnn = sweep(
     lambda normalization, warmup: NormalizedCNN(normalization, image=(1, 8, 8), groups=4, renorm_warmup=warmup),
     ("batch_norm",),
     rows=300,
+    over_rows=False,
 )
 print("CNN: test accuracy (%), after recalibration in parentheses")
 table(cnn, rows=300)
@@ -595,6 +688,7 @@ bn, brn, gn = (mlp[n] for n in ("batch_norm", "batch_renorm", "group_norm"))
 assert bn[2][0] < bn[32][0] - 0.15 and bn[2][1] < bn[32][0] - 0.15, "the MLP's batch norm no longer falls at batch 2"
 assert bn[2][0] < brn[2][0] < bn[32][0] - 0.05, "batch renorm no longer recovers part of the loss, and part only"
 assert max(abs(gn[b][0] - gn[32][0]) for b in BATCHES) < 0.08, "the MLP's group norm no longer holds steady"
+assert bn[2][2] < bn[32][0] - 0.15, "with the variances times N / (N - 1), the MLP's batch norm now recovers at 2"
 cnn_bn = cnn["batch_norm"]
 assert cnn_bn[2][0] > max(cnn_bn[b][0] for b in BATCHES) - 0.03, "the CNN's batch norm now loses at a batch of 2"
 assert cnn_bn[32][1] > cnn_bn[32][0] + 0.02, "recalibration no longer helps the CNN's batch norm at 32"
@@ -604,14 +698,17 @@ assert mlp["none"][2][0] > mlp["none"][32][0] - 0.05, "the MLP without normaliza
 # What the tables and the figure show (one seed: a point or two is noise):
 #
 # - **In the MLP the result is consistent with Wu and He's.** Batch norm's accuracy falls far at
-#   a batch of 2, and recalibrating its moving averages does not bring it back: the loss is in
-#   the training, on features reduced to $\pm 1$ (Question 1), not in the averages. Batch renorm
+#   a batch of 2, and recalibrating its moving averages does not bring it back, nor does
+#   correcting their variance by $N/(N-1)$: the loss is in the training, on features reduced to
+#   $\pm 1$ (Question 1), not in the averages. Batch renorm
 #   recovers part of it, not all. Group norm, which never looks at the batch, holds steady across
 #   the batch sizes, and so does the network without normalization (dotted): the small batch
 #   hurts batch norm, not training as such.
 # - **In the CNN it does not replicate.** Batch norm at a batch of 2 is as good as at its best
-#   batch size. docs/why/wu2018.md finds the same with dp's CNN on MNIST, for every
-#   normalization, and discusses why (Question 3).
+#   batch size. docs/why/wu2018.md, with dp's CNN on MNIST and every normalization, concludes
+#   more narrowly that batch norm does not lose accuracy at small batches against group norm
+#   (at a batch of 2 it is level with it), where Wu and He's batch norm falls far behind their
+#   group norm; it discusses why (Question 3).
 # - At 32, every network has had few steps (the tables' steps column): the comparison across
 #   batch sizes is one of fixed epochs, as theirs is, not of converged networks. The CNN's batch
 #   norm at 32 gains from recalibration: after so few steps its moving averages still carry their
@@ -624,15 +721,16 @@ assert mlp["none"][2][0] > mlp["none"][32][0] - 0.05, "the MLP without normaliza
 
 # %% [markdown] tags=["answer"]
 # A convolution's batch norm takes each channel's statistics over the batch *and* every position:
-# at a batch of 2 on 8 x 8 digits, 128 values per channel in the first block (32 in the second,
-# after pooling), not 2. Section 1(b) showed that a channel's batch mean over them is steadier at a
-# batch of 2 than a feature's over 128 rows, so the layer's output is not reduced to signs. The
-# network is also shallow (two normalized layers, little noise to stack up), the data easy, and
-# the runs short. ResNet-50 has about fifty normalization layers, its last stage works on 7 x 7
-# maps (98 values per channel at a batch of 2), and it trains for 100 epochs on ImageNet, where a
-# few points of accuracy are hard-won: the noise of every layer adds up where it matters most.
-# To see the effect in a CNN one needs what makes the statistics poor: small maps late in a deep
-# network, or batch norm on the rows of its fully connected layers.
+# at a batch of 2 on 8 x 8 digits, 128 values per channel in the first block, not 2. Section 1(b)
+# showed that a channel's batch mean over them is steadier at a batch of 2 than a feature's over
+# 128 rows, so the first block's output is not reduced to signs. Values per channel alone do not
+# explain it, though: after pooling, the second block has 32 per channel at a batch of 2
+# (2 x 4 x 4), fewer than the 98 of ResNet-50's last stage (2 x 7 x 7). What differs is depth
+# and scale. This network has two normalized layers, so little noise to stack up, the data are
+# easy and the runs short; ResNet-50 has about fifty normalization layers, whose noise adds up
+# from layer to layer, and trains for 100 epochs on ImageNet, where a few points of accuracy are
+# hard-won. To see the effect in a CNN one needs a deep network, many normalized layers with the
+# small maps late, or batch norm on the rows of its fully connected layers.
 
 # %% [markdown]
 # **Question 4.** Batch renorm recovers only part of batch norm's loss in the MLP at a batch of 2.
@@ -664,7 +762,7 @@ assert mlp["none"][2][0] > mlp["none"][32][0] - 0.05, "the MLP without normaliza
 # %% [markdown]
 # ## Summary
 #
-# - Batch statistics from $N$ rows are noisy as $1/\sqrt N$; at $N = 2$ batch norm over rows
+# - Batch statistics from $N$ rows are noisy as about $1/\sqrt N$; at $N = 2$ batch norm over rows
 #   reduces every feature to $\pm 1$. A convolution's batch norm averages over positions too.
 # - Batch renorm corrects the batch statistics toward the moving averages with clipped $r$ and $d$,
 #   constants in the backward pass; with $r_{\max} = 1$, $d_{\max} = 0$ it is batch norm.
