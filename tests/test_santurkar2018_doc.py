@@ -78,3 +78,16 @@ def test_every_measured_number_in_the_monitor_section_is_a_cell_of_the_tables_it
     numbers = DECIMAL.findall(prose)
     assert len(numbers) > 20
     assert [n for n in numbers if n not in cells] == []
+
+
+def test_the_cnn_step_ratio_that_keeps_the_cnn_out_is_the_step_benchmarks():
+    def step_us(table: str, workload: str) -> float:
+        row = next(
+            line
+            for line in (ROOT / "docs" / "speed" / table).read_text().splitlines()
+            if line.startswith(f"| {workload} |")
+        )
+        return float(row.split("|")[2].replace(",", ""))
+
+    ratio = step_us("step-cnn.md", "cnn-f64") / step_us("step.md", "paper")
+    assert f"takes {round(ratio)} times as long as one of this" in DOC.replace("\n  ", " ")
