@@ -62,3 +62,7 @@ def test_gradcheck_passes_batch_norm_of_data_drawn_with_the_seed_of_its_own_dire
     # projected on it constant, and every gradient rounding error: the check failed a right gradient.
     x = np.random.default_rng(0).standard_normal((8, 3))
     assert dp.gradcheck(lambda node: dp.batch_norm(node, np.ones((1, 3)), np.zeros((1, 3))), x) < 1e-6
+
+
+def test_gradcheck_with_no_seed_draws_a_fresh_direction():
+    assert dp.gradcheck(lambda node: (node * node).sum(), np.array([[1.0, -2.0]]), seed=None) < 1e-6

@@ -193,6 +193,62 @@ def test_a_monitor_given_to_another_fit_starts_anew():
     assert monitor.steps == [0, 2] and len(monitor.table().splitlines()) == 2 + 2 * 3
 
 
+def params_of(model):
+    return {key: value.copy() for key, value in model.params.items()}
+
+
+@pytest.mark.parametrize(
+    ("started", "step", "match"),
+    [
+        (False, 1, r"call monitor\.start\(model\) on this model"),
+        (True, 0, r"steps count up from 1 \(step 0 is start's\); got 0 after 0"),
+        (True, 1.0, r"steps count up from 1 .*got 1\.0"),
+        (True, True, r"steps count up from 1 .*got True"),
+    ],
+    ids=["never started", "step 0", "a float step", "a bool"],
+)
+def test_a_train_step_the_monitor_cannot_place_is_refused_before_the_step(started, step, match):
+    model, monitor, optimizer = tiny(), Monitor(ROWS, every=1), SGD(lr=0.1)
+    if started:
+        monitor.start(model)
+    before = params_of(model)
+    with pytest.raises(ValueError, match=match):
+        monitor.train_step(step, model, optimizer, X[:20], Y[:20])
+    assert all(np.array_equal(before[key], model.params[key]) for key in before)
+    assert monitor.steps == ([0] if started else [])
+
+
+def test_a_step_of_another_model_or_a_step_already_taken_is_refused_and_changes_nothing():
+    model, other, monitor, optimizer = tiny(), tiny(seed=1), Monitor(ROWS, every=1), SGD(lr=0.1)
+    monitor.start(model)
+    monitor.train_step(1, model, optimizer, X[:20], Y[:20])
+    before, other_before = params_of(model), params_of(other)
+    with pytest.raises(ValueError, match=r"call monitor\.start\(model\) on this model"):
+        monitor.train_step(2, other, optimizer, X[:20], Y[:20])
+    with pytest.raises(ValueError, match=r"got 1 after 1"):
+        monitor.train_step(1, model, optimizer, X[:20], Y[:20])
+    assert all(np.array_equal(other_before[key], other.params[key]) for key in other_before)
+    assert all(np.array_equal(before[key], model.params[key]) for key in before)
+    assert monitor.steps == [0, 1]
+    monitor.train_step(np.int64(3), model, optimizer, X[:20], Y[:20])  # a step skipped is fine: it comes after
+    assert monitor.steps == [0, 1, 3]
+
+
+def test_a_recorded_step_whose_record_fails_is_undone_with_it(monkeypatch):
+    model, monitor, optimizer = tiny(), Monitor(ROWS, every=1), Adam(lr=0.05)
+    monitor.start(model)
+    before, state = params_of(model), optimizer.state
+
+    def failing(*args):
+        raise RuntimeError("recording failed")
+
+    monkeypatch.setattr(monitor, "_pre_activations", failing)
+    with pytest.raises(RuntimeError, match="recording failed"):
+        monitor.train_step(1, model, optimizer, X[:20], Y[:20])
+    assert all(np.array_equal(before[key], model.params[key]) for key in before) and optimizer.state is state
+    assert monitor.steps == [0] and all(len(v) == 1 for v in monitor.series("mean").values())
+
+
 # ----- the table and the figure -----
 
 
@@ -309,3 +365,11 @@ def test_the_docs_example_is_python_and_its_tables_are_those_it_wrote():
     quoted = re.findall(r"^\|.*\|$", text.split("## A real run", 1)[1].split("\n## ", 1)[0], re.M)
     assert len(quoted) == 2 * (2 + 8)  # two tables: header, alignment, steps 0 and 1,000 of 4 layers
     assert all(line in written or set(line) <= set("|-: ") for line in quoted)
+
+
+def test_the_studies_report_refuses_no_runs_before_writing_anything(tmp_path):
+    from dp.studies import monitored
+
+    with pytest.raises(ValueError, match="no monitored run to report"):
+        monitored.report({}, tmp_path, "title", "header")
+    assert list(tmp_path.iterdir()) == []

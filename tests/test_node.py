@@ -558,6 +558,9 @@ class TestNumPyOnNodes:
             (lambda x: np.std(x), "np.std", r"use node\.var\(\)\.sqrt\(\)"),
             (lambda x: np.dot(x, x), "np.dot", "use a @ b"),
             (lambda x: np.concatenate([x, x]), "np.concatenate", r"use dp\.concatenate\(\[a, b\], axis\)"),
+            (lambda x: np.hstack([x, x]), "np.hstack", r"use dp\.concatenate\(\[a, b\], axis=1\)"),
+            (lambda x: np.vstack([x, x]), "np.vstack", r"use dp\.concatenate\(\[a, b\], axis=0\)"),
+            (lambda x: np.stack([x, x]), "np.stack", "use dp.concatenate of the nodes reshaped to have the new axis"),
             (lambda x: np.transpose(x), "np.transpose", r"use node\.transpose\(\)"),
             (lambda x: np.clip(x, 0, 1), "np.clip", "dp has no clip for Nodes: compose it from Node operations"),
             (
@@ -577,6 +580,9 @@ class TestNumPyOnNodes:
             "std",
             "dot",
             "concatenate",
+            "hstack",
+            "vstack",
+            "stack",
             "transpose",
             "clip",
             "linalg.norm",
@@ -592,6 +598,7 @@ class TestNumPyOnNodes:
     def test_numpy_functions_that_read_only_the_shape_answer_for_the_value(self):
         x = Node(np.ones((3, 2)), "x")
         assert (np.shape(x), np.ndim(x), np.size(x)) == ((3, 2), 2, 6)
+        assert (np.size(x, 0), np.size(x, axis=1), np.size(a=x, axis=0), np.shape(a=x)) == (3, 2, 3, (3, 2))
 
     @pytest.mark.parametrize(
         "operator",

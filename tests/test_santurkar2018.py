@@ -87,6 +87,7 @@ def test_monitoring_leaves_the_training_and_the_measures_unchanged(results):
         same_run = dataclasses.replace(measured(unmonitored), run=result.run)
         assert same_run == measured(result)  # accuracies, percentiles, covariate shift, landscape: all of them
         assert unmonitored.accuracy == result.accuracy and unmonitored.percentiles == result.percentiles
+        assert result.monitor is None or result.monitor.snapshots == {}  # only the series travel back
 
 
 def test_the_monitor_sees_the_noise_of_the_noisy_network_and_batch_norm_without_it(results):

@@ -151,6 +151,7 @@ def test_the_monitored_runs_are_monitored_and_monitoring_changes_none_of_their_r
     }
     for result in watched:
         assert result.monitor.steps == list(range(0, result.run.steps + 1, result.run.monitor_every))
+        assert result.monitor.snapshots == {}  # the series travel back from the workers, not the CNN's maps
         unmonitored = run_one(dataclasses.replace(result.run, monitor_every=0))
         assert unmonitored.monitor is None
         assert (unmonitored.accuracy, unmonitored.recalibrated) == (result.accuracy, result.recalibrated)

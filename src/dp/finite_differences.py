@@ -24,7 +24,7 @@ def gradcheck(
     *arrays: Any,
     eps: float = 1e-6,
     tol: float = 1e-6,
-    seed: int = 0,
+    seed: int | None = 0,
 ) -> float:
     """Check the gradient of ``f`` at ``arrays`` against central finite differences.
 
@@ -52,7 +52,8 @@ def gradcheck(
     # Not default_rng(seed) itself: data drawn by default_rng(0), the seed students use most, would
     # then be this very direction, and for batch norm, whose output projected on its own x-hat is
     # constant, every gradient would be 0 and the check a comparison of rounding errors.
-    direction = np.random.default_rng([seed, DIRECTION_STREAM]).standard_normal(out.shape)
+    stream = np.random.SeedSequence(seed, spawn_key=(DIRECTION_STREAM,))  # seed None: a fresh random direction
+    direction = np.random.default_rng(stream).standard_normal(out.shape)
     analytic = out.grad(direction)
 
     def objective() -> float:

@@ -183,8 +183,8 @@ class Node:
         to write instead (``node.mean()``). Without this, NumPy would call ``node.mean(axis,
         dtype, out)`` and fail on a keyword the student never wrote, or make an array of
         objects."""
-        if func in _ABOUT_THE_SHAPE:
-            return func(self.value)
+        if func in _ABOUT_THE_SHAPE:  # the value in the Node's place, every other argument kept: np.size(node, 1)
+            return func(*_values_for(self, args), **dict(zip(kwargs, _values_for(self, kwargs.values()))))
         raise _function_error(func)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
@@ -621,10 +621,18 @@ _NODE_SPELLING = {
     "std": "node.var().sqrt()",
     "dot": "a @ b",
     "concatenate": "dp.concatenate([a, b], axis)",
+    "hstack": "dp.concatenate([a, b], axis=1)",
+    "vstack": "dp.concatenate([a, b], axis=0)",
+    "stack": "dp.concatenate of the nodes reshaped to have the new axis",
 }
 
 # NumPy functions that only read a Node's shape, which `Node.__array_function__` answers.
 _ABOUT_THE_SHAPE = {np.shape, np.ndim, np.size}
+
+
+def _values_for(node: Node, arguments: Any) -> list[Any]:
+    """``arguments`` with ``node`` replaced by its value."""
+    return [node.value if argument is node else argument for argument in arguments]
 
 
 def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:

@@ -686,6 +686,8 @@ class Monitor:
         self.steps: list[int] = []
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
         self._values: dict[str, dict[str, list[float]]] = {}
+        self._started_on: int | None = None  # id() of the model `start` saw: steps are of that model's run
+        self._last_step = 0
 
     @property
     def active_range(self) -> tuple[float, float] | None:
@@ -707,6 +709,7 @@ class Monitor:
             self.observe(0, model, None, None)
         except ValueError as error:
             raise ValueError(f"the monitor's rows do not fit the model: {error}") from error
+        self._started_on, self._last_step = id(model), 0
 
     def _checked_layers(self, model: NeuralNode) -> list[str]:
         """The layers to monitor in ``model``: those asked for, or every layer with a weight."""
@@ -737,9 +740,31 @@ class Monitor:
             for step, (x, y) in enumerate(batches, start=1):
                 monitor.train_step(step, model, optimizer, x, y)
 
-        Returns the step's loss; changes nothing that `train_step` would not."""
+        Returns the step's loss; changes nothing that `train_step` would not. A recorded step
+        is all or nothing with its record: if recording fails, the step is undone too."""
+        self._require_next(step, model)
         if not self.records(step):
-            return train_step(model, optimizer, x, y, reduction)
+            loss = train_step(model, optimizer, x, y, reduction)
+        else:
+            loss = all_or_nothing(
+                model, optimizer, lambda: self._recorded_step(step, model, optimizer, x, y, reduction)
+            )
+        self._last_step = step
+        return loss
+
+    def _require_next(self, step: int, model: NeuralNode) -> None:
+        """Refuse, before anything changes, a step of a model this monitor was not `start`-ed
+        on, or a step that does not come after the last one (steps count from 1)."""
+        if self._started_on != id(model):
+            raise ValueError("call monitor.start(model) on this model before its first monitor.train_step")
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step <= self._last_step:
+            raise ValueError(
+                f"monitor.train_step: steps count up from 1 (step 0 is start's); got {step!r} after {self._last_step}"
+            )
+
+    def _recorded_step(
+        self, step: int, model: NeuralNode, optimizer: Optimizer, x: Any, y: Any, reduction: str
+    ) -> float:
         # The optimizers replace the arrays of params, never write into them: this shallow
         # copy keeps the parameters from before the step for free.
         before = dict(model.params)
@@ -760,11 +785,17 @@ class Monitor:
         None for step 0. `train_step` calls it."""
         with np.errstate(all="ignore"):  # a diverging network's values say so themselves
             pre = self._pre_activations(model)
-            for layer in self.layers:
-                measured = _activation_measures(pre.get(layer), self.activation)
-                measured.update(_weight_measures(f"weight_{layer}", model.params, before, gradients))
-                for measure, value in measured.items():
-                    self._values[measure][layer].append(value)
+            measured = {
+                layer: {
+                    **_activation_measures(pre.get(layer), self.activation),
+                    **_weight_measures(f"weight_{layer}", model.params, before, gradients),
+                }
+                for layer in self.layers
+            }
+        # Measured first, then kept: an error above leaves every series as long as `steps`.
+        for layer, measures in measured.items():
+            for measure, value in measures.items():
+                self._values[measure][layer].append(value)
         self.steps.append(step)
         self.snapshots = {0: self.snapshots.get(0, pre), step: pre}
 

@@ -280,6 +280,7 @@ def _train(run: Run) -> Result:
     except NonFiniteError:
         result.diverged = True
     result.seconds = time.perf_counter() - start
+    result.monitor = monitored.series_only(result.monitor)
     return result
 
 

@@ -227,6 +227,7 @@ def _train(run: Run) -> Result:
             recalibrate(model, x, batch_size=run.batch_size, seed=run.seed)
             result.recalibrated = accuracy(model, split.x_test, split.y_test)
     result.seconds = time.perf_counter() - start
+    result.monitor = monitored.series_only(result.monitor)
     return result
 
 
