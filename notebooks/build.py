@@ -40,7 +40,10 @@ from nbformat import v4
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "source"
 MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
-MAGIC = re.compile(r"^# %(?!%)\w")  # "# %matplotlib inline": a Jupyter magic, commented so the source stays Python
+# "# %matplotlib inline": a Jupyter magic, commented so the source stays Python (only these, so
+# that a comment like "# %d is the old format" stays a comment).
+MAGIC = re.compile(r"^# %(matplotlib|timeit|time|load_ext|autoreload|pip|config)\b")
+TAGS = {"stub", "solution", "check", "answer", "exercise", "solutions"}
 ONLY_IN = {"exercise": {"stub", "exercise"}, "solutions": {"solution", "solutions"}}
 BLANK_ANSWER = "*Your answer:*"
 
@@ -48,16 +51,36 @@ BLANK_ANSWER = "*Your answer:*"
 def parse(text: str) -> list[dict]:
     """The cells of a percent-format source: each {"markdown": bool, "tags": [...], "source": str}."""
     cells: list[dict] = []
-    for line in text.splitlines():
-        marker = MARKER.match(line)
-        if marker:
-            tags = json.loads(marker["tags"]) if marker["tags"] else []
-            cells.append({"markdown": bool(marker["markdown"]), "tags": tags, "lines": []})
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("# %%"):
+            cells.append(_cell(line, number))
         elif cells:
             cells[-1]["lines"].append(line)
         elif line.strip():
-            raise ValueError(f"text before the first '# %%' cell marker: {line!r}")
+            raise ValueError(f"line {number}: text before the first '# %%' cell marker: {line!r}")
     return [_finished(cell) for cell in cells]
+
+
+def _cell(line: str, number: int) -> dict:
+    """A new cell from its marker ``line`` (line ``number`` of the source); a marker this
+    builder does not read, or tags it does not know, are refused rather than guessed: a
+    misread marker would put a solution into the student's notebook."""
+    marker = MARKER.match(line)
+    if not marker:
+        raise ValueError(
+            f'line {number}: a malformed cell marker {line!r}: write "# %%", "# %% [markdown]", then tags=[...]'
+        )
+    try:
+        tags = json.loads(marker["tags"]) if marker["tags"] else []
+    except json.JSONDecodeError:
+        raise ValueError(f'line {number}: tags must be a JSON list of strings, as tags=["stub"]: {line!r}') from None
+    unknown = set(tags) - TAGS
+    if unknown or {"stub", "solution"} <= set(tags) or ("answer" in tags and not marker["markdown"]):
+        raise ValueError(
+            f"line {number}: tags {tags}: use the tags {sorted(TAGS)}, stub and solution on separate cells, "
+            "and answer on Markdown cells only"
+        )
+    return {"markdown": bool(marker["markdown"]), "tags": tags, "lines": []}
 
 
 def _finished(cell: dict) -> dict:

@@ -109,10 +109,38 @@ def test_the_builder_reads_cells_tags_markdown_and_magics():
     assert [c.source for c in solutions.cells] == ["# Title\n\ntext"]
 
 
-@pytest.mark.parametrize("text", ["x = 1\n# %%\n", "# %% [markdown]\nnot commented\n"])
-def test_the_builder_refuses_text_outside_a_cell_or_an_uncommented_markdown_line(text):
-    with pytest.raises(ValueError, match="cell marker|must start with"):
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("x = 1\n# %%\n", "line 1: text before the first"),
+        ("# %% [markdown]\nnot commented\n", "must start with"),
+        ('# %%\na = 1\n# %%  tags=["solution"]\nanswer = 42\n', "line 3: a malformed cell marker"),
+        ("# %% Title\nx = 1\n", "line 1: a malformed cell marker"),
+        ('# %% tags=["Solution"]\nx = 1\n', "line 1: tags ['Solution']: use the tags"),
+        ('# %% tags=["stub", "solution"]\nx = 1\n', "stub and solution on separate cells"),
+        ('# %% tags=["answer"]\nx = 42\n', "answer on Markdown cells only"),
+        ("# %% tags=['stub']\nx = 1\n", "line 1: tags must be a JSON list"),
+    ],
+    ids=[
+        "text first",
+        "markdown",
+        "two spaces",
+        "a title",
+        "a tag's case",
+        "stub and solution",
+        "code answer",
+        "quotes",
+    ],
+)
+def test_the_builder_refuses_what_it_would_otherwise_misread(text, says):
+    # Each of these, guessed at, could put a solution into the student's notebook or break it.
+    with pytest.raises(ValueError, match=re.escape(says)):
         build.parse(text)
+
+
+def test_a_comment_that_only_looks_like_a_magic_stays_a_comment():
+    (cell,) = build.parse("# %%\n# %d is the old format\nx = 1\n")
+    assert cell["source"] == "# %d is the old format\nx = 1"
 
 
 def test_the_course_page_lists_every_notebook_in_order_with_its_solutions():
