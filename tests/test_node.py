@@ -595,6 +595,21 @@ class TestNumPyOnNodes:
         with pytest.raises(TypeError, match=message + rf"{refused} on node\.value gives a plain array, without one\)$"):
             call(x)
 
+    @pytest.mark.parametrize(
+        ("call", "name"),
+        [
+            (lambda x: np.isnan(x), "np.isnan"),
+            (lambda x: np.sign(x), "np.sign"),
+            (lambda x: np.isclose(x, 1), "np.isclose"),
+            (lambda x: np.zeros_like(x), "np.zeros_like"),
+            (lambda x: np.argmax(x), "np.argmax"),
+        ],
+        ids=["a ufunc test", "a ufunc sign", "a comparison", "a new array", "an index"],
+    )
+    def test_a_numpy_function_whose_result_has_no_gradient_is_told_to_take_the_value(self, call, name):
+        with pytest.raises(TypeError, match=rf"^{name} does not take a dp\.Node: write {name}\(node\.value\) "):
+            call(Node(np.full((2, 2), 0.5), "x"))
+
     def test_numpy_functions_that_read_only_the_shape_answer_for_the_value(self):
         x = Node(np.ones((3, 2)), "x")
         assert (np.shape(x), np.ndim(x), np.size(x)) == ((3, 2), 2, 6)

@@ -626,6 +626,14 @@ _NODE_SPELLING = {
     "stack": "dp.concatenate of the nodes reshaped to have the new axis",
 }
 
+# NumPy functions whose result has no gradient to record (a test, an index, a sign, a rounding, a
+# new array of the same shape): on the Node's value they are exactly right, and that is the advice.
+_NO_GRADIENT = {
+    *("isnan", "isinf", "isfinite", "isclose", "allclose", "array_equal", "array_equiv", "sign"),
+    *("argmax", "argmin", "argsort", "nonzero", "count_nonzero", "floor", "ceil", "round", "rint"),
+    *("zeros_like", "ones_like", "empty_like", "full_like", "result_type"),
+}
+
 # NumPy functions that only read a Node's shape, which `Node.__array_function__` answers.
 _ABOUT_THE_SHAPE = {np.shape, np.ndim, np.size}
 
@@ -645,6 +653,8 @@ def _ufunc_error(ufunc: Any, method: str, kwargs: dict[str, Any]) -> TypeError:
         return TypeError(f"{call}: an array cannot hold a Node; write a = a + node (a new Node), not a += node")
     if method != "__call__" or ufunc in _UFUNC_OPERATORS:
         return _refused(call, "use the Node's operators and methods (a + node, node.sum(axis))")
+    if name in _NO_GRADIENT:
+        return _without_gradient(call)
     return _refused(call, _instead(name))
 
 
@@ -653,7 +663,14 @@ def _function_error(func: Any) -> TypeError:
     a Node, naming what to write instead. Why: NumPy would call ``node.mean(axis, dtype,
     out)`` and fail on ``dtype``, a keyword the student never wrote."""
     module = func.__module__.replace("numpy", "np", 1)  # np.linalg.norm, not np.norm
+    if func.__name__ in _NO_GRADIENT:
+        return _without_gradient(f"{module}.{func.__name__}")
     return _refused(f"{module}.{func.__name__}", _instead(func.__name__))
+
+
+def _without_gradient(call: str) -> TypeError:
+    """The error for NumPy's ``call`` on a Node when its result has no gradient anyway."""
+    return TypeError(f"{call} does not take a dp.Node: write {call}(node.value) (its result has no gradient to record)")
 
 
 def _instead(name: str) -> str:
