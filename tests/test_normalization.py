@@ -898,3 +898,16 @@ def test_normalize_broadcasts_gamma_numpys_way_so_per_channel_is_the_statistics_
     close(ours, dp.batch_norm2d(x, gamma.ravel(), beta.ravel()).value)
     along_width = dp.normalize(x, (0, 2, 3), gamma=gamma.ravel()).value  # (3,) against W = 3: per column
     assert not np.allclose(along_width, dp.batch_norm2d(x, gamma.ravel(), 0.0).value)
+
+
+@pytest.mark.parametrize("build", ["layer_norm", "group_norm"])
+def test_layer_and_group_norm_take_batch_norms_mode_arguments_and_ignore_them(build):
+    # Each sample by its own statistics: no modes, so a model runs them through batch norm's calls.
+    model = dp.NeuralNode(seed=0)
+    layer = model.layer_norm(4, "n1") if build == "layer_norm" else model.group_norm(4, 2, "n1")
+    model.params["gamma_n1"] = model.params["gamma_n1"] * 1.5  # so the layer is not the identity's shape only
+    x = Node(np.random.default_rng(3).normal(size=(3, 4) if build == "layer_norm" else (3, 4, 2, 2)))
+    expected = layer.forward(x).value
+    for same in (layer.forward(x, True), layer.forward(x, False), layer.normalize(x, True), layer.normalize(x, False)):
+        np.testing.assert_array_equal(same.value, expected)
+    assert not np.allclose(expected, x.value)

@@ -244,7 +244,21 @@ class BatchNorm:
             )
 
 
-class LayerNorm:
+class WithoutModes:
+    """What layer norm and group norm share: each sample is normalized by its own statistics,
+    so there is no training or eval mode and no state. ``forward(x, train)`` and
+    ``normalize(x, training)`` take batch norm's arguments and ignore the mode, so that a
+    model runs (and `record`s) any of them through one path (`dp.nn.models.before_activation`)."""
+
+    def forward(self, x: Node, train: bool | None = None) -> Node:
+        raise NotImplementedError
+
+    def normalize(self, x: Node, training: bool) -> Node:
+        """The layer on x, as `forward` (it changes nothing in either mode)."""
+        return self.forward(x)
+
+
+class LayerNorm(WithoutModes):
     """Layer norm over fan_in features, ``forward(x)``: see `NeuralNode.layer_norm`."""
 
     def __init__(self, model: NeuralNode, name: str, fan_in: int, eps: float = 1e-5) -> None:
@@ -255,13 +269,13 @@ class LayerNorm:
         """The layer on a batch x, checked: (N, fan_in), numeric and finite."""
         return self.forward(checked_input(x, self.fan_in, self.what, self.model.dtype))
 
-    def forward(self, x: Node) -> Node:
-        """The layer on a Node already checked (by a model's entry point)."""
+    def forward(self, x: Node, train: bool | None = None) -> Node:
+        """The layer on a Node already checked (by a model's entry point); ``train`` is ignored."""
         gamma, beta = learned(self.model.params, self.gamma_key, self.beta_key)
         return normalized(x, (1,), gamma, beta, self.eps, self.what)
 
 
-class GroupNorm:
+class GroupNorm(WithoutModes):
     """Group norm over the channels of NCHW images in ``groups`` groups, ``forward(x)``: see
     `NeuralNode.group_norm`."""
 
@@ -274,8 +288,8 @@ class GroupNorm:
         """The layer on images x, checked: (N, channels, H, W), numeric and finite."""
         return self.forward(checked_images(x, self.channels, self.what, self.model.dtype))
 
-    def forward(self, x: Node) -> Node:
-        """The layer on a Node already checked (by a model's entry point)."""
+    def forward(self, x: Node, train: bool | None = None) -> Node:
+        """The layer on a Node already checked (by a model's entry point); ``train`` is ignored."""
         gamma, beta = learned(self.model.params, self.gamma_key, self.beta_key)
         return grouped(x, self.groups, gamma, beta, self.eps, self.what)
 

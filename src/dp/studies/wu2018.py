@@ -54,10 +54,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dp.nn.activations import activate
-from dp.nn.conv import max_pool
 from dp.nn.models import CNN
 from dp.studies import monitored, parallel
 
@@ -176,25 +172,6 @@ class NormalizedCNN(CNN):
         if self.normalization == "layer_norm":
             return self.group_norm(channels, 1, f"ln{i}")
         return None
-
-    def _logits(self, h: Any, train: bool | None, seen: dict[str, np.ndarray] | None = None) -> Any:
-        """`dp.CNN`'s layers; with group or layer norm, which has no modes, the same blocks
-        with that layer. With a ``seen`` dict (`record`), each layer's output is kept in it by
-        name, the normalization's under its own (``gn1``, ``ln1``), as `dp.CNN` keeps batch
-        norm's: `dp.train.Monitor` watches the input of each ReLU."""
-        if self.normalization not in ("group_norm", "layer_norm"):
-            return super()._logits(h, train, seen)
-        layers: list[tuple[Any, Any]] = self.blocks  # group norms, which CNN's annotation does not know
-        output, kept = self.dense[-1][0], {} if seen is None else seen
-        for conv, norm in layers:
-            z = conv.forward(h)
-            y = norm.forward(z)
-            kept[conv.weight_key.removeprefix("weight_")] = z.value
-            kept[norm.gamma_key.removeprefix("gamma_")] = y.value
-            h = max_pool(activate(y, "relu"), kernel=(2, 2), stride=(2, 2))
-        logits = output.forward(h.reshape(h.shape[0], -1))
-        kept[output.weight_key.removeprefix("weight_")] = logits.value
-        return logits
 
 
 # ----- one run -----
