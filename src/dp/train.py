@@ -432,12 +432,19 @@ def _stepper(
     the steps ``monitor`` records, what it needs to see kept and handed to it."""
 
     def take(step: int, rows: np.ndarray) -> float:
-        x, y = plan.x[rows], plan.y[rows]
-        if monitor is None:
-            return train_step(model, optimizer, x, y, plan.reduction)
-        return monitor.train_step(step, model, optimizer, x, y, plan.reduction)
+        return watched_step(monitor, step, model, optimizer, plan.x[rows], plan.y[rows], plan.reduction)
 
     return take
+
+
+def watched_step(
+    monitor: Monitor | None, step: int, model: NeuralNode, optimizer: Optimizer, x: Any, y: Any, reduction: str
+) -> float:
+    """`train_step` on (x, y) as step ``step``, through ``monitor`` when there is one (which
+    records the steps it watches, changing nothing): `fit`'s step, and a loop of one's own."""
+    if monitor is None:
+        return train_step(model, optimizer, x, y, reduction)
+    return monitor.train_step(step, model, optimizer, x, y, reduction)
 
 
 def _evaluate(model: NeuralNode, plan: _Plan, history: History, step: int, losses: list[float]) -> None:

@@ -264,6 +264,7 @@ def _train(run: Run) -> Result:
     from dp import data as datasets
     from dp.checks import NonFiniteError
     from dp.optim import SGD
+    from dp.train import watched_step
 
     split = getattr(datasets, run.data)(test_size=0.2, seed=run.seed)
     model, optimizer, result = network(run), SGD(lr=run.lr), Result(run)
@@ -274,7 +275,7 @@ def _train(run: Run) -> Result:
         for step, rows in enumerate(batches(len(split.x_train), run.steps, run.seed), start=1):
             x, y = split.x_train[rows], split.y_train[rows]
             _measure(model, result, run, step - 1, x, y)
-            _step(model, optimizer, x, y, step, result.monitor)
+            watched_step(result.monitor, step, model, optimizer, x, y, "mean")
             if step % run.eval_every == 0 or step == run.steps:
                 _evaluate(model, result, step, (split.x_test, split.y_test), watched)
     except NonFiniteError:
@@ -294,17 +295,6 @@ def _monitor(model: MLP, run: Run, rows: np.ndarray) -> Any:
     monitor = Monitor(rows, every=run.monitor_every)
     monitor.start(model)
     return monitor
-
-
-def _step(model: MLP, optimizer: Any, x: np.ndarray, y: np.ndarray, step: int, monitor: Any) -> None:
-    """`dp.train.train_step` on the mean loss, through ``monitor`` when there is one (which
-    records the steps it watches, changing nothing)."""
-    from dp.train import train_step
-
-    if monitor is None:
-        train_step(model, optimizer, x, y, reduction="mean")
-    else:
-        monitor.train_step(step, model, optimizer, x, y, reduction="mean")
 
 
 def batches(rows: int, steps: int, seed: int) -> Iterator[np.ndarray]:
